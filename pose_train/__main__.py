@@ -1,0 +1,3 @@
+from pose_train.cli import main
+
+main()

@@ -1,0 +1,259 @@
+"""pose-train command line (python-fire). Thin: every job is a row of pose_train.jobs.
+
+Run on the host, a job command starts the right Docker image and runs itself there
+with ``--local``; inside an image (or with ``--local``) it runs in this process.
+"""
+import os
+import sys
+
+from pose_train.errors import UserError
+from pose_train.jobs import JOBS, resolve_entry
+
+
+_EXIT = {"code": 0}  # fire prints return values, so exit codes travel beside it
+
+
+class _Context:
+    def __init__(self, local, dry_run):
+        # Inside our images the CLI always runs in-process (the image sets this).
+        self.local = bool(local) or os.environ.get("POSE_TRAIN_LOCAL") == "1"
+        self.dry_run = bool(dry_run)
+
+    def run(self, job_name, args):
+        job = JOBS[job_name]
+        if self.local:
+            from types import SimpleNamespace
+            code = resolve_entry(job)(SimpleNamespace(**args)) or 0
+        else:
+            from pose_train.launcher.run import launch
+            code = launch(job, args, dry_run=self.dry_run)
+        _EXIT["code"] = code
+        return None if code == 0 else code
+
+
+def _seq(value):
+    """python-fire turns ``01`` into 1 and ``1`` into 1: take both, give back an int."""
+    try:
+        return int(str(value).lstrip("0") or "0")
+    except ValueError:
+        raise UserError("--seq must be a LINEMOD object number such as 1 or 01, got %r" % (value,))
+
+
+def _paths(value):
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+class Train:
+    """Train a network (runs in the modern image)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def dope(self, data=None, object="cube", outf="output", epochs=30, net=None, save=False,
+             batchsize=32, lr=1e-4, workers=None, gpus=None, resume=None, time_limit=None,
+             seed=0, imagesize=400, pretrained=None, strict=False, sigma=None, amp="auto",
+             compile=False, synth_n=200):
+        """Train DOPE on one object.
+
+        --data DIR (repeatable; default: an embedded synthetic dataset, generated once)
+        --object NAME (case-insensitive)  --outf DIR  --epochs N  --net WEIGHTS_OR_STATE
+        --save (write validation PNGs)  --resume auto  --time_limit HOURS  --gpus N
+        """
+        self._ctx.run("train-dope", dict(
+            data=_paths(data), object=str(object), outf=str(outf), epochs=int(epochs),
+            net=None if net is None else str(net), save=bool(save), batchsize=int(batchsize),
+            lr=float(lr), workers=None if workers is None else int(workers),
+            gpus=None if gpus is None else int(gpus), resume=resume,
+            time_limit=None if time_limit is None else float(time_limit), seed=int(seed),
+            imagesize=int(imagesize), pretrained=None if pretrained is None else str(pretrained),
+            strict=bool(strict), sigma=None if sigma is None else float(sigma), amp=str(amp),
+            compile=bool(compile), synth_n=int(synth_n)))
+
+    def keypoints(self, nClasses=None, seq=1, kptype="sift", optMethod="rmsprop", trainBatch=48,
+                  dataset="linemod", datatype="gt", loadModel=None, addDPG=False, data="data",
+                  outf="output", epochs=50, lr=1e-3, dpg_from_epoch=None, arch="resnet101",
+                  resume=None, seed=0, workers=None, pretrained=None, lr_schedule="none"):
+        """Train the keypoint localizer (FastPose) on prepared LINEMOD keypoints.
+
+        Seed flags: --nClasses --seq --kptype --optMethod --trainBatch --dataset --datatype
+        --loadModel --addDPG. Two stages in one run: --dpg_from_epoch E.
+        """
+        self._ctx.run("train-keypoints", dict(
+            nClasses=None if nClasses is None else int(nClasses), seq=_seq(seq), kptype=str(kptype),
+            optMethod=str(optMethod).lower(), trainBatch=int(trainBatch), dataset=str(dataset).lower(),
+            datatype=str(datatype), loadModel=None if loadModel is None else str(loadModel),
+            addDPG=bool(addDPG), data=str(data), outf=str(outf), epochs=int(epochs), lr=float(lr),
+            dpg_from_epoch=None if dpg_from_epoch is None else int(dpg_from_epoch), arch=str(arch),
+            resume=resume, seed=int(seed), workers=None if workers is None else int(workers),
+            pretrained=None if pretrained is None else str(pretrained), lr_schedule=str(lr_schedule)))
+
+
+class Validate:
+    """Check a dataset before training: report + PNG grids with cuboids drawn."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def dope(self, data=None, object="cube", outf="output", imagesize=400, strict=False, seed=0):
+        """Write a data report and PNG grids of augmented samples with cuboids and beliefs."""
+        self._ctx.run("validate-dope", dict(
+            data=_paths(data), object=str(object), outf=str(outf), imagesize=int(imagesize),
+            strict=bool(strict), seed=int(seed)))
+
+
+class Synth:
+    """Write synthetic datasets (no download needed)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def dope(self, out="data/synth-dope", n=200, seed=0, width=640, height=480, object="cube"):
+        """Synthetic NViSII-format DOPE dataset: textured cuboids over random backgrounds."""
+        self._ctx.run("synth-dope", dict(out=str(out), n=int(n), seed=int(seed),
+                                                width=int(width), height=int(height),
+                                                object=str(object)))
+
+    def linemod(self, out="data/synth-linemod", n=60, seq=1, seed=0):
+        """Synthetic LINEMOD sequence in the BOP layout (textured mesh, exact poses)."""
+        self._ctx.run("synth-linemod", dict(out=str(out), n=int(n), seq=_seq(seq), seed=int(seed)))
+
+
+class Prepare:
+    """Prepare training annotations."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def keypoints(self, seq=1, kptype="sift", kpnum=17, data="data", outf="output", split=None,
+                  test_ratio=0.2, seed=0):
+        """Designate keypoints on a LINEMOD object and write per-frame annotations."""
+        self._ctx.run("prepare-keypoints", dict(
+            seq=_seq(seq), kptype=str(kptype).lower(), kpnum=int(kpnum), data=str(data),
+            outf=str(outf), split=None if split is None else str(split),
+            test_ratio=float(test_ratio), seed=int(seed)))
+
+
+class Eval:
+    """Evaluate trained networks."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def keypoints(self, model, data="data", outf="output", seq=1, kptype="sift", detections=None,
+                  topk=None, seed=0):
+        """PnP from predicted keypoints: PCK, 2D projection (<5 px), ADD(-S) (<0.1 d)."""
+        self._ctx.run("eval-keypoints", dict(
+            model=str(model), data=str(data), outf=str(outf), seq=_seq(seq), kptype=str(kptype),
+            detections=None if detections is None else str(detections),
+            topk=None if topk is None else int(topk), seed=int(seed)))
+
+
+class Images:
+    """Build and list the runtime images."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def build(self, name="modern", base=None, variant=None, wheelhouse=None, tag=None, no_cache=False):
+        """Build 'modern' or 'legacy' (--base IMAGE, --variant cuda|cpu, --wheelhouse DIR for offline)."""
+        from pose_train.launcher import images
+        return images.build(str(name), base=base, variant=variant, wheelhouse=wheelhouse, tag=tag,
+                            no_cache=bool(no_cache))
+
+    def list(self):
+        """List pose-train images with their runtime labels."""
+        from pose_train.launcher import images
+        return images.list_images()
+
+
+class PoseTrain:
+    """pose-train: train 6D object-pose networks on a modern GPU, run them on ROS Melodic.
+
+    Global flags: --local (run in this process, no Docker), --dry_run (print the docker command).
+    """
+
+    def __init__(self, local=False, dry_run=False):
+        self._ctx = _Context(local, dry_run)
+        self.train = Train(self._ctx)
+        self.validate = Validate(self._ctx)
+        self.synth = Synth(self._ctx)
+        self.prepare = Prepare(self._ctx)
+        self.eval = Eval(self._ctx)
+        self.images = Images(self._ctx)
+
+    def convert(self, src, to="melodic", out=None, model="auto", keep_prefix=False,
+                strip_prefix=False, verify=False, format="pth", trust=False):
+        """Convert a checkpoint for ROS Melodic (--to melodic) or modern torch (--to modern).
+
+        --verify loads the result in the real Python 2.7 + torch 1.4 runtime and compares outputs.
+        """
+        from pose_train.launcher.paths import default_convert_out
+        to = str(to).lower()
+        if to not in ("melodic", "modern"):
+            raise UserError("--to must be 'melodic' or 'modern', got %r" % (to,))
+        out = str(out) if out else default_convert_out(str(src), to, str(format))
+        args = dict(src=str(src), to=to, out=out, model=str(model), keep_prefix=bool(keep_prefix),
+                    strip_prefix=bool(strip_prefix), verify=bool(verify), format=str(format),
+                    trust=bool(trust))
+        failed = self._ctx.run("convert", args)
+        if not failed and verify and not self._ctx.local:
+            self._ctx.run("verify-melodic", dict(ckpt=out, reference=out + ".parity.pt",
+                                                 model=str(model)))
+
+    def verify(self, ckpt, reference=None, model="auto"):
+        """Load CKPT exactly as the ROS Melodic node does (py2.7 + torch 1.4) and compare outputs."""
+        self._ctx.run("verify-melodic", dict(
+            ckpt=str(ckpt), reference=str(reference or str(ckpt) + ".parity.pt"), model=str(model)))
+
+    def inspect(self, ckpt, trust=False):
+        """Format, pickle protocol, referenced globals, tensors and which runtimes can load CKPT."""
+        self._ctx.run("inspect", dict(ckpt=str(ckpt), trust=bool(trust)))
+
+    def doctor(self):
+        """Report GPU (NVML), Docker engine and image state, each with the fix when broken."""
+        from pose_train.launcher.doctor import doctor
+        return doctor()
+
+
+def _collapse_repeated(argv, names=("--data",)):
+    """``--data A --data B`` -> ``--data=["A","B"]``: fire keeps only the last repeat."""
+    import json
+    values, rest = {}, []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, val = arg.partition("=")
+        if key in names:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise UserError("%s needs a value" % key)
+                val, i = argv[i + 1], i + 1
+            if key not in values:
+                rest.append(key)
+            values.setdefault(key, []).append(val)
+        else:
+            rest.append(arg)
+        i += 1
+    return [("%s=%s" % (a, json.dumps(values[a])) if a in values else a) for a in rest]
+
+
+def main(argv=None):
+    """Entry point: the one error boundary. UserError -> one line on stderr, non-zero exit."""
+    import fire
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        fire.Fire(PoseTrain, command=_collapse_repeated(argv), name="pose-train")
+    except UserError as err:
+        print("pose-train: error: %s" % err, file=sys.stderr)
+        sys.exit(err.code)
+    except KeyboardInterrupt:
+        print("pose-train: interrupted", file=sys.stderr)
+        sys.exit(130)
+    if _EXIT["code"]:
+        sys.exit(_EXIT["code"])
+
+
+if __name__ == "__main__":
+    main()
