@@ -1,0 +1,133 @@
+"""DDP plumbing shared by the trainers: process-group setup, samplers, agreeing across ranks.
+
+torchrun (single or multi-node) sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT;
+``spawn_local`` starts N local processes the same way when the user asked for ``--gpus N`` without
+torchrun. Multi-node: run on every node
+  torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
+      -m pose_train --local train dope ...
+
+Stable API:
+  DistInfo(rank, world_size, local_rank, device)  .is_main  .distributed
+  init_distributed(device_type=None) -> DistInfo
+  make_sampler(dataset, info, shuffle=True, seed=0, skip=0)
+  any_rank(flag, info) -> bool       sum_ranks(value, info) -> float
+  barrier(info)    cleanup(info)     spawn_local(fn, nprocs, *args)
+"""
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+
+def init_distributed(device_type=None):
+    """Read the torchrun environment, pick the device, init the process group when world > 1.
+
+    NCCL on CUDA, gloo on CPU (the CPU path exists for tests and for debugging on a laptop).
+    """
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if device_type == "cuda":
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world,
+                                device_id=device if device_type == "cuda" else None)
+    return DistInfo(rank, world, local, device)
+
+
+class _SkipSampler(Sampler):
+    """Drops the first ``skip`` indices of one epoch: resuming mid-epoch sees the same batches."""
+
+    def __init__(self, sampler, skip):
+        self.sampler, self.skip = sampler, int(skip)
+
+    def set_epoch(self, epoch):
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        for i, idx in enumerate(self.sampler):
+            if i >= self.skip:
+                yield idx
+
+    def __len__(self):
+        return max(0, len(self.sampler) - self.skip)
+
+
+def make_sampler(dataset, info, shuffle=True, seed=0, skip=0):
+    """DistributedSampler even on one process: its order depends only on (seed, epoch), which is
+    what exact resume needs, and each rank gets a disjoint 1/world share of every epoch."""
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                                 shuffle=shuffle, seed=seed, drop_last=False)
+    return _SkipSampler(sampler, skip) if skip else sampler
+
+
+def _reduce(value, info, op):
+    if not info.distributed:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64,
+                     device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=op)
+    return t.item()
+
+
+def any_rank(flag, info):
+    """True on every rank if it is true on any: all ranks must stop at the same step."""
+    return bool(_reduce(1.0 if flag else 0.0, info, dist.ReduceOp.MAX))
+
+
+def sum_ranks(value, info):
+    return _reduce(value, info, dist.ReduceOp.SUM)
+
+
+def barrier(info):
+    if info.distributed:
+        dist.barrier()
+
+
+def cleanup(info):
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn_entry(local_rank, fn, nprocs, port, args):
+    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nprocs),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    fn(*args)
+
+
+def spawn_local(fn, nprocs, *args):
+    """Run ``fn(*args)`` in ``nprocs`` local processes with the torchrun environment set."""
+    import torch.multiprocessing as mp
+    mp.start_processes(_spawn_entry, args=(fn, nprocs, _free_port(), args), nprocs=nprocs,
+                       join=True, start_method="spawn")
