@@ -159,13 +159,13 @@ class Images:
     def build(self, name="modern", base=None, variant=None, wheelhouse=None, tag=None, no_cache=False):
         """Build 'modern' or 'legacy' (--base IMAGE, --variant cuda|cpu, --wheelhouse DIR for offline)."""
         from pose_train.launcher import images
-        return images.build(str(name), base=base, variant=variant, wheelhouse=wheelhouse, tag=tag,
-                            no_cache=bool(no_cache))
+        images.build(str(name), base=base, variant=variant, wheelhouse=wheelhouse, tag=tag,
+                     no_cache=bool(no_cache))
 
     def list(self):
         """List pose-train images with their runtime labels."""
         from pose_train.launcher import images
-        return images.list_images()
+        images.list_images()
 
 
 class PoseTrain:
@@ -214,7 +214,21 @@ class PoseTrain:
     def doctor(self):
         """Report GPU (NVML), Docker engine and image state, each with the fix when broken."""
         from pose_train.launcher.doctor import doctor
-        return doctor()
+        _EXIT["code"] = doctor()
+
+
+def _pop_globals(argv):
+    """Take --local / --dry-run from anywhere on the line (they belong to no one command)."""
+    flags = {"local": False, "dry_run": False}
+    rest = []
+    for arg in argv:
+        key = arg.split("=")[0].replace("-", "_").lstrip("_")
+        if key in flags and arg.startswith("--"):
+            value = arg.split("=", 1)[1].lower() if "=" in arg else "true"
+            flags[key] = value not in ("0", "false", "no")
+        else:
+            rest.append(arg)
+    return flags, rest
 
 
 def _collapse_repeated(argv, names=("--data",)):
@@ -241,10 +255,14 @@ def _collapse_repeated(argv, names=("--data",)):
 
 def main(argv=None):
     """Entry point: the one error boundary. UserError -> one line on stderr, non-zero exit."""
+    # fire's help inspects docstrings with IPython when it is importable, which costs ~0.25 s
+    # of --help on machines that have it; its plain fallback gives the same text.
+    sys.modules.setdefault("IPython", None)
     import fire
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        fire.Fire(PoseTrain, command=_collapse_repeated(argv), name="pose-train")
+        flags, argv = _pop_globals(argv)
+        fire.Fire(PoseTrain(**flags), command=_collapse_repeated(argv), name="pose-train")
     except UserError as err:
         print("pose-train: error: %s" % err, file=sys.stderr)
         sys.exit(err.code)

@@ -1,0 +1,39 @@
+"""`pose-train doctor`: GPU, Docker and image state in one report, each problem with its fix."""
+from pose_train.launcher import engine, gpu, images
+
+
+def doctor():
+    ok = True
+    print("GPU (NVML)")
+    report = gpu.probe()
+    if report.problem:
+        print("  - %s: jobs run on the CPU" % report.problem)
+    else:
+        print("  driver %s, CUDA driver %s" % (report.driver, report.cuda_driver))
+        for g in report.gpus:
+            print("  GPU %d: %s, %.1f GiB, compute capability %s" % (g.index, g.name, g.memory_gib, g.capability))
+    print("Docker")
+    steps = engine.diagnose()
+    for passed, message in steps:
+        print("  %s %s" % ("ok" if passed else "FAIL", message))
+        ok = ok and passed
+    if not ok:
+        return 1
+    client = engine.connect()
+    has_runtime = engine.nvidia_runtime(client)
+    print("  %s NVIDIA container runtime%s" % ("ok" if has_runtime else "--", "" if has_runtime else
+          " not configured: GPUs cannot reach containers (install nvidia-container-toolkit)"))
+    print("Images")
+    for name in ("modern", "legacy"):
+        tag = images.image_tag(name)
+        labels = images.labels(client, tag)
+        if labels is None:
+            print("  FAIL %s missing: pose-train images build %s" % (tag, name))
+            ok = False
+            continue
+        print("  ok %s: torch %s, CUDA %s" % (tag, labels.get("io.pose-train.torch.version"),
+                                            labels.get("io.pose-train.cuda.version") or "none (CPU build)"))
+        if not report.problem:
+            for problem in gpu.image_problems(report, labels):
+                print("     -> %s: this runtime uses the CPU" % problem)
+    return 0 if ok else 1

@@ -1,0 +1,76 @@
+"""Host paths in job arguments -> validated bind mounts and container paths.
+
+Every host path is mounted at ``/host`` + its absolute path, so a path in a log or
+an error message inside the container still reads like the one the user typed.
+"""
+import os
+from dataclasses import dataclass
+
+from pose_train.errors import UserError
+
+HOST_PREFIX = "/host"
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: str   # absolute host path
+    target: str   # container path
+    read_only: bool
+
+
+def container_path(host_path):
+    return HOST_PREFIX + os.path.abspath(host_path)
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def plan_mounts(job, args):
+    """Validate path arguments, create output folders, return (container args, mounts)."""
+    new_args, mounts = dict(args), {}
+    for name in job.inputs:
+        paths = _as_list(args.get(name))
+        for path in paths:
+            if not os.path.exists(path):
+                raise UserError("--%s %s: no such file or folder; check the path (relative paths are "
+                                "taken from %s)" % (name, path, os.getcwd()))
+            mounts.setdefault(os.path.abspath(path), True)
+        if paths:
+            mapped = [container_path(p) for p in paths]
+            new_args[name] = mapped if isinstance(args[name], (list, tuple)) else mapped[0]
+    for name in job.outputs:
+        if args.get(name) is None:
+            continue
+        folder = os.path.abspath(args[name])
+        _make_dir(folder, name)
+        mounts[folder] = False
+        new_args[name] = container_path(folder)
+    for name in job.out_files:
+        if args.get(name) is None:
+            continue
+        parent = os.path.dirname(os.path.abspath(args[name]))
+        _make_dir(parent, name)
+        mounts[parent] = False
+        new_args[name] = container_path(args[name])
+    binds = [BindMount(src, container_path(src), ro) for src, ro in sorted(mounts.items())]
+    return new_args, binds
+
+
+def _make_dir(folder, flag):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise UserError("--%s %s: cannot create the folder (%s)" % (flag, folder, err.strerror))
+    if not os.access(folder, os.W_OK):
+        raise UserError("--%s %s: folder is not writable by you; choose another or fix its owner" % (flag, folder))
+
+
+def default_convert_out(src, to, fmt):
+    """net_epoch_10.pth -> net_epoch_10_melodic.pth (beside the source)."""
+    stem = os.path.splitext(src)[0]
+    if to == "melodic":
+        return stem + "_melodic.pth"
+    return stem + ("_modern.safetensors" if fmt == "safetensors" else "_modern.pth")

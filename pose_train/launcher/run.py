@@ -1,0 +1,192 @@
+"""Run one job in its image: GPU check, mounts, container, live logs, manifest, exit code."""
+import datetime
+import json
+import os
+import shlex
+import signal
+import sys
+import uuid
+
+from pose_train import __version__
+from pose_train.errors import UserError
+from pose_train.jobs import LEGACY
+from pose_train.launcher import gpu as gpu_mod
+from pose_train.launcher import images
+from pose_train.launcher.paths import plan_mounts
+
+SHM_SIZE = "8g"  # DataLoader workers pass batches through /dev/shm; Docker's 64 MB default fails
+
+
+def container_argv(job, args):
+    """The CLI words + flags the image's entrypoint receives."""
+    words = ["verify"] if job.image == LEGACY else job.name.split("-")
+    flags = []
+    for key, value in args.items():
+        if value is None or value is False or value == []:
+            continue
+        if value is True:
+            flags.append("--%s" % key)
+        elif isinstance(value, (list, tuple)):
+            flags += ["--%s=%s" % (key, v) for v in value]
+        else:
+            flags.append("--%s=%s" % (key, value))
+    return words + flags
+
+
+def decide_gpu(job, args, labels):
+    """(use_gpu, warnings). Refuses (UserError) only when GPUs were asked for explicitly."""
+    requested = args.get("gpus")
+    if not job.uses_gpu or requested == 0:
+        return False, []
+    report = gpu_mod.probe()
+    problems = [report.problem] if report.problem else []
+    if not problems and labels is not None:
+        problems = gpu_mod.image_problems(report, labels)
+    if not problems and not _nvidia_runtime():
+        problems = ["Docker has no NVIDIA runtime: install nvidia-container-toolkit "
+                    "(nvidia-ctk runtime configure --runtime=docker) and restart Docker"]
+    if problems and requested:
+        raise UserError("--gpus %s asked for, but %s" % (requested, problems[0]))
+    if problems:
+        return False, ["%s; running on the CPU (slow)" % p for p in problems]
+    return True, []
+
+
+def _nvidia_runtime():
+    from pose_train.launcher.engine import connect, nvidia_runtime
+    return nvidia_runtime(connect())
+
+
+def container_spec(job, args, use_gpu, run_id):
+    new_args, mounts = plan_mounts(job, args)
+    gpus = args.get("gpus")
+    return dict(
+        image=images.image_tag(job.image), command=container_argv(job, new_args), mounts=mounts,
+        user="%d:%d" % (os.getuid(), os.getgid()), shm_size=SHM_SIZE, init=True,
+        gpu_count=(gpus or -1) if use_gpu else 0, name="pose-train-%s-%s" % (job.name, run_id),
+        environment={"PYTHONUNBUFFERED": "1", "POSE_TRAIN_RUN_ID": run_id},
+        labels={"io.pose-train.job": job.name, "io.pose-train.run-id": run_id,
+                "io.pose-train.launcher-version": __version__})
+
+
+def docker_run_command(spec):
+    """The equivalent `docker run` line (for --dry-run and the manifest)."""
+    cmd = ["docker", "run", "--rm", "--init", "--user", spec["user"], "--shm-size", spec["shm_size"],
+           "--name", spec["name"]]
+    if spec["gpu_count"]:
+        cmd += ["--gpus", "all" if spec["gpu_count"] < 0 else str(spec["gpu_count"])]
+    for m in spec["mounts"]:
+        cmd += ["-v", "%s:%s:%s" % (m.source, m.target, "ro" if m.read_only else "rw")]
+    for key, value in sorted(spec["environment"].items()):
+        cmd += ["-e", "%s=%s" % (key, value)]
+    for key, value in sorted(spec["labels"].items()):
+        cmd += ["--label", "%s=%s" % (key, value)]
+    return shlex.join(cmd + [spec["image"]] + spec["command"])
+
+
+def launch(job, args, dry_run=False):
+    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    plan_mounts(job, args)  # bad paths are reported before anything else is asked of the engine
+    client, labels = None, None
+    if not dry_run:
+        from pose_train.launcher.engine import connect
+        client = connect()
+        labels = images.labels(client, images.image_tag(job.image))
+        if labels is None:
+            raise UserError("image %s not found: build it with `pose-train images build %s`"
+                            % (images.image_tag(job.image), job.image))
+    use_gpu, warnings = decide_gpu(job, args, labels)
+    for warning in warnings:
+        print("pose-train: warning: %s" % warning, file=sys.stderr)
+    spec = container_spec(job, args, use_gpu, run_id)
+    if dry_run:
+        print(docker_run_command(spec))
+        return 0
+    log_dir = _log_dir(job, args)
+    return _run_container(client, spec, log_dir, run_id, labels)
+
+
+def _log_dir(job, args):
+    if job.logs_to and args.get(job.logs_to):
+        return os.path.join(os.path.abspath(args[job.logs_to]), "logs")
+    if job.out_files and args.get(job.out_files[0]):
+        return os.path.join(os.path.dirname(os.path.abspath(args[job.out_files[0]])), "logs")
+    return None
+
+
+def _create(client, spec):
+    import docker.types
+    mounts = [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec["mounts"]]
+    requests = []
+    if spec["gpu_count"]:
+        requests = [docker.types.DeviceRequest(count=spec["gpu_count"], capabilities=[["gpu"]])]
+    return client.containers.create(
+        spec["image"], spec["command"], name=spec["name"], user=spec["user"], shm_size=spec["shm_size"],
+        init=True, mounts=mounts, device_requests=requests, environment=spec["environment"],
+        labels=spec["labels"], detach=True)
+
+
+def _run_container(client, spec, log_dir, run_id, labels):
+    container = _create(client, spec)
+    manifest = _manifest(client, spec, run_id, labels)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    log = None
+    try:
+        if log_dir:
+            os.makedirs(log_dir, exist_ok=True)
+            log = open(os.path.join(log_dir, run_id + ".log"), "wb")
+        container.start()
+        for chunk in container.logs(stream=True, follow=True):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            if log:
+                log.write(chunk)
+        code = container.wait()["StatusCode"]
+    except KeyboardInterrupt:
+        print("\npose-train: stopping container %s" % spec["name"], file=sys.stderr)
+        code = 130
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_and_remove(container)
+        if log:
+            log.close()
+        if log_dir:
+            manifest["exit_code"] = locals().get("code")
+            manifest["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            _write_json(os.path.join(log_dir, run_id + ".json"), manifest)
+    return code
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def _stop_and_remove(container):
+    import docker.errors
+    try:
+        container.reload()
+        if container.status == "running":
+            container.stop(timeout=10)  # SIGTERM, then SIGKILL after 10 s
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass  # already gone: nothing left to clean up
+
+
+def _manifest(client, spec, run_id, labels):
+    image = client.images.get(spec["image"])
+    return {
+        "run_id": run_id, "pose_train_version": __version__,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "image": {"tag": spec["image"], "id": image.id, "digests": image.attrs.get("RepoDigests", []),
+                  "labels": labels},
+        "gpu": gpu_mod.probe().as_dict(), "gpu_used": bool(spec["gpu_count"]),
+        "host_command": shlex.join(sys.argv), "docker_command": docker_run_command(spec),
+    }
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, as README and CI run it: a venv with the training runtime,
+# a real Docker engine (started here when none answers), locally bootstrapped base
+# images, then pytest including the end-to-end docker tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export POSE_TRAIN_CI_CACHE=${POSE_TRAIN_CI_CACHE:-/var/cache/pose-train-ci}
+mkdir -p "$POSE_TRAIN_CI_CACHE"
+
+venv="$POSE_TRAIN_CI_CACHE/venv"
+stamp="$venv/.lock-$(sha256sum docker/modern/requirements-cpu.lock | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  # The host test runner uses exactly the modern CPU image's locked packages.
+  "$venv/bin/pip" install -q --require-hashes --no-deps -r docker/modern/requirements-cpu.lock
+  "$venv/bin/pip" install -q pytest==9.0.3
+  touch "$stamp"
+fi
+"$venv/bin/pip" install -q --no-deps --no-build-isolation -e .
+export PATH="$venv/bin:$PATH"
+
+if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
+  DOCKER_HOST=$(bash .ci/engine.sh)
+  export DOCKER_HOST
+fi
+bases=$(bash docker/bootstrap-bases.sh)
+export POSE_TRAIN_MODERN_BASE=${bases%% *} POSE_TRAIN_LEGACY_BASE=${bases##* }
+export POSE_TRAIN_MODERN_VARIANT=cpu POSE_TRAIN_REQUIRE_DOCKER=1
+# Builds trust the host's CA bundle too (TLS-intercepting networks).
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  cp /etc/ssl/certs/ca-certificates.crt docker/certs/host-ca.crt
+fi
+python -m pytest -q "$@"

@@ -1,0 +1,117 @@
+"""Launcher argument building, mounts, GPU decisions (fakes only for NVML answers)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pose_train.cli import _collapse_repeated, _pop_globals, _seq
+from pose_train.errors import UserError
+from pose_train.jobs import JOBS
+from pose_train.launcher import gpu, run
+from pose_train.launcher.paths import default_convert_out, plan_mounts
+
+H100 = gpu.GpuReport(driver="580.65", cuda_driver="13.0", gpus=[gpu.Gpu(0, "NVIDIA H100", 79.6, "9.0")])
+LEGACY_LABELS = {"io.pose-train.cuda.version": "10.1", "io.pose-train.cuda.archs": "3.5 5.0 6.0 7.0 7.5",
+                 "io.pose-train.torch.version": "1.4.0"}
+MODERN_LABELS = {"io.pose-train.cuda.version": "13.0", "io.pose-train.cuda.archs": "7.5 8.0 8.6 8.9 9.0 10.0 12.0",
+                 "io.pose-train.torch.version": "2.13.0"}
+
+
+def test_container_argv_flags():
+    argv = run.container_argv(JOBS["train-dope"], {"data": ["/a", "/b"], "save": True, "strict": False,
+                                                  "net": None, "epochs": 3})
+    assert argv == ["train", "dope", "--data=/a", "--data=/b", "--save", "--epochs=3"]
+    assert run.container_argv(JOBS["verify-melodic"], {"ckpt": "/x"}) == ["verify", "--ckpt=/x"]
+
+
+def test_plan_mounts_validates_and_creates(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "new" / "out"
+    args, mounts = plan_mounts(JOBS["train-dope"], {"data": [str(data)], "outf": str(out), "net": None})
+    assert out.is_dir(), "output folder is created on the host before the container starts"
+    assert args["data"] == ["/host" + str(data)] and args["outf"] == "/host" + str(out)
+    modes = {m.source: m.read_only for m in mounts}
+    assert modes == {str(data): True, str(out): False}
+    with pytest.raises(UserError, match="--data .*missing.*no such file"):
+        plan_mounts(JOBS["train-dope"], {"data": [str(tmp_path / "missing")], "outf": str(out)})
+
+
+def test_convert_out_file_mounts_parent(tmp_path):
+    src = tmp_path / "net.pth"
+    src.write_bytes(b"x")
+    dst = tmp_path / "deploy" / "net_melodic.pth"
+    args, mounts = plan_mounts(JOBS["convert"], {"src": str(src), "out": str(dst)})
+    assert args["out"] == "/host" + str(dst)
+    assert (str(dst.parent), False) in {(m.source, m.read_only) for m in mounts}
+    assert default_convert_out("/w/net_epoch_10.pth", "melodic", "pth") == "/w/net_epoch_10_melodic.pth"
+    assert default_convert_out("/w/a.pth", "modern", "safetensors") == "/w/a_modern.safetensors"
+
+
+def test_legacy_image_has_no_kernels_for_hopper():
+    problems = gpu.image_problems(H100, LEGACY_LABELS)
+    assert problems and "compute capability 9.0" in problems[0]
+    assert gpu.image_problems(H100, MODERN_LABELS) == []
+    turing = gpu.GpuReport(driver="450", cuda_driver="11.0", gpus=[gpu.Gpu(0, "T4", 15, "7.5")])
+    assert gpu.image_problems(turing, LEGACY_LABELS) == []
+    assert "update the NVIDIA driver" in gpu.image_problems(turing, MODERN_LABELS)[0]
+
+
+def test_cpu_image_and_missing_driver_fall_back_with_warning(monkeypatch):
+    monkeypatch.setattr(gpu, "probe", lambda: gpu.GpuReport(problem="no NVIDIA driver found"))
+    use, warnings = run.decide_gpu(JOBS["train-dope"], {"gpus": None}, MODERN_LABELS)
+    assert not use and "running on the CPU" in warnings[0]
+    with pytest.raises(UserError, match="--gpus 2 asked for, but no NVIDIA driver"):
+        run.decide_gpu(JOBS["train-dope"], {"gpus": 2}, MODERN_LABELS)
+    monkeypatch.setattr(gpu, "probe", lambda: H100)
+    monkeypatch.setattr(run, "_nvidia_runtime", lambda: True)
+    assert run.decide_gpu(JOBS["train-dope"], {"gpus": None}, MODERN_LABELS) == (True, [])
+    cpu_labels = {"io.pose-train.cuda.version": "", "io.pose-train.variant": "cpu"}
+    assert run.decide_gpu(JOBS["train-dope"], {"gpus": None}, cpu_labels)[0] is False
+
+
+def test_docker_run_command_has_user_init_shm_gpus(tmp_path):
+    spec = run.container_spec(JOBS["train-dope"], {"data": [], "outf": str(tmp_path), "gpus": None},
+                              use_gpu=True, run_id="r1")
+    line = run.docker_run_command(spec)
+    for part in ["--init", "--user %d:%d" % (os.getuid(), os.getgid()), "--shm-size 8g", "--gpus all",
+                 "%s:/host%s:rw" % (tmp_path, tmp_path), "io.pose-train.run-id=r1"]:
+        assert part in line
+
+
+def test_cli_argv_helpers():
+    assert _collapse_repeated(["train", "--data", "a", "--data=b", "--x", "1"]) == \
+        ["train", '--data=["a", "b"]', "--x", "1"]
+    assert _pop_globals(["train", "--local", "dope", "--dry-run"]) == \
+        ({"local": True, "dry_run": True}, ["train", "dope"])
+    assert _seq("01") == _seq(1) == 1
+    with pytest.raises(UserError):
+        _seq("ape")
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "pose_train"] + list(args), capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})))
+
+
+def test_dry_run_prints_docker_command_without_torch(tmp_path):
+    code = ("import sys, runpy; sys.argv = ['pose-train', 'train', 'dope', '--dry-run', '--outf', %r];"
+            "\ntry:\n    runpy.run_module('pose_train', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'the host launcher imported torch'\n" % str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("docker run --rm --init")
+
+
+def test_daemon_down_is_one_line_with_fix(tmp_path):
+    result = _cli("train", "dope", "--outf", str(tmp_path), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Docker socket at /nonexistent.sock" in lines[0]
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    result = _cli("train", "dope", "--dry-run", "--data", str(tmp_path / "nope"), "--outf", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("pose-train: error: --data ")
