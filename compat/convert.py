@@ -1,0 +1,195 @@
+"""pose-train convert: checkpoints between modern torch and ROS Melodic (torch 1.4, py2.7).
+
+--to melodic: a flat state dict of fp32/int/bool tensors, legacy format, pickle protocol 2,
+  keys laid out as the consumer loads them (DOPE's node: ``module.``; kp6d: bare).
+--to modern: a zipfile .pth or a .safetensors, loadable with torch.load(weights_only=True).
+--verify (melodic): also writes DST.parity.pt (fixed input + this runtime's outputs) for
+  the legacy verifier (compat.melodic), which the launcher runs in the legacy image.
+"""
+import collections
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from compat import melodic
+from compat.legacy_format import CheckpointError, check_for_torch14
+from compat.legacy_writer import save_legacy
+from compat.loading import load_checkpoint
+from compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, set_prefix,
+                               strip_compile_prefix)
+from pose_train.errors import UserError
+
+PARITY_SUFFIX = ".parity.pt"
+PARITY_TOLERANCE = 1e-5
+LEGACY_PYTHON_ENV = "POSE_TRAIN_LEGACY_PYTHON"
+_CONSUMER = {"dope": "dope", "keypoints": "fastpose", "auto": None}
+
+
+def _say(message):
+    print("convert: %s" % message, file=sys.stderr)
+
+
+def read_weights(src, trust):
+    """Load SRC and return (flat state dict, note on where it came from)."""
+    obj, scan = load_checkpoint(src, trust)
+    try:
+        state, where, left = find_state_dict(obj)
+    except UserError as err:
+        raise UserError("%s: %s" % (src, err))
+    note = "%s (%s, pickle protocol %d) weights from %s" % (src, scan.format, scan.protocol, where)
+    if left:
+        note += "; dropped %s" % ", ".join(left)
+    return flatten(state), note
+
+
+def resolve_network(state, model):
+    """The network the keys belong to ('dope', 'fastpose' or None), checked against --model."""
+    if model not in _CONSUMER:
+        raise UserError("--model must be dope, keypoints or auto, got %r" % (model,))
+    found, _ = melodic.infer_model(state)
+    wanted = _CONSUMER[model]
+    if wanted and found and wanted != found:
+        raise UserError("--model %s, but the keys are those of %s" % (model, found))
+    return wanted or found
+
+
+def check_against_network(name, state):
+    """Keys and shapes as a strict load_state_dict sees them; meta tensors, so it is free."""
+    _, kwargs = melodic.infer_model(state)
+    with torch.device("meta"):
+        net = melodic.create_model(name, **kwargs)
+    holder = torch.nn.DataParallel(net) if name == "dope" else net
+    missing, unexpected = melodic.key_mismatch(holder, state)
+    if missing or unexpected:
+        raise UserError("keys do not match %s: %d missing (%s), %d unexpected (%s)"
+                        % (name, len(missing), ", ".join(missing[:3]), len(unexpected),
+                           ", ".join(unexpected[:3])))
+    for key, param in holder.state_dict().items():
+        if tuple(param.shape) != tuple(state[key].shape):
+            raise UserError("tensor %r has shape %s; %s expects %s"
+                            % (key, tuple(state[key].shape), name, tuple(param.shape)))
+
+
+def to_melodic(state, model="auto", keep_prefix=False, strip_prefix=False):
+    """Return (consumer-ready flat state dict, network name or None)."""
+    if keep_prefix and strip_prefix:
+        raise UserError("--keep_prefix and --strip_prefix contradict each other; pick one")
+    state = strip_compile_prefix(state)
+    state = collections.OrderedDict((k, for_melodic(k, v)) for k, v in state.items())
+    name = resolve_network(state, model)
+    if strip_prefix:
+        state = set_prefix(state, False)
+    elif not keep_prefix and name:
+        state = set_prefix(state, name == "dope")
+    if name and not keep_prefix and not strip_prefix:
+        check_against_network(name, state)
+    return state, name
+
+
+def parity_reference(state, name, size=64):
+    """The fixed input and this runtime's outputs for the converted weights."""
+    net = melodic.load_as_consumer(name, state)
+    inputs = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    outputs = melodic.forward(net, inputs)
+    _, kwargs = melodic.infer_model(state)
+    return collections.OrderedDict([
+        ("format", "pose-train-parity/1"), ("model", name), ("kwargs", kwargs),
+        ("input", inputs), ("outputs", outputs), ("tolerance", PARITY_TOLERANCE),
+        ("torch", str(torch.__version__))])
+
+
+def write_melodic(state, out):
+    save_legacy(state, out)
+    try:
+        check_for_torch14(out)  # the same static check the legacy verifier starts with
+    except CheckpointError as err:
+        raise UserError("%s: wrote a file torch 1.4 would refuse (%s); please report this"
+                        % (out, err))
+
+
+def write_modern(state, out, fmt, metadata=None):
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+        seen, tensors = set(), collections.OrderedDict()
+        for key, tensor in state.items():
+            # safetensors refuses tensors that share memory (tied weights): give each its own.
+            tensors[key] = tensor.clone() if tensor.data_ptr() in seen else tensor
+            seen.add(tensor.data_ptr())
+        save_file(tensors, out, metadata=dict(metadata or {}, format="pt"))
+        return
+    if fmt != "pth":
+        raise UserError("--format must be pth or safetensors, got %r" % (fmt,))
+    torch.save(state, out)
+    reloaded = torch.load(out, map_location="cpu", weights_only=True)
+    if list(reloaded) != list(state):
+        raise UserError("%s: written file does not read back with weights_only=True" % (out,))
+
+
+def verifier_argv(python_argv, ckpt, reference, model="auto"):
+    """The legacy verifier's command line after an interpreter prefix (local or docker)."""
+    return list(python_argv) + ["-m", "compat.melodic", "verify", "--ckpt", ckpt,
+                                "--reference", reference, "--model", model]
+
+
+def run_local_verifier(out, model):
+    """--verify without Docker: run compat.melodic under POSE_TRAIN_LEGACY_PYTHON if set."""
+    python = os.environ.get(LEGACY_PYTHON_ENV)
+    reference = out + PARITY_SUFFIX
+    if not python:
+        _say("NOT VERIFIED: parity reference written to %s, but verification needs the legacy "
+             "runtime (Python 2.7 + torch 1.4). Run 'pose-train verify %s' (legacy image), or "
+             "set %s to a python2.7 with torch 1.4 and rerun." % (reference, out, LEGACY_PYTHON_ENV))
+        return 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(melodic.__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    argv = verifier_argv([python], os.path.abspath(out), os.path.abspath(reference), model)
+    return subprocess.call(argv, cwd=root, env=env)
+
+
+def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, verify=False,
+            fmt="pth", trust=False):
+    """Convert SRC into OUT; returns the exit code of the verifier (0 when not run)."""
+    started = time.time()
+    state, note = read_weights(src, trust)
+    _say(note)
+    if to == "modern":
+        if strip_prefix:
+            state = set_prefix(state, False)
+        state = collections.OrderedDict((k, for_modern(k, v)) for k, v in state.items())
+        write_modern(state, out, fmt, {"source": os.path.basename(src)})
+        _say("wrote %s (%s, %d tensors) in %.2f s" % (out, fmt, len(state), time.time() - started))
+        return 0
+    state, name = to_melodic(state, model, keep_prefix, strip_prefix)
+    write_melodic(state, out)
+    _say("wrote %s (legacy format, protocol 2, %s, %d tensors, %s keys) in %.2f s"
+         % (out, name or "unknown network", len(state),
+            "module." if any(k.startswith("module.") for k in state) else "bare",
+            time.time() - started))
+    if not verify:
+        return 0
+    if not name:
+        raise UserError("%s: --verify needs to know the network; pass --model dope|keypoints" % src)
+    save_legacy(parity_reference(state, name), out + PARITY_SUFFIX)
+    if os.environ.get("POSE_TRAIN_LOCAL") == "1" and not os.environ.get(LEGACY_PYTHON_ENV):
+        _say("parity reference written to %s%s; the legacy verifier checks it next"
+             % (out, PARITY_SUFFIX))
+        return 0
+    return run_local_verifier(out, model)
+
+
+def main(args):
+    """Job entry (compat.convert:main): args has src, to, out, model, keep_prefix,
+    strip_prefix, verify, format, trust."""
+    to = str(args.to).lower()
+    if to not in ("melodic", "modern"):
+        raise UserError("--to must be 'melodic' or 'modern', got %r" % (args.to,))
+    if not args.out:
+        raise UserError("convert needs --out")
+    if os.path.abspath(args.out) == os.path.abspath(args.src):
+        raise UserError("%s: --out is the source file; choose another name" % (args.out,))
+    return convert(str(args.src), to, str(args.out), str(args.model or "auto"),
+                   bool(args.keep_prefix), bool(args.strip_prefix), bool(args.verify),
+                   str(args.format or "pth").lower(), bool(args.trust))

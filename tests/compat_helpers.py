@@ -1,0 +1,216 @@
+"""Checks that run the real legacy runtime (Python 2.7 + torch 1.4), driven by an argv prefix.
+
+Each ``check_*`` takes ``python_argv``, the command that starts the legacy interpreter:
+  locally:  ["/path/to/python2.7"]   (env POSE_TRAIN_LEGACY_PYTHON)
+  docker:   ["docker", "run", "--rm", "-v", "%s:%s" % (REPO, REPO), "-v", "%s:%s" % (tmp, tmp),
+             "-w", REPO, "<legacy image>", "python2.7"]
+and ``workdir``, a folder that the interpreter sees at the same path (for docker: mounted
+read-write at that path). The checks run with cwd=REPO so ``-m compat.melodic`` imports
+this checkout's compat package; each raises AssertionError with the legacy side's output.
+"""
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LEGACY_ENV = "POSE_TRAIN_LEGACY_PYTHON"
+SKIP_REASON = ("legacy runtime not available: set POSE_TRAIN_LEGACY_PYTHON to a python2.7 with "
+               "torch 1.4, or run the docker-marked tests")
+PY2_MODULES = ["compat/__init__.py", "compat/melodic.py", "compat/legacy_format.py"]
+
+
+def legacy_python_argv():
+    """[interpreter] from POSE_TRAIN_LEGACY_PYTHON, or pytest.skip saying how to enable it."""
+    python = os.environ.get(LEGACY_ENV)
+    if not python:
+        pytest.skip(SKIP_REASON)
+    return [python]
+
+
+def run_legacy(python_argv, args, check=True):
+    """Run the legacy interpreter with ``args`` from the repo root; returns CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(list(python_argv) + list(args), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError("legacy run %s failed (%d):\n%s\n%s"
+                             % (args[:3], proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def run_convert(src, out, to="melodic", **kw):
+    """Run pose-train convert in this process (the modern side), returning its exit code."""
+    from types import SimpleNamespace
+    from compat.convert import main
+    ns = SimpleNamespace(src=str(src), to=to, out=str(out), model=kw.get("model", "auto"),
+                         keep_prefix=kw.get("keep_prefix", False),
+                         strip_prefix=kw.get("strip_prefix", False), verify=kw.get("verify", False),
+                         format=kw.get("format", "pth"), trust=kw.get("trust", False))
+    return main(ns)
+
+
+def check_byte_compile(python_argv):
+    """Every module the legacy image runs compiles under Python 2.7 (no .pyc written)."""
+    code = ("import sys\nfor p in sys.argv[1:]:\n    compile(open(p).read(), p, 'exec')\n"
+            "print('compiled %d' % (len(sys.argv) - 1))")
+    proc = run_legacy(python_argv, ["-c", code] + PY2_MODULES)
+    assert "compiled %d" % len(PY2_MODULES) in proc.stdout
+
+
+def check_dope_parity(python_argv, workdir, stages=6):
+    """convert --to melodic --verify on a DOPE checkpoint, verified by the legacy runtime."""
+    from compat.convert import verifier_argv
+    from compat.melodic import DopeNetwork
+    torch.manual_seed(0)
+    src, dst = os.path.join(workdir, "dope.pth"), os.path.join(workdir, "dope_melodic.pth")
+    torch.save(DopeNetwork(stages=stages).state_dict(), src)  # bare keys, zipfile, like Kaggle
+    env = os.environ.pop("POSE_TRAIN_LEGACY_PYTHON", None)
+    try:
+        assert run_convert(src, dst, verify=True) == 0
+    finally:
+        if env is not None:
+            os.environ["POSE_TRAIN_LEGACY_PYTHON"] = env
+    proc = run_legacy(python_argv, verifier_argv([], dst, dst + ".parity.pt", "dope"))
+    assert proc.stdout.startswith("OK ") and "max |diff|" in proc.stdout, proc.stdout
+    return proc.stdout.strip()
+
+
+_PY2_WRITE = r"""
+import sys, collections, numpy as np, torch
+out = sys.argv[1]
+state = collections.OrderedDict()
+state['conv.weight'] = torch.arange(24, dtype=torch.float32).view(2, 3, 2, 2) / 7.0
+state['conv.bias'] = torch.tensor([-1.5, 2.25])
+state['bn.num_batches_tracked'] = torch.tensor(5)
+state['half'] = torch.arange(4).half()
+torch.manual_seed(1)
+state['rand'] = torch.randn(3, 5)
+ckpt = {'state_dict': state, 'epoch': 7, 'arch': 'toy', 'mean': np.array([0.485, 0.456, 0.406]),
+        'blob': '\xff\xfe', 'best': np.float64(0.25)}
+torch.save(ckpt, out)
+torch.save(state, out + '.sd')
+print(torch.__version__)
+"""
+
+_PY2_COMPARE = r"""
+import sys, torch
+a, b = torch.load(sys.argv[1]), torch.load(sys.argv[2])
+assert list(a.keys()) == list(b.keys()), (list(a.keys()), list(b.keys()))
+for k in a:
+    assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+print('equal %d' % len(a))
+"""
+
+
+def write_py2_checkpoint(python_argv, workdir):
+    """A checkpoint written by torch 1.4 on Python 2.7 (py2 str, numpy, fp16); its path."""
+    path = os.path.join(workdir, "py2_ckpt.pth")
+    run_legacy(python_argv, ["-c", _PY2_WRITE, path])
+    return path
+
+
+def check_py2_to_modern(python_argv, workdir):
+    """A torch 1.4 / Python 2.7 file -> --to modern (.pth, .safetensors) -> weights_only load."""
+    src = write_py2_checkpoint(python_argv, workdir)
+    expected = collections.OrderedDict([
+        ("conv.weight", torch.arange(24, dtype=torch.float32).view(2, 3, 2, 2) / 7.0),
+        ("conv.bias", torch.tensor([-1.5, 2.25])), ("bn.num_batches_tracked", torch.tensor(5)),
+        ("half", torch.arange(4).half())])
+    pth, st = os.path.join(workdir, "modern.pth"), os.path.join(workdir, "modern.safetensors")
+    assert run_convert(src, pth, to="modern") == 0
+    assert run_convert(src, st, to="modern", format="safetensors") == 0
+    from safetensors.torch import load_file
+    for loaded in (torch.load(pth, weights_only=True), load_file(st)):
+        assert sorted(loaded) == sorted(list(expected) + ["rand"])  # safetensors sorts keys
+        for key, value in expected.items():
+            assert loaded[key].dtype == value.dtype and torch.equal(loaded[key], value), key
+
+
+def check_round_trip(python_argv, workdir):
+    """legacy (torch 1.4) -> modern -> legacy: equal bits in torch 1.4; second lap same bytes."""
+    src = write_py2_checkpoint(python_argv, workdir) + ".sd"
+    paths = [os.path.join(workdir, name) for name in ("rt1.pth", "rt1.legacy", "rt2.pth", "rt2.legacy")]
+    assert run_convert(src, paths[0], to="modern") == 0
+    assert run_convert(paths[0], paths[1], keep_prefix=True) == 0
+    assert run_convert(paths[1], paths[2], to="modern") == 0
+    assert run_convert(paths[2], paths[3], keep_prefix=True) == 0
+    with open(paths[1], "rb") as a, open(paths[3], "rb") as b:
+        assert a.read() == b.read(), "second legacy lap is not byte-identical"
+    # melodic output is fp32 by contract: compare in py2 against the fp32 view of the source.
+    cast = os.path.join(workdir, "src_fp32.legacy")
+    from compat.legacy_writer import save_legacy
+    from compat.loading import load_checkpoint
+    state, _ = load_checkpoint(src)
+    save_legacy(collections.OrderedDict((k, v.float() if v.is_floating_point() else v)
+                                        for k, v in state.items()), cast)
+    proc = run_legacy(python_argv, ["-c", _PY2_COMPARE, cast, paths[1]])
+    assert "equal 5" in proc.stdout, proc.stdout
+
+
+def bad_files(workdir):
+    """{name: path} of files the verifier must refuse; the os.system one would touch a marker."""
+    from compat.melodic import DopeNetwork  # noqa: F401  (keeps the import cost out of timing)
+    files = {}
+    good = os.path.join(workdir, "good.legacy")
+    torch.save({"w": torch.ones(1000)}, good, _use_new_zipfile_serialization=False)
+    with open(good, "rb") as handle:
+        data = handle.read()
+    files["truncated"] = os.path.join(workdir, "truncated.pth")
+    with open(files["truncated"], "wb") as handle:
+        handle.write(data[:-100])
+    files["zipfile"] = os.path.join(workdir, "zipfile.pth")
+    torch.save({"w": torch.ones(3)}, files["zipfile"])
+    files["not_checkpoint"] = os.path.join(workdir, "notes.txt")
+    with open(files["not_checkpoint"], "w") as handle:
+        handle.write("these are not the weights you are looking for\n")
+    files["os_system"] = os.path.join(workdir, "evil.pth")
+    marker = os.path.join(workdir, "PWNED")
+    with open(files["os_system"], "wb") as handle:
+        handle.write(evil_legacy_bytes("touch " + marker))
+    return files, marker
+
+
+def evil_legacy_bytes(command, protocol=2):
+    """A legacy-format torch file whose object pickle calls os.system(command)."""
+    import io
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (command,))
+
+    buf = io.BytesIO()
+    for header in (0x1950a86a20f9469cfc6c, 1001, {"protocol_version": 1001}):
+        pickle.dump(header, buf, protocol=2)
+    pickle.dump({"w": Evil()}, buf, protocol=protocol)
+    pickle.dump([], buf, protocol=2)
+    return buf.getvalue()
+
+
+def check_verifier_refuses_bad_files(python_argv, workdir):
+    """Each bad file: exit code 2, exactly one line on stderr, nothing executed."""
+    files, marker = bad_files(workdir)
+    for name, path in sorted(files.items()):
+        proc = run_legacy(python_argv, ["-m", "compat.melodic", "verify", "--ckpt", path,
+                                        "--model", "dope"], check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2, (name, proc.returncode, proc.stdout, proc.stderr)
+        assert len(lines) == 1 and path in lines[0], (name, proc.stderr)
+    assert not os.path.exists(marker), "the os.system pickle was executed"
+
+
+def legacy_load_summary(python_argv, path):
+    """{key: [dtype, shape, sum]} of a file as torch 1.4 loads it."""
+    code = ("import sys, json, torch\nsd = torch.load(sys.argv[1])\n"
+            "print(json.dumps(dict((str(k), [str(v.dtype), list(v.shape), float(v.double().sum())])"
+            " for k, v in sd.items())))")
+    return json.loads(run_legacy(python_argv, ["-c", code, path]).stdout)
+
+
+if __name__ == "__main__":  # quick manual run: python tests/compat_helpers.py /path/python2.7
+    sys.exit(pytest.main([os.path.join(REPO, "tests", "test_compat_legacy.py"), "-q"]))

@@ -1,0 +1,34 @@
+"""The legacy side for real: Python 2.7 + torch 1.4 (POSE_TRAIN_LEGACY_PYTHON, else skipped).
+
+The docker-marked tests drive the same tests/compat_helpers.check_* functions with a
+``docker run ... python2.7`` prefix instead of a local interpreter.
+"""
+import pytest
+
+import compat_helpers as h
+
+
+@pytest.fixture(scope="module")
+def legacy_python():
+    return h.legacy_python_argv()
+
+
+def test_py2_modules_byte_compile(legacy_python):
+    h.check_byte_compile(legacy_python)
+
+
+def test_dope_parity_in_torch14(legacy_python, tmp_path):
+    line = h.check_dope_parity(legacy_python, str(tmp_path))
+    assert "torch 1.4" in line
+
+
+def test_py2_file_to_modern_weights_only(legacy_python, tmp_path):
+    h.check_py2_to_modern(legacy_python, str(tmp_path))
+
+
+def test_round_trip_legacy_modern_legacy_bit_exact(legacy_python, tmp_path):
+    h.check_round_trip(legacy_python, str(tmp_path))
+
+
+def test_verifier_refuses_bad_files_without_executing(legacy_python, tmp_path):
+    h.check_verifier_refuses_bad_files(legacy_python, str(tmp_path))
