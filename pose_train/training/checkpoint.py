@@ -47,6 +47,9 @@ def atomic_save(obj, path):
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes 0600 files; give the usual umask-based mode so other users (and
+        # containers running as another uid) can read the checkpoint.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         # Covers KeyboardInterrupt too: never leave temp files behind, then re-raise.
@@ -54,6 +57,12 @@ def atomic_save(obj, path):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def unwrap(model):

@@ -1,0 +1,116 @@
+"""Augmentation, applied jointly to image and keypoints.
+
+Split in two on purpose:
+* geometry (crop, scale, rotation) is one ``cv2.warpAffine`` per sample in the loader worker:
+  images differ in size until they are cropped, and a single affine warp of uint8 pixels costs
+  about what a resize does. The fill is constant (the ImageNet mean, i.e. 0 after
+  normalisation): DOPE's reflect-border rotation mirrors objects into the border without
+  labels for them (Deep_Object_Pose issue #352).
+* photometry (brightness, contrast, saturation, noise) and normalisation run on the whole
+  batch as tensor ops, on the GPU when there is one.
+
+Randomness comes from generators seeded by (seed, epoch, sample or step), never from global
+state, so a resumed run draws exactly the augmentations the uninterrupted run would have.
+"""
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FILL_RGB = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
+
+
+@dataclass
+class GeometryParams:
+    scale_range: tuple = (0.8, 1.25)   # relative to "shorter side fills the crop"
+    max_rotation_deg: float = 20.0
+    max_shift: float = 0.25            # crop centre jitter, fraction of the crop side
+
+
+def random_affine(rng, width, height, out_size, params, train=True):
+    """2x3 matrix mapping source pixels to the out_size x out_size crop.
+
+    Base scale maps the image's shorter side onto the crop (what DOPE's 400 px crop of a 480 px
+    high frame does, and what its inference-time downscale does).
+    """
+    base = out_size / float(min(width, height))
+    if not train:
+        scale, angle, cx, cy = base, 0.0, width / 2.0, height / 2.0
+    else:
+        scale = base * rng.uniform(*params.scale_range)
+        angle = rng.uniform(-params.max_rotation_deg, params.max_rotation_deg)
+        window = out_size / scale               # crop side in source pixels
+        spare_x = max(0.0, (width - window) / 2.0) + params.max_shift * window
+        spare_y = max(0.0, (height - window) / 2.0) + params.max_shift * window
+        cx = width / 2.0 + rng.uniform(-spare_x, spare_x)
+        cy = height / 2.0 + rng.uniform(-spare_y, spare_y)
+    a = math.radians(angle)
+    c, s = scale * math.cos(a), scale * math.sin(a)
+    # Rotate+scale about (cx, cy), then move (cx, cy) to the crop centre.
+    return np.array([[c, s, out_size / 2.0 - c * cx - s * cy],
+                     [-s, c, out_size / 2.0 + s * cx - c * cy]], dtype=np.float64)
+
+
+def warp_sample(image, points, matrix, out_size):
+    """Apply the affine to an HxWx3 uint8 image and (..., 2) keypoints."""
+    warp = matrix
+    if math.hypot(matrix[0, 0], matrix[0, 1]) < 0.5:
+        # Strong downscale: area-resize first so the warp's bilinear taps do not alias, then
+        # compose the warp with the resized -> original pixel-centre mapping.
+        h, w = image.shape[:2]
+        f = 2.0 * math.hypot(matrix[0, 0], matrix[0, 1])
+        image = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))),
+                           interpolation=cv2.INTER_AREA)
+        fx, fy = image.shape[1] / float(w), image.shape[0] / float(h)
+        back = np.array([[1.0 / fx, 0.0, 0.5 / fx - 0.5], [0.0, 1.0 / fy, 0.5 / fy - 0.5],
+                         [0.0, 0.0, 1.0]])
+        warp = matrix @ back
+    out = cv2.warpAffine(image, warp, (out_size, out_size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=FILL_RGB)
+    if points.size:
+        flat = points.reshape(-1, 2).astype(np.float64)
+        points = (flat @ matrix[:, :2].T + matrix[:, 2]).reshape(points.shape).astype(np.float32)
+    return out, points
+
+
+@dataclass
+class PhotometricParams:
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    noise_std: float = 0.03
+
+
+def photometric(images, generator, params):
+    """In-place-free colour jitter + Gaussian noise on a float batch in [0, 1] (B, 3, H, W)."""
+    b = images.shape[0]
+    dev, dt = images.device, images.dtype
+
+    def u(lo, hi):
+        return torch.empty(b, 1, 1, 1, device=dev, dtype=dt).uniform_(lo, hi, generator=generator)
+
+    x = images + u(-params.brightness, params.brightness)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * u(1 - params.contrast, 1 + params.contrast) + mean
+    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    x = (x - gray) * u(1 - params.saturation, 1 + params.saturation) + gray
+    noise = torch.empty_like(x).normal_(0.0, 1.0, generator=generator)
+    x = x + noise * u(0.0, params.noise_std)
+    return x.clamp_(0.0, 1.0)
+
+
+def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    m = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - m) / s
+
+
+def step_generator(device, seed, epoch, step, rank):
+    """A generator for one batch's photometric draws, independent of any global RNG state."""
+    g = torch.Generator(device=device)
+    g.manual_seed(((seed * 1000003 + epoch) * 1000003 + step) * 131 + rank)
+    return g

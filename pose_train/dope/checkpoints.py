@@ -1,0 +1,95 @@
+"""DOPE weights files: the layout DOPE's ROS node loads, plus what a run starts from.
+
+``net_epoch_XX.pth`` is ``DataParallel(DopeNetwork()).state_dict()`` exactly: a plain dict of
+tensors with ``module.``-prefixed keys, nothing else in it (DOPE's node calls
+``load_state_dict(torch.load(path))`` on a DataParallel-wrapped network). Facts a user needs that
+the weights cannot carry (input normalisation, object, crop size) go in ``net_epoch_XX.json``.
+"""
+import json
+import os
+import re
+
+from pose_train.dope.augment import IMAGENET_MEAN, IMAGENET_STD
+from pose_train.errors import UserError
+from pose_train.training.checkpoint import add_prefix, atomic_save, load_file, strip_prefix, unwrap
+
+STATE_NAME = "training_state.pth"
+NORMALIZATION = {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                 "note": "RGB in [0,1], (x - mean) / std; DOPE's Noetic node uses 0.5/0.5 instead"}
+
+
+def weights_name(epoch):
+    """``net_epoch_07.pth``; ``%02d`` grows by itself past 99 (net_epoch_100.pth)."""
+    return "net_epoch_%02d.pth" % epoch
+
+
+def save_epoch_weights(outf, model, epoch, meta):
+    """Write the ROS-loadable weights file and its json sidecar (both atomically)."""
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    path = atomic_save(add_prefix(state), os.path.join(outf, weights_name(epoch)))
+    sidecar = dict(meta, epoch=epoch, weights=os.path.basename(path), key_prefix="module.",
+                   normalization=NORMALIZATION)
+    tmp = path[:-4] + ".json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(sidecar, f, indent=1, sort_keys=True)
+    os.replace(tmp, path[:-4] + ".json")
+    return path
+
+
+def epoch_from_name(path):
+    """The epoch a weights file name says it finished: net_epoch_10.pth -> 10,
+    DOPE's net_cube_0010.pth -> 10; None when the name has no number."""
+    numbers = re.findall(r"(\d+)", os.path.splitext(os.path.basename(path))[0])
+    return int(numbers[-1]) if numbers else None
+
+
+def load_weights_into(model, path, obj=None):
+    """Load DOPE weights (with or without ``module.``) strictly; a clear error on mismatch."""
+    state = load_file(path) if obj is None else obj
+    if not isinstance(state, dict) or not state:
+        raise UserError("%s holds no state dict; --net takes a DOPE weights .pth or a "
+                        "training_state.pth" % path)
+    state = strip_prefix(state)
+    missing, unexpected = _key_diff(unwrap(model), state)
+    if missing or unexpected:
+        raise UserError("%s does not match the DOPE network: %d missing keys (e.g. %s), %d "
+                        "unexpected (e.g. %s); pass weights of DOPE's DopeNetwork"
+                        % (path, len(missing), missing[:2], len(unexpected), unexpected[:2]))
+    try:
+        unwrap(model).load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UserError("%s: tensor shapes differ from DOPE's network (%s)"
+                        % (path, str(err).splitlines()[-1].strip()))
+
+
+def _key_diff(model, state):
+    own = set(model.state_dict())
+    return sorted(own - set(state)), sorted(set(state) - own)
+
+
+# torchvision's vgg19().features indices 0..21 (conv1_1 .. conv4_2) equal DOPE's vgg.0..21.
+_VGG_LAST_SHARED = 21
+
+
+def load_pretrained_vgg(model, path):
+    """Initialise ``vgg.0..21`` from a local ImageNet VGG-19 checkpoint (never downloads).
+
+    Accepts torchvision's layout (``features.N.*``) or DOPE's (``vgg.N.*``).
+    """
+    state = strip_prefix(load_file(path))
+    own = unwrap(model).state_dict()
+    picked = {}
+    for key, value in state.items():
+        m = re.match(r"^(?:features|vgg)\.(\d+)\.(weight|bias)$", key)
+        if m and int(m.group(1)) <= _VGG_LAST_SHARED:
+            target = "vgg.%s.%s" % m.groups()
+            if own[target].shape != value.shape:
+                raise UserError("%s: %s has shape %s, DOPE expects %s; pass an ImageNet VGG-19 "
+                                "checkpoint" % (path, key, tuple(value.shape),
+                                                tuple(own[target].shape)))
+            picked[target] = value
+    if len(picked) != 20:   # 10 convs x (weight, bias)
+        raise UserError("%s: found %d of the 20 VGG-19 conv1_1..conv4_2 tensors; pass "
+                        "torchvision's vgg19 state dict (features.N.weight)" % (path, len(picked)))
+    unwrap(model).load_state_dict(picked, strict=False)
+    return len(picked)

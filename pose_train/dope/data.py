@@ -1,0 +1,273 @@
+"""DOPE datasets: find image/json pairs, read both annotation dialects, report bad data.
+
+Dialects (detected per file, so mixed folders work):
+  NViSII (current DOPE): ``camera_data.intrinsics`` and ``objects[].projected_cuboid`` with 9 points
+    (8 corners + centroid), ``location`` in metres.
+  NDDS / FAT (older): 8-point ``projected_cuboid`` + ``projected_cuboid_centroid``; intrinsics in a
+    ``_camera_settings.json`` and cuboid sizes in ``_object_settings.json`` in the same folder or a
+    parent; ``location`` in centimetres; class names such as ``003_cracker_box_16k``.
+
+Scanning reads json and image headers only (no pixel decoding), so it stays fast on big sets.
+Problems become one report line each (file + reason) instead of exceptions.
+"""
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pose_train.errors import UserError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+# Auxiliary renders written beside the RGB image by NDDS / NViSII: not training images.
+AUX_SUFFIXES = (".depth", ".seg", ".cs", ".is", ".normals", ".flow")
+SIDE_FILES = ("_camera_settings.json", "_object_settings.json")
+
+
+@dataclass
+class Sample:
+    image: str
+    size: tuple                    # (width, height) from the header
+    points: np.ndarray             # (objects, 9, 2) float32 pixel coordinates, centroid last
+    dialect: str
+    intrinsics: dict = None        # fx, fy, cx, cy (None when the dataset does not say)
+    locations_m: list = field(default_factory=list)
+
+
+class DataReport:
+    """Collects ``file: reason`` lines by kind; ``fatal`` kinds make --strict fail."""
+
+    def __init__(self):
+        self.lines = []
+        self.counts = {}
+
+    def add(self, kind, path, reason):
+        self.lines.append("%s: %s" % (path, reason))
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def summary(self, n_used):
+        parts = ", ".join("%d %s" % (v, k) for k, v in sorted(self.counts.items()))
+        return "data report: %d images used; %s" % (n_used, parts or "no problems found")
+
+    def write(self, path, n_used):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            for line in self.lines:
+                f.write(line + "\n")
+            f.write(self.summary(n_used) + "\n")
+        return path
+
+
+def image_size(path):
+    """(width, height, complete) from the file header and trailer, without decoding pixels.
+
+    ``complete`` is False when the file is cut short (no PNG IEND chunk / JPEG EOI marker) —
+    the common result of an interrupted copy or download. Returns None when unreadable.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+            f.seek(max(0, os.path.getsize(path) - 16))
+            tail = f.read()
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return w, h, b"IEND" in tail
+    if head[:2] == b"\xff\xd8":
+        size = _jpeg_size(head)
+        if size is None:
+            return None
+        return size[0], size[1], b"\xff\xd9" in tail.rstrip(b"\x00")
+    return None
+
+
+def _jpeg_size(data):
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry height, width.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def find_images(roots):
+    """All RGB images under the roots, recursively, sorted for a stable order."""
+    found = []
+    for root in roots:
+        if os.path.isfile(root):
+            raise UserError("--data %s is a file; pass the folder that holds the images and "
+                            "their .json files" % root)
+        if not os.path.isdir(root):
+            raise UserError("--data %s does not exist; pass a folder of images + .json files"
+                            % root)
+        for folder, _, files in os.walk(root, followlinks=True):
+            for name in files:
+                stem, ext = os.path.splitext(name)
+                if ext.lower() in IMAGE_EXTS and not stem.lower().endswith(AUX_SUFFIXES):
+                    found.append(os.path.join(folder, name))
+    return sorted(found)
+
+
+def _side_file(folder, name, root, cache):
+    """Nearest ``name`` in ``folder`` or a parent up to ``root`` (NDDS writes one per scene)."""
+    key = (folder, name)
+    if key not in cache:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                cache[key] = json.load(f)
+        elif os.path.abspath(folder) != os.path.abspath(root) and os.path.dirname(folder) != folder:
+            cache[key] = _side_file(os.path.dirname(folder), name, root, cache)
+        else:
+            cache[key] = None
+    return cache[key]
+
+
+def _points(obj):
+    """9x2 keypoints (centroid last) from either dialect, or a reason string."""
+    pts = obj.get("projected_cuboid")
+    if not isinstance(pts, list):
+        return "object has no projected_cuboid"
+    if len(pts) == 8:
+        centroid = obj.get("projected_cuboid_centroid")
+        if centroid is None:
+            return "8-point projected_cuboid without projected_cuboid_centroid"
+        pts = list(pts) + [centroid]
+    try:
+        arr = np.asarray(pts, dtype=np.float32).reshape(9, 2)
+    except (ValueError, TypeError):
+        return "projected_cuboid is not 9 (or 8 + centroid) points of 2 numbers"
+    if not np.isfinite(arr).all():
+        return "projected_cuboid has non-finite values"
+    return arr
+
+
+def _intrinsics(ann, folder, root, cache):
+    cam = ann.get("camera_data") or {}
+    if isinstance(cam.get("intrinsics"), dict):
+        return "nvisii", {k: float(cam["intrinsics"][k]) for k in ("fx", "fy", "cx", "cy")}
+    settings = _side_file(folder, "_camera_settings.json", root, cache)
+    if settings and settings.get("camera_settings"):
+        intr = settings["camera_settings"][0].get("intrinsic_settings", {})
+        return "ndds", {k: float(intr[k]) for k in ("fx", "fy", "cx", "cy") if k in intr}
+    return "ndds", None
+
+
+def _read_annotation(image_path, report):
+    stem = os.path.splitext(image_path)[0]
+    json_path = stem + ".json"
+    if not os.path.isfile(json_path):
+        report.add("without json", image_path, "no annotation file %s (image skipped)"
+                   % os.path.basename(json_path))
+        return None
+    try:
+        with open(json_path) as f:
+            ann = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        report.add("malformed json", json_path, "malformed json (%s); image skipped" % err)
+        return None
+    if not isinstance(ann, dict) or not isinstance(ann.get("objects"), list):
+        report.add("malformed json", json_path, "no 'objects' list; image skipped")
+        return None
+    return ann
+
+
+def _check_image(image_path, imagesize, report):
+    header = image_size(image_path)
+    if header is None:
+        report.add("unreadable image", image_path, "not a readable PNG/JPEG (skipped)")
+        return None
+    w, h, complete = header
+    if not complete:
+        report.add("truncated image", image_path, "file is truncated (skipped)")
+        return None
+    if min(w, h) < imagesize:
+        report.add("smaller than crop", image_path, "image %dx%d is smaller than the %d px crop "
+                   "(kept: it is upscaled)" % (w, h, imagesize))
+    return w, h
+
+
+def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
+    """Keypoints of the objects of our class; reasons for everything dropped go to the report."""
+    wanted = object_name.lower()
+    points, locations = [], []
+    for obj in ann["objects"]:
+        cls = str(obj.get("class", ""))
+        classes_seen[cls] = classes_seen.get(cls, 0) + 1
+        if cls.lower() != wanted:
+            continue
+        if float(obj.get("visibility", 1.0)) <= 0.0:
+            continue   # fully occluded: DOPE gives it no maps either
+        pts = _points(obj)
+        if isinstance(pts, str):
+            report.add("bad object", image_path, "%s object: %s (object skipped)" % (cls, pts))
+            continue
+        outside = int(((pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)).sum())
+        if outside:
+            report.add("keypoints outside", image_path, "%d of 9 %s keypoints outside the %dx%d "
+                       "image (kept: their maps stay empty)" % (outside, cls, w, h))
+        points.append(pts)
+        locations.append(obj.get("location"))
+    return points, locations
+
+
+def scan(roots, object_name, imagesize, strict=False):
+    """Index the datasets under ``roots`` for one object class. Returns (samples, report).
+
+    Raises UserError when nothing matches ``object_name`` (listing the classes that exist), or,
+    with ``strict``, when anything was reported.
+    """
+    report, classes_seen, cache, samples = DataReport(), {}, {}, []
+    images = find_images(roots)
+    if not images:
+        raise UserError("no .png/.jpg images under %s; pass folders that hold images + json"
+                        % ", ".join(roots))
+    for image_path in images:
+        root = next((r for r in roots if os.path.abspath(image_path).startswith(
+            os.path.abspath(r))), roots[0])
+        ann = _read_annotation(image_path, report)
+        if ann is None:
+            continue
+        header = _check_image(image_path, imagesize, report)
+        if header is None:
+            continue
+        w, h = header
+        points, locations = _matching_points(ann, object_name, image_path, w, h, report,
+                                             classes_seen)
+        if not points:
+            present = sorted({str(o.get("class", "")) for o in ann["objects"]})
+            report.add("no object", image_path, "no visible %r object (classes here: %s); kept "
+                       "as a negative: its maps are empty" % (object_name, ", ".join(present)
+                                                              or "none"))
+        dialect, intr = _intrinsics(ann, os.path.dirname(image_path), root, cache)
+        arr = np.stack(points) if points else np.zeros((0, 9, 2), np.float32)
+        if dialect == "ndds":   # NDDS/FAT locations are centimetres
+            locations = [None if l is None else [v / 100.0 for v in l] for l in locations]
+        samples.append(Sample(image_path, (w, h), arr, dialect, intr, locations))
+    if not any(len(s.points) for s in samples):
+        listing = ", ".join("%s (%d)" % kv for kv in sorted(classes_seen.items())) or "none"
+        raise UserError("no annotation of class %r in %s (matching ignores case); classes "
+                        "found: %s" % (object_name, ", ".join(roots), listing))
+    if strict and report.lines:
+        raise UserError("--strict: %d data problems, first: %s (see the data report)"
+                        % (len(report.lines), report.lines[0]))
+    return samples, report
+
+
+def object_settings(folder, root=None):
+    """Cuboid sizes in metres by lower-cased class from an NDDS ``_object_settings.json``."""
+    settings = _side_file(folder, "_object_settings.json", root or folder, {}) or {}
+    return {str(o["class"]).lower(): [v / 100.0 for v in o["cuboid_dimensions"]]
+            for o in settings.get("exported_objects", []) if "cuboid_dimensions" in o}

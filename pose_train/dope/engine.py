@@ -1,0 +1,133 @@
+"""One training epoch and one evaluation pass for DOPE.
+
+A step: uint8 crops + keypoints arrive from the loader; photometric augmentation, normalisation
+and targets are computed on the device for the whole batch; forward under autocast (bf16 on
+CUDA by default); loss in fp32 = sum over the six stages of MSE(belief) + MSE(affinity).
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pose_train.dope.augment import PhotometricParams, normalize, photometric, step_generator
+from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
+from pose_train.errors import UserError
+from pose_train.training.distributed import any_rank, sum_ranks
+
+
+@dataclass
+class StepConfig:
+    device: torch.device
+    sigma: float                   # output-map pixels
+    radius: float = 1.0
+    amp_dtype: torch.dtype = None  # None: fp32
+    channels_last: bool = False
+    seed: int = 0
+    rank: int = 0
+    photometric: PhotometricParams = None
+
+
+def prepare_batch(batch, cfg, epoch, step, train=True):
+    """Loader batch -> (normalised images, belief targets, affinity targets, keypoints, valid)."""
+    images, points, valid, _ = batch
+    dev = cfg.device
+    images = images.to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    points = points.to(dev, non_blocking=True)
+    valid = valid.to(dev, non_blocking=True)
+    if train:
+        gen = step_generator(dev, cfg.seed, epoch, step, cfg.rank)
+        images = photometric(images, gen, cfg.photometric or PhotometricParams())
+    images = normalize(images)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    size = images.shape[-2:]
+    beliefs, affinities = make_targets(points, valid, (size[0] // STRIDE, size[1] // STRIDE),
+                                       cfg.sigma, cfg.radius)
+    return images, beliefs, affinities, points, valid
+
+
+def dope_loss(out_beliefs, out_affinities, beliefs, affinities):
+    """Sum over stages of MSE; outputs may be bf16 under autocast, the loss is fp32."""
+    loss = 0.0
+    for b, a in zip(out_beliefs, out_affinities):
+        loss = loss + F.mse_loss(b.float(), beliefs) + F.mse_loss(a.float(), affinities)
+    return loss
+
+
+def forward_loss(model, images, beliefs, affinities, cfg):
+    with torch.autocast(cfg.device.type, dtype=cfg.amp_dtype or torch.float32,
+                        enabled=cfg.amp_dtype is not None):
+        out_b, out_a = model(images)
+    return dope_loss(out_b, out_a, beliefs, affinities), out_b[-1]
+
+
+@dataclass
+class EpochResult:
+    status: str          # "done" | "stopped"
+    next_step: int       # steps done in this epoch (where a resume continues)
+    loss_mean: float
+    samples: int         # over all ranks
+    seconds: float
+
+
+def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, should_stop,
+                    log, info, show_progress=True):
+    """Train until the loader ends or ``should_stop()`` (checked on every rank, every step)."""
+    model.train()
+    step, total, count, seen = start_step, 0.0, 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc="epoch %d" % epoch, initial=start_step,
+               total=start_step + len(loader), disable=not show_progress, unit="step")
+    for batch in bar:
+        images, tb, ta, _, _ = prepare_batch(batch, cfg, epoch, step)
+        loss, _ = forward_loss(model, images, tb, ta, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise UserError("training loss became %s at epoch %d step %d; lower --lr or check "
+                            "the data report; the last epoch checkpoint in --outf is intact"
+                            % (value, epoch, step))
+        step += 1
+        total, count, seen = total + value, count + 1, seen + images.shape[0]
+        log.write(kind="step", epoch=epoch, step=step, loss=value)
+        bar.set_postfix(loss="%.5f" % value)
+        if any_rank(should_stop(), info):
+            bar.close()
+            return EpochResult("stopped", step, total / max(1, count), int(sum_ranks(seen, info)),
+                               time.perf_counter() - t0)
+    return EpochResult("done", 0, total / max(1, count), int(sum_ranks(seen, info)),
+                       time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def evaluate(model, loader, cfg, max_px=2.0):
+    """Mean loss and the fraction of visible keypoints whose final-stage peak is within
+    ``max_px`` output pixels of the truth (the issue's learning criterion)."""
+    model.eval()
+    total, batches, hits, visible = 0.0, 0, 0, 0
+    for batch in loader:
+        images, tb, ta, points, valid = prepare_batch(batch, cfg, 0, 0, train=False)
+        loss, final = forward_loss(model, images, tb, ta, cfg)
+        total, batches = total + loss.item(), batches + 1
+        peaks, _ = belief_peaks(final.float())                       # (B, 9, 2) crop px
+        size = images.shape[-1]
+        for b in range(points.shape[0]):
+            for o in range(int(valid[b].sum())):
+                pts = points[b, o]
+                inside = ((pts >= 0) & (pts < size)).all(dim=-1)
+                dist = (peaks[b] - pts).norm(dim=-1) / STRIDE
+                hits += int(((dist <= max_px) & inside).sum())
+                visible += int(inside.sum())
+    model.train()
+    return {"loss": total / max(1, batches), "peak_within_2px": hits / max(1, visible),
+            "visible_keypoints": visible}

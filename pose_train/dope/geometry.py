@@ -1,0 +1,59 @@
+"""Cuboid geometry shared by the generator, the tests and PnP-style checks.
+
+Object frame = OpenCV axes (x right, y down, z forward); the front face is the one at +z.
+Vertex order is DOPE's Cuboid3d order, centroid last:
+  0 FrontTopRight  1 FrontTopLeft  2 FrontBottomLeft  3 FrontBottomRight
+  4 RearTopRight   5 RearTopLeft   6 RearBottomLeft   7 RearBottomRight   8 Center
+"""
+import numpy as np
+
+# Faces as vertex indices, ordered so each quad is a simple polygon.
+FACES = {
+    "front": (0, 1, 2, 3), "rear": (4, 5, 6, 7), "top": (0, 1, 5, 4),
+    "bottom": (3, 2, 6, 7), "right": (0, 3, 7, 4), "left": (1, 2, 6, 5),
+}
+FACE_NORMALS = {
+    "front": (0, 0, 1), "rear": (0, 0, -1), "top": (0, -1, 0),
+    "bottom": (0, 1, 0), "right": (1, 0, 0), "left": (-1, 0, 0),
+}
+# The 12 edges, for drawing.
+EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
+         (0, 4), (1, 5), (2, 6), (3, 7)]
+
+
+def cuboid_vertices(size):
+    """9x3 vertices (8 corners + centre) of a cuboid of size (width x, height y, depth z)."""
+    w, h, d = (float(s) / 2.0 for s in size)
+    right, left, top, bottom, front, rear = w, -w, -h, h, d, -d
+    return np.array([
+        [right, top, front], [left, top, front], [left, bottom, front], [right, bottom, front],
+        [right, top, rear], [left, top, rear], [left, bottom, rear], [right, bottom, rear],
+        [0.0, 0.0, 0.0]], dtype=np.float64)
+
+
+def quat_xyzw_to_matrix(q):
+    x, y, z, w = (float(v) for v in q)
+    n = np.sqrt(x * x + y * y + z * z + w * w)
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def random_quat_xyzw(rng):
+    """Uniform random rotation (normalised 4D Gaussian), w kept non-negative."""
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    return q * np.sign(q[3] or 1.0)
+
+
+def intrinsics_matrix(fx, fy, cx, cy):
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def project(points_obj, quat_xyzw, location, K):
+    """Pinhole projection of object-frame points posed by (quaternion, location) -> Nx2 pixels."""
+    cam = points_obj @ quat_xyzw_to_matrix(quat_xyzw).T + np.asarray(location, dtype=np.float64)
+    uvw = cam @ np.asarray(K).T
+    return uvw[:, :2] / uvw[:, 2:3], cam

@@ -1,0 +1,187 @@
+"""`pose-train synth dope`: a synthetic NViSII-format DOPE dataset, no download needed.
+
+Each image shows one textured cuboid of the requested class (sometimes with a distractor cuboid
+of another class) in a random pose over a random background, seen by a pinhole camera. The json
+beside each PNG carries exactly what current DOPE data carries: objects[].class / visibility /
+projected_cuboid (8 corners + centroid) / location (metres) / quaternion_xyzw, and
+camera_data.intrinsics. Projections are exact (no rounding), so they are also a geometry oracle.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pose_train.dope.geometry import (FACE_NORMALS, FACES, cuboid_vertices, intrinsics_matrix,
+                                      project, quat_xyzw_to_matrix, random_quat_xyzw)
+
+# Physical size (metres) of the generated object and of the distractor: not a cube on purpose,
+# distinct face textures + unequal sides keep the pose unambiguous.
+OBJECT_SIZE = (0.10, 0.08, 0.06)
+DISTRACTOR_SIZE = (0.07, 0.07, 0.12)
+DISTRACTOR_CLASS = "distractor"
+
+
+def _texture(rng, size=64):
+    """A face texture: base colour, stripes or checks, and a few blobs (so faces differ)."""
+    base = rng.integers(30, 226, size=3)
+    tex = np.empty((size, size, 3), np.uint8)
+    tex[:] = base
+    other = rng.integers(0, 256, size=3).tolist()
+    period = int(rng.integers(6, 20))
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = ((xx // period + (yy // period) * int(rng.integers(0, 2))) % 2) == 0
+    tex[mask] = other
+    for _ in range(3):
+        c = tuple(int(v) for v in rng.integers(0, size, 2))
+        cv2.circle(tex, c, int(rng.integers(3, 12)), rng.integers(0, 256, 3).tolist(), -1)
+    return tex
+
+
+def _background(rng, width, height):
+    """Smooth gradient + random shapes + noise: cheap clutter with edges and colour."""
+    gx = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
+    gy = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    c0, c1, c2 = (rng.uniform(0, 255, 3).astype(np.float32) for _ in range(3))
+    img = c0 + (c1 - c0) * gx + (c2 - c0) * gy * 0.5
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(5, 15))):
+        color = rng.integers(0, 256, 3).tolist()
+        p = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        if rng.random() < 0.5:
+            cv2.circle(img, p, int(rng.integers(5, max(6, width // 6))), color, -1)
+        else:
+            q = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            cv2.rectangle(img, p, q, color, -1)
+    noise = rng.normal(0, 6, img.shape).astype(np.float32)
+    return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+def _render_cuboid(img, ids, obj_id, uv, cam, quat, textures, rng):
+    """Paint the visible faces of one cuboid (convex: back-face culling is enough).
+
+    textures=None only marks the silhouette in ``ids`` and leaves ``img`` alone.
+    """
+    R = quat_xyzw_to_matrix(quat)
+    light = np.array([0.3, -0.5, -0.8]) / np.linalg.norm([0.3, -0.5, -0.8])
+    height, width = img.shape[:2]
+    for name, quad in FACES.items():
+        normal = R @ np.asarray(FACE_NORMALS[name], dtype=np.float64)
+        if normal @ cam[list(quad)].mean(axis=0) >= 0:   # facing away from the camera
+            continue
+        mask = np.zeros((height, width), np.uint8)
+        cv2.fillConvexPoly(mask, np.round(uv[list(quad)] * 16).astype(np.int32), 1,
+                           lineType=cv2.LINE_8, shift=4)
+        if textures is None:       # silhouette only (visibility denominator)
+            ids[mask.astype(bool)] = obj_id
+            continue
+        tex = textures[name]
+        t = tex.shape[0] - 1
+        src = np.float32([[t, 0], [0, 0], [0, t], [t, t]])
+        H = cv2.getPerspectiveTransform(src, uv[list(quad)].astype(np.float32))
+        warped = cv2.warpPerspective(tex, H, (width, height), flags=cv2.INTER_LINEAR)
+        shade = 0.45 + 0.55 * max(0.0, float(-(normal @ light)))
+        sel = mask.astype(bool)
+        img[sel] = np.clip(warped[sel].astype(np.float32) * shade, 0, 255).astype(np.uint8)
+        ids[sel] = obj_id
+
+
+def _sample_pose(rng, K, width, height, size):
+    """A pose whose centroid projects inside the central part of the image."""
+    z = rng.uniform(0.35, 0.9) * max(size) / 0.1
+    u = rng.uniform(0.15 * width, 0.85 * width)
+    v = rng.uniform(0.15 * height, 0.85 * height)
+    location = np.linalg.inv(K) @ np.array([u, v, 1.0]) * z
+    return random_quat_xyzw(rng), location
+
+
+def render_sample(rng, width, height, object_name, K):
+    """One image + its objects list (DOPE NViSII fields)."""
+    img = _background(rng, width, height)
+    ids = np.zeros((height, width), np.int16)
+    objects = [(object_name, OBJECT_SIZE)]
+    if rng.random() < 0.3:
+        objects.append((DISTRACTOR_CLASS, DISTRACTOR_SIZE))
+    posed = []
+    for name, size in objects:
+        quat, loc = _sample_pose(rng, K, width, height, size)
+        uv, cam = project(cuboid_vertices(size), quat, loc, K)
+        posed.append((name, size, quat, loc, uv, cam))
+    # Painter's order: far first. Pixel counts drawn alone give the visibility denominators.
+    order = sorted(range(len(posed)), key=lambda i: -posed[i][3][2])
+    full = []
+    for i in range(len(posed)):
+        alone = np.zeros_like(ids)
+        name, size, quat, loc, uv, cam = posed[i]
+        _render_cuboid(img, alone, 1, uv, cam, quat, None, rng)
+        full.append(int(alone.sum()))
+    for i in order:
+        name, size, quat, loc, uv, cam = posed[i]
+        textures = {f: _texture(rng) for f in FACES}
+        _render_cuboid(img, ids, i + 1, uv, cam, quat, textures, rng)
+    records = []
+    for i, (name, size, quat, loc, uv, cam) in enumerate(posed):
+        seen = int((ids == i + 1).sum())
+        records.append({
+            "class": name, "name": "%s_%d" % (name, i),
+            "visibility": round(seen / full[i], 4) if full[i] else 0.0,
+            "location": [float(v) for v in loc],
+            "quaternion_xyzw": [float(v) for v in quat],
+            "projected_cuboid": [[float(a), float(b)] for a, b in uv],
+            "cuboid_dimensions": [float(s) for s in size],
+        })
+    return img, records
+
+
+def write_dataset(out, n, seed=0, width=640, height=480, object_name="cube", progress=True):
+    """Write ``n`` PNG + json pairs into ``out`` (created). Returns ``out``."""
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    f = 0.9 * width
+    K = intrinsics_matrix(f, f, width / 2.0, height / 2.0)
+    camera = {"intrinsics": {"fx": f, "fy": f, "cx": width / 2.0, "cy": height / 2.0},
+              "width": width, "height": height}
+    for i in tqdm(range(n), desc="synth dope", disable=not progress, unit="img"):
+        img, objects = render_sample(rng, width, height, object_name, K)
+        stem = os.path.join(out, "%06d" % i)
+        cv2.imwrite(stem + ".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        with open(stem + ".json", "w") as fh:
+            json.dump({"camera_data": camera, "objects": objects}, fh, indent=1)
+    return out
+
+
+def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube"):
+    """The embedded default dataset: generated once per (n, seed, size, object), then reused.
+
+    Lives in $POSE_TRAIN_CACHE if set, else <outf>/.cache. Generated into a temp folder and
+    renamed, so an interrupted generation is never mistaken for a complete one.
+    """
+    root = os.environ.get("POSE_TRAIN_CACHE") or os.path.join(outf, ".cache")
+    key = "synth-dope-%s-n%d-seed%d-%dx%d" % (object_name.lower(), n, seed, width, height)
+    path = os.path.join(root, key)
+    if os.path.isdir(path):
+        return path, False
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + key + ".", dir=root)
+    try:
+        write_dataset(tmp, n, seed, width, height, object_name.lower())
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    return path, True
+
+
+def main(args):
+    """Job entry: args.out, args.n, args.seed, args.width, args.height, args.object."""
+    from pose_train.errors import UserError
+    if args.n < 1 or args.width < 32 or args.height < 32:
+        raise UserError("synth dope: --n must be >= 1 and --width/--height >= 32 "
+                        "(got n=%d, %dx%d)" % (args.n, args.width, args.height))
+    write_dataset(args.out, args.n, args.seed, args.width, args.height, args.object.lower())
+    print("wrote %d images + json to %s (class %r, NViSII format)" % (args.n, args.out,
+                                                                       args.object.lower()))
+    return 0

@@ -1,0 +1,258 @@
+"""`pose-train train dope`: train DOPE on one object class.
+
+Reads top to bottom: devices/processes -> data -> network and where it starts from -> loader ->
+epochs (weights + training state after each) -> stop on signal / time limit with a resumable
+state. Epoch numbering: a fresh run trains epochs 1..N; ``--net net_epoch_10.pth`` trains
+11..10+N (the seed's Kaggle workflow); a training state continues the run it came from, whose
+last epoch is its first epoch + N - 1, so the same command resumes idempotently.
+"""
+import json
+import os
+
+import torch
+
+from compat.melodic import DopeNetwork
+from pose_train.dope import checkpoints as ckpt
+from pose_train.dope.data import scan
+from pose_train.dope.engine import StepConfig, train_one_epoch
+from pose_train.dope.loader import DopeDataset, default_workers, make_loader
+from pose_train.dope.synth import cached_dataset
+from pose_train.errors import UserError
+from pose_train.training import checkpoint as state_io
+from pose_train.training import distributed as ddp
+from pose_train.training.metrics import MetricsLog
+from pose_train.training.signals import GracefulStop, TimeLimit, continue_command
+
+DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's value
+
+
+def main(args):
+    """Job entry (see pose_train.cli.Train.dope for the flags)."""
+    _check_args(args)
+    world = _requested_processes(args)
+    if world > 1 and "WORLD_SIZE" not in os.environ:
+        print("starting %d local processes (%s)" % (world, "NCCL" if torch.cuda.is_available()
+                                                    else "gloo on CPU"), flush=True)
+        ddp.spawn_local(_run, world, args)
+        return 0
+    return _run(args)
+
+
+def _check_args(args):
+    if args.epochs < 1 or args.batchsize < 1 or args.lr <= 0:
+        raise UserError("--epochs, --batchsize and --lr must be positive")
+    if args.imagesize < 32 or args.imagesize % 8:
+        raise UserError("--imagesize must be a multiple of 8 and >= 32 (the network has stride "
+                        "8), got %d" % args.imagesize)
+    if args.resume not in (None, "auto"):
+        raise UserError("--resume takes 'auto' (newest state in --outf); for a file use --net")
+    if args.amp not in ("auto", "bf16", "fp16", "off"):
+        raise UserError("--amp must be auto, bf16, fp16 or off, got %r" % args.amp)
+
+
+def _requested_processes(args):
+    if args.gpus is None:
+        return max(1, torch.cuda.device_count())
+    if torch.cuda.is_available() and args.gpus > torch.cuda.device_count():
+        raise UserError("--gpus %d but only %d CUDA devices are visible"
+                        % (args.gpus, torch.cuda.device_count()))
+    return max(1, args.gpus)
+
+
+def _run(args):
+    info = ddp.init_distributed()
+    if info.device.type == "cpu":
+        # Share the cores between local processes instead of oversubscribing them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    os.makedirs(args.outf, exist_ok=True)
+    try:
+        return _train(args, info)
+    finally:
+        ddp.cleanup(info)
+
+
+def _train(args, info):
+    say = print if info.is_main else (lambda *a, **k: None)
+    roots = _data_roots(args, info, say)
+    samples, report = scan(roots, args.object, args.imagesize, strict=args.strict)
+    if info.is_main:
+        report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
+        say(report.summary(len(samples)) + " (details: %s)" % report_path)
+
+    model = DopeNetwork()
+    start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
+    end_epoch = first_epoch + args.epochs - 1
+    if start_epoch > end_epoch:
+        say("nothing to train: the run already reached epoch %d (its last, --epochs %d from "
+            "epoch %d)" % (end_epoch, args.epochs, first_epoch))
+        return 0
+
+    cfg = _step_config(args, info)
+    model.to(cfg.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scaler = torch.amp.GradScaler(cfg.device.type, enabled=cfg.amp_dtype == torch.float16)
+    if state is not None:
+        state_io.restore_state(state, model, optimizer, scaler)
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr        # --lr given now wins over the saved one
+    net = _wrap(model, args, info)
+
+    dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True)
+    workers = default_workers(info.world_size) if args.workers is None else args.workers
+    say("training %r: %d images, epochs %d..%d, batch %d x %d process(es), %s, %s"
+        % (args.object, len(samples), start_epoch, end_epoch, args.batchsize, info.world_size,
+           cfg.device, "amp " + str(cfg.amp_dtype).replace("torch.", "") if cfg.amp_dtype
+           else "fp32"))
+    if args.save and info.is_main:
+        _save_previews(args, dataset, cfg, say)
+
+    meta = _run_meta(args, first_epoch, cfg)
+    with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl"),
+                                            enabled=info.is_main) as log:
+        limit = TimeLimit(args.time_limit)
+
+        def should_stop():
+            limit.tick()
+            if limit.expired():
+                stop.request("time limit")
+            return stop.requested
+
+        for epoch in range(start_epoch, end_epoch + 1):
+            skip = start_step * args.batchsize if epoch == start_epoch else 0
+            sampler = ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed, skip=skip)
+            sampler.set_epoch(epoch)
+            dataset.set_epoch(epoch)
+            loader = make_loader(dataset, sampler, args.batchsize, workers,
+                                 pin_memory=cfg.device.type == "cuda", drop_last=False)
+            result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch,
+                                     start_step if epoch == start_epoch else 0, should_stop,
+                                     log, info, show_progress=info.is_main)
+            log.write(kind="epoch", epoch=epoch, status=result.status, loss_mean=result.loss_mean,
+                      samples=result.samples, seconds=round(result.seconds, 3),
+                      img_per_s=round(result.samples / max(result.seconds, 1e-9), 2),
+                      world_size=info.world_size)
+            if result.status == "stopped":
+                _save_state(args, model, optimizer, scaler, epoch, result.next_step, meta, info)
+                say("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: "
+                    "pose-train %s" % (stop.reason, epoch, result.next_step,
+                                       os.path.join(args.outf, ckpt.STATE_NAME),
+                                       continue_command(_argv_for_continue(args))))
+                return 0
+            if info.is_main:
+                path = ckpt.save_epoch_weights(args.outf, model, epoch, meta)
+                say("epoch %d: loss %.6f, %.1f img/s -> %s" % (
+                    epoch, result.loss_mean, result.samples / max(result.seconds, 1e-9), path))
+            _save_state(args, model, optimizer, scaler, epoch + 1, 0, meta, info)
+    say("done: epochs %d..%d in %s" % (start_epoch, end_epoch, args.outf))
+    return 0
+
+
+def _data_roots(args, info, say):
+    """--data folders, or the embedded synthetic set (rank 0 generates it once, others wait)."""
+    if args.data:
+        return list(args.data)
+    if info.is_main:
+        path, made = cached_dataset(args.outf, args.synth_n, seed=args.seed,
+                                    object_name=args.object)
+        say("%s synthetic dataset (%d images): %s" % ("generated" if made else "using cached",
+                                                       args.synth_n, path))
+    ddp.barrier(info)
+    path, _ = cached_dataset(args.outf, args.synth_n, seed=args.seed, object_name=args.object)
+    return [path]
+
+
+def _starting_point(args, model, say):
+    """(start_epoch, start_step, first_epoch_of_run, state or None) from --net / --resume."""
+    path = args.net
+    if path is None and args.resume == "auto":
+        path = state_io.find_latest_state(args.outf, ckpt.STATE_NAME)
+        if path is None:
+            say("--resume auto: no %s in %s yet; starting a new run" % (ckpt.STATE_NAME,
+                                                                       args.outf))
+    if path is None:
+        if args.pretrained:
+            ckpt.load_pretrained_vgg(model, args.pretrained)
+            say("VGG-19 conv1_1..conv4_2 initialised from %s" % args.pretrained)
+        else:
+            say("note: no --pretrained ImageNet VGG-19 given; the trunk starts random, which "
+                "converges more slowly than DOPE's recipe")
+        return 1, 0, 1, None
+    if args.pretrained:
+        say("note: --pretrained is ignored when continuing from %s" % path)
+    obj = state_io.load_file(path)
+    if state_io.is_state(obj):
+        state = state_io.load_state(path)
+        saved = state["config"]
+        if str(saved.get("object", "")).lower() != args.object.lower():
+            raise UserError("%s trained object %r, not %r; pass the matching --object or a new "
+                            "--outf" % (path, saved.get("object"), args.object))
+        say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
+        return state["epoch"], state["step"], int(saved["first_epoch"]), state
+    ckpt.load_weights_into(model, path, obj)
+    done = ckpt.epoch_from_name(path) or 0
+    say("initial weights %s (epoch %d by its name); training continues at epoch %d"
+        % (path, done, done + 1))
+    return done + 1, 0, done + 1, None
+
+
+def _step_config(args, info):
+    cuda = info.device.type == "cuda"
+    amp = {"auto": torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None,
+           "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.amp]
+    if amp == torch.float16 and not cuda:
+        raise UserError("--amp fp16 needs CUDA; use --amp bf16 or off on CPU")
+    if cuda:
+        torch.backends.cudnn.benchmark = True   # fixed crop size: autotuning pays off
+    sigma_px = DEFAULT_SIGMA_PX if args.sigma is None else args.sigma
+    return StepConfig(device=info.device, sigma=sigma_px / 8.0, amp_dtype=amp,
+                      channels_last=cuda, seed=args.seed, rank=info.rank)
+
+
+def _wrap(model, args, info):
+    net = model
+    if info.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    if args.compile:
+        net = torch.compile(net)
+    return net
+
+
+def _run_meta(args, first_epoch, cfg):
+    """Plain data stored in the training state and the weights' json sidecar."""
+    config = {k: v for k, v in vars(args).items()}
+    config["first_epoch"] = first_epoch
+    return {"object": args.object.lower(), "imagesize": args.imagesize,
+            "sigma_output_px": cfg.sigma, "stride": 8, "num_belief": 9, "num_affinity": 16,
+            "config": config}
+
+
+def _save_state(args, model, optimizer, scaler, epoch, step, meta, info):
+    if info.is_main:
+        state_io.save_state(os.path.join(args.outf, ckpt.STATE_NAME), model, optimizer,
+                            epoch=epoch, step=step, config=meta["config"], scaler=scaler,
+                            extra={"normalization": ckpt.NORMALIZATION,
+                                   "imagesize": args.imagesize, "object": meta["object"]})
+    ddp.barrier(info)
+
+
+def _save_previews(args, dataset, cfg, say):
+    from pose_train.dope.validate import write_previews
+    paths = write_previews(dataset, cfg, args.outf, prefix="train_batch")
+    say("--save: wrote %s" % ", ".join(paths))
+
+
+def _argv_for_continue(args):
+    """The flags of this run as a command line (--net/--resume are replaced by the caller)."""
+    argv = ["train", "dope"]
+    for root in args.data:
+        argv += ["--data", root]
+    skip = {"data", "net", "resume", "save", "strict", "compile"}
+    for key, value in sorted(vars(args).items()):
+        if key in skip or value is None:
+            continue
+        argv += ["--%s" % key, json.dumps(value) if isinstance(value, bool) else str(value)]
+    argv += ["--%s" % k for k in ("strict", "compile") if getattr(args, k)]
+    return argv

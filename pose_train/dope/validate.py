@@ -1,0 +1,56 @@
+"""`pose-train validate dope`: check a dataset before training.
+
+Writes ``data_report.txt`` (one line per problem: file + reason, then a summary) and PNG grids of
+augmented samples exactly as training sees them, with the cuboids and the belief maps drawn. Any
+tile without a cuboid has a line in the report saying why.
+"""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from pose_train.dope.data import scan
+from pose_train.dope.draw import batch_grid, save_grid
+from pose_train.dope.engine import StepConfig, prepare_batch
+from pose_train.dope.loader import DopeDataset
+from pose_train.errors import UserError
+
+PREVIEW_SIGMA_PX = 4.0
+
+
+def write_previews(dataset, cfg, outf, prefix, n_grids=2, per_grid=8):
+    """``n_grids`` PNGs of ``per_grid`` augmented samples each; returns their paths."""
+    order = np.random.default_rng(cfg.seed).permutation(len(dataset))
+    paths = []
+    for g in range(n_grids):
+        picked = order[g * per_grid:(g + 1) * per_grid]
+        if len(picked) == 0:
+            break
+        batch = default_collate([dataset[int(i)] for i in picked])
+        images, beliefs, _, points, valid = prepare_batch(batch, cfg, epoch=0, step=g)
+        grid = batch_grid(images, points, valid, beliefs)
+        paths.append(save_grid(os.path.join(outf, "%s_%02d.png" % (prefix, g + 1)), grid))
+    return paths
+
+
+def main(args):
+    """Job entry: args.data, args.object, args.outf, args.imagesize, args.strict, args.seed."""
+    if not args.data:
+        raise UserError("validate dope needs --data DIR (repeatable): the dataset to check")
+    if args.imagesize < 32 or args.imagesize % 8:
+        raise UserError("--imagesize must be a multiple of 8 and >= 32, got %d" % args.imagesize)
+    samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict)
+    os.makedirs(args.outf, exist_ok=True)
+    report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
+    for line in report.lines[:20]:
+        print(line)
+    if len(report.lines) > 20:
+        print("... %d more lines in %s" % (len(report.lines) - 20, report_path))
+    print(report.summary(len(samples)))
+    dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True)
+    cfg = StepConfig(device=torch.device("cpu"), sigma=PREVIEW_SIGMA_PX / 8.0, seed=args.seed)
+    for path in write_previews(dataset, cfg, args.outf, prefix="validate"):
+        print("wrote %s" % path)
+    print("report: %s" % report_path)
+    return 0
