@@ -38,6 +38,24 @@ def harmless_globals():
                                pathlib.PureWindowsPath, argparse.Namespace]
 
 
+def _name_of(entry):
+    if isinstance(entry, tuple):
+        return entry[1]
+    return "%s.%s" % (entry.__module__, entry.__qualname__)
+
+
+def _plain_global(name):
+    """Globals a weights-only load accepts: tensor rebuilders, storages, dtypes, containers."""
+    module, _, attr = name.rpartition(".")
+    if name.startswith("torch._utils.") or (module in ("torch", "torch.storage") and (
+            attr.endswith("Storage") or isinstance(getattr(torch, attr, None), torch.dtype))):
+        return True
+    plain = set(["collections.OrderedDict", "torch.Size", "torch.device", "builtins.set",
+                 "__builtin__.set", "torch._tensor._rebuild_from_type_v2",
+                 "torch.nn.parameter.Parameter"])
+    return name in plain or name in set(map(_name_of, harmless_globals()))
+
+
 class _Stub:
     """Stands in for a class the file names but this process cannot import (--trust only)."""
 
@@ -59,8 +77,19 @@ class _TolerantUnpickler(pickle.Unpickler):
             return type(name, (_Stub,), {"__module__": module})
 
 
+class _AllowlistUnpickler(pickle.Unpickler):
+    """Plain globals only: what weights_only allows, for the opcodes it lacks (FRAME, p4+)."""
+
+    def find_class(self, module, name):
+        if not _plain_global(module + "." + name):
+            raise pickle.UnpicklingError("global %s.%s is not allowed" % (module, name))
+        return super().find_class(module, name)
+
+
 _tolerant_pickle = types.SimpleNamespace(Unpickler=_TolerantUnpickler, load=pickle.load,
                                          __name__="pickle")
+_allowlist_pickle = types.SimpleNamespace(Unpickler=_AllowlistUnpickler, load=pickle.load,
+                                          __name__="pickle")
 
 
 def scan_or_fail(path):
@@ -78,10 +107,15 @@ def scan_or_fail(path):
     return scan
 
 
-def _torch_load(path, trust, encoding):
+def _torch_load(path, trust, encoding, scan):
     if trust:
         return torch.load(path, map_location="cpu", weights_only=False,
                           pickle_module=_tolerant_pickle, encoding=encoding)
+    if scan.protocol > 2 and all(_plain_global(g) for g in scan.globals):
+        # torch's weights-only unpickler stops at protocol-4 framing; ours allows the same
+        # globals and every opcode.
+        return torch.load(path, map_location="cpu", weights_only=False,
+                          pickle_module=_allowlist_pickle, encoding=encoding)
     extra = {} if encoding == "utf-8" else {"encoding": encoding}
     with torch.serialization.safe_globals(harmless_globals()), warnings.catch_warnings():
         # torch warns that encoding is ignored with weights_only; its unpickler does use it.
@@ -97,16 +131,15 @@ def load_checkpoint(path, trust=False):
                         "rerun with --trust if you trust its source" % (path,))
     try:
         try:
-            obj = _torch_load(path, trust, "utf-8")
+            obj = _torch_load(path, trust, "utf-8", scan)
         except UnicodeDecodeError:
             # Python 2 str objects (numpy buffers, byte keys) are not UTF-8 text.
-            obj = _torch_load(path, trust, "latin1")
+            obj = _torch_load(path, trust, "latin1", scan)
     except pickle.UnpicklingError as err:
         if trust:
             raise UserError("%s: cannot unpickle it even with --trust (%s)"
                             % (path, str(err).splitlines()[0]))
-        odd = [g for g in scan.globals if not g.startswith(("torch.", "collections.",
-                                                             "builtins.", "__builtin__."))]
+        odd = [g for g in scan.globals if not _plain_global(g)]
         raise UserError("%s: not a weights-only checkpoint (its pickle references %s); "
                         "rerun with --trust if you trust its source"
                         % (path, ", ".join(odd) or str(err).splitlines()[0]))

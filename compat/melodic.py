@@ -281,7 +281,12 @@ def max_abs_diff(outputs, expected):
 
 def _load_checked(path):
     """Refuse by reading (compat.legacy_format) before torch.load may execute anything."""
-    from compat.legacy_format import CheckpointError, check_for_torch14
+    try:
+        from compat.legacy_format import CheckpointError, check_for_torch14
+    except ImportError:
+        # Loading without the check would let the file's pickle run code: refuse instead.
+        raise VerifyError("this runtime lacks compat/legacy_format.py, the check that runs "
+                          "before torch.load; install it beside compat/melodic.py")
     try:
         check_for_torch14(path)
     except CheckpointError as err:
