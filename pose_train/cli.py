@@ -74,20 +74,37 @@ class Train:
     def keypoints(self, nClasses=None, seq=1, kptype="sift", optMethod="rmsprop", trainBatch=48,
                   dataset="linemod", datatype="gt", loadModel=None, addDPG=False, data="data",
                   outf="output", epochs=50, lr=1e-3, dpg_from_epoch=None, arch="resnet101",
-                  resume=None, seed=0, workers=None, pretrained=None, lr_schedule="none"):
+                  resume=None, seed=0, pretrained=None, lr_schedule="none", inputResH=320,
+                  inputResW=256, hmGauss=1.0, amp="auto", compile=False, time_limit=None,
+                  snapshot=10, train_occluded=False, flip=False):
         """Train the keypoint localizer (FastPose) on prepared LINEMOD keypoints.
 
-        Seed flags: --nClasses --seq --kptype --optMethod --trainBatch --dataset --datatype
-        --loadModel --addDPG. Two stages in one run: --dpg_from_epoch E.
+        Seed flags: --nClasses K (default: from the prepared folder) --seq S --kptype T
+        --optMethod rmsprop|adam|sgd|nag --trainBatch N --dataset linemod --datatype gt
+        --loadModel WEIGHTS (.pkl/.pth, strict) --addDPG.
+        --data DIR (prepare's --outf)  --outf DIR  --epochs N  --lr 1e-3
+        --dpg_from_epoch E: the first E epochs without DPG, then from the best model with DPG
+        --arch resnet101|resnet50  --pretrained IMAGENET_RESNET.pth (local file)
+        --lr_schedule none|step|cosine  --inputResH 320 --inputResW 256 (multiples of 32)
+        --hmGauss SIGMA  --amp auto|bf16|off (bf16 on CUDA)  --compile  --time_limit HOURS
+        --resume auto|STATE  --snapshot N (model_N.pkl every N epochs, 0 = none)
+        --train_occluded (also learn hidden keypoints, as kp6d)  --flip (mirror; off: see docs)
         """
+        data = _paths(data)  # the root CLI turns --data into a list (DOPE takes several)
+        if len(data) != 1:
+            raise UserError("--data takes one folder here, got %d" % len(data))
         self._ctx.run("train-keypoints", dict(
-            nClasses=None if nClasses is None else int(nClasses), seq=_seq(seq), kptype=str(kptype),
+            nClasses=None if nClasses is None else int(nClasses), seq=_seq(seq), kptype=str(kptype).lower(),
             optMethod=str(optMethod).lower(), trainBatch=int(trainBatch), dataset=str(dataset).lower(),
-            datatype=str(datatype), loadModel=None if loadModel is None else str(loadModel),
-            addDPG=bool(addDPG), data=str(data), outf=str(outf), epochs=int(epochs), lr=float(lr),
-            dpg_from_epoch=None if dpg_from_epoch is None else int(dpg_from_epoch), arch=str(arch),
-            resume=resume, seed=int(seed), workers=None if workers is None else int(workers),
-            pretrained=None if pretrained is None else str(pretrained), lr_schedule=str(lr_schedule)))
+            datatype=str(datatype).lower(), loadModel=None if loadModel is None else str(loadModel),
+            addDPG=bool(addDPG), data=data[0], outf=str(outf), epochs=int(epochs), lr=float(lr),
+            dpg_from_epoch=None if dpg_from_epoch is None else int(dpg_from_epoch), arch=str(arch).lower(),
+            resume=None if resume is None else str(resume), seed=int(seed),
+            pretrained=None if pretrained is None else str(pretrained), lr_schedule=str(lr_schedule).lower(),
+            inputResH=int(inputResH), inputResW=int(inputResW), hmGauss=float(hmGauss),
+            amp=str(amp).lower(), compile=bool(compile),
+            time_limit=None if time_limit is None else float(time_limit), snapshot=int(snapshot),
+            train_occluded=bool(train_occluded), flip=bool(flip)))
 
 
 class Validate:
@@ -115,9 +132,13 @@ class Synth:
                                                 width=int(width), height=int(height),
                                                 object=str(object)))
 
-    def linemod(self, out="data/synth-linemod", n=60, seq=1, seed=0):
-        """Synthetic LINEMOD sequence in the BOP layout (textured mesh, exact poses)."""
-        self._ctx.run("synth-linemod", dict(out=str(out), n=int(n), seq=_seq(seq), seed=int(seed)))
+    def linemod(self, out="data/synth-linemod", n=60, seq=1, seed=0, width=640, height=480):
+        """Synthetic LINEMOD sequence in the BOP layout (textured mesh, exact poses).
+
+        --out DIR  --n FRAMES  --seq OBJECT_ID  --seed N  --width 640 --height 480
+        """
+        self._ctx.run("synth-linemod", dict(out=str(out), n=int(n), seq=_seq(seq), seed=int(seed),
+                                            width=int(width), height=int(height)))
 
 
 class Prepare:
@@ -127,12 +148,22 @@ class Prepare:
         self._ctx = ctx
 
     def keypoints(self, seq=1, kptype="sift", kpnum=17, data="data", outf="output", split=None,
-                  test_ratio=0.2, seed=0):
-        """Designate keypoints on a LINEMOD object and write per-frame annotations."""
+                  test_ratio=0.2, seed=0, crop_size=384, context=2.0):
+        """Designate keypoints on a LINEMOD object and write per-frame annotations.
+
+        --seq S (1 or 01)  --kptype sift|fps|cluster|corner|random  --kpnum K (corner: 9)
+        --data LINEMOD_ROOT (BOP or SIXD layout)  --outf DIR (writes OUTF/kp_SS_KPTYPE_K/)
+        --split FILE (JSON {"train": [...]} or training ids one a line; else --test_ratio, --seed)
+        --crop_size S (stored context crops, pixels)  --context C (crop side / box side)
+        """
+        data = _paths(data)  # the root CLI turns --data into a list (DOPE takes several)
+        if len(data) != 1:
+            raise UserError("--data takes one folder here, got %d" % len(data))
         self._ctx.run("prepare-keypoints", dict(
-            seq=_seq(seq), kptype=str(kptype).lower(), kpnum=int(kpnum), data=str(data),
+            seq=_seq(seq), kptype=str(kptype).lower(), kpnum=int(kpnum), data=data[0],
             outf=str(outf), split=None if split is None else str(split),
-            test_ratio=float(test_ratio), seed=int(seed)))
+            test_ratio=float(test_ratio), seed=int(seed), crop_size=int(crop_size),
+            context=float(context)))
 
 
 class Eval:
@@ -142,12 +173,23 @@ class Eval:
         self._ctx = ctx
 
     def keypoints(self, model, data="data", outf="output", seq=1, kptype="sift", detections=None,
-                  topk=None, seed=0):
-        """PnP from predicted keypoints: PCK, 2D projection (<5 px), ADD(-S) (<0.1 d)."""
+                  topk=None, seed=0, boxes="jitter", inputResH=320, inputResW=256, pck_alpha=0.05):
+        """PnP from predicted keypoints: PCK, 2D projection (<5 px), ADD(-S) (<0.1 d).
+
+        MODEL: FastPose weights (arch and K read from them)  --data DIR (prepare's --outf)
+        --seq S --kptype T  --outf DIR (results.md per-object table, overlay PNG)
+        --boxes jitter|gt (ground truth, DPG-jittered by default)  --detections FILE.json
+        --topk N (PnP keypoints; default 3/4 of K)  --inputResH --inputResW (as trained)
+        --pck_alpha A (PCK radius = A * longer box side)  --seed N (box jitter)
+        """
+        data = _paths(data)  # the root CLI turns --data into a list (DOPE takes several)
+        if len(data) != 1:
+            raise UserError("--data takes one folder here, got %d" % len(data))
         self._ctx.run("eval-keypoints", dict(
-            model=str(model), data=str(data), outf=str(outf), seq=_seq(seq), kptype=str(kptype),
+            model=str(model), data=data[0], outf=str(outf), seq=_seq(seq), kptype=str(kptype).lower(),
             detections=None if detections is None else str(detections),
-            topk=None if topk is None else int(topk), seed=int(seed)))
+            topk=None if topk is None else int(topk), seed=int(seed), boxes=str(boxes).lower(),
+            inputResH=int(inputResH), inputResW=int(inputResW), pck_alpha=float(pck_alpha)))
 
 
 class Images:

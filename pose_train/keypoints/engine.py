@@ -1,0 +1,93 @@
+"""One training epoch and one validation pass of the keypoint localizer."""
+import contextlib
+import time
+
+import torch
+
+from pose_train.keypoints import heatmaps, transforms
+
+
+def autocast(device, amp):
+    """bf16 autocast on CUDA (no loss scaling needed); full fp32 elsewhere or with --amp off."""
+    if device.type == "cuda" and amp != "off":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batch_generator(device, seed, epoch, step):
+    """A generator per step, seeded from (seed, epoch, step): resuming mid-epoch is exact
+    without saving generator state, and every batch's augmentation is reproducible."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed((seed * 1000003 + epoch * 10007 + step) % (2 ** 63))
+    return gen
+
+
+def epoch_order(n, seed, epoch):
+    gen = torch.Generator()
+    gen.manual_seed(seed * 7919 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def steps_per_epoch(n, batch):
+    return max(1, n // batch)  # drop the last partial batch, as AlphaPose's loader does
+
+
+def train_epoch(run, epoch, start_step, stop):
+    """Train one epoch from start_step; returns (mean loss, next step or None when complete).
+
+    run carries model, optimizer, data, device and the settings (see train.Run).
+    """
+    model, opt, data = run.model, run.optimizer, run.train_data
+    n = data["crops"].shape[0]
+    batch = min(run.batch, n)
+    order = epoch_order(n, run.seed, epoch)
+    total, count, seen, t0 = 0.0, 0, 0, time.time()
+    model.train()
+    for step in range(start_step, steps_per_epoch(n, batch)):
+        idx = order[step * batch:(step + 1) * batch].to(run.device)
+        gen = batch_generator(run.device, run.seed, epoch, step)
+        inputs, target, weight, _ = transforms.make_batch(
+            data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment, use_dpg=run.use_dpg(epoch),
+            train_occluded=run.train_occluded)
+        if run.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with autocast(run.device, run.amp):
+            out = model(inputs)
+        loss = heatmaps.masked_mse(out, target, weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total, count, seen = total + loss.item(), count + 1, seen + len(idx)
+        run.time_limit.tick()
+        if stop.requested or run.time_limit.expired():
+            stop.request(stop.reason or "time limit")
+            return total / max(count, 1), step + 1
+    run.last_rate = seen / max(time.time() - t0, 1e-9)
+    return total / max(count, 1), None
+
+
+@torch.no_grad()
+def validate(run, alpha=0.05):
+    """PCK on the validation frames with ground-truth boxes: AlphaPose's accuracy measure,
+    keypoints within alpha * heatmap height (4 cells at 80x64)."""
+    model, data = run.model, run.val_data
+    model.eval()
+    n = data["crops"].shape[0]
+    hits, total, loss_sum = 0.0, 0.0, 0.0
+    for s in range(0, n, run.batch):
+        idx = torch.arange(s, min(s + run.batch, n), device=run.device)
+        inputs, target, weight, _ = transforms.make_batch(data, idx, run.input_hw, run.sigma,
+                                                          train_occluded=run.train_occluded)
+        if run.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with autocast(run.device, run.amp):
+            out = model(inputs)
+        loss_sum += float(heatmaps.masked_mse(out, target, weight)) * len(idx)
+        pred, _ = heatmaps.decode(out.float())
+        true, _ = heatmaps.decode(target)
+        ref = torch.full((len(idx),), float(target.shape[2]), device=run.device)
+        w = weight * (target.amax(dim=(2, 3)) > 0.5).float()   # the target peak is on the map
+        hits += heatmaps.pck(pred, true, w, ref, alpha) * float(w.sum())
+        total += float(w.sum())
+    model.train()
+    return hits / max(total, 1.0), loss_sum / max(n, 1)

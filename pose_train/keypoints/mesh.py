@@ -1,0 +1,223 @@
+"""Object meshes: PLY in and out, projection, ray casting and a small z-buffer rasterizer.
+
+LINEMOD models are PLY files in millimetres with per-vertex colours (binary in BOP,
+ASCII in the SIXD release). Everything here is numpy: the ray caster answers depth
+questions for a handful of pixels exactly (occlusion tests, SIFT back-projection),
+the rasterizer draws whole images and is only fast enough for the small meshes the
+synthetic generator makes.
+"""
+import numpy as np
+
+from pose_train.errors import UserError
+
+_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2",
+              "int16": "i2", "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4",
+              "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4", "double": "f8",
+              "float64": "f8"}
+
+
+def _read_header(f, path):
+    if f.readline().strip() != b"ply":
+        raise UserError("%s is not a PLY file (no 'ply' magic); pass the object's .ply model" % path)
+    fmt, elements = None, []
+    while True:
+        line = f.readline()
+        if not line:
+            raise UserError("%s: PLY header has no end_header; the file is truncated" % path)
+        words = line.decode("ascii", "replace").split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "format":
+            fmt = words[1]
+        elif words[0] == "element":
+            elements.append((words[1], int(words[2]), []))
+        elif words[0] == "property":
+            # ("list", count type, item type, name) or (type, name)
+            prop = ("list",) + tuple(words[2:5]) if words[1] == "list" else (words[1], words[2])
+            elements[-1][2].append(prop)
+        elif words[0] == "end_header":
+            return fmt, elements
+
+
+def _scalar_dtype(props, endian):
+    return np.dtype([(p[1], endian + _PLY_TYPES[p[0]]) for p in props])
+
+
+def _read_binary_faces(f, count, props, endian):
+    """Faces as (count, 3): the fast path assumes triangles, which LINEMOD meshes are."""
+    (_, ctype, itype, _name), = props
+    dt = np.dtype([("n", endian + _PLY_TYPES[ctype]), ("v", endian + _PLY_TYPES[itype], (3,))])
+    rows = np.frombuffer(f.read(dt.itemsize * count), dtype=dt, count=count)
+    if not np.all(rows["n"] == 3):
+        raise UserError("%s: only triangle meshes are supported; triangulate the model" % f.name)
+    return rows["v"].astype(np.int64)
+
+
+def read_ply(path):
+    """Return dict(vertices (N,3) float64, faces (M,3) int64, colors (N,3) uint8 or None)."""
+    with open(path, "rb") as f:
+        fmt, elements = _read_header(f, path)
+        endian = {"binary_little_endian": "<", "binary_big_endian": ">", "ascii": None}.get(fmt, "?")
+        if endian == "?":
+            raise UserError("%s: unknown PLY format %r" % (path, fmt))
+        data = {}
+        for name, count, props in elements:
+            is_list = any(p[0] == "list" for p in props)
+            if endian is None:
+                rows = [f.readline().split() for _ in range(count)]
+                if is_list:
+                    data[name] = np.array([[int(v) for v in r[1:4]] for r in rows], dtype=np.int64)
+                else:
+                    arr = np.array(rows, dtype=np.float64).reshape(count, len(props))
+                    data[name] = {p[1]: arr[:, i] for i, p in enumerate(props)}
+            elif is_list:
+                if name != "face" or len(props) != 1:
+                    raise UserError("%s: unsupported PLY list element %r" % (path, name))
+                data[name] = _read_binary_faces(f, count, props, endian)
+            else:
+                dt = _scalar_dtype(props, endian)
+                rows = np.frombuffer(f.read(dt.itemsize * count), dtype=dt, count=count)
+                data[name] = {p[1]: rows[p[1]].astype(np.float64) for p in props}
+    vert = data.get("vertex")
+    if vert is None or "face" not in data:
+        raise UserError("%s: PLY needs vertex and face elements" % path)
+    vertices = np.stack([vert["x"], vert["y"], vert["z"]], 1)
+    colors = None
+    if all(k in vert for k in ("red", "green", "blue")):
+        colors = np.stack([vert["red"], vert["green"], vert["blue"]], 1).astype(np.uint8)
+    return {"vertices": vertices, "faces": data["face"], "colors": colors}
+
+
+def write_ply(path, vertices, faces=None, colors=None, binary=True):
+    """Write x,y,z (+ red,green,blue) and triangle faces; faces=None writes a point cloud."""
+    vertices = np.asarray(vertices, dtype=np.float32)
+    faces = np.zeros((0, 3), np.int32) if faces is None else np.asarray(faces, dtype=np.int32)
+    head = ["ply", "format %s 1.0" % ("binary_little_endian" if binary else "ascii"),
+            "element vertex %d" % len(vertices), "property float x", "property float y",
+            "property float z"]
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if colors is not None:
+        head += ["property uchar red", "property uchar green", "property uchar blue"]
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    head += ["element face %d" % len(faces), "property list uchar int vertex_indices", "end_header"]
+    rows = np.zeros(len(vertices), dtype=fields)
+    for i, axis in enumerate("xyz"):
+        rows[axis] = vertices[:, i]
+    if colors is not None:
+        for i, ch in enumerate(("red", "green", "blue")):
+            rows[ch] = np.asarray(colors)[:, i]
+    with open(path, "wb") as f:
+        f.write(("\n".join(head) + "\n").encode("ascii"))
+        if binary:
+            f.write(rows.tobytes())
+            frows = np.zeros(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+            frows["n"], frows["v"] = 3, faces
+            f.write(frows.tobytes())
+        else:
+            for r in rows:
+                f.write((" ".join(str(v) for v in r) + "\n").encode("ascii"))
+            for tri in faces:
+                f.write(("3 %d %d %d\n" % tuple(tri)).encode("ascii"))
+
+
+def diameter(vertices, max_points=4000):
+    """Largest vertex-to-vertex distance (BOP's definition), on a subsample for big meshes."""
+    pts = np.asarray(vertices, dtype=np.float64)
+    if len(pts) > max_points:
+        pts = pts[np.linspace(0, len(pts) - 1, max_points).astype(int)]
+    best = 0.0
+    for start in range(0, len(pts), 512):
+        d = np.linalg.norm(pts[start:start + 512, None] - pts[None], axis=2)
+        best = max(best, float(d.max()))
+    return best
+
+
+def transform(points, R, t):
+    return np.asarray(points, np.float64) @ np.asarray(R).T + np.asarray(t).reshape(1, 3)
+
+
+def project(points, K, R, t):
+    """Model points (N,3) -> pixel coordinates (N,2) and camera depth (N,)."""
+    cam = transform(points, R, t)
+    z = cam[:, 2]
+    uv = cam @ np.asarray(K, np.float64).T
+    return uv[:, :2] / np.maximum(uv[:, 2:3], 1e-9), z
+
+
+def raycast(dirs, tris, chunk=256):
+    """Distance along each ray from the camera centre to the nearest triangle (inf if none).
+
+    dirs: (P,3) ray directions in the camera frame; tris: (F,3,3) triangles in the camera
+    frame. Moller-Trumbore, vectorised over rays x triangles in chunks.
+    """
+    v0, e1, e2 = tris[:, 0], tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]
+    qvec = np.cross(-v0, e1)                                 # ray-independent with origin 0
+    tq = np.einsum("fk,fk->f", qvec, e2)
+    out = np.full(len(dirs), np.inf)
+    for s in range(0, len(dirs), chunk):
+        d = dirs[s:s + chunk, None, :]                       # (p,1,3)
+        pvec = np.cross(d, e2[None])                         # (p,F,3)
+        det = np.einsum("pfk,fk->pf", pvec, e1)
+        ok = np.abs(det) > 1e-12
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        u = np.einsum("pfk,fk->pf", pvec, -v0) * inv        # origin is the camera centre
+        v = np.einsum("pk,fk->pf", d[:, 0], qvec) * inv
+        t = tq[None] * inv
+        hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-9)
+        out[s:s + chunk] = np.where(hit, t, np.inf).min(axis=1)
+    return out
+
+
+def depth_at_pixels(uv, K, R, t, mesh):
+    """Rendered depth (camera z, mm) of the mesh at pixel positions uv (N,2); inf = background."""
+    rays = np.concatenate([np.asarray(uv, np.float64), np.ones((len(uv), 1))], 1)
+    rays = rays @ np.linalg.inv(np.asarray(K, np.float64)).T   # z component is 1
+    tris = transform(mesh["vertices"], R, t)[mesh["faces"]]
+    return raycast(rays, tris)                                 # ray z = 1, so distance = depth
+
+
+def self_visible(points, K, R, t, mesh, tol):
+    """True where a model point is the first surface its camera ray meets (within tol mm)."""
+    uv, z = project(points, K, R, t)
+    return depth_at_pixels(uv, K, R, t, mesh) >= z - tol
+
+
+def rasterize(mesh, K, R, t, width, height, shade=None):
+    """Z-buffer render: (rgb float (H,W,3) in 0..255, depth (H,W) with 0 for background).
+
+    Colours are interpolated perspective-correctly from vertex colours; shade (M,) scales
+    each face (simple Lambert lighting). One Python iteration per triangle: small meshes only.
+    """
+    cam = transform(mesh["vertices"], R, t)
+    uv, z = project(mesh["vertices"], K, R, t)
+    colors = (mesh["colors"] if mesh["colors"] is not None
+              else np.full((len(cam), 3), 200, np.uint8)).astype(np.float64)
+    depth = np.full((height, width), np.inf)
+    rgb = np.zeros((height, width, 3))
+    for fi, tri in enumerate(mesh["faces"]):
+        if np.any(z[tri] <= 1e-6):
+            continue
+        p = uv[tri]
+        x0, y0 = np.maximum(np.floor(p.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(p.max(0)).astype(int), [width - 1, height - 1])
+        if x0 > x1 or y0 > y1:
+            continue
+        area = (p[1, 0] - p[0, 0]) * (p[2, 1] - p[0, 1]) - (p[2, 0] - p[0, 0]) * (p[1, 1] - p[0, 1])
+        if abs(area) < 1e-12:
+            continue
+        gx, gy = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+        w = np.stack([(p[(i + 1) % 3, 0] - gx) * (p[(i + 2) % 3, 1] - gy)
+                      - (p[(i + 2) % 3, 0] - gx) * (p[(i + 1) % 3, 1] - gy) for i in range(3)]) / area
+        inside = np.all(w >= 0, axis=0)
+        if not inside.any():
+            continue
+        invz = np.tensordot(1.0 / z[tri], w, 1)           # 1/z is linear in screen space
+        zz = 1.0 / invz
+        win = inside & (zz < depth[y0:y1 + 1, x0:x1 + 1])
+        depth[y0:y1 + 1, x0:x1 + 1][win] = zz[win]
+        col = np.tensordot((colors[tri] / z[tri, None]).T, w, 1) * zz   # (3,h,w)
+        if shade is not None:
+            col = col * shade[fi]
+        rgb[y0:y1 + 1, x0:x1 + 1][win] = col.transpose(1, 2, 0)[win]
+    depth[np.isinf(depth)] = 0.0
+    return rgb, depth

@@ -1,0 +1,183 @@
+"""`pose-train train keypoints`: train FastPose on a prepared LINEMOD keypoint folder.
+
+The seed trains in two runs chained by hand: first without DPG, then `--loadModel
+best --addDPG`. Both ways work here, and `--dpg_from_epoch E` does it in one run: the
+first E epochs train without DPG; at epoch E the best weights so far are reloaded and a
+fresh optimizer starts, exactly as the manual second run would, and DPG is on from then.
+
+Files in OUTF: best.pkl (best validation PCK so far), model_N.pkl (every --snapshot
+epochs), final.pkl: weights only, kp6d's key layout, no `module.` prefix.
+training_state.pth: everything needed to continue (--resume auto), written atomically
+at every epoch end and when a signal or --time_limit stops the run. metrics.jsonl: one
+line per epoch.
+"""
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from pose_train.errors import UserError
+from pose_train.keypoints import data as kpdata
+from pose_train.keypoints import engine, model as kpmodel, transforms
+from pose_train.training import checkpoint as ckpt
+from pose_train.training.metrics import MetricsLog
+from pose_train.training.signals import GracefulStop, TimeLimit, continue_command
+
+STATE_NAME = "training_state.pth"
+
+
+@dataclass
+class Run:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    train_data: dict
+    val_data: dict
+    device: torch.device
+    batch: int
+    seed: int
+    input_hw: tuple
+    sigma: float
+    amp: str
+    channels_last: bool
+    train_occluded: bool
+    add_dpg: bool
+    dpg_from: int = None
+    augment: transforms.Augment = field(default_factory=transforms.Augment)
+    time_limit: TimeLimit = None
+    last_rate: float = 0.0
+
+    def use_dpg(self, epoch):
+        return self.add_dpg or (self.dpg_from is not None and epoch >= self.dpg_from)
+
+
+def check_args(args):
+    if args.dataset != "linemod":
+        raise UserError("--dataset: only linemod is supported, got %r" % args.dataset)
+    if args.datatype != "gt":
+        raise UserError("--datatype: only gt (ground-truth LINEMOD frames) is supported, got %r"
+                        % args.datatype)
+    if args.inputResH % 32 or args.inputResW % 32:
+        # The backbone downsamples 32x and the head upsamples 8x: other sizes misalign.
+        raise UserError("--inputResH/--inputResW must be multiples of 32 (e.g. 320x256, 64x64)")
+    if args.dpg_from_epoch is not None and not 0 <= args.dpg_from_epoch <= args.epochs:
+        raise UserError("--dpg_from_epoch must be between 0 and --epochs")
+    if args.amp not in ("auto", "bf16", "off"):
+        raise UserError("--amp must be auto|bf16|off, got %r" % args.amp)
+    kpmodel.lr_at(args.lr, args.lr_schedule, 0, args.epochs)   # validates the schedule name
+
+
+def load_data(args, device):
+    folder = kpdata.find_prepared(args.data, args.seq, args.kptype, args.nClasses)
+    ann, crops = kpdata.load_prepared(folder)
+    if args.nClasses is not None and args.nClasses != ann["kpnum"]:
+        raise UserError("--nClasses %d but %s has %d keypoints" % (args.nClasses, folder, ann["kpnum"]))
+    train = kpdata.to_device(ann, crops, kpdata.split_indices(ann, "train"), device)
+    val = kpdata.to_device(ann, crops, kpdata.split_indices(ann, "test"), device)
+    print("data: %s, %d train / %d validation frames, %d keypoints"
+          % (folder, len(train["index"]), len(val["index"]), ann["kpnum"]))
+    return ann, train, val
+
+
+def build_model(args, kpnum, device):
+    net = kpmodel.build(kpnum, args.arch)
+    if args.pretrained:
+        kpmodel.load_pretrained(net, args.pretrained)
+    if args.loadModel:
+        kpmodel.load_weights(net, args.loadModel)
+        print("loaded %s (strict)" % args.loadModel)
+    net.to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def save_weights(net, path):
+    ckpt.atomic_save({k: v.detach().float().cpu() for k, v in ckpt.unwrap(net).state_dict().items()}, path)
+
+
+def switch_to_dpg(run, args, outf):
+    """Start of the second stage: best weights so far, fresh optimizer (the seed's manual way)."""
+    best = os.path.join(outf, "best.pkl")
+    if os.path.isfile(best):
+        kpmodel.load_weights(ckpt.unwrap(run.model), best)
+    run.optimizer = kpmodel.make_optimizer(args.optMethod, run.model.parameters(), args.lr)
+    print("stage 2: DPG on from epoch %d, restarting from %s" % (args.dpg_from_epoch + 1,
+          best if os.path.isfile(best) else "the current weights (no best.pkl yet)"))
+
+
+def resume(args, run, outf):
+    """(epoch, step, best) to continue from; (0, 0, -1) for a fresh run."""
+    path = args.resume
+    if path in (None, "", False):
+        return 0, 0, -1.0
+    if str(path) == "auto":
+        path = ckpt.find_latest_state(outf, STATE_NAME)
+        if path is None:
+            print("resume auto: no %s in %s, starting fresh" % (STATE_NAME, outf))
+            return 0, 0, -1.0
+    state = ckpt.load_state(path, map_location="cpu")
+    epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
+    print("resumed %s at epoch %d step %d" % (path, epoch + 1, step))
+    return epoch, step, float(state["extra"].get("best_acc", -1.0))
+
+
+def save_state(run, args, outf, epoch, step, best_acc):
+    ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch, step,
+                    config=vars(args), extra={"best_acc": best_acc, "normalisation": "alphapose_mean",
+                                              "input_hw": list(run.input_hw)})
+
+
+def end_epoch(run, args, outf, epoch, loss, log, best_acc):
+    """Validate, write best/snapshot weights, log; returns the new best accuracy."""
+    acc, val_loss = engine.validate(run)
+    if acc > best_acc:
+        best_acc = acc
+        save_weights(run.model, os.path.join(outf, "best.pkl"))
+        with open(os.path.join(outf, "best.json"), "w") as f:
+            json.dump({"epoch": epoch + 1, "pck": acc}, f)
+    if args.snapshot and (epoch + 1) % args.snapshot == 0:
+        save_weights(run.model, os.path.join(outf, "model_%d.pkl" % (epoch + 1)))
+    lr = run.optimizer.param_groups[0]["lr"]
+    log.write(epoch=epoch + 1, loss=loss, val_loss=val_loss, val_pck=acc, lr=lr,
+              dpg=run.use_dpg(epoch), img_per_s=run.last_rate)
+    print("epoch %d/%d  loss %.6f  val loss %.6f  val PCK %.3f  lr %.2g  dpg %s  %.1f img/s"
+          % (epoch + 1, args.epochs, loss, val_loss, acc, lr, run.use_dpg(epoch), run.last_rate))
+    return best_acc
+
+
+def main(args):
+    check_args(args)
+    torch.manual_seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    os.makedirs(args.outf, exist_ok=True)
+    ann, train_data, val_data = load_data(args, device)
+    net = build_model(args, ann["kpnum"], device)
+    optimizer = kpmodel.make_optimizer(args.optMethod, net.parameters(), args.lr)
+    run = Run(net, optimizer, train_data, val_data, device, args.trainBatch, args.seed,
+              (args.inputResH, args.inputResW), args.hmGauss,
+              "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
+              args.addDPG, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
+              TimeLimit(args.time_limit))
+    start_epoch, start_step, best_acc = resume(args, run, args.outf)
+    if args.compile:
+        run.model = torch.compile(net)
+    with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl")) as log:
+        for epoch in range(start_epoch, args.epochs):
+            if epoch == args.dpg_from_epoch and epoch > 0 and start_step == 0:
+                switch_to_dpg(run, args, args.outf)
+            for group in run.optimizer.param_groups:
+                group["lr"] = kpmodel.lr_at(args.lr, args.lr_schedule, epoch, args.epochs)
+            loss, next_step = engine.train_epoch(run, epoch, start_step, stop)
+            start_step = 0
+            if next_step is not None:
+                save_state(run, args, args.outf, epoch, next_step, best_acc)
+                print("stopped (%s) at epoch %d step %d; continue with:\n  %s"
+                      % (stop.reason, epoch + 1, next_step, continue_command(sys.argv[1:])))
+                return 0
+            best_acc = end_epoch(run, args, args.outf, epoch, loss, log, best_acc)
+            save_state(run, args, args.outf, epoch + 1, 0, best_acc)
+    save_weights(run.model, os.path.join(args.outf, "final.pkl"))
+    print("done: best validation PCK %.3f; weights in %s" % (max(best_acc, 0.0), args.outf))
+    return 0
