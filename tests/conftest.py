@@ -1,0 +1,43 @@
+"""Shared fixtures: a real Docker engine and freshly built runtime images.
+
+Docker tests never fake the engine. Without one they skip and say how to get one,
+except under tests/run-all.sh (POSE_TRAIN_REQUIRE_DOCKER=1), where that is a failure.
+"""
+import os
+
+import pytest
+
+
+def _unavailable(reason):
+    if os.environ.get("POSE_TRAIN_REQUIRE_DOCKER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from pose_train.launcher import engine
+    failed = [message for ok, message in engine.diagnose() if not ok]
+    if failed:
+        _unavailable("needs a Docker engine (%s); tests/run-all.sh starts one" % failed[0])
+    return engine.connect()
+
+
+def _build(name, base_env):
+    from pose_train.launcher import images
+    base = os.environ.get(base_env)
+    if not base:
+        _unavailable("set %s to a local base image (tests/run-all.sh bootstraps one with debootstrap)" % base_env)
+    variant = os.environ.get("POSE_TRAIN_MODERN_VARIANT", "cpu") if name == "modern" else None
+    return images.build(name, base=base, variant=variant, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def modern_image(docker_client):
+    """The modern image built from this checkout (layer cache keeps rebuilds short)."""
+    return _build("modern", "POSE_TRAIN_MODERN_BASE")
+
+
+@pytest.fixture(scope="session")
+def legacy_image(docker_client):
+    return _build("legacy", "POSE_TRAIN_LEGACY_BASE")

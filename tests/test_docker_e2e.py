@@ -1,0 +1,118 @@
+"""End to end against a real Docker engine: images, launcher, compose, Ctrl-C, legacy runtime."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pose_train.launcher import images
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+REPO = images.REPO
+REQUIRED_LABELS = ["org.opencontainers.image.version", "org.opencontainers.image.created",
+                   "org.opencontainers.image.revision", "org.opencontainers.image.base.name",
+                   "org.opencontainers.image.base.digest", "io.pose-train.torch.version",
+                   "io.pose-train.cuda.version", "io.pose-train.cuda.archs"]
+
+
+def _launcher(*args, timeout=600, **env):
+    return subprocess.run([sys.executable, "-m", "pose_train"] + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, **env), cwd=REPO)
+
+
+def test_images_are_labelled(docker_client, modern_image, legacy_image):
+    modern = docker_client.images.get(modern_image).labels
+    legacy = docker_client.images.get(legacy_image).labels
+    for key in REQUIRED_LABELS[:-2]:
+        assert modern[key] and legacy[key], key
+    assert modern["io.pose-train.torch.version"] == "2.13.0+cpu"
+    assert legacy["io.pose-train.torch.version"] == "1.4.0"
+    assert legacy["io.pose-train.cuda.archs"] == "3.5 5.0 6.0 7.0 7.5"
+    assert modern["org.opencontainers.image.base.name"] == os.environ["POSE_TRAIN_MODERN_BASE"]
+
+
+def test_same_inputs_same_lock_and_labels(docker_client, modern_image):
+    """Rebuilding without cache from the same inputs gives the same labels; locks re-render identically."""
+    sys.path.insert(0, os.path.join(REPO, "docker"))
+    import lock
+    for target in ("modern-cpu", "legacy"):
+        wheelhouse = os.path.join(REPO, ".wheelhouse", target)
+        with open(lock.lock_path(target)) as f:
+            committed = f.read()
+        assert lock.render_lock(wheelhouse, target) == committed == lock.render_lock(wheelhouse, target)
+    before = docker_client.images.get(modern_image).labels
+    tag = images.build("modern", base=os.environ["POSE_TRAIN_MODERN_BASE"], variant="cpu",
+                       tag="pose-train/modern:rebuild-check", no_cache=True, quiet=True)
+    assert docker_client.images.get(tag).labels == before
+    docker_client.images.remove(tag)
+
+
+def test_legacy_runtime_is_python27_torch14(docker_client, legacy_image):
+    out = docker_client.containers.run(
+        legacy_image, ["-c", "from __future__ import print_function; import sys, torch, numpy; from compat.melodic import DopeNetwork;"
+                             "b, a = DopeNetwork()(torch.zeros(1, 3, 64, 64));"
+                             "print(sys.version_info[:2], torch.__version__, numpy.__version__, b[-1].shape[1], a[-1].shape[1])"],
+        entrypoint=["python2.7"], remove=True).decode()
+    assert out.split() == ["(2,", "7)", "1.4.0", "1.16.6", "9", "16"]
+
+
+def test_missing_image_offers_build(modern_image, tmp_path):
+    result = _launcher("synth", "dope", "--out", str(tmp_path), POSE_TRAIN_MODERN_IMAGE="pose-train/absent:0")
+    assert result.returncode != 0
+    assert "pose-train images build modern" in result.stderr.strip().splitlines()[-1]
+
+
+def test_launcher_runs_job_with_logs_manifest_and_owner(modern_image, tmp_path):
+    out = tmp_path / "synth"
+    result = _launcher("synth", "dope", "--out", str(out), "--n", "3", "--width", "96", "--height", "64")
+    assert result.returncode == 0, result.stderr
+    jsons = [p for p in out.rglob("*.json") if "logs" not in p.parts]
+    assert len([p for p in out.rglob("*.png")]) >= 3 and jsons
+    assert all(p.stat().st_uid == os.getuid() for p in out.rglob("*") if "logs" not in p.parts)
+    logs = sorted((out / "logs").iterdir())
+    assert [p.suffix for p in logs] == [".json", ".log"]
+    import json
+    manifest = json.loads(logs[0].read_text())
+    assert manifest["exit_code"] == 0 and manifest["image"]["id"].startswith("sha256:")
+    assert "synth dope" in manifest["host_command"] and manifest["pose_train_version"]
+
+
+def test_exit_code_propagates(modern_image, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _launcher("train", "dope", "--data", str(empty), "--outf", str(tmp_path / "o"), "--epochs", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+
+
+def test_ctrl_c_stops_and_removes_container(docker_client, modern_image, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "pose_train", "train", "dope", "--outf", str(tmp_path),
+                             "--epochs", "1000", "--imagesize", "64", "--batchsize", "2", "--synth_n", "4"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    label = {"label": "io.pose-train.job=train-dope"}
+    deadline = time.time() + 120
+    while not docker_client.containers.list(filters=label) and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.5)
+    assert docker_client.containers.list(filters=label), "the container never started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert docker_client.containers.list(all=True, filters=label) == []
+
+
+def test_compose_train_dope_cpu_writes_checkpoint_owned_by_user(modern_image, tmp_path):
+    out = tmp_path / "output"
+    out.mkdir()
+    os.chown(out, 4321, 4321)  # the "invoking user" owns ./output; compose runs as root
+    env = dict(os.environ, POSE_TRAIN_OUTPUT=str(out), POSE_TRAIN_DATA=str(tmp_path),
+               POSE_TRAIN_MODERN_IMAGE=modern_image)
+    result = subprocess.run(["docker", "compose", "run", "--rm", "train-dope", "--epochs", "1",
+                             "--imagesize", "64", "--batchsize", "2", "--synth_n", "4"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ckpt = out / "net_epoch_01.pth"
+    assert ckpt.stat().st_uid == 4321 and ckpt.stat().st_gid == 4321
+    import torch
+    from compat.melodic import DopeNetwork
+    torch.nn.DataParallel(DopeNetwork()).load_state_dict(torch.load(ckpt, map_location="cpu"))
