@@ -79,6 +79,7 @@ def _train(args, info):
         report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
         say(report.summary(len(samples)) + " (details: %s)" % report_path)
 
+    torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
     start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
     end_epoch = first_epoch + args.epochs - 1

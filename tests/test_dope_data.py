@@ -1,0 +1,108 @@
+"""Dataset scan: both annotation dialects, case-insensitive classes, the bad-data report."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from pose_train.dope.data import find_images, image_size, object_settings, scan
+from pose_train.errors import UserError
+
+
+def _image(path, w=96, h=72):
+    img = np.full((h, w, 3), 127, np.uint8)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def _nvisii(folder, stem, cls="Cube", pts=None, w=96, h=72):
+    pts = pts if pts is not None else [[10 + 5 * i, 20 + 3 * i] for i in range(9)]
+    _image(folder / (stem + ".png"), w, h)
+    ann = {"camera_data": {"intrinsics": {"fx": 80.0, "fy": 80.0, "cx": 48.0, "cy": 36.0}},
+           "objects": [{"class": cls, "visibility": 1.0, "projected_cuboid": pts,
+                        "location": [0.0, 0.0, 0.5], "quaternion_xyzw": [0, 0, 0, 1]}]}
+    (folder / (stem + ".json")).write_text(json.dumps(ann))
+
+
+def _ndds_scene(folder):
+    """A FAT-style scene: .left.jpg + json, depth/seg renders, side files one level up."""
+    scene = folder / "kitchen_0"
+    scene.mkdir(parents=True)
+    (folder / "_camera_settings.json").write_text(json.dumps({"camera_settings": [{
+        "name": "left", "intrinsic_settings": {"fx": 768.2, "fy": 768.2, "cx": 480, "cy": 270,
+                                               "resX": 960, "resY": 540}}]}))
+    (folder / "_object_settings.json").write_text(json.dumps({
+        "exported_object_classes": ["003_cracker_box_16k"],
+        "exported_objects": [{"class": "003_cracker_box_16k",
+                              "cuboid_dimensions": [16.4, 21.3, 7.2]}]}))
+    _image(scene / "000000.left.jpg")
+    _image(scene / "000000.left.depth.png")
+    _image(scene / "000000.left.seg.png")
+    corners = [[20 + i, 30 + i] for i in range(8)]
+    (scene / "000000.left.json").write_text(json.dumps({
+        "camera_data": {"location_worldframe": [0, 0, 0]},
+        "objects": [{"class": "003_cracker_box_16k", "visibility": 0.8,
+                     "location": [1.0, 2.0, 50.0], "quaternion_xyzw": [0, 0, 0, 1],
+                     "projected_cuboid": corners, "projected_cuboid_centroid": [40.5, 41.5]}]}))
+    return scene
+
+
+def test_nvisii_and_ndds_in_one_scan(tmp_path):
+    _nvisii(tmp_path, "a")
+    _ndds_scene(tmp_path / "fat")
+    samples, report = scan([str(tmp_path)], "003_CRACKER_BOX_16K", imagesize=64)
+    ndds = [s for s in samples if s.dialect == "ndds"]
+    assert len(ndds) == 1 and len(samples) == 2        # depth/seg renders are not samples
+    s = ndds[0]
+    assert s.points.shape == (1, 9, 2)
+    np.testing.assert_allclose(s.points[0, 8], [40.5, 41.5])       # centroid appended last
+    assert s.intrinsics == {"fx": 768.2, "fy": 768.2, "cx": 480.0, "cy": 270.0}
+    np.testing.assert_allclose(s.locations_m[0], [0.01, 0.02, 0.5])  # cm -> m
+    assert object_settings(str(tmp_path / "fat"))["003_cracker_box_16k"] == pytest.approx(
+        [0.164, 0.213, 0.072])
+    assert s.size == (96, 72)
+    # The NViSII image has no cracker box: kept as a negative, and the report says so.
+    assert any("a.png" in line and "no visible" in line for line in report.lines)
+
+
+def test_object_matching_ignores_case_and_lists_classes(tmp_path):
+    _nvisii(tmp_path, "a", cls="Bieropener")
+    samples, _ = scan([str(tmp_path)], "bieropener", imagesize=64)
+    assert len(samples[0].points) == 1
+    with pytest.raises(UserError, match=r"classes found: Bieropener \(1\)"):
+        scan([str(tmp_path)], "bicycle", imagesize=64)
+
+
+def test_bad_data_is_reported_one_line_each(tmp_path):
+    _nvisii(tmp_path, "good")
+    _nvisii(tmp_path, "outside", pts=[[-5, 10]] + [[10, 10]] * 8)
+    _nvisii(tmp_path, "small", w=40, h=30, pts=[[5, 5]] * 9)
+    _image(tmp_path / "orphan.png")
+    _image(tmp_path / "broken.png")
+    (tmp_path / "broken.json").write_text("{not json")
+    _nvisii(tmp_path, "cut")
+    data = (tmp_path / "cut.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:len(data) // 2])
+    samples, report = scan([str(tmp_path)], "cube", imagesize=64)
+    assert sorted(os.path.basename(s.image) for s in samples) == ["good.png", "outside.png",
+                                                                    "small.png"]
+    reasons = {k: 1 for k in ("without json", "malformed json", "truncated image",
+                              "keypoints outside", "smaller than crop")}
+    assert report.counts == reasons
+    text = "\n".join(report.lines)
+    for name in ("orphan.png", "broken.json", "cut.png", "outside.png", "small.png"):
+        assert name in text
+    written = report.write(str(tmp_path / "out" / "data_report.txt"), len(samples))
+    last = open(written).read().splitlines()[-1]
+    assert last.startswith("data report: 3 images used;")
+    with pytest.raises(UserError, match="--strict: 5 data problems"):
+        scan([str(tmp_path)], "cube", imagesize=64, strict=True)
+
+
+def test_header_reader_and_missing_folder(tmp_path):
+    _image(tmp_path / "x.jpg", 50, 40)
+    assert image_size(str(tmp_path / "x.jpg")) == (50, 40, True)
+    assert find_images([str(tmp_path)]) == [str(tmp_path / "x.jpg")]
+    with pytest.raises(UserError, match="does not exist"):
+        find_images([str(tmp_path / "nope")])

@@ -1,0 +1,128 @@
+"""DOPE training on CPU at 32 px: learning, checkpoints, exact resume, stop, DDP sharding.
+
+The network is the full 50 M-parameter DOPE, so every step costs seconds on a shared 2-core
+CPU: each run here is a handful of steps.
+"""
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from compat.melodic import DopeNetwork
+from pose_train.cli import main as cli_main
+from pose_train.dope.synth import write_dataset
+from pose_train.errors import UserError
+from pose_train.training.metrics import read_metrics
+
+pytestmark = pytest.mark.slow
+SIZE = ["--imagesize", "32", "--workers", "0", "--local"]
+
+
+@pytest.fixture(scope="module")
+def data6(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth6")
+    write_dataset(str(root), n=6, seed=5, width=64, height=48, object_name="cube",
+                  progress=False)
+    return str(root)
+
+
+def _train(data, outf, *extra):
+    cli_main(["train", "dope", "--data", data, "--object", "CUBE", "--outf", str(outf),
+              "--batchsize", "2"] + list(extra) + SIZE)
+
+
+def _step_losses(outf):
+    return [(r["epoch"], r["step"], r["loss"]) for r in read_metrics(os.path.join(outf,
+                                                                                  "metrics.jsonl"))
+            if r["kind"] == "step"]
+
+
+@pytest.fixture(scope="module")
+def baseline(data6, tmp_path_factory):
+    """One uninterrupted epoch of 3 steps, with --save."""
+    outf = tmp_path_factory.mktemp("baseline")
+    _train(data6, outf, "--epochs", "1", "--save")
+    return outf
+
+
+def test_epoch_files_layout_and_previews(baseline):
+    names = set(os.listdir(baseline))
+    assert {"net_epoch_01.pth", "net_epoch_01.json", "training_state.pth", "metrics.jsonl",
+            "data_report.txt", "train_batch_01.png"} <= names
+    state = torch.load(os.path.join(baseline, "net_epoch_01.pth"), weights_only=True)
+    assert all(k.startswith("module.") for k in state)
+    # What DOPE's ROS node does with the file:
+    torch.nn.DataParallel(DopeNetwork()).load_state_dict(state, strict=True)
+    meta = json.load(open(os.path.join(baseline, "net_epoch_01.json")))
+    assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    assert meta["object"] == "cube" and meta["imagesize"] == 32
+    extra = torch.load(os.path.join(baseline, "training_state.pth"), weights_only=True)["extra"]
+    assert extra["normalization"]["std"] == [0.229, 0.224, 0.225]
+
+
+def test_exact_resume_after_time_limit(data6, baseline, tmp_path, capsys):
+    """Stop after step 1 (time limit), resume with --resume auto: same losses as uninterrupted."""
+    _train(data6, tmp_path, "--epochs", "1", "--time_limit", "0.0001")
+    out = capsys.readouterr().out
+    assert "stopped by time limit at epoch 1 step 1" in out and "--resume auto" in out
+    assert not os.path.exists(tmp_path / "net_epoch_01.pth")
+    _train(data6, tmp_path, "--epochs", "1", "--resume", "auto")
+    assert "resuming" in capsys.readouterr().out
+    expected = _step_losses(baseline)
+    assert len(expected) == 3
+    assert _step_losses(tmp_path) == expected
+    a = torch.load(tmp_path / "net_epoch_01.pth", weights_only=True)
+    b = torch.load(baseline / "net_epoch_01.pth", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_net_weights_continue_numbering_without_prefix(data6, baseline, tmp_path):
+    bare = {k[len("module."):]: v for k, v in
+            torch.load(baseline / "net_epoch_01.pth", weights_only=True).items()}
+    torch.save(bare, tmp_path / "net_epoch_07.pth")          # DOPE-style file, no prefix
+    out = tmp_path / "out"
+    small = tmp_path / "two"
+    write_dataset(str(small), n=2, seed=1, width=64, height=48, progress=False)
+    _train(str(small), out, "--epochs", "1", "--net", str(tmp_path / "net_epoch_07.pth"))
+    assert os.path.exists(out / "net_epoch_08.pth")
+    assert [r["epoch"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"] == [8]
+
+
+def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys):
+    metrics = tmp_path / "metrics.jsonl"
+
+    def killer():
+        while not (metrics.exists() and metrics.read_text().count('"kind": "step"') >= 1):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=killer, daemon=True).start()
+    _train(data6, tmp_path, "--epochs", "2")
+    assert "stopped by SIGTERM" in capsys.readouterr().out
+    state = torch.load(tmp_path / "training_state.pth", weights_only=True)
+    assert (state["epoch"], state["step"]) in {(1, 1), (1, 2), (1, 3)}
+
+
+def test_unknown_object_fails_before_training(data6, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["train", "dope", "--data", data6, "--object", "bicycle", "--outf",
+                  str(tmp_path)] + SIZE)
+    assert "classes found: cube" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "training_state.pth")
+
+
+def test_ddp_two_gloo_processes_shard_the_data(tmp_path):
+    data = tmp_path / "four"
+    write_dataset(str(data), n=4, seed=2, width=64, height=48, progress=False)
+    cli_main(["train", "dope", "--data", str(data), "--object", "cube", "--outf",
+              str(tmp_path / "out"), "--epochs", "1", "--batchsize", "1", "--gpus", "2"] + SIZE)
+    records = read_metrics(tmp_path / "out" / "metrics.jsonl")
+    steps = [r for r in records if r["kind"] == "step"]
+    epoch = [r for r in records if r["kind"] == "epoch"][0]
+    # 4 images over 2 ranks at batch 1: 2 steps per rank (not 4), 4 samples seen in total.
+    assert len(steps) == 2 and epoch["samples"] == 4 and epoch["world_size"] == 2
+    assert os.path.exists(tmp_path / "out" / "net_epoch_01.pth")
