@@ -172,7 +172,12 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
         return 0
     if not name:
         raise UserError("%s: --verify needs to know the network; pass --model dope|keypoints" % src)
-    save_legacy(parity_reference(state, name), out + PARITY_SUFFIX)
+    try:
+        reference = parity_reference(state, name)
+    except (KeyError, RuntimeError) as err:
+        raise UserError("%s: %s (with --keep_prefix/--strip_prefix the keys are yours to get "
+                        "right)" % (out, str(err).strip("\"'").splitlines()[0]))
+    save_legacy(reference, out + PARITY_SUFFIX)
     if os.environ.get("POSE_TRAIN_LOCAL") == "1" and not os.environ.get(LEGACY_PYTHON_ENV):
         _say("parity reference written to %s%s; the legacy verifier checks it next"
              % (out, PARITY_SUFFIX))

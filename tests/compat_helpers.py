@@ -204,6 +204,86 @@ def check_verifier_refuses_bad_files(python_argv, workdir):
     assert not os.path.exists(marker), "the os.system pickle was executed"
 
 
+def check_verifier_catches_mismatches(python_argv, workdir):
+    """A missing key and a tampered parity reference each fail with exit code 1."""
+    from compat.convert import parity_reference, verifier_argv
+    from compat.legacy_writer import save_legacy
+    from compat.melodic import DopeNetwork
+    torch.manual_seed(0)
+    state = collections.OrderedDict(("module." + k, v) for k, v in
+                                    DopeNetwork(stages=1).state_dict().items())
+    ref = parity_reference(state, "dope")
+    good, ref_path = os.path.join(workdir, "s1.pth"), os.path.join(workdir, "s1.parity.pt")
+    save_legacy(state, good)
+    ref["outputs"][0] = ref["outputs"][0] + 1e-3
+    save_legacy(ref, ref_path)
+    proc = run_legacy(python_argv, verifier_argv([], good, ref_path, "dope"), check=False)
+    assert proc.returncode == 1 and "FAIL" in proc.stderr and "max |diff| 0.001" in proc.stderr, \
+        proc.stderr
+    del state["module.m1_1.8.bias"]
+    missing = os.path.join(workdir, "missing.pth")
+    save_legacy(state, missing)
+    proc = run_legacy(python_argv, verifier_argv([], missing, ref_path, "dope"), check=False)
+    assert proc.returncode == 1 and "1 missing keys" in proc.stderr, proc.stderr
+
+
+def check_keypoints_parity(python_argv, workdir):
+    """FastPose (SE-ResNet-50, 3 maps), module.-prefixed source -> bare keys, parity in 1.4."""
+    from compat.convert import verifier_argv
+    from compat.melodic import FastPose
+    torch.manual_seed(0)
+    net = FastPose(num_classes=3, architecture="resnet50")
+    for name, buf in net.named_buffers():
+        if name.endswith("running_var"):
+            buf.uniform_(0.5, 2.0)  # non-trivial BN statistics, so eval() mode is exercised
+    src, dst = os.path.join(workdir, "kp.pkl"), os.path.join(workdir, "kp_melodic.pkl")
+    torch.save(torch.nn.DataParallel(net).state_dict(), src)
+    env = os.environ.pop(LEGACY_ENV, None)
+    try:
+        assert run_convert(src, dst, verify=True) == 0
+    finally:
+        if env is not None:
+            os.environ[LEGACY_ENV] = env
+    proc = run_legacy(python_argv, verifier_argv([], dst, dst + ".parity.pt", "keypoints"))
+    assert proc.stdout.startswith("OK ") and "(fastpose" in proc.stdout, proc.stdout
+
+
+def breaker_sources(workdir):
+    """{name: (source path, convert kwargs)} for breakers that convert (not those refused)."""
+    import numpy as np
+    src = {}
+    base = collections.OrderedDict([("conv.weight", torch.randn(4, 3, 3, 3)),
+                                    ("conv.bias", torch.randn(4))])
+
+    def put(name, obj, **kw):
+        path = os.path.join(workdir, "breaker_%s.pth" % name)
+        torch.save(obj, path, **kw.pop("save", {}))
+        src[name] = (path, kw)
+    put("numpy2", {"model": dict(base, arr=np.ones((2, 2), np.float32)), "best": np.float64(1)})
+    put("pathlib", {"model": base, "root": __import__("pathlib").Path("/data")})
+    put("module", torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), trust=True)
+    put("negbit", {"w": torch._neg_view(torch.arange(4.))})
+    put("protocol4", base, save={"pickle_protocol": 4})
+    put("half_bf16", {"h": torch.ones(3).half(), "b": torch.ones(3).bfloat16()})
+    put("views", {"t": torch.arange(12.).view(3, 4).t(), "s": torch.arange(100.)[5:9]})
+    return src
+
+
+def check_breakers_load_in_torch14(python_argv, workdir):
+    """Every converted breaker loads in torch 1.4 with the values the modern side wrote."""
+    paths, expected = [], {}
+    for name, (path, kw) in sorted(breaker_sources(workdir).items()):
+        out = path + ".melodic"
+        assert run_convert(path, out, **kw) == 0, name
+        paths.append(out)
+        state = torch.load(out, weights_only=True)
+        expected[out] = {k: [str(v.dtype), list(v.shape), float(v.double().sum())]
+                         for k, v in state.items()}
+    for out in paths:
+        got = legacy_load_summary(python_argv, out)
+        assert got == expected[out], (out, got, expected[out])
+
+
 def legacy_load_summary(python_argv, path):
     """{key: [dtype, shape, sum]} of a file as torch 1.4 loads it."""
     code = ("import sys, json, torch\nsd = torch.load(sys.argv[1])\n"

@@ -208,3 +208,21 @@ def test_modern_keeps_dtypes_melodic_cannot(tmp_path):
     torch.save({"u": torch.arange(3).to(torch.uint16)}, tmp_path / "u.pth")
     assert h.run_convert(tmp_path / "u.pth", tmp_path / "u2.pth", to="modern") == 0
     assert torch.load(tmp_path / "u2.pth", weights_only=True)["u"].dtype == torch.uint16
+
+
+def test_verify_without_legacy_runtime_says_how(tmp_path, dope_state, monkeypatch, capsys):
+    monkeypatch.delenv("POSE_TRAIN_LEGACY_PYTHON", raising=False)
+    monkeypatch.delenv("POSE_TRAIN_LOCAL", raising=False)
+    torch.save(dope_state, tmp_path / "d.pth")
+    dst = tmp_path / "d_melodic.pth"
+    assert h.run_convert(tmp_path / "d.pth", dst, verify=True) == 0
+    err = capsys.readouterr().err
+    assert "NOT VERIFIED" in err and "pose-train verify %s" % dst in err
+    assert "POSE_TRAIN_LEGACY_PYTHON" in err
+    ref = torch.load(str(dst) + ".parity.pt", weights_only=True)
+    assert ref["model"] == "dope" and tuple(ref["input"].shape) == (1, 3, 64, 64)
+    # The same verifier module runs here too (the real check is the legacy runtime's).
+    from compat.melodic import main as verify_main
+    from types import SimpleNamespace
+    assert verify_main(SimpleNamespace(ckpt=str(dst), reference=None, model="auto")) == 0
+    assert "OK %s (dope" % dst in capsys.readouterr().out

@@ -32,3 +32,32 @@ def test_round_trip_legacy_modern_legacy_bit_exact(legacy_python, tmp_path):
 
 def test_verifier_refuses_bad_files_without_executing(legacy_python, tmp_path):
     h.check_verifier_refuses_bad_files(legacy_python, str(tmp_path))
+
+
+def test_verifier_fails_on_missing_key_and_parity_drift(legacy_python, tmp_path):
+    h.check_verifier_catches_mismatches(legacy_python, str(tmp_path))
+
+
+def test_keypoints_parity_in_torch14(legacy_python, tmp_path):
+    h.check_keypoints_parity(legacy_python, str(tmp_path))
+
+
+def test_converted_breakers_load_in_torch14(legacy_python, tmp_path):
+    h.check_breakers_load_in_torch14(legacy_python, str(tmp_path))
+
+
+def test_convert_verify_local_uses_legacy_python_env(legacy_python, tmp_path, monkeypatch):
+    import torch
+    from compat.melodic import DopeNetwork
+    monkeypatch.setenv("POSE_TRAIN_LEGACY_PYTHON", legacy_python[0])
+    torch.manual_seed(0)
+    torch.save(DopeNetwork(stages=2).state_dict(), str(tmp_path / "d.pth"))
+    assert h.run_convert(tmp_path / "d.pth", tmp_path / "d_melodic.pth", verify=True) == 0
+    broken = DopeNetwork(stages=2).state_dict()
+    broken["extra.weight"] = torch.ones(1)
+    torch.save(broken, str(tmp_path / "x.pth"))
+    # keep_prefix skips the key check before writing; --verify's strict load still catches it
+    from pose_train.errors import UserError
+    with pytest.raises(UserError, match="strict load fails: 72 missing keys"):
+        h.run_convert(tmp_path / "x.pth", tmp_path / "x_melodic.pth", verify=True,
+                      model="dope", keep_prefix=True)
