@@ -1,0 +1,122 @@
+"""Synthetic LINEMOD, PLY, the BOP and SIXD readers, ray casting and occlusion marking."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from keypoints_helpers import make_sequence, run_prepare, write_sixd
+from pose_train.errors import UserError
+from pose_train.keypoints import linemod, mesh as meshlib, prepare, synth
+
+
+@pytest.fixture(scope="module")
+def bop(tmp_path_factory):
+    return make_sequence(tmp_path_factory.mktemp("bop"), n=8)
+
+
+def test_ply_roundtrip_binary_and_ascii(tmp_path):
+    obj = synth.make_object(np.random.default_rng(0))
+    for binary in (True, False):
+        path = str(tmp_path / ("m%d.ply" % binary))
+        meshlib.write_ply(path, obj["vertices"], obj["faces"], obj["colors"], binary=binary)
+        back = meshlib.read_ply(path)
+        np.testing.assert_allclose(back["vertices"], obj["vertices"], atol=1e-4)
+        np.testing.assert_array_equal(back["faces"], obj["faces"])
+        np.testing.assert_array_equal(back["colors"], obj["colors"])
+
+
+def test_not_a_ply_is_a_user_error(tmp_path):
+    bad = tmp_path / "x.ply"
+    bad.write_text("hello")
+    with pytest.raises(UserError, match="not a PLY"):
+        meshlib.read_ply(str(bad))
+
+
+def test_bop_reader_and_exact_synthetic_annotations(bop):
+    seq = linemod.load_sequence(bop, 1)
+    assert seq.layout == "bop" and len(seq.frames) == 8 and not seq.symmetric
+    assert seq.diameter == pytest.approx(np.linalg.norm(synth.BOX_SIZE_MM), rel=1e-3)
+    for fr in seq.frames:
+        np.testing.assert_allclose(fr.R @ fr.R.T, np.eye(3), atol=1e-6)
+        mask = cv2.imread(os.path.join(bop, "test/000001/mask/%06d_000000.png" % fr.id), 0) > 0
+        uv, _ = meshlib.project(seq.model["vertices"], fr.K, fr.R, fr.t)
+        ys, xs = np.nonzero(mask)
+        # The rendered silhouette and the projected mesh agree to a pixel or so (thin corners): poses are exact.
+        assert abs(xs.min() - uv[:, 0].min()) <= 1.5 and abs(ys.max() - uv[:, 1].max()) <= 1.5
+
+
+def test_sixd_reader_matches_bop(bop, tmp_path):
+    sixd = write_sixd(bop, str(tmp_path / "hinterstoisser"))
+    a, b = linemod.load_sequence(bop, 1), linemod.load_sequence(sixd, 1)
+    assert b.layout == "sixd" and len(a.frames) == len(b.frames)
+    assert b.diameter == pytest.approx(a.diameter, rel=1e-5)
+    for fa, fb in zip(a.frames, b.frames):
+        np.testing.assert_allclose(fa.R, fb.R, atol=1e-6)
+        np.testing.assert_allclose(fa.t, fb.t, atol=1e-6)
+        np.testing.assert_allclose(fa.K, fb.K)
+        assert fb.rgb.endswith("%04d.png" % fb.id) and fb.bbox is not None
+
+
+def test_missing_sequence_names_both_layouts(tmp_path):
+    with pytest.raises(UserError, match="BOP .* or SIXD"):
+        linemod.load_sequence(str(tmp_path), 3)
+
+
+def test_raycast_agrees_with_rasterizer(bop):
+    seq = linemod.load_sequence(bop, 1)
+    fr = seq.frames[0]
+    _, depth = meshlib.rasterize(seq.model, fr.K, fr.R, fr.t, 320, 240)
+    ys, xs = np.nonzero(depth > 0)
+    pick = np.linspace(0, len(xs) - 1, 50).astype(int)
+    d = meshlib.depth_at_pixels(np.c_[xs[pick], ys[pick]].astype(float), fr.K, fr.R, fr.t, seq.model)
+    np.testing.assert_allclose(d, depth[ys[pick], xs[pick]], atol=1e-6)
+
+
+def test_self_occlusion_front_and_back_face():
+    obj = synth.make_object(np.random.default_rng(0))
+    K, R, t = synth.LINEMOD_K, np.eye(3), np.array([0.0, 0.0, 600.0])
+    half_z = synth.BOX_SIZE_MM[2] / 2
+    front, back = [5.0, 3.0, -half_z], [5.0, 3.0, half_z]     # the camera looks along +z
+    vis = meshlib.self_visible(np.array([front, back]), K, R, t, obj, tol=1.0)
+    assert vis.tolist() == [True, False]
+
+
+def test_occluder_marks_keypoints_hidden(tmp_path):
+    data = make_sequence(tmp_path / "lm", n=16, seed=3)
+    folder = run_prepare(data, tmp_path / "prep", kptype="fps", kpnum=16)
+    ann = json.load(open(os.path.join(folder, "annotations.json")))
+    infos = json.load(open(os.path.join(data, "test/000001/scene_gt_info.json")))
+    seq = linemod.load_sequence(data, 1)
+    kp3d = np.array(ann["keypoints_3d"])
+    occluded_frames, under_occluder = 0, 0
+    for fr, frame in zip(ann["frames"], seq.frames):
+        vis = np.array(fr["vis"])
+        seen = meshlib.self_visible(kp3d, frame.K, frame.R, frame.t, seq.model, 1.2)
+        assert np.all(vis[~seen] == 1)              # behind the object itself: hidden
+        if infos[str(fr["id"])][0]["visib_fract"] < 0.999:
+            occluded_frames += 1
+            # prepare forgives one pixel at the mask edge (keypoints on the silhouette)
+            mask = cv2.dilate(cv2.imread(frame.mask_visib, 0), np.ones((3, 3), np.uint8)) > 0
+            px = np.round(np.array(fr["kp2d"])).astype(int)
+            inside = (px[:, 0] >= 0) & (px[:, 0] < 320) & (px[:, 1] >= 0) & (px[:, 1] < 240)
+            under = inside & seen
+            under[under] = ~mask[px[under, 1], px[under, 0]]
+            assert np.all(vis[under] == 1)          # behind the occluder: hidden too
+            under_occluder += int(under.sum())
+    assert occluded_frames > 0 and under_occluder > 0
+
+
+def test_split_file_and_ratio_are_deterministic(tmp_path):
+    ids = list(range(20))
+    a = prepare.choose_split(ids, None, 0.25, seed=4)
+    assert a == prepare.choose_split(ids, None, 0.25, seed=4)
+    assert sum(v == "test" for v in a.values()) == 5
+    split = tmp_path / "train.txt"
+    split.write_text("0\n3\n7\n")
+    b = prepare.choose_split(ids, str(split), 0.25, seed=0)
+    assert [i for i in ids if b[i] == "train"] == [0, 3, 7]
+    split.write_text("99\n")
+    with pytest.raises(UserError, match="lacks"):
+        prepare.choose_split(ids, str(split), 0.25, seed=0)
