@@ -18,8 +18,8 @@ from compat import melodic
 from compat.legacy_format import CheckpointError, check_for_torch14
 from compat.legacy_writer import save_legacy
 from compat.loading import load_checkpoint
-from compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, set_prefix,
-                               strip_compile_prefix)
+from compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
+                               set_prefix, strip_compile_prefix)
 from pose_train.errors import UserError
 
 PARITY_SUFFIX = ".parity.pt"
@@ -39,10 +39,14 @@ def read_weights(src, trust):
         state, where, left = find_state_dict(obj)
     except UserError as err:
         raise UserError("%s: %s" % (src, err))
+    flat = flatten(state)
+    # Plain values beside the tensors (epoch, names) are metadata no consumer loads.
+    left += [k for k, v in flat.items() if not is_tensor_like(v)]
+    state = collections.OrderedDict((k, v) for k, v in flat.items() if is_tensor_like(v))
     note = "%s (%s, pickle protocol %d) weights from %s" % (src, scan.format, scan.protocol, where)
     if left:
         note += "; dropped %s" % ", ".join(left)
-    return flatten(state), note
+    return state, note
 
 
 def resolve_network(state, model):

@@ -18,7 +18,7 @@ _REFUSED_KINDS = ("complex", "uint16", "uint32", "uint64", "float8", "int4", "ui
                   "float4", "bits")
 
 
-def _is_tensor_like(value):
+def is_tensor_like(value):
     try:
         import numpy as np
         if isinstance(value, np.ndarray):
@@ -29,7 +29,7 @@ def _is_tensor_like(value):
 
 
 def _looks_like_weights(obj):
-    return isinstance(obj, dict) and obj and any(_is_tensor_like(v) for v in obj.values())
+    return isinstance(obj, dict) and obj and any(is_tensor_like(v) for v in obj.values())
 
 
 def _text_key(key):
@@ -68,13 +68,11 @@ def flatten(state, prefix=""):
 
 
 def to_tensor(key, value):
-    """Tensors stay tensors; numpy arrays and Python numbers become tensors; else refuse."""
+    """Tensors stay tensors; numpy arrays become tensors; anything else is refused."""
     if isinstance(value, torch.Tensor):
         return value
-    if _is_tensor_like(value):
+    if is_tensor_like(value):
         return torch.from_numpy(value.copy())
-    if isinstance(value, (bool, int, float)):
-        return torch.tensor(value)
     raise UserError("entry %r is a %s, not a tensor; a state dict holds tensors only"
                     % (key, type(value).__name__))
 

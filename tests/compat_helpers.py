@@ -154,7 +154,6 @@ def check_round_trip(python_argv, workdir):
 
 def bad_files(workdir):
     """{name: path} of files the verifier must refuse; the os.system one would touch a marker."""
-    from compat.melodic import DopeNetwork  # noqa: F401  (keeps the import cost out of timing)
     files = {}
     good = os.path.join(workdir, "good.legacy")
     torch.save({"w": torch.ones(1000)}, good, _use_new_zipfile_serialization=False)

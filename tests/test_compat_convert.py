@@ -226,3 +226,8 @@ def test_verify_without_legacy_runtime_says_how(tmp_path, dope_state, monkeypatc
     from types import SimpleNamespace
     assert verify_main(SimpleNamespace(ckpt=str(dst), reference=None, model="auto")) == 0
     assert "OK %s (dope" % dst in capsys.readouterr().out
+
+
+def test_plain_values_beside_tensors_are_dropped(tmp_path):
+    out, _ = melodic(tmp_path, {"w": torch.ones(2), "epoch": 3, "object": "cracker"})
+    assert list(out) == ["w"]

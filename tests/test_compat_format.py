@@ -145,3 +145,15 @@ def test_zip_missing_storage_member(tmp_path):
                 dst.writestr(item, src.read(item.filename))
     with pytest.raises(lf.CheckpointError, match="storage 0 is missing"):
         lf.scan_file(str(bad))
+
+
+def test_tar_era_file_is_named_and_needs_trust(tmp_path, capsys):
+    import tarfile
+    path = tmp_path / "old.tar.pth"
+    member = tmp_path / "pickle"
+    member.write_bytes(pickle.dumps({"w": 1}, protocol=2))
+    with tarfile.open(path, "w") as tar:
+        tar.add(member, arcname="pickle")
+    code, out, _ = run_cli(["inspect", str(path)], capsys)
+    assert code == 0 and "tar (torch <= 0.3)" in out and "--trust" in out
+    assert "legacy runtime (Python 2.7 + torch 1.4, ROS Melodic): no" in out
