@@ -1,0 +1,68 @@
+"""Evaluation: PnP from keypoints, ADD/ADD-S/2D projection, failures, table and overlay."""
+import json
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from keypoints_helpers import make_sequence, run_prepare
+from compat.melodic import FastPose
+from pose_train.keypoints import data as kpdata, evaluate, metrics, synth
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ev")
+    folder = run_prepare(make_sequence(root / "lm", n=12, seed=5), root / "prep", kptype="fps", kpnum=8)
+    return folder
+
+
+def _eval_args(model, data, outf, **kw):
+    args = dict(model=str(model), data=str(data), outf=str(outf), seq=1, kptype="fps", detections=None,
+                topk=None, seed=0, boxes="jitter", inputResH=64, inputResW=64, pck_alpha=0.05)
+    args.update(kw)
+    return SimpleNamespace(**args)
+
+
+def test_pnp_from_true_keypoints_recovers_the_pose(prepared):
+    ann, _ = kpdata.load_prepared(prepared)
+    mesh = kpdata.load_model_mesh(prepared)
+    kp3d = np.array(ann["keypoints_3d"])
+    verts = metrics.subsample(mesh["vertices"])
+    for fr in ann["frames"][:4]:
+        kp2d = np.array(fr["kp2d"])
+        pose = evaluate.solve_pose(kp3d, kp2d, np.ones(len(kp3d)), fr["K"], topk=8)
+        row = metrics.frame_metrics(fr, kp2d, pose, verts, ann, 0.05)
+        assert row["add"] < 0.5 and row["proj"] < 0.1 and row["pck"] == 1.0
+        assert row["add_ok"] and row["proj_ok"] and not row["failed"]
+
+
+def test_add_s_forgives_symmetry():
+    verts = synth.make_object(np.random.default_rng(0))["vertices"]
+    flip = np.diag([-1.0, -1.0, 1.0])          # the box is symmetric under a half turn about z
+    t = np.array([0, 0, 500.0])
+    assert metrics.add_error(verts, np.eye(3), t, flip, t, symmetric=False) > 30
+    assert metrics.add_error(verts, np.eye(3), t, flip, t, symmetric=True) < 1e-6
+
+
+def test_eval_end_to_end_counts_failures(prepared, tmp_path):
+    torch.manual_seed(0)
+    model = tmp_path / "fastpose.pkl"
+    torch.save(FastPose(8, architecture="resnet50").state_dict(), model)
+    ann, _ = kpdata.load_prepared(prepared)
+    test_ids = [f["id"] for f in ann["frames"] if f["split"] == "test"]
+    first = next(f for f in ann["frames"] if f["id"] == test_ids[0])
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": test_ids[0], "bbox": first["bbox"], "score": 0.9}]))
+    evaluate.main(_eval_args(model, os.path.dirname(prepared), tmp_path / "out", detections=str(dets)))
+    results = json.load(open(tmp_path / "out" / "results.json"))
+    row = results["01_fps_8"]
+    assert row["frames"] == len(test_ids) and row["boxes"] == "detections"
+    assert row["failures"] >= len(test_ids) - 1     # no detection: a failure, not dropped
+    table = open(tmp_path / "out" / "results.md").read()
+    assert "| 01 | fps | 8 |" in table
+    frames = json.load(open(tmp_path / "out" / "eval_01_fps_8" / "frames.json"))
+    assert all(f["failed"] for f in frames if f["id"] != test_ids[0])
+    assert os.path.getsize(tmp_path / "out" / "eval_01_fps_8" / "overlay.png") > 0

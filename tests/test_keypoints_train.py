@@ -1,0 +1,145 @@
+"""The keypoint trainer: strict kp6d key layout, loss falls, two stages, exact resume."""
+import json
+import os
+
+import pytest
+import torch
+
+from keypoints_helpers import TinyNet, make_sequence, run_prepare, train_args
+from compat.melodic import FastPose
+from pose_train.errors import UserError
+from pose_train.keypoints import model as kpmodel, train
+from pose_train.training.metrics import read_metrics
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kp")
+    data = make_sequence(root / "lm", n=12, seed=2)
+    folder = run_prepare(data, root / "prep", kptype="corner", kpnum=9)
+    return os.path.dirname(folder)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Machinery tests do not need FastPose's 40M parameters on a 2-core CPU."""
+    monkeypatch.setattr(kpmodel, "build", lambda k, arch: TinyNet(k, arch))
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_kp6d_key_layout_loads_strictly(tmp_path):
+    net = FastPose(9, architecture="resnet101")
+    sd = net.state_dict()
+    for key in ("preact.conv1.weight", "preact.layer1.0.se.fc.0.weight", "preact.layer3.22.conv3.weight",
+                "duc1.conv.weight", "duc2.bn.running_mean", "conv_out.weight"):
+        assert key in sd
+    assert not any(k.startswith("module.") for k in sd)
+    # kp6d: torch.save(model.module.state_dict()) as .pkl, in the pre-zipfile format of its era.
+    legacy = tmp_path / "kp6d.pkl"
+    torch.save(sd, legacy, _use_new_zipfile_serialization=False)
+    fresh = FastPose(9, architecture="resnet101")
+    kpmodel.load_weights(fresh, str(legacy))
+    assert torch.equal(fresh.conv_out.weight, net.conv_out.weight)
+    # A DataParallel-era file with `module.` keys loads too (the prefix is dropped first).
+    prefixed = tmp_path / "dp.pth"
+    torch.save({"module." + k: v for k, v in sd.items()}, prefixed)
+    kpmodel.load_weights(FastPose(9, architecture="resnet101"), str(prefixed))
+
+
+def test_mismatched_weights_are_user_errors(tmp_path):
+    sd = FastPose(9, architecture="resnet50").state_dict()
+    path = tmp_path / "w.pkl"
+    torch.save(sd, path)
+    with pytest.raises(UserError, match="shapes differ"):
+        kpmodel.load_weights(FastPose(17, architecture="resnet50"), str(path))
+    with pytest.raises(UserError, match="missing"):
+        kpmodel.load_weights(FastPose(9, architecture="resnet101"), str(path))
+
+
+def test_optimizers_and_schedules():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    kinds = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "sgd": torch.optim.SGD,
+             "nag": torch.optim.SGD}
+    for name, cls in kinds.items():
+        opt = kpmodel.make_optimizer(name, params, 1e-3)
+        assert isinstance(opt, cls) and opt.param_groups[0]["lr"] == 1e-3
+    assert kpmodel.make_optimizer("nag", params, 1e-3).param_groups[0]["nesterov"]
+    assert kpmodel.lr_at(1e-3, "step", 9, 10) == pytest.approx(1e-5)
+    assert kpmodel.lr_at(1e-3, "cosine", 5, 10) == pytest.approx(5e-4)
+    with pytest.raises(UserError):
+        kpmodel.make_optimizer("lbfgs", params, 1e-3)
+
+
+@pytest.mark.slow
+def test_loss_falls_with_fastpose_on_cpu(prepared, tmp_path):
+    out = tmp_path / "run"
+    train.main(train_args(prepared, out, kptype="corner", epochs=4, trainBatch=4))
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
+    assert os.path.isfile(out / "best.pkl") and os.path.isfile(out / "final.pkl")
+    kpmodel.load_weights(FastPose(9, architecture="resnet50"), str(out / "final.pkl"))
+
+
+def test_two_stage_schedule(prepared, tmp_path, tiny, monkeypatch):
+    loaded = []
+    real_load = kpmodel.load_weights
+    monkeypatch.setattr(kpmodel, "load_weights", lambda m, p: (loaded.append(p), real_load(m, p)))
+    out = tmp_path / "run"
+    train.main(train_args(prepared, out, kptype="corner", epochs=3, dpg_from_epoch=2))
+    assert [r["dpg"] for r in read_metrics(out / "metrics.jsonl")] == [False, False, True]
+    assert loaded == [os.path.join(str(out), "best.pkl")]      # stage 2 starts from the best
+    # The seed's manual way: a second run from best.pkl with --addDPG.
+    out2 = tmp_path / "manual"
+    train.main(train_args(prepared, out2, kptype="corner", epochs=1, addDPG=True,
+                          loadModel=str(out / "best.pkl")))
+    assert [r["dpg"] for r in read_metrics(out2 / "metrics.jsonl")] == [True]
+
+
+class _StopAfter:
+    """A TimeLimit that expires after a number of steps (a SIGTERM or --time_limit)."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def __call__(self, hours):
+        return self
+
+    def tick(self):
+        self.steps -= 1
+
+    def expired(self):
+        return self.steps <= 0
+
+
+def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
+    straight = tmp_path / "straight"
+    train.main(train_args(prepared, straight, kptype="corner", epochs=2, dpg_from_epoch=1,
+                          addDPG=False))
+    stopped = tmp_path / "stopped"
+    with monkeypatch.context() as m:
+        m.setattr(train, "TimeLimit", _StopAfter(6))    # 4 steps per epoch: stops in epoch 2
+        train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1))
+    state = torch.load(stopped / "training_state.pth", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)
+    assert not os.path.exists(stopped / "final.pkl")
+    train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1,
+                          resume="auto"))
+    a, b = _weights(straight / "final.pkl"), _weights(stopped / "final.pkl")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert json.load(open(straight / "best.json")) == json.load(open(stopped / "best.json"))
+
+
+def test_bad_train_flags(prepared, tmp_path):
+    with pytest.raises(UserError, match="multiples of 32"):
+        train.main(train_args(prepared, tmp_path, kptype="corner", inputResW=48))
+    with pytest.raises(UserError, match="datatype"):
+        train.main(train_args(prepared, tmp_path, kptype="corner", datatype="synth"))
+    with pytest.raises(UserError, match="--nClasses 17"):
+        train.main(train_args(os.path.join(prepared, "kp_01_corner_9"), tmp_path, nClasses=17))
+    with pytest.raises(UserError, match="prepare keypoints"):
+        train.main(train_args(prepared, tmp_path, kptype="sift"))
