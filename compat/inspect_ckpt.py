@@ -8,7 +8,7 @@ import collections
 import os
 
 from compat import melodic
-from compat.legacy_format import CheckpointError, check_for_torch14
+from compat.legacy_format import CheckpointError, check_for_torch14, storage_info
 from compat.loading import load_checkpoint, scan_or_fail
 from compat.state_dict import find_state_dict, flatten, key_prefix
 from pose_train.errors import UserError
@@ -22,9 +22,10 @@ def _storage_summary(scan):
     counts = collections.Counter()
     elements = 0
     for pid in scan.persistent_ids:
-        if isinstance(pid, tuple) and len(pid) >= 5 and isinstance(pid[1], tuple):
-            counts[pid[1][1].rpartition(".")[2]] += 1
-            elements += pid[4] if isinstance(pid[4], int) else 0
+        kind, _key, numel = storage_info(pid)
+        if kind:
+            counts[kind.rpartition(".")[2]] += 1
+            elements += numel if isinstance(numel, int) else 0
     text = ", ".join("%d %s" % (n, kind) for kind, n in sorted(counts.items()))
     return "%d (%s), %s elements" % (sum(counts.values()), text or "none", format(elements, ","))
 

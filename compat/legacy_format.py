@@ -15,6 +15,7 @@ File kinds torch has written:
 from __future__ import absolute_import, division, print_function
 
 import io
+import pickle
 import pickletools
 import struct
 import zipfile
@@ -114,49 +115,32 @@ _CONSTANT_OPS = ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"
                  "BINBYTES8")
 
 
-def _step(op, arg, stack, memo, scan):
-    """Model the opcodes that carry what we look for; everything else is generic."""
+class _Global(object):
+    """A pickled reference to module.attr, as it sits on the stack."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _step_refs(op, arg, stack, scan):
+    """Opcodes that name code (globals), call it, or fetch storages. False if not one."""
     name = op.name
-    if name == "PROTO":
-        scan.protocol = arg
-    elif name in _CONSTANT_OPS:
-        stack.append(_text(arg))
-    elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
-        stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
-    elif name == "GLOBAL":
+    if name in ("GLOBAL", "INST"):
         module, _, attr = _text(arg).partition(" ")
-        stack.append(("global", module + "." + attr))
         scan._add_global(module + "." + attr)
+        if name == "INST":  # protocol 0: calls module.attr(*items since MARK)
+            _pop_to_mark(stack)
+        stack.append(_Global(module + "." + attr) if name == "GLOBAL" else _UNKNOWN)
+    elif name in ("EXT1", "EXT2", "EXT4"):
+        # copyreg's extension registry maps a code to a global we cannot see from here.
+        scan._add_global("<extension code %s>" % (arg,))
+        stack.append(_UNKNOWN)
     elif name == "STACK_GLOBAL":
         attr, module = stack.pop() if stack else _UNKNOWN, stack.pop() if stack else _UNKNOWN
-        ok = all(isinstance(v, type(u"")) or isinstance(v, str) for v in (module, attr))
+        ok = all(isinstance(v, (type(u""), str)) for v in (module, attr))
         full = (module + "." + attr) if ok else "<computed global>"
-        stack.append(("global", full))
+        stack.append(_Global(full))
         scan._add_global(full)
-    elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-        memo[arg] = stack[-1] if stack else _UNKNOWN
-    elif name == "MEMOIZE":
-        memo[len(memo)] = stack[-1] if stack else _UNKNOWN
-    elif name in ("GET", "BINGET", "LONG_BINGET"):
-        stack.append(memo.get(arg, _UNKNOWN))
-    elif name == "DUP":
-        stack.append(stack[-1] if stack else _UNKNOWN)
-    elif name in ("TUPLE", "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"):
-        if name == "TUPLE":
-            stack.append(_pop_to_mark(stack))
-        else:
-            count = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}[name]
-            items = tuple(stack[len(stack) - count:]) if count else ()
-            del stack[len(stack) - count:]
-            stack.append(items)
-    elif name == "EMPTY_LIST":
-        stack.append([])
-    elif name == "LIST":
-        stack.append(list(_pop_to_mark(stack)))
-    elif name in ("APPEND", "APPENDS"):
-        items = _pop_to_mark(stack) if name == "APPENDS" else (stack.pop() if stack else _UNKNOWN,)
-        if stack and isinstance(stack[-1], list):
-            stack[-1].extend(items)
     elif name in ("BINPERSID", "PERSID"):
         pid = stack.pop() if name == "BINPERSID" and stack else _text(arg)
         scan.persistent_ids.append(pid)
@@ -164,14 +148,56 @@ def _step(op, arg, stack, memo, scan):
     elif name in ("REDUCE", "NEWOBJ"):
         args = stack.pop() if stack else _UNKNOWN
         func = stack.pop() if stack else _UNKNOWN
-        if isinstance(func, tuple) and func[:1] == ("global",) and \
-                func[1].startswith("torch._utils._rebuild_tensor"):
+        if isinstance(func, _Global) and func.name.startswith("torch._utils._rebuild_tensor"):
             scan.tensor_rebuilds += 1
             if isinstance(args, tuple):
                 scan.rebuild_arg_counts.add(len(args))
         stack.append(_UNKNOWN)
     else:
+        return False
+    return True
+
+
+_SMALL_TUPLES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+
+
+def _step_data(op, arg, stack, memo):
+    """Constants, memo, tuples and lists: enough to read persistent ids and key lists."""
+    name = op.name
+    if name in _CONSTANT_OPS:
+        stack.append(_text(arg))
+    elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
+        stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
+    elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+        memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1] if stack else _UNKNOWN
+    elif name in ("GET", "BINGET", "LONG_BINGET"):
+        stack.append(memo.get(arg, _UNKNOWN))
+    elif name == "DUP":
+        stack.append(stack[-1] if stack else _UNKNOWN)
+    elif name in ("TUPLE", "LIST"):
+        items = _pop_to_mark(stack)
+        stack.append(items if name == "TUPLE" else list(items))
+    elif name in _SMALL_TUPLES:
+        count = min(_SMALL_TUPLES[name], len(stack))
+        items = tuple(stack[len(stack) - count:])
+        del stack[len(stack) - count:]
+        stack.append(items)
+    elif name == "EMPTY_LIST":
+        stack.append([])
+    elif name in ("APPEND", "APPENDS"):
+        items = _pop_to_mark(stack) if name == "APPENDS" else (stack.pop() if stack else _UNKNOWN,)
+        if stack and isinstance(stack[-1], list):
+            stack[-1].extend(items)
+    else:
         _generic(op, stack)
+
+
+def _step(op, arg, stack, memo, scan):
+    """Model the opcodes that carry what we look for; everything else is generic."""
+    if op.name == "PROTO":
+        scan.protocol = arg
+    elif not _step_refs(op, arg, stack, scan):
+        _step_data(op, arg, stack, memo)
 
 
 def scan_pickle(stream):
@@ -186,6 +212,10 @@ def scan_pickle(stream):
                 break
             _step(op, arg, stack, memo, scan)
     except (ValueError, EOFError, struct.error, IndexError, KeyError, UnicodeDecodeError) as err:
+        if scan.protocol > pickle.HIGHEST_PROTOCOL:  # Python 2.7 stops at protocol 2
+            raise CheckpointError("pickle protocol %d; this Python reads at most %d: re-convert "
+                                  "it with pose-train convert --to melodic"
+                                  % (scan.protocol, pickle.HIGHEST_PROTOCOL))
         raise CheckpointError("pickle data is truncated or not a pickle (%s)" % (err,))
     if last != "STOP":
         raise CheckpointError("pickle data ends before its STOP opcode (truncated file)")
@@ -222,27 +252,31 @@ def sniff(path):
     return "unknown"
 
 
-def _storage_type(pid):
-    """('storage', ('global', 'torch.FloatStorage'), key, location, numel[, view])."""
+def storage_info(pid):
+    """(storage class name, key, numel) of a persistent id ('storage', cls, key, location, numel, ...)."""
     if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
         return None, None, None
-    kind = pid[1][1] if isinstance(pid[1], tuple) and pid[1][:1] == ("global",) else None
+    kind = pid[1].name if isinstance(pid[1], _Global) else None
     return kind, pid[2], pid[4]
 
 
 def scan_legacy(path):
     """Scan a legacy file's object pickle and check that every storage's bytes are there."""
     with open(path, "rb") as handle:
-        for what in ("magic number", "protocol version", "sys_info"):
-            part = scan_pickle(handle)
-            if what == "protocol version" and part.value != LEGACY_PROTOCOL_VERSION:
-                raise CheckpointError("legacy protocol version %r is not %d"
-                                      % (part.value, LEGACY_PROTOCOL_VERSION))
+        headers = [scan_pickle(handle) for _ in ("magic number", "protocol version", "sys_info")]
+        if headers[1].value != LEGACY_PROTOCOL_VERSION:
+            raise CheckpointError("legacy protocol version %r is not %d"
+                                  % (headers[1].value, LEGACY_PROTOCOL_VERSION))
         scan = scan_pickle(handle)
-        keys = scan_pickle(handle).value
+        key_scan = scan_pickle(handle)
+        keys = key_scan.value
+        # torch.load unpickles all five pickles: a global in any of them would run.
+        for part in headers + [key_scan]:
+            for name in part.globals:
+                scan._add_global(name)
         sizes = {}
         for pid in scan.persistent_ids:
-            kind, key, _numel = _storage_type(pid)
+            kind, key, _numel = storage_info(pid)
             sizes[key] = STORAGE_ELEMENT_SIZE.get((kind or "").rpartition(".")[2])
         if not isinstance(keys, list):
             raise CheckpointError("legacy storage-key list is not a list of names")
@@ -283,7 +317,7 @@ def scan_zip(path):
         version = prefix + "version"
         scan.zip_version = archive.read(version).strip().decode("ascii") if version in names else "?"
         for pid in scan.persistent_ids:
-            _kind, key, _numel = _storage_type(pid)
+            _kind, key, _numel = storage_info(pid)
             if key is not None and "%sdata/%s" % (prefix, key) not in names:
                 raise CheckpointError("storage %s is missing from the zip archive" % (key,))
     scan.format = "zip"

@@ -171,11 +171,14 @@ def bad_files(workdir):
     marker = os.path.join(workdir, "PWNED")
     with open(files["os_system"], "wb") as handle:
         handle.write(evil_legacy_bytes("touch " + marker))
+    files["os_system_in_header"] = os.path.join(workdir, "evil_header.pth")
+    with open(files["os_system_in_header"], "wb") as handle:
+        handle.write(evil_legacy_bytes("touch " + marker, in_header=True))
     return files, marker
 
 
-def evil_legacy_bytes(command, protocol=2):
-    """A legacy-format torch file whose object pickle calls os.system(command)."""
+def evil_legacy_bytes(command, protocol=2, in_header=False):
+    """A legacy-format torch file whose object pickle (or sys_info header) calls os.system."""
     import io
     import pickle
 
@@ -184,9 +187,10 @@ def evil_legacy_bytes(command, protocol=2):
             return (os.system, (command,))
 
     buf = io.BytesIO()
-    for header in (0x1950a86a20f9469cfc6c, 1001, {"protocol_version": 1001}):
+    sys_info = Evil() if in_header else {"protocol_version": 1001}
+    for header in (0x1950a86a20f9469cfc6c, 1001, sys_info):
         pickle.dump(header, buf, protocol=2)
-    pickle.dump({"w": Evil()}, buf, protocol=protocol)
+    pickle.dump({} if in_header else {"w": Evil()}, buf, protocol=protocol)
     pickle.dump([], buf, protocol=2)
     return buf.getvalue()
 

@@ -39,6 +39,14 @@ def evil_files(tmp_path):
     for protocol in (0, 2, 4):
         files["legacy-p%d" % protocol] = tmp_path / ("p%d.pth" % protocol)
         files["legacy-p%d" % protocol].write_bytes(h.evil_legacy_bytes("touch " + marker, protocol))
+    header = io.BytesIO()
+    for value in (lf.LEGACY_MAGIC, lf.LEGACY_PROTOCOL_VERSION):
+        pickle.dump(value, header, protocol=2)
+    files["inst-p0"] = tmp_path / "inst.pth"  # protocol 0 INST: no GLOBAL opcode at all
+    files["inst-p0"].write_bytes(header.getvalue() + b"(dp0\n." + b"(S'touch %s'\nios\nsystem\n."
+                                 % marker.encode() + b"(lp0\n.")
+    files["sys_info"] = tmp_path / "sysinfo.pth"  # the call hides in the third header pickle
+    files["sys_info"].write_bytes(h.evil_legacy_bytes("touch " + marker, in_header=True))
     files["zip"] = tmp_path / "evil.zip.pth"
     torch.save({"w": torch.ones(2), "x": Evil(marker)}, files["zip"])
     return files, marker
