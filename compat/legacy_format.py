@@ -253,7 +253,7 @@ def sniff(path):
 
 
 def storage_info(pid):
-    """(storage class name, key, numel) of a persistent id ('storage', cls, key, location, numel, ...)."""
+    """(storage class name, key, numel) of a ('storage', cls, key, location, numel, ...) id."""
     if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
         return None, None, None
     kind = pid[1].name if isinstance(pid[1], _Global) else None

@@ -34,7 +34,7 @@ def legacy_python_argv():
 
 def run_legacy(python_argv, args, check=True):
     """Run the legacy interpreter with ``args`` from the repo root; returns CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = dict(os.environ, PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(list(python_argv) + list(args), cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
