@@ -145,7 +145,8 @@ def run_local_verifier(out, model):
     if not python:
         _say("NOT VERIFIED: parity reference written to %s, but verification needs the legacy "
              "runtime (Python 2.7 + torch 1.4). Run 'pose-train verify %s' (legacy image), or "
-             "set %s to a python2.7 with torch 1.4 and rerun." % (reference, out, LEGACY_PYTHON_ENV))
+             "set %s to a python2.7 with torch 1.4 and rerun."
+             % (reference, out, LEGACY_PYTHON_ENV))
         return 0
     root = os.path.dirname(os.path.dirname(os.path.abspath(melodic.__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -14,7 +14,8 @@ from compat.state_dict import find_state_dict, flatten, key_prefix
 from pose_train.errors import UserError
 
 _FORMAT_TEXT = {"zip": "zipfile (torch >= 1.6 default)",
-                "legacy": "legacy serialization (torch 0.4 .. 1.5, or _use_new_zipfile_serialization=False)",
+                "legacy": "legacy serialization (torch 0.4 .. 1.5, "
+                          "or _use_new_zipfile_serialization=False)",
                 "tar": "tar (torch <= 0.3)"}
 
 
@@ -59,11 +60,12 @@ def inspect_file(path, trust=False):
              "format: %s" % _FORMAT_TEXT[scan.format]
              + (", archive version %s" % scan.zip_version if scan.format == "zip" else "")]
     if scan.format != "tar":
+        extra = "" if scan.rebuild_arg_counts <= set([4, 6]) else \
+            " (some carry tensor metadata torch 1.4 cannot read)"
         lines += ["pickle protocol: %d" % scan.protocol,
                   "globals: %s" % (", ".join(scan.globals) or "none"),
                   "storages: %s" % _storage_summary(scan),
-                  "tensor rebuilds: %d%s" % (scan.tensor_rebuilds, "" if scan.rebuild_arg_counts
-                                             <= set([4, 6]) else " (some carry torch>=1.x tensor metadata)")]
+                  "tensor rebuilds: %d%s" % (scan.tensor_rebuilds, extra)]
     modern = "yes (weights_only=True)"
     try:
         obj, _ = load_checkpoint(path, trust)
@@ -74,7 +76,8 @@ def inspect_file(path, trust=False):
     if trust and modern.startswith("yes"):
         modern = "yes with --trust (a full unpickle); see globals above"
     lines += ["modern runtime (torch 2.x): %s" % modern,
-              "legacy runtime (Python 2.7 + torch 1.4, ROS Melodic): %s" % legacy_verdict(path, scan)]
+              "legacy runtime (Python 2.7 + torch 1.4, ROS Melodic): %s"
+              % legacy_verdict(path, scan)]
     return lines
 
 

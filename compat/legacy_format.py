@@ -315,7 +315,8 @@ def scan_zip(path):
         prefix = pkl[0][:-len("data.pkl")]
         scan = scan_pickle(io.BytesIO(archive.read(pkl[0])))
         version = prefix + "version"
-        scan.zip_version = archive.read(version).strip().decode("ascii") if version in names else "?"
+        scan.zip_version = (archive.read(version).strip().decode("ascii")
+                            if version in names else "?")
         for pid in scan.persistent_ids:
             _kind, key, _numel = storage_info(pid)
             if key is not None and "%sdata/%s" % (prefix, key) not in names:

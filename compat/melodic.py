@@ -274,7 +274,8 @@ def max_abs_diff(outputs, expected):
     worst = 0.0
     for got, want in zip(outputs, expected):
         if tuple(got.shape) != tuple(want.shape):
-            raise ValueError("output shape %s, reference %s" % (tuple(got.shape), tuple(want.shape)))
+            raise ValueError("output shape %s, reference %s"
+                             % (tuple(got.shape), tuple(want.shape)))
         worst = max(worst, float((got.double() - want.double()).abs().max()))
     return worst
 

@@ -134,7 +134,8 @@ def check_py2_to_modern(python_argv, workdir):
 def check_round_trip(python_argv, workdir):
     """legacy (torch 1.4) -> modern -> legacy: equal bits in torch 1.4; second lap same bytes."""
     src = write_py2_checkpoint(python_argv, workdir) + ".sd"
-    paths = [os.path.join(workdir, name) for name in ("rt1.pth", "rt1.legacy", "rt2.pth", "rt2.legacy")]
+    paths = [os.path.join(workdir, name)
+             for name in ("rt1.pth", "rt1.legacy", "rt2.pth", "rt2.legacy")]
     assert run_convert(src, paths[0], to="modern") == 0
     assert run_convert(paths[0], paths[1], keep_prefix=True) == 0
     assert run_convert(paths[1], paths[2], to="modern") == 0

@@ -128,7 +128,8 @@ def test_optimizer_state_is_dropped(tmp_path):
     net(torch.ones(1, 3)).sum().backward()
     opt.step()
     assert torch.is_tensor(opt.state_dict()["state"][0]["step"])  # torch 2.x: step is a tensor
-    out, _ = melodic(tmp_path, {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": 1})
+    ckpt = {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": 1}
+    out, _ = melodic(tmp_path, ckpt)
     assert list(out) == ["weight", "bias"]
 
 
@@ -137,8 +138,9 @@ def test_half_bf16_double_become_fp32_ints_bools_kept(tmp_path):
              "d": torch.ones(2, dtype=torch.float64), "i": torch.ones(2, dtype=torch.int64),
              "m": torch.tensor([True, False])}
     out, _ = melodic(tmp_path, state)
+    f32 = torch.float32
     assert {k: v.dtype for k, v in out.items()} == {
-        "h": torch.float32, "b": torch.float32, "d": torch.float32, "i": torch.int64, "m": torch.bool}
+        "h": f32, "b": f32, "d": f32, "i": torch.int64, "m": torch.bool}
 
 
 def test_views_and_transposes_are_written_contiguous_and_alone(tmp_path):
