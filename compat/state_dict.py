@@ -36,18 +36,52 @@ def _text_key(key):
     return key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
 
 
+def _module_attrs(obj):
+    """The attribute dict of a pickled module: a real Module's, or a --trust stub's state."""
+    attrs = getattr(obj, "state", None)
+    attrs = attrs if isinstance(attrs, dict) else getattr(obj, "__dict__", {})
+    return attrs if "_modules" in attrs and "_parameters" in attrs else None
+
+
+def module_tensors(obj, prefix=""):
+    """state_dict() read off a pickled module's attributes, so a network whose class this
+    process cannot import (the training script's own) still gives up its weights."""
+    attrs = _module_attrs(obj)
+    out = collections.OrderedDict()
+    for name, tensor in (attrs.get("_parameters") or {}).items():
+        if tensor is not None:
+            out[prefix + name] = tensor
+    skip = attrs.get("_non_persistent_buffers_set") or set()
+    for name, tensor in (attrs.get("_buffers") or {}).items():
+        if tensor is not None and name not in skip:
+            out[prefix + name] = tensor
+    for name, child in (attrs.get("_modules") or {}).items():
+        if child is not None and _module_attrs(child) is not None:
+            out.update(module_tensors(child, prefix + name + "."))
+    return out
+
+
+def _from_module(obj):
+    if isinstance(obj, torch.nn.Module):
+        try:
+            return obj.state_dict()
+        except AttributeError:  # a real wrapper (DataParallel) around a stubbed network
+            pass
+    return module_tensors(obj)
+
+
 def find_state_dict(obj):
     """Return (state dict, where it was found, names of what was left behind)."""
-    if isinstance(obj, torch.nn.Module):
-        return obj.state_dict(), "a pickled %s module" % type(obj).__name__, []
+    if isinstance(obj, torch.nn.Module) or _module_attrs(obj) is not None:
+        return _from_module(obj), "a pickled %s module" % type(obj).__name__, []
     if not isinstance(obj, dict):
         raise UserError("holds a %s, not a state dict or a dict containing one"
                         % type(obj).__name__)
     obj = {_text_key(k): v for k, v in obj.items()}
     for key in STATE_DICT_KEYS:
         inner = obj.get(key)
-        if isinstance(inner, torch.nn.Module):
-            inner = inner.state_dict()
+        if isinstance(inner, torch.nn.Module) or _module_attrs(inner) is not None:
+            inner = _from_module(inner)
         if _looks_like_weights(inner):
             return inner, "key %r" % key, sorted(k for k in obj if k != key)
     if _looks_like_weights(obj):

@@ -233,3 +233,28 @@ def test_verify_without_legacy_runtime_says_how(tmp_path, dope_state, monkeypatc
 def test_plain_values_beside_tensors_are_dropped(tmp_path):
     out, _ = melodic(tmp_path, {"w": torch.ones(2), "epoch": 3, "object": "cracker"})
     assert list(out) == ["w"]
+
+
+def test_pickled_network_whose_class_is_gone_gives_its_weights_with_trust(tmp_path):
+    """The seed era's torch.save(DataParallel(net)) with the training script's own class."""
+    import __main__
+
+    class GoneNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+            self.register_buffer("scratch", torch.zeros(1), persistent=False)
+
+    GoneNet.__module__, GoneNet.__qualname__ = "__main__", "GoneNet"
+    __main__.GoneNet = GoneNet
+    try:
+        wrapped = torch.nn.DataParallel(GoneNet())
+        expected = wrapped.state_dict()
+        torch.save(wrapped, tmp_path / "src.pth")
+    finally:
+        del __main__.GoneNet
+    dst = tmp_path / "out.pth"
+    assert h.run_convert(tmp_path / "src.pth", dst, trust=True) == 0
+    out = torch.load(dst, weights_only=True)
+    assert list(out) == list(expected) and "module.scratch" not in out
+    assert all(torch.equal(out[k], v) for k, v in expected.items())
