@@ -143,3 +143,30 @@ def test_bad_train_flags(prepared, tmp_path):
         train.main(train_args(os.path.join(prepared, "kp_01_corner_9"), tmp_path, nClasses=17))
     with pytest.raises(UserError, match="prepare keypoints"):
         train.main(train_args(prepared, tmp_path, kptype="sift"))
+
+
+def test_cli_train_two_stages_with_seed_flags(prepared, tmp_path, tiny):
+    from pose_train.cli import main
+    out = tmp_path / "cli"
+    main(["--local", "train", "keypoints", "--nClasses", "9", "--seq", "01", "--kptype", "corner",
+          "--optMethod", "RMSprop", "--trainBatch", "2", "--dataset", "LINEMOD", "--datatype", "gt",
+          "--data", prepared, "--outf", str(out), "--epochs", "2", "--dpg-from-epoch", "1",
+          "--inputResH", "64", "--inputResW", "64", "--arch", "resnet50", "--resume", "auto",
+          "--lr_schedule", "cosine", "--snapshot", "1"])
+    assert [r["dpg"] for r in read_metrics(out / "metrics.jsonl")] == [False, True]
+    assert os.path.isfile(out / "model_1.pkl") and os.path.isfile(out / "model_2.pkl")
+
+
+def test_pretrained_backbone_from_a_local_file(tmp_path, capsys):
+    net = FastPose(9, architecture="resnet50")
+    imagenet = {k: v for k, v in net.preact.state_dict().items() if ".se." not in k}
+    imagenet["fc.weight"] = torch.zeros(1000, 2048)          # torchvision's classifier: ignored
+    path = tmp_path / "resnet50.pth"
+    torch.save(imagenet, path)
+    fresh = FastPose(9, architecture="resnet50")
+    kpmodel.load_pretrained(fresh, str(path))
+    assert torch.equal(fresh.preact.layer4[2].conv3.weight, net.preact.layer4[2].conv3.weight)
+    assert "SE layers start fresh" in capsys.readouterr().out
+    torch.save({"something.else": torch.zeros(3)}, path)
+    with pytest.raises(UserError, match="no ResNet backbone"):
+        kpmodel.load_pretrained(fresh, str(path))

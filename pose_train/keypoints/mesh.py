@@ -144,12 +144,14 @@ def project(points, K, R, t):
     return uv[:, :2] / np.maximum(uv[:, 2:3], 1e-9), z
 
 
-def raycast(dirs, tris, chunk=256):
+def raycast(dirs, tris, chunk=None):
     """Distance along each ray from the camera centre to the nearest triangle (inf if none).
 
     dirs: (P,3) ray directions in the camera frame; tris: (F,3,3) triangles in the camera
     frame. Moller-Trumbore, vectorised over rays x triangles in chunks.
     """
+    # Rays per chunk: keeps each (rays x faces x 3) temporary near 50 MB for big meshes.
+    chunk = chunk or max(1, int(2e6 // max(len(tris), 1)))
     v0, e1, e2 = tris[:, 0], tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]
     qvec = np.cross(-v0, e1)                                 # ray-independent with origin 0
     tq = np.einsum("fk,fk->f", qvec, e2)
