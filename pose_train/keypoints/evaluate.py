@@ -10,6 +10,10 @@ most confident keypoints, then
   ADD      mean distance of the model's vertices < 0.1 * diameter (ADD-S, the closest
            point, for symmetric objects: LINEMOD's eggbox and glue)
 
+Detections are mapped into the stored context crops (C x the ground-truth box, see
+prepare.py): a detection far outside that square sees black padding there. That is
+exact for detections that overlap the object, which is what PnP can use anyway.
+
 A frame whose prediction fails (no detection, PnP finds no pose) counts as a miss; kp6d
 dropped such frames from the denominator. Writes OUTF/results.json (one entry per
 object, merged across runs), OUTF/results.md (the per-object table),

@@ -13,7 +13,6 @@ line per epoch.
 """
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -123,6 +122,16 @@ def resume(args, run, outf):
     return epoch, step, float(state["extra"].get("best_acc", -1.0))
 
 
+def continue_argv(args):
+    """This run's flags as a command line; the state file replaces --loadModel/--pretrained."""
+    argv = ["pose-train", "train", "keypoints"]
+    for key, value in sorted(vars(args).items()):
+        if key in ("loadModel", "pretrained", "resume") or value is None or value is False:
+            continue
+        argv += ["--%s" % key] if value is True else ["--%s" % key, str(value)]
+    return argv
+
+
 def save_state(run, args, outf, epoch, step, best_acc):
     ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch, step,
                     config=vars(args), extra={"best_acc": best_acc, "normalisation": "alphapose_mean",
@@ -174,7 +183,7 @@ def main(args):
             if next_step is not None:
                 save_state(run, args, args.outf, epoch, next_step, best_acc)
                 print("stopped (%s) at epoch %d step %d; continue with:\n  %s"
-                      % (stop.reason, epoch + 1, next_step, continue_command(sys.argv[1:])))
+                      % (stop.reason, epoch + 1, next_step, continue_command(continue_argv(args))))
                 return 0
             best_acc = end_epoch(run, args, args.outf, epoch, loss, log, best_acc)
             save_state(run, args, args.outf, epoch + 1, 0, best_acc)
