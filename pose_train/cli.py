@@ -54,12 +54,18 @@ class Train:
     def dope(self, data=None, object="cube", outf="output", epochs=30, net=None, save=False,
              batchsize=32, lr=1e-4, workers=None, gpus=None, resume=None, time_limit=None,
              seed=0, imagesize=400, pretrained=None, strict=False, sigma=None, amp="auto",
-             compile=False, synth_n=200):
-        """Train DOPE on one object.
+             compile=False, synth_n=200, decode_cache="auto"):
+        """Train DOPE on one object; writes net_epoch_XX.pth (+ .json) and training_state.pth.
 
-        --data DIR (repeatable; default: an embedded synthetic dataset, generated once)
-        --object NAME (case-insensitive)  --outf DIR  --epochs N  --net WEIGHTS_OR_STATE
-        --save (write validation PNGs)  --resume auto  --time_limit HOURS  --gpus N
+        --data DIR (repeatable; default: a synthetic set of --synth_n images, generated once)
+        --object NAME (case-insensitive)  --outf DIR  --epochs N (counted from where this run
+        starts)  --net WEIGHTS_OR_STATE (weights: numbering continues from the file name;
+        training_state.pth: exact resume)  --resume auto (newest state in --outf)
+        --save (PNG grids of augmented batches)  --batchsize 32 (per process)  --lr 1e-4
+        --workers N  --gpus N  --time_limit HOURS  --seed 0  --imagesize 400 (crop)
+        --pretrained VGG19.pth (local ImageNet weights)  --strict (bad data is fatal)
+        --sigma PX (belief Gaussian, crop pixels; 4)  --amp auto|bf16|fp16|off  --compile
+        --decode_cache auto|off (keep decoded frames on disk after epoch 1)
         """
         self._ctx.run("train-dope", dict(
             data=_paths(data), object=str(object), outf=str(outf), epochs=int(epochs),
@@ -69,7 +75,7 @@ class Train:
             time_limit=None if time_limit is None else float(time_limit), seed=int(seed),
             imagesize=int(imagesize), pretrained=None if pretrained is None else str(pretrained),
             strict=bool(strict), sigma=None if sigma is None else float(sigma), amp=str(amp),
-            compile=bool(compile), synth_n=int(synth_n)))
+            compile=bool(compile), synth_n=int(synth_n), decode_cache=str(decode_cache)))
 
     def keypoints(self, nClasses=None, seq=1, kptype="sift", optMethod="rmsprop", trainBatch=48,
                   dataset="linemod", datatype="gt", loadModel=None, addDPG=False, data="data",

@@ -1,10 +1,15 @@
 """Dataset and DataLoader for DOPE training: decode (cv2) + one affine warp per sample.
 
+PNG decoding is the largest per-sample CPU cost (several ms for a 640x480 frame), so decoded
+frames can be kept in a raw uint8 file (``DecodedCache``): the first epoch decodes and fills
+it, later epochs read pixels straight from the page cache / disk.
 Everything else (colour jitter, noise, normalisation, belief/affinity targets) happens batch-wise
 on the training device; see augment.py and targets.py. Workers therefore return small uint8
 crops, which keeps both the per-sample CPU cost and the host->device copy low.
 """
+import hashlib
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -16,10 +21,89 @@ from pose_train.dope.augment import GeometryParams, random_affine, warp_sample
 MAX_OBJECTS_CAP = 16
 
 
+# Keypoints are annotated on the stored pixels: do not apply EXIF rotation (PIL, which DOPE
+# uses, does not either).
+IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+class DecodedCache:
+    """Decoded RGB frames in one flat uint8 file plus one "filled" byte per frame.
+
+    Rows are written by whichever loader worker decodes the frame first; a sampler never hands
+    the same index to two workers within an epoch, so writers never collide. Workers open the
+    files lazily: a memmap must not be pickled into them (that would copy the data).
+    """
+
+    def __init__(self, path, sizes):
+        self.path = path
+        nbytes = [int(w) * int(h) * 3 for w, h in sizes]
+        self.sizes = [(int(w), int(h)) for w, h in sizes]
+        self.offsets = np.concatenate([[0], np.cumsum(nbytes)]).astype(np.int64)
+        self._data = self._flags = None
+
+    @property
+    def nbytes(self):
+        return int(self.offsets[-1])
+
+    def create(self):
+        """Make the (sparse) files; call once, before the workers start."""
+        if not os.path.exists(self.path + ".flags"):
+            np.memmap(self.path, np.uint8, "w+", shape=(max(1, self.nbytes),)).flush()
+            np.memmap(self.path + ".flags", np.uint8, "w+", shape=(len(self.sizes),)).flush()
+        return self
+
+    def _open(self):
+        if self._data is None:
+            self._data = np.memmap(self.path, np.uint8, "r+", shape=(max(1, self.nbytes),))
+            self._flags = np.memmap(self.path + ".flags", np.uint8, "r+",
+                                    shape=(len(self.sizes),))
+
+    def get(self, index):
+        self._open()
+        if not self._flags[index]:
+            return None
+        w, h = self.sizes[index]
+        return np.array(self._data[self.offsets[index]:self.offsets[index + 1]]).reshape(h, w, 3)
+
+    def put(self, index, image):
+        self._open()
+        w, h = self.sizes[index]
+        if image.shape != (h, w, 3):
+            return          # header and pixels disagree: just keep decoding this one
+        self._data[self.offsets[index]:self.offsets[index + 1]] = image.reshape(-1)
+        self._flags[index] = 1   # after the pixels: a reader never sees a half row as filled
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_data"] = state["_flags"] = None
+        return state
+
+
+def decoded_cache(samples, root, mode="auto"):
+    """A DecodedCache for these samples under ``root``, or None (mode off, or not enough disk).
+
+    auto: used when the decoded frames take at most half the free space of ``root``. The file
+    name hashes the image paths, sizes and modification times, so a changed dataset gets a
+    fresh cache.
+    """
+    if mode == "off" or not samples:
+        return None
+    key = hashlib.sha1()
+    for s in samples:
+        key.update(("%s|%s|%s\n" % (s.image, s.size, os.path.getmtime(s.image))).encode())
+    cache = DecodedCache(os.path.join(root, "decoded-%s.u8" % key.hexdigest()[:16]),
+                         [s.size for s in samples])
+    os.makedirs(root, exist_ok=True)
+    if not os.path.exists(cache.path + ".flags") and \
+            cache.nbytes > shutil.disk_usage(root).free // 2:
+        return None
+    return cache
+
+
 class DopeDataset(Dataset):
     """Items: (image uint8 (S, S, 3) RGB, points (M, 9, 2) crop pixels, valid (M,) bool, index)."""
 
-    def __init__(self, samples, imagesize, seed=0, train=True, geometry=None):
+    def __init__(self, samples, imagesize, seed=0, train=True, geometry=None, cache=None):
         self.samples = samples
         self.imagesize = int(imagesize)
         self.seed = int(seed)
@@ -29,6 +113,7 @@ class DopeDataset(Dataset):
         most = max((len(s.points) for s in samples), default=1)
         self.max_objects = max(1, min(MAX_OBJECTS_CAP, most))
         self.decode_failures = 0
+        self.cache = cache
 
     def set_epoch(self, epoch):
         """Workers are re-created each epoch, so they see this value (no persistent workers)."""
@@ -37,19 +122,26 @@ class DopeDataset(Dataset):
     def __len__(self):
         return len(self.samples)
 
-    def _decode(self, sample):
-        img = cv2.imread(sample.image, cv2.IMREAD_COLOR)
+    def _decode(self, index, sample):
+        if self.cache is not None:
+            cached = self.cache.get(index)
+            if cached is not None:
+                return cached, True
+        img = cv2.imread(sample.image, IMREAD_FLAGS)
         if img is None:
             # The scan checks headers and trailers; a file damaged inside still must not stop
             # a long run: train on a blank frame with no objects and count it.
             self.decode_failures += 1
             w, h = sample.size
             return np.zeros((h, w, 3), np.uint8), False
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), True
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if self.cache is not None:
+            self.cache.put(index, img)
+        return img, True
 
     def __getitem__(self, index):
         sample = self.samples[index]
-        img, ok = self._decode(sample)
+        img, ok = self._decode(index, sample)
         # One generator per (seed, epoch, index): the same draw whatever the worker count.
         rng = np.random.default_rng([self.seed, self.epoch, index])
         h, w = img.shape[:2]

@@ -15,7 +15,7 @@ from compat.melodic import DopeNetwork
 from pose_train.dope import checkpoints as ckpt
 from pose_train.dope.data import scan
 from pose_train.dope.engine import StepConfig, train_one_epoch
-from pose_train.dope.loader import DopeDataset, default_workers, make_loader
+from pose_train.dope.loader import DopeDataset, decoded_cache, default_workers, make_loader
 from pose_train.dope.synth import cached_dataset
 from pose_train.errors import UserError
 from pose_train.training import checkpoint as state_io
@@ -46,6 +46,8 @@ def _check_args(args):
                         "8), got %d" % args.imagesize)
     if args.resume not in (None, "auto"):
         raise UserError("--resume takes 'auto' (newest state in --outf); for a file use --net")
+    if args.decode_cache not in ("auto", "off"):
+        raise UserError("--decode_cache must be auto or off, got %r" % args.decode_cache)
     if args.amp not in ("auto", "bf16", "fp16", "off"):
         raise UserError("--amp must be auto, bf16, fp16 or off, got %r" % args.amp)
 
@@ -100,7 +102,8 @@ def _train(args, info):
             group["lr"] = args.lr        # --lr given now wins over the saved one
     net = _wrap(model, args, info)
 
-    dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True)
+    dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True,
+                          cache=_decode_cache(args, samples, info, say))
     workers = default_workers(info.world_size) if args.workers is None else args.workers
     say("training %r: %d images, epochs %d..%d, batch %d x %d process(es), %s, %s"
         % (args.object, len(samples), start_epoch, end_epoch, args.batchsize, info.world_size,
@@ -162,6 +165,23 @@ def _data_roots(args, info, say):
     ddp.barrier(info)
     path, _ = cached_dataset(args.outf, args.synth_n, seed=args.seed, object_name=args.object)
     return [path]
+
+
+def _decode_cache(args, samples, info, say):
+    """Decoded frames kept on disk after the first epoch (rank 0 makes the files)."""
+    root = os.environ.get("POSE_TRAIN_CACHE") or os.path.join(args.outf, ".cache")
+    cache = decoded_cache(samples, root, args.decode_cache) if info.is_main else None
+    if info.is_main:
+        if cache is not None:
+            cache.create()
+            say("decoded-frame cache: %.2f GB in %s (epoch 1 decodes, later epochs read it)"
+                % (cache.nbytes / 1e9, cache.path))
+        elif args.decode_cache == "auto":
+            say("decoded-frame cache off: not enough free disk in %s" % root)
+    ddp.barrier(info)
+    if not info.is_main:
+        cache = decoded_cache(samples, root, args.decode_cache)
+    return cache
 
 
 def _starting_point(args, model, say):
