@@ -105,16 +105,37 @@ def parity_reference(state, name, size=64):
         ("torch", str(torch.__version__))])
 
 
-def write_melodic(state, out):
-    save_legacy(state, out)
+def atomic_write(out, write):
+    """write(tmp_path), then rename over OUT: a failed or refused conversion leaves no
+    half-written file where a robot would pick it up."""
+    folder = os.path.dirname(os.path.abspath(out))
+    tmp = os.path.join(folder, ".%s.%d.tmp" % (os.path.basename(out), os.getpid()))
     try:
-        check_for_torch14(out)  # the same static check the legacy verifier starts with
-    except CheckpointError as err:
-        raise UserError("%s: wrote a file torch 1.4 would refuse (%s); please report this"
-                        % (out, err))
+        write(tmp)
+        os.replace(tmp, out)
+    except OSError as err:
+        raise UserError("%s: cannot write it (%s)" % (out, err.strerror or err))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_melodic(state, out):
+    def write(tmp):
+        save_legacy(state, tmp)
+        try:
+            check_for_torch14(tmp)  # the same static check the legacy verifier starts with
+        except CheckpointError as err:
+            raise UserError("%s: the written file would be refused by torch 1.4 (%s); please "
+                            "report this" % (out, err))
+    atomic_write(out, write)
 
 
 def write_modern(state, out, fmt, metadata=None):
+    atomic_write(out, lambda tmp: _write_modern(state, tmp, fmt, metadata))
+
+
+def _write_modern(state, out, fmt, metadata):
     if fmt == "safetensors":
         from safetensors.torch import save_file
         seen, tensors = set(), collections.OrderedDict()
@@ -129,7 +150,7 @@ def write_modern(state, out, fmt, metadata=None):
     torch.save(state, out)
     reloaded = torch.load(out, map_location="cpu", weights_only=True)
     if list(reloaded) != list(state):
-        raise UserError("%s: written file does not read back with weights_only=True" % (out,))
+        raise UserError("%s: the written file does not read back with weights_only=True" % (out,))
 
 
 def verifier_argv(python_argv, ckpt, reference, model="auto"):
@@ -165,6 +186,8 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
             state = set_prefix(state, False)
         state = collections.OrderedDict((k, for_modern(k, v)) for k, v in state.items())
         write_modern(state, out, fmt, {"source": os.path.basename(src)})
+        if verify:
+            _say("--verify checks --to melodic files; nothing to verify for --to modern")
         _say("wrote %s (%s, %d tensors) in %.2f s" % (out, fmt, len(state), time.time() - started))
         return 0
     state, name = to_melodic(state, model, keep_prefix, strip_prefix)
@@ -182,7 +205,7 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
     except (KeyError, RuntimeError) as err:
         raise UserError("%s: %s (with --keep_prefix/--strip_prefix the keys are yours to get "
                         "right)" % (out, str(err).strip("\"'").splitlines()[0]))
-    save_legacy(reference, out + PARITY_SUFFIX)
+    atomic_write(out + PARITY_SUFFIX, lambda tmp: save_legacy(reference, tmp))
     if os.environ.get("POSE_TRAIN_LOCAL") == "1" and not os.environ.get(LEGACY_PYTHON_ENV):
         _say("parity reference written to %s%s; the legacy verifier checks it next"
              % (out, PARITY_SUFFIX))

@@ -258,3 +258,13 @@ def test_pickled_network_whose_class_is_gone_gives_its_weights_with_trust(tmp_pa
     out = torch.load(dst, weights_only=True)
     assert list(out) == list(expected) and "module.scratch" not in out
     assert all(torch.equal(out[k], v) for k, v in expected.items())
+
+
+def test_refused_conversion_leaves_no_file_and_unwritable_out_is_one_line(tmp_path):
+    torch.save({"z": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "c.pth")
+    with pytest.raises(UserError):
+        h.run_convert(tmp_path / "c.pth", tmp_path / "c_melodic.pth")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
+    torch.save({"w": torch.ones(2)}, tmp_path / "w.pth")
+    with pytest.raises(UserError, match="cannot write it"):
+        h.run_convert(tmp_path / "w.pth", tmp_path / "no_such_dir" / "w_melodic.pth")
