@@ -1,12 +1,12 @@
 """Checks that run the real legacy runtime (Python 2.7 + torch 1.4), driven by an argv prefix.
 
 Each ``check_*`` takes ``python_argv``, the command that starts the legacy interpreter:
-  locally:  ["/path/to/python2.7"]   (env POSE_TRAIN_LEGACY_PYTHON)
-  docker:   ["docker", "run", "--rm", "-v", "%s:%s" % (REPO, REPO), "-v", "%s:%s" % (tmp, tmp),
-             "-w", REPO, "<legacy image>", "python2.7"]
-and ``workdir``, a folder that the interpreter sees at the same path (for docker: mounted
-read-write at that path). The checks run with cwd=REPO so ``-m compat.melodic`` imports
-this checkout's compat package; each raises AssertionError with the legacy side's output.
+  locally:  legacy_python_argv()            -> ["/path/to/python2.7"] (POSE_TRAIN_LEGACY_PYTHON)
+  docker:   docker_python_argv(image, tmp)  -> ["docker", "run", "--rm", "--entrypoint",
+            "python2.7", ..., image] with REPO and tmp mounted at their own paths, -w REPO
+and ``workdir``, a folder that the interpreter sees at the same path. The checks run from
+REPO so ``-m compat.melodic`` imports this checkout's compat package; each raises
+AssertionError carrying the legacy side's output.
 """
 import collections
 import json
@@ -30,6 +30,15 @@ def legacy_python_argv():
     if not python:
         pytest.skip(SKIP_REASON)
     return [python]
+
+
+def docker_python_argv(image, workdir):
+    """``docker run`` prefix for the legacy image: its entrypoint replaced by python2.7,
+    this checkout (read-only) and ``workdir`` mounted at their host paths, host uid/gid."""
+    return ["docker", "run", "--rm", "--entrypoint", "python2.7",
+            "--user", "%d:%d" % (os.getuid(), os.getgid()), "-e", "PYTHONDONTWRITEBYTECODE=1",
+            "-v", "%s:%s:ro" % (REPO, REPO), "-v", "%s:%s" % (workdir, workdir), "-w", REPO,
+            image]
 
 
 def run_legacy(python_argv, args, check=True):
