@@ -18,6 +18,8 @@ import pytest
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # plain `pytest` without an installed checkout, or run as a script
+    sys.path.insert(0, REPO)
 LEGACY_ENV = "POSE_TRAIN_LEGACY_PYTHON"
 SKIP_REASON = ("legacy runtime not available: set POSE_TRAIN_LEGACY_PYTHON to a python2.7 with "
                "torch 1.4, or run the docker-marked tests")
@@ -305,5 +307,7 @@ def legacy_load_summary(python_argv, path):
     return json.loads(run_legacy(python_argv, ["-c", code, path]).stdout)
 
 
-if __name__ == "__main__":  # quick manual run: python tests/compat_helpers.py /path/python2.7
+if __name__ == "__main__":  # manual run: python tests/compat_helpers.py /path/to/python2.7
+    if len(sys.argv) > 1:
+        os.environ[LEGACY_ENV] = sys.argv[1]
     sys.exit(pytest.main([os.path.join(REPO, "tests", "test_compat_legacy.py"), "-q"]))
