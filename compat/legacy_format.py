@@ -29,7 +29,10 @@ STORAGE_ELEMENT_SIZE = {
     "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1,
     "ByteStorage": 1, "BoolStorage": 1,
 }
-TORCH14_STORAGES = set(STORAGE_ELEMENT_SIZE)
+# Storages torch 1.4 cannot load, but whose bytes we still need to step over when scanning.
+_OTHER_ELEMENT_SIZE = {"ComplexFloatStorage": 8, "ComplexDoubleStorage": 16,
+                       "UntypedStorage": 1, "QInt8Storage": 1, "QUInt8Storage": 1,
+                       "QInt32Storage": 4}
 
 # The only globals a flat state dict needs; the legacy verifier refuses anything else.
 STATE_DICT_GLOBALS = set(["collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
@@ -43,6 +46,9 @@ _DANGEROUS_MODULES = ("os", "posix", "nt", "subprocess", "sys", "shutil", "socke
                       "pickle", "cPickle", "_pickle", "marshal", "types", "multiprocessing")
 _DANGEROUS_BUILTINS = ("eval", "exec", "execfile", "compile", "open", "getattr", "setattr",
                        "delattr", "__import__", "apply", "input", "globals", "vars", "file")
+
+
+_BAD_ZIP = getattr(zipfile, "BadZipFile", None) or zipfile.BadZipfile  # py3 name, py2 name
 
 
 class CheckpointError(Exception):
@@ -120,6 +126,9 @@ class _Global(object):
 
     def __init__(self, name):
         self.name = name
+
+    def __repr__(self):
+        return self.name
 
 
 def _step_refs(op, arg, stack, scan):
@@ -277,7 +286,8 @@ def scan_legacy(path):
         sizes = {}
         for pid in scan.persistent_ids:
             kind, key, _numel = storage_info(pid)
-            sizes[key] = STORAGE_ELEMENT_SIZE.get((kind or "").rpartition(".")[2])
+            short = (kind or "").rpartition(".")[2]
+            sizes[key] = STORAGE_ELEMENT_SIZE.get(short) or _OTHER_ELEMENT_SIZE.get(short)
         if not isinstance(keys, list):
             raise CheckpointError("legacy storage-key list is not a list of names")
         for key in keys:
@@ -285,8 +295,9 @@ def scan_legacy(path):
             if len(raw) < 8:
                 raise CheckpointError("storage %s is missing (truncated file)" % (key,))
             numel = struct.unpack("<q", raw)[0]
-            width = sizes.get(key) or 1
-            handle.seek(numel * width, 1)
+            if sizes.get(key) is None:
+                break  # an element size we do not know: the remaining layout is unknowable
+            handle.seek(numel * sizes[key], 1)
             if handle.tell() > _file_size(handle):
                 raise CheckpointError("storage %s is cut short (truncated file)" % (key,))
     scan.format = "legacy"
@@ -305,7 +316,7 @@ def scan_zip(path):
     """Scan ``data.pkl`` of a zipfile checkpoint and check its members are all present."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipfile, IOError, OSError) as err:
+    except (_BAD_ZIP, IOError, OSError) as err:
         raise CheckpointError("zip archive is damaged or truncated (%s)" % (err,))
     with archive:
         names = archive.namelist()
