@@ -46,6 +46,16 @@ _DANGEROUS_MODULES = ("os", "posix", "nt", "subprocess", "sys", "shutil", "socke
                       "pickle", "cPickle", "_pickle", "marshal", "types", "multiprocessing")
 _DANGEROUS_BUILTINS = ("eval", "exec", "execfile", "compile", "open", "getattr", "setattr",
                        "delattr", "__import__", "apply", "input", "globals", "vars", "file")
+# Importable helpers that fetch or load arbitrary code in one call.
+_DANGEROUS_NAMES = ("torch._utils._import_dotted_name", "torch.load", "torch.serialization.load",
+                    "torch.hub.load", "torch.jit.load", "torch.package", "numpy.load",
+                    "numpy.testing._private.utils.runstring", "operator.attrgetter",
+                    "operator.methodcaller")
+# Protocol 4 resolves dotted names ("torch" + "os.system" is os.system): any of these as a
+# component of a name marks it, wherever it sits.
+_DANGEROUS_PARTS = set(["os", "posix", "nt", "subprocess", "sys", "importlib", "builtins",
+                        "__builtin__", "shutil", "runpy", "pty", "ctypes", "system", "popen",
+                        "eval", "exec", "execfile", "__import__", "getattr"])
 
 
 _BAD_ZIP = getattr(zipfile, "BadZipFile", None) or zipfile.BadZipfile  # py3 name, py2 name
@@ -56,7 +66,11 @@ class CheckpointError(Exception):
 
 
 def is_dangerous(name):
+    if name.startswith(_DANGEROUS_NAMES):
+        return True
     module, _, attr = name.rpartition(".")
+    if _DANGEROUS_PARTS.intersection(name.split(".")[1:]):
+        return True
     root = module.split(".")[0]
     if root in ("builtins", "__builtin__"):
         return attr in _DANGEROUS_BUILTINS

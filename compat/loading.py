@@ -47,7 +47,9 @@ def _name_of(entry):
 def _plain_global(name):
     """Globals a weights-only load accepts: tensor rebuilders, storages, dtypes, containers."""
     module, _, attr = name.rpartition(".")
-    if name.startswith("torch._utils.") or (module in ("torch", "torch.storage") and (
+    # Only the rebuilders: torch._utils also holds _import_dotted_name, which returns any
+    # attribute of any module (os.system included) for a REDUCE to call.
+    if name.startswith("torch._utils._rebuild_") or (module in ("torch", "torch.storage") and (
             attr.endswith("Storage") or isinstance(getattr(torch, attr, None), torch.dtype))):
         return True
     plain = set(["collections.OrderedDict", "torch.Size", "torch.device", "builtins.set",

@@ -45,6 +45,13 @@ def evil_files(tmp_path):
     files["inst-p0"] = tmp_path / "inst.pth"  # protocol 0 INST: no GLOBAL opcode at all
     files["inst-p0"].write_bytes(header.getvalue() + b"(dp0\n." + b"(S'touch %s'\nios\nsystem\n."
                                  % marker.encode() + b"(lp0\n.")
+    def text(value):
+        raw = value.encode()
+        return b"\x8c" + bytes([len(raw)]) + raw
+    files["dotted-p4"] = tmp_path / "dotted.pth"  # protocol 4: "torch" + "os.system" = os.system
+    files["dotted-p4"].write_bytes(
+        header.getvalue() + pickle.dumps({}, protocol=2) + b"\x80\x04" + text("torch")
+        + text("os.system") + b"\x93" + text("touch " + marker) + b"\x85R." + pickle.dumps([]))
     files["sys_info"] = tmp_path / "sysinfo.pth"  # the call hides in the third header pickle
     files["sys_info"].write_bytes(h.evil_legacy_bytes("touch " + marker, in_header=True))
     files["zip"] = tmp_path / "evil.zip.pth"
