@@ -153,6 +153,28 @@ def _write_modern(state, out, fmt, metadata):
         raise UserError("%s: the written file does not read back with weights_only=True" % (out,))
 
 
+def copy_sidecar(src, out):
+    """net_epoch_XX.json (normalisation, object, key prefix) travels with the weights: the
+    melodic file itself can hold nothing but the state dict the ROS node loads."""
+    sidecar, target = os.path.splitext(src)[0] + ".json", os.path.splitext(out)[0] + ".json"
+    if not os.path.isfile(sidecar) or os.path.abspath(sidecar) == os.path.abspath(target):
+        return
+    import json
+    with open(sidecar) as handle:
+        try:
+            meta = json.load(handle)
+        except ValueError:
+            _say("%s is not JSON; not copied" % sidecar)
+            return
+    if isinstance(meta, dict):
+        meta.update(weights=os.path.basename(out), converted_from=os.path.basename(src))
+    def write(tmp):
+        with open(tmp, "w") as handle:
+            json.dump(meta, handle, indent=1, sort_keys=True)
+    atomic_write(target, write)
+    _say("copied %s -> %s" % (sidecar, target))
+
+
 def verifier_argv(python_argv, ckpt, reference, model="auto"):
     """The legacy verifier's command line after an interpreter prefix (local or docker)."""
     return list(python_argv) + ["-m", "compat.melodic", "verify", "--ckpt", ckpt,
@@ -192,6 +214,7 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
         return 0
     state, name = to_melodic(state, model, keep_prefix, strip_prefix)
     write_melodic(state, out)
+    copy_sidecar(src, out)
     _say("wrote %s (legacy format, protocol 2, %s, %d tensors, %s keys) in %.2f s"
          % (out, name or "unknown network", len(state),
             "module." if any(k.startswith("module.") for k in state) else "bare",

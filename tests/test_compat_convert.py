@@ -268,3 +268,13 @@ def test_refused_conversion_leaves_no_file_and_unwritable_out_is_one_line(tmp_pa
     torch.save({"w": torch.ones(2)}, tmp_path / "w.pth")
     with pytest.raises(UserError, match="cannot write it"):
         h.run_convert(tmp_path / "w.pth", tmp_path / "no_such_dir" / "w_melodic.pth")
+
+
+def test_sidecar_json_travels_with_melodic_weights(tmp_path):
+    import json
+    torch.save({"w": torch.ones(2)}, tmp_path / "net_epoch_60.pth")
+    (tmp_path / "net_epoch_60.json").write_text(json.dumps({"normalization": {"name": "imagenet"}}))
+    assert h.run_convert(tmp_path / "net_epoch_60.pth", tmp_path / "net_epoch_60_melodic.pth") == 0
+    meta = json.loads((tmp_path / "net_epoch_60_melodic.json").read_text())
+    assert meta["normalization"]["name"] == "imagenet"
+    assert meta["weights"] == "net_epoch_60_melodic.pth"
