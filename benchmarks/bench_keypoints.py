@@ -143,6 +143,25 @@ def bench_ours(ann, crops, args, device):
     return time_steps(step, args.warmup, args.steps, args.batch, device)
 
 
+def bench_data_only(root, ann, crops, args, device):
+    """Samples/s of the two data pipelines alone (no model): where the recipe starves a GPU."""
+    loader = torch.utils.data.DataLoader(
+        RecipeDataset(root, ann, args.input_hw), batch_size=args.recipe_batch, num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        sampler=torch.utils.data.RandomSampler(range(len(ann["frames"])), replacement=True,
+                                               num_samples=10 ** 9))
+    batches = iter(loader)
+    recipe = time_steps(lambda: next(batches), args.warmup, args.steps, args.recipe_batch, device)
+    data = kpdata.to_device(ann, crops, list(range(len(ann["frames"]))), device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    n, aug = len(ann["frames"]), transforms.Augment()
+
+    def ours_step():
+        idx = torch.randint(0, n, (args.batch,), device=device, generator=gen)
+        transforms.make_batch(data, idx, args.input_hw, 1.0, gen=gen, aug=aug, use_dpg=True)
+    return recipe, time_steps(ours_step, args.warmup, args.steps, args.batch, device)
+
+
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="CPU-sized run: 64x64, resnet50, batch 4")
@@ -156,6 +175,7 @@ def parse(argv):
     p.add_argument("--frames", type=int, default=None)
     p.add_argument("--kpnum", type=int, default=17)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--data_only", action="store_true", help="time the two data pipelines, no model")
     args = p.parse_args(argv)
     small = dict(arch="resnet50", input="64x64", batch=4, recipe_batch=4, steps=3, warmup=1, frames=16)
     full = dict(arch="resnet101", input="320x256", batch=128, recipe_batch=48, steps=30, warmup=5, frames=200)
@@ -175,10 +195,18 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         root, folder = make_data(tmp, args)
         ann, crops = kpdata.load_prepared(folder)
-        recipe = bench_recipe(root, ann, args, device)
-        ours = bench_ours(ann, crops, args, device)
+        if args.data_only:
+            recipe, ours = bench_data_only(root, ann, crops, args, device)
+        else:
+            recipe = bench_recipe(root, ann, args, device)
+            ours = bench_ours(ann, crops, args, device)
     print("device: %s (%s), torch %s, %d CPU threads, %d loader workers"
           % (device, name, torch.__version__, torch.get_num_threads(), args.workers))
+    if args.data_only:
+        print("data only, %dx%d, %d keypoints: recipe CPU loader %.1f samples/s (batch %d); "
+              "ours on %s %.1f samples/s (batch %d)" % (args.input_hw[0], args.input_hw[1], args.kpnum,
+                                                        recipe, args.recipe_batch, device, ours, args.batch))
+        return 0
     print("FastPose %s %dx%d, %d keypoints, %d steps after %d warm-up"
           % (args.arch, args.input_hw[0], args.input_hw[1], args.kpnum, args.steps, args.warmup))
     print("kp6d recipe (fp32, batch %d, CPU loader): %8.1f img/s" % (args.recipe_batch, recipe))

@@ -144,8 +144,10 @@ def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     if acc > best_acc:
         best_acc = acc
         save_weights(run.model, os.path.join(outf, "best.pkl"))
-        with open(os.path.join(outf, "best.json"), "w") as f:
+        tmp = os.path.join(outf, ".best.json.tmp")
+        with open(tmp, "w") as f:
             json.dump({"epoch": epoch + 1, "pck": acc}, f)
+        os.replace(tmp, os.path.join(outf, "best.json"))  # a kill never leaves half a file
     if args.snapshot and (epoch + 1) % args.snapshot == 0:
         save_weights(run.model, os.path.join(outf, "model_%d.pkl" % (epoch + 1)))
     lr = run.optimizer.param_groups[0]["lr"]
