@@ -3,22 +3,21 @@
 It is box jitter, so that the network learns from boxes as imperfect as a detector's.
 Per sample (batched here, on the training device; boxes are x0, y0, x1, y1):
 
-* crop branch: when more than `crop_threshold(kpnum)` keypoints are inside the box,
-  with probability CROP_P the box is cut to one random half (top/bottom/left/right), so
-  the network also sees partial views. AlphaPose does this for people with its threshold
-  "> 13 of 17 joints" and cuts at body joints; a rigid object has no parts to cut at, so
-  we cut halves and scale the threshold with kpnum (13/17 of the keypoints).
-* then, with probability PATCH_P, a random sub-patch: both sides scaled by the same
+* with probability PATCH_P, a random sub-patch: both sides scaled by the same
   factor drawn uniformly from (1 - PATCH_P, 1), placed uniformly inside the box;
 * otherwise each edge moves by a Normal offset times the box width or height, with
-  AlphaPose's constants (mean, std), measured from its human detector's errors:
+  AlphaPose's constants (mean, std) for how far detected boxes sit from true ones:
       x0: (-0.0142, 0.1158)  y0: (0.0043, 0.0680)  x1: (0.0154, 0.1337)  y1: (-0.0013, 0.0711)
-Boxes are then clamped to the image and kept at least MIN_SIZE pixels wide and high.
+* then the crop branch: when more than `crop_threshold(kpnum)` keypoints lie inside the
+  jittered box, with probability CROP_P (AlphaPose: 0.32) the box is cut to one of its
+  four quarters or four halves, each equally likely, so that partial views are seen too.
+  AlphaPose's threshold is "> 13" of 17 joints; here it scales with kpnum (13/17 of it).
+Jittered boxes are clamped to the image and kept at least MIN_SIZE pixels wide and high.
 """
 import torch
 
 PATCH_P = 0.15
-CROP_P = 0.08
+CROP_P = 0.32
 EDGE_NORMAL = ((-0.0142, 0.1158), (0.0043, 0.0680), (0.0154, 0.1337), (-0.0013, 0.0711))
 MIN_SIZE = 4.0
 
@@ -36,18 +35,23 @@ def keypoints_inside(boxes, kps, vis):
 
 
 def crop_branch(boxes, kps, vis, gen, p=CROP_P):
-    """Cut eligible boxes to one random half with probability p."""
+    """Cut eligible boxes, with probability p, to a quarter or a half (8 regions, equally likely)."""
     b = boxes.shape[0]
     eligible = keypoints_inside(boxes, kps, vis) > crop_threshold(kps.shape[1])
     cut = eligible & (torch.rand(b, generator=gen, device=boxes.device) < p)
-    side = torch.randint(0, 4, (b,), generator=gen, device=boxes.device)
+    # Regions 0-3: top-left, top-right, bottom-left, bottom-right quarter;
+    # 4-7: left, right, top, bottom half (AlphaPose's order).
+    region = torch.randint(0, 8, (b,), generator=gen, device=boxes.device)
+
+    def among(*ids):
+        return cut & torch.isin(region, torch.tensor(ids, device=boxes.device))
     mid_x = (boxes[:, 0] + boxes[:, 2]) / 2
     mid_y = (boxes[:, 1] + boxes[:, 3]) / 2
     out = boxes.clone()
-    out[:, 0] = torch.where(cut & (side == 0), mid_x, out[:, 0])   # keep the right half
-    out[:, 2] = torch.where(cut & (side == 1), mid_x, out[:, 2])   # keep the left half
-    out[:, 1] = torch.where(cut & (side == 2), mid_y, out[:, 1])   # keep the bottom half
-    out[:, 3] = torch.where(cut & (side == 3), mid_y, out[:, 3])   # keep the top half
+    out[:, 2] = torch.where(among(0, 2, 4), mid_x, out[:, 2])   # keep the left part
+    out[:, 0] = torch.where(among(1, 3, 5), mid_x, out[:, 0])   # keep the right part
+    out[:, 3] = torch.where(among(0, 1, 6), mid_y, out[:, 3])   # keep the top part
+    out[:, 1] = torch.where(among(2, 3, 7), mid_y, out[:, 1])   # keep the bottom part
     return out
 
 
@@ -79,7 +83,8 @@ def clamp_boxes(boxes, fallback, width, height):
 
 
 def apply_dpg(boxes, kps, vis, width, height, gen):
-    """Full DPG on (B,4) boxes with (B,K,2) keypoints in the same pixel frame."""
-    cut = crop_branch(boxes, kps, vis, gen)
-    moved, _ = jitter(cut, gen)
-    return clamp_boxes(moved, boxes, width, height)
+    """Full DPG on (B,4) boxes with (B,K,2) keypoints in the same pixel frame (AlphaPose's
+    order: jitter first, then count keypoints in the jittered box for the crop branch)."""
+    moved, _ = jitter(boxes, gen)
+    moved = clamp_boxes(moved, boxes, width, height)
+    return crop_branch(moved, kps, vis, gen)

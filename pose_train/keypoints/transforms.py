@@ -29,7 +29,7 @@ ENLARGE = 1.3
 class Augment:
     scale: float = 0.25      # factor ~ clip(1 + scale * N(0,1), 1 - scale, 1 + scale)
     rotate: float = 40.0     # degrees, uniform in +-rotate ...
-    rotate_p: float = 0.6    # ... with this probability, else 0
+    rotate_p: float = 0.4    # ... with this probability (AlphaPose rotates 40% of samples)
     color: float = 0.2       # per-channel gain uniform in 1 +- color
     flip: bool = False
 
