@@ -122,6 +122,7 @@ def bench_ours(ann, crops, args, device):
     net = FastPose(args.kpnum, architecture=args.arch).to(device).train()
     cuda = device.type == "cuda"
     if cuda:
+        torch.backends.cudnn.benchmark = True   # as train.py does
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.RMSprop(net.parameters(), lr=1e-3)
     model = torch.compile(net) if args.compile else net

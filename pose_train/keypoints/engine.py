@@ -41,7 +41,9 @@ def train_epoch(run, epoch, start_step, stop):
     n = data["crops"].shape[0]
     batch = min(run.batch, n)
     order = epoch_order(n, run.seed, epoch)
-    total, count, seen, t0 = 0.0, 0, 0, time.time()
+    # The loss stays on the device until the epoch ends: a .item() per step would make the
+    # host wait for the GPU every step and starve the queue.
+    total, count, seen, t0 = torch.zeros((), device=run.device), 0, 0, time.time()
     model.train()
     for step in range(start_step, steps_per_epoch(n, batch)):
         idx = order[step * batch:(step + 1) * batch].to(run.device)
@@ -57,13 +59,14 @@ def train_epoch(run, epoch, start_step, stop):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total, count, seen = total + loss.item(), count + 1, seen + len(idx)
+        total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
         run.time_limit.tick()
         if stop.requested or run.time_limit.expired():
             stop.request(stop.reason or "time limit")
-            return total / max(count, 1), step + 1
+            return float(total) / max(count, 1), step + 1
+    mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
     run.last_rate = seen / max(time.time() - t0, 1e-9)
-    return total / max(count, 1), None
+    return mean, None
 
 
 @torch.no_grad()

@@ -162,6 +162,8 @@ def main(args):
     check_args(args)
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed input size: let cuDNN pick its kernels once
     os.makedirs(args.outf, exist_ok=True)
     ann, train_data, val_data = load_data(args, device)
     net = build_model(args, ann["kpnum"], device)
