@@ -66,3 +66,12 @@ def test_eval_end_to_end_counts_failures(prepared, tmp_path):
     frames = json.load(open(tmp_path / "out" / "eval_01_fps_8" / "frames.json"))
     assert all(f["failed"] for f in frames if f["id"] != test_ids[0])
     assert os.path.getsize(tmp_path / "out" / "eval_01_fps_8" / "overlay.png") > 0
+
+
+def test_eval_with_exact_boxes_and_topk(prepared, tmp_path):
+    model = tmp_path / "fastpose.pkl"
+    torch.save({"module." + k: v for k, v in FastPose(8, architecture="resnet50").state_dict().items()},
+               model)                               # a DataParallel-era file evaluates too
+    evaluate.main(_eval_args(model, prepared, tmp_path / "out", boxes="gt", topk=4))
+    row = json.load(open(tmp_path / "out" / "results.json"))["01_fps_8"]
+    assert row["boxes"] == "gt" and row["arch"] == "resnet50" and 0 <= row["pck"] <= 1
