@@ -179,13 +179,14 @@ class Eval:
         self._ctx = ctx
 
     def keypoints(self, model, data="data", outf="output", seq=1, kptype="sift", detections=None,
-                  topk=None, seed=0, boxes="jitter", inputResH=320, inputResW=256, pck_alpha=0.05):
+                  topk=None, seed=0, boxes="jitter", inputResH=None, inputResW=None, pck_alpha=0.05):
         """PnP from predicted keypoints: PCK, 2D projection (<5 px), ADD(-S) (<0.1 d).
 
         MODEL: FastPose weights (arch and K read from them)  --data DIR (prepare's --outf)
         --seq S --kptype T  --outf DIR (results.md per-object table, overlay PNG)
         --boxes jitter|gt (ground truth, DPG-jittered by default)  --detections FILE.json
-        --topk N (PnP keypoints; default 3/4 of K)  --inputResH --inputResW (as trained)
+        --topk N (PnP keypoints; default 3/4 of K)  --inputResH --inputResW (default: the
+        size in MODEL's json sidecar, else 320x256)
         --pck_alpha A (PCK radius = A * longer box side)  --seed N (box jitter)
         """
         data = _paths(data)  # the root CLI turns --data into a list (DOPE takes several)
@@ -195,7 +196,8 @@ class Eval:
             model=str(model), data=data[0], outf=str(outf), seq=_seq(seq), kptype=str(kptype).lower(),
             detections=None if detections is None else str(detections),
             topk=None if topk is None else int(topk), seed=int(seed), boxes=str(boxes).lower(),
-            inputResH=int(inputResH), inputResW=int(inputResW), pck_alpha=float(pck_alpha)))
+            inputResH=None if inputResH is None else int(inputResH),
+            inputResW=None if inputResW is None else int(inputResW), pck_alpha=float(pck_alpha)))
 
 
 class Images:

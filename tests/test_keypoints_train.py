@@ -1,6 +1,7 @@
 """The keypoint trainer: strict kp6d key layout, loss falls, two stages, exact resume."""
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -81,6 +82,12 @@ def test_train_job_end_to_end_with_fastpose(prepared, tmp_path):
     assert len(losses) == 2 and losses[-1] < losses[0]
     assert os.path.isfile(out / "best.pkl") and os.path.isfile(out / "final.pkl")
     kpmodel.load_weights(FastPose(9, architecture="resnet50"), str(out / "final.pkl"))
+    side = json.load(open(out / "best.json"))
+    assert side["input_hw"] == [64, 64] and len(side["keypoints_3d"]) == 9 and side["key_prefix"] == ""
+    assert side["normalization"]["mean"] == [0.406, 0.457, 0.480] and side["weights"] == "best.pkl"
+    from pose_train.keypoints import evaluate
+    assert evaluate.input_size(SimpleNamespace(model=str(out / "best.pkl"), inputResH=None,
+                                               inputResW=None)) == (64, 64)
 
 
 @pytest.mark.slow

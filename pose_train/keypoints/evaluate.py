@@ -137,8 +137,22 @@ def evaluate_frames(args, ann, crops, mesh, net, device):
     return rows, idx
 
 
+def input_size(args):
+    """--inputResH/W, else the size in the weights' json sidecar, else kp6d's 320x256."""
+    if args.inputResH and args.inputResW:
+        return args.inputResH, args.inputResW
+    sidecar = os.path.splitext(args.model)[0] + ".json"
+    if os.path.isfile(sidecar):
+        with open(sidecar) as f:
+            hw = json.load(f).get("input_hw")
+        if hw:
+            return int(hw[0]), int(hw[1])
+    return 320, 256
+
+
 def main(args):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.inputResH, args.inputResW = input_size(args)
     net, arch = load_network(args.model, device)
     kpnum = net.conv_out.out_channels
     folder = kpdata.find_prepared(args.data, args.seq, args.kptype, kpnum)

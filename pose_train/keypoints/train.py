@@ -6,7 +6,8 @@ first E epochs train without DPG; at epoch E the best weights so far are reloade
 fresh optimizer starts, exactly as the manual second run would, and DPG is on from then.
 
 Files in OUTF: best.pkl (best validation PCK so far), model_N.pkl (every --snapshot
-epochs), final.pkl: weights only, kp6d's key layout, no `module.` prefix.
+epochs), final.pkl: weights only, kp6d's key layout, no `module.` prefix; each with a
+json sidecar (best.json, ...) holding normalisation, input size and the 3D keypoints.
 training_state.pth: everything needed to continue (--resume auto), written atomically
 at every epoch end and when a signal or --time_limit stops the run. metrics.jsonl: one
 line per epoch.
@@ -46,6 +47,7 @@ class Run:
     augment: transforms.Augment = field(default_factory=transforms.Augment)
     time_limit: TimeLimit = None
     last_rate: float = 0.0
+    meta: dict = field(default_factory=dict)   # what a weights file's json sidecar says
 
     def use_dpg(self, epoch):
         return self.add_dpg or (self.dpg_from is not None and epoch >= self.dpg_from)
@@ -92,8 +94,26 @@ def build_model(args, kpnum, device):
     return net
 
 
-def save_weights(net, path):
-    ckpt.atomic_save({k: v.detach().float().cpu() for k, v in ckpt.unwrap(net).state_dict().items()}, path)
+def weights_meta(args, ann):
+    """Facts the weights cannot carry, for the json sidecar beside each .pkl (compat's convert
+    copies it along): normalisation, input size, and the 3D keypoints PnP needs."""
+    return {"model": "fastpose", "arch": args.arch, "num_classes": ann["kpnum"], "seq": ann["seq"],
+            "kptype": ann["kptype"], "keypoints_3d": ann["keypoints_3d"], "diameter": ann["diameter"],
+            "symmetric": ann["symmetric"], "input_hw": [args.inputResH, args.inputResW],
+            "heatmap_stride": 4, "sigma": args.hmGauss, "key_prefix": "",
+            "normalization": {"name": "alphapose", "mean": list(transforms.MEAN), "std": [1.0, 1.0, 1.0],
+                              "note": "RGB in [0,1], minus mean, no division"}}
+
+
+def save_weights(run, path, **facts):
+    """Weights (kp6d layout, no prefix) and PATH-without-.pkl + .json, both written atomically."""
+    net = ckpt.unwrap(run.model)
+    ckpt.atomic_save({k: v.detach().float().cpu() for k, v in net.state_dict().items()}, path)
+    sidecar = os.path.splitext(path)[0] + ".json"
+    tmp = os.path.join(os.path.dirname(sidecar), "." + os.path.basename(sidecar) + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(dict(run.meta, weights=os.path.basename(path), **facts), f, indent=1, sort_keys=True)
+    os.replace(tmp, sidecar)  # a kill never leaves half a file
 
 
 def switch_to_dpg(run, args, outf):
@@ -143,13 +163,9 @@ def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     acc, val_loss = engine.validate(run)
     if acc > best_acc:
         best_acc = acc
-        save_weights(run.model, os.path.join(outf, "best.pkl"))
-        tmp = os.path.join(outf, ".best.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump({"epoch": epoch + 1, "pck": acc}, f)
-        os.replace(tmp, os.path.join(outf, "best.json"))  # a kill never leaves half a file
+        save_weights(run, os.path.join(outf, "best.pkl"), epoch=epoch + 1, pck=acc)
     if args.snapshot and (epoch + 1) % args.snapshot == 0:
-        save_weights(run.model, os.path.join(outf, "model_%d.pkl" % (epoch + 1)))
+        save_weights(run, os.path.join(outf, "model_%d.pkl" % (epoch + 1)), epoch=epoch + 1, pck=acc)
     lr = run.optimizer.param_groups[0]["lr"]
     log.write(epoch=epoch + 1, loss=loss, val_loss=val_loss, val_pck=acc, lr=lr,
               dpg=run.use_dpg(epoch), img_per_s=run.last_rate)
@@ -172,7 +188,7 @@ def main(args):
               (args.inputResH, args.inputResW), args.hmGauss,
               "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
               args.addDPG, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
-              TimeLimit(args.time_limit))
+              TimeLimit(args.time_limit), meta=weights_meta(args, ann))
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
     if args.compile:
         run.model = torch.compile(net)
@@ -191,6 +207,6 @@ def main(args):
                 return 0
             best_acc = end_epoch(run, args, args.outf, epoch, loss, log, best_acc)
             save_state(run, args, args.outf, epoch + 1, 0, best_acc)
-    save_weights(run.model, os.path.join(args.outf, "final.pkl"))
+    save_weights(run, os.path.join(args.outf, "final.pkl"), epoch=args.epochs)
     print("done: best validation PCK %.3f; weights in %s" % (max(best_acc, 0.0), args.outf))
     return 0
