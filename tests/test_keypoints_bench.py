@@ -1,0 +1,19 @@
+"""The keypoint training benchmark runs (smallest sizes; the numbers themselves are not checked)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+
+@pytest.mark.slow
+def test_bench_keypoints_smoke(capsys):
+    import bench_keypoints
+    assert bench_keypoints.main(["--small", "--steps", "1", "--warmup", "1", "--workers", "0",
+                                 "--frames", "4", "--batch", "2", "--recipe_batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "kp6d recipe" in out and "speed-up" in out
+    assert bench_keypoints.main(["--small", "--data_only", "--steps", "1", "--warmup", "0",
+                                 "--workers", "0", "--frames", "4"]) == 0
+    assert "data only" in capsys.readouterr().out
