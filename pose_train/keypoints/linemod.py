@@ -137,7 +137,10 @@ def _bop_frames(scene, seq):
         bbox = None
         if key in infos:
             info = infos[key][gi]
-            bbox = info.get("bbox_visib") if info.get("visib_fract", 1) > 0 else info.get("bbox_obj")
+            # The whole object's box, as SIXD's obj_bb is: every keypoint lies inside it.
+            bbox = info.get("bbox_obj")
+            if bbox is None or bbox[2] <= 0:
+                bbox = info.get("bbox_visib")
             bbox = None if bbox is None or bbox[2] <= 0 else [float(v) for v in bbox]
         mask = os.path.join(scene, "mask_visib", "%06d_%06d.png" % (int(key), gi))
         frames.append(Frame(int(key), _find_image(os.path.join(scene, "rgb"), ["%06d" % int(key)]),
