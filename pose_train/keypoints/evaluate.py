@@ -106,16 +106,23 @@ def solve_pose(kp3d, kp2d, conf, K, topk):
     order = np.argsort(-conf)[:topk]
     if len(order) < 4:
         return None
-    ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-        kp3d[order].astype(np.float64), kp2d[order].astype(np.float64), np.asarray(K, np.float64),
-        None, reprojectionError=8.0, iterationsCount=200, flags=cv2.SOLVEPNP_EPNP)
-    if not ok or inliers is None or len(inliers) < 4:
+    K = np.asarray(K, np.float64)
+    try:
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+            kp3d[order].astype(np.float64), kp2d[order].astype(np.float64), K, None,
+            reprojectionError=8.0, iterationsCount=200, flags=cv2.SOLVEPNP_EPNP)
+        if not ok or inliers is None or len(inliers) < 4:
+            return None
+        inl = order[inliers[:, 0]]
+        ok, rvec, tvec = cv2.solvePnP(kp3d[inl].astype(np.float64), kp2d[inl].astype(np.float64), K,
+                                      None, rvec, tvec, useExtrinsicGuess=True,
+                                      flags=cv2.SOLVEPNP_ITERATIVE)
+    except cv2.error:
+        # Degenerate keypoints (all on one spot, non-finite) make OpenCV throw: a failed frame.
         return None
-    inl = order[inliers[:, 0]]
-    ok, rvec, tvec = cv2.solvePnP(kp3d[inl].astype(np.float64), kp2d[inl].astype(np.float64),
-                                  np.asarray(K, np.float64), None, rvec, tvec, useExtrinsicGuess=True,
-                                  flags=cv2.SOLVEPNP_ITERATIVE)
-    return (cv2.Rodrigues(rvec)[0], tvec.reshape(3)) if ok else None
+    if not ok or not np.all(np.isfinite(tvec)):
+        return None
+    return cv2.Rodrigues(rvec)[0], tvec.reshape(3)
 
 
 def evaluate_frames(args, ann, crops, mesh, net, device):
