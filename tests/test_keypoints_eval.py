@@ -75,3 +75,17 @@ def test_eval_with_exact_boxes_and_topk(prepared, tmp_path):
     evaluate.main(_eval_args(model, prepared, tmp_path / "out", boxes="gt", topk=4))
     row = json.load(open(tmp_path / "out" / "results.json"))["01_fps_8"]
     assert row["boxes"] == "gt" and row["arch"] == "resnet50" and 0 <= row["pck"] <= 1
+
+
+def test_cli_synth_prepare_eval(tmp_path):
+    from pose_train.cli import main
+    lm, prep, out = str(tmp_path / "lm"), str(tmp_path / "prep"), str(tmp_path / "eval")
+    main(["--local", "synth", "linemod", "--out", lm, "--n", "8", "--seq", "02", "--width", "160",
+          "--height", "120"])
+    main(["--local", "prepare", "keypoints", "--seq", "2", "--kptype", "random", "--kpnum", "6",
+          "--data", lm, "--outf", prep, "--crop_size", "48", "--test_ratio", "0.5"])
+    model = str(tmp_path / "w.pkl")
+    torch.save(FastPose(6, architecture="resnet50").state_dict(), model)
+    main(["--local", "eval", "keypoints", model, "--data", prep, "--seq", "02", "--kptype", "random",
+          "--outf", out, "--inputResH", "64", "--inputResW", "32"])
+    assert json.load(open(os.path.join(out, "results.json")))["02_random_6"]["frames"] == 4
