@@ -89,3 +89,20 @@ def test_cli_synth_prepare_eval(tmp_path):
     main(["--local", "eval", "keypoints", model, "--data", prep, "--seq", "02", "--kptype", "random",
           "--outf", out, "--inputResH", "64", "--inputResW", "32"])
     assert json.load(open(os.path.join(out, "results.json")))["02_random_6"]["frames"] == 4
+
+
+def test_targets_decode_back_to_image_pixels(prepared):
+    """Target heatmaps, read the way eval reads predictions, give the annotated pixels back:
+    the heatmap <-> input <-> crop <-> image conventions agree end to end."""
+    from pose_train.keypoints import heatmaps, transforms
+    ann, crops = kpdata.load_prepared(prepared)
+    idx = list(range(len(ann["frames"])))
+    data = kpdata.to_device(ann, crops, idx, torch.device("cpu"))
+    _, target, weight, affine = transforms.make_batch(data, torch.tensor(idx), (64, 64), 1.0,
+                                                      train_occluded=True)
+    heat, _ = heatmaps.decode(target)
+    kp_crop = transforms.apply_points(affine, heatmaps.from_heat(heat)).numpy()
+    for n, fr in enumerate(ann["frames"]):
+        back = kp_crop[n] / fr["crop"]["scale"] + np.array(fr["crop"]["origin"])
+        err = np.linalg.norm(back - np.array(fr["kp2d"]), axis=1)[weight[n].numpy() > 0]
+        assert err.size and err.max() < 0.05 / fr["crop"]["scale"] + 0.05, err
