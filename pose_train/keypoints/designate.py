@@ -12,6 +12,7 @@ random   seeded uniform samples on the surface.
 """
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from pose_train.errors import UserError
 from pose_train.keypoints import mesh as meshlib
@@ -125,7 +126,7 @@ def sift_keypoints(seq, frames, k, rng, max_frames=60, max_per_frame=300):
     sift = cv2.SIFT_create()
     picks = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int)
     pts, resp, frame_of = [], [], []
-    for n, i in enumerate(np.unique(picks)):
+    for n, i in enumerate(tqdm(np.unique(picks), desc="sift", unit="frame", leave=False)):
         p, r = _lift_sift(frames[i], seq.model, sift, max_per_frame)
         pts.append(p)
         resp.append(r)

@@ -27,6 +27,7 @@ import os
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from pose_train.errors import UserError
 from pose_train.keypoints import designate as designation
@@ -114,7 +115,7 @@ def crop_frame(img, box, context, size):
 
 def annotate(seq, kp3d, split_of, crops, args, on_surface):
     frames = []
-    for n, frame in enumerate(seq.frames):
+    for n, frame in enumerate(tqdm(seq.frames, desc="annotate", unit="frame", leave=False)):
         img = cv2.imread(frame.rgb, cv2.IMREAD_COLOR)
         if img is None:
             raise UserError("cannot read image %s; the sequence is incomplete" % frame.rgb)

@@ -170,7 +170,8 @@ def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     log.write(epoch=epoch + 1, loss=loss, val_loss=val_loss, val_pck=acc, lr=lr,
               dpg=run.use_dpg(epoch), img_per_s=run.last_rate)
     print("epoch %d/%d  loss %.6f  val loss %.6f  val PCK %.3f  lr %.2g  dpg %s  %.1f img/s"
-          % (epoch + 1, args.epochs, loss, val_loss, acc, lr, run.use_dpg(epoch), run.last_rate))
+          % (epoch + 1, args.epochs, loss, val_loss, acc, lr, run.use_dpg(epoch), run.last_rate),
+          flush=True)  # docker logs -f shows each epoch as it ends
     return best_acc
 
 
