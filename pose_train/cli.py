@@ -82,7 +82,7 @@ class Train:
                   outf="output", epochs=50, lr=1e-3, dpg_from_epoch=None, arch="resnet101",
                   resume=None, seed=0, pretrained=None, lr_schedule="none", inputResH=320,
                   inputResW=256, hmGauss=1.0, amp="auto", compile=False, time_limit=None,
-                  snapshot=10, train_occluded=False, flip=False):
+                  snapshot=10, train_occluded=False, flip=False, gpus=None):
         """Train the keypoint localizer (FastPose) on prepared LINEMOD keypoints.
 
         Seed flags: --nClasses K (default: from the prepared folder) --seq S --kptype T
@@ -95,6 +95,7 @@ class Train:
         --hmGauss SIGMA  --amp auto|bf16|off (bf16 on CUDA)  --compile  --time_limit HOURS
         --resume auto|STATE  --snapshot N (model_N.pkl every N epochs, 0 = none)
         --train_occluded (also learn hidden keypoints, as kp6d)  --flip (mirror; off: see docs)
+        --gpus N (one process per GPU, DDP; default every visible GPU)
         """
         data = _paths(data)  # the root CLI turns --data into a list (DOPE takes several)
         if len(data) != 1:
@@ -110,7 +111,8 @@ class Train:
             inputResH=int(inputResH), inputResW=int(inputResW), hmGauss=float(hmGauss),
             amp=str(amp).lower(), compile=bool(compile),
             time_limit=None if time_limit is None else float(time_limit), snapshot=int(snapshot),
-            train_occluded=bool(train_occluded), flip=bool(flip)))
+            train_occluded=bool(train_occluded), flip=bool(flip),
+            gpus=None if gpus is None else int(gpus)))
 
 
 class Validate:

@@ -35,7 +35,7 @@ def train_args(data, outf, **kw):
                 datatype="gt", loadModel=None, addDPG=False, data=str(data), outf=str(outf), epochs=2,
                 lr=1e-3, dpg_from_epoch=None, arch="resnet50", resume=None, seed=0, pretrained=None,
                 lr_schedule="none", inputResH=64, inputResW=64, hmGauss=1.0, amp="auto",
-                compile=False, time_limit=None, snapshot=0, train_occluded=False, flip=False)
+                compile=False, time_limit=None, snapshot=0, train_occluded=False, flip=False, gpus=None)
     args.update(kw)
     return SimpleNamespace(**args)
 
@@ -91,3 +91,11 @@ def box_surface_distance(points, size=synth.BOX_SIZE_MM):
     to_face = np.min(half - np.abs(points), axis=1)
     outside = np.linalg.norm(np.maximum(np.abs(points) - half, 0), axis=1)
     return np.where(inside, np.abs(to_face), outside)
+
+
+def tiny_process(args):
+    """One DDP rank with TinyNet (a spawn target: the test's monkeypatch does not reach
+    child processes, so the child patches itself)."""
+    from pose_train.keypoints import model as kpmodel, train
+    kpmodel.build = lambda k, arch: TinyNet(k, arch)
+    return train.run_process(args)

@@ -198,3 +198,27 @@ def test_pretrained_backbone_from_a_local_file(tmp_path, capsys):
     torch.save({"something.else": torch.zeros(3)}, path)
     with pytest.raises(UserError, match="no ResNet backbone"):
         kpmodel.load_pretrained(fresh, str(path))
+
+
+@pytest.mark.slow
+def test_two_processes_ddp_on_cpu(prepared, tmp_path):
+    """Two gloo ranks: rank 0 alone writes the files; both stop at the same step."""
+    from keypoints_helpers import tiny_process
+    from pose_train.training.distributed import spawn_local
+    out = tmp_path / "ddp"
+    args = dict(kptype="corner", epochs=2, trainBatch=4, dpg_from_epoch=1, gpus=2)
+    # A time limit inside the save margin: both ranks agree to stop after the first step.
+    spawn_local(tiny_process, 2, train_args(prepared, out, time_limit=0.001, **args))
+    state = torch.load(out / "training_state.pth", weights_only=True)
+    assert (state["epoch"], state["step"]) == (0, 1) and not os.path.exists(out / "final.pkl")
+    spawn_local(tiny_process, 2, train_args(prepared, out, resume="auto", **args))
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2] and records[1]["dpg"]
+    state = torch.load(out / "training_state.pth", weights_only=True)
+    assert (state["epoch"], state["step"]) == (2, 0)
+    assert os.path.isfile(out / "final.pkl")
+
+
+def test_batch_must_split_over_processes(prepared, tmp_path):
+    with pytest.raises(UserError, match="multiple of 2"):
+        train.main(train_args(prepared, tmp_path, kptype="corner", trainBatch=3, gpus=2))

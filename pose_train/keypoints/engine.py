@@ -5,6 +5,8 @@ import time
 import torch
 
 from pose_train.keypoints import heatmaps, transforms
+from pose_train.training import checkpoint as ckpt
+from pose_train.training import distributed as ddp
 
 
 def autocast(device, amp):
@@ -14,12 +16,20 @@ def autocast(device, amp):
     return contextlib.nullcontext()
 
 
-def batch_generator(device, seed, epoch, step):
-    """A generator per step, seeded from (seed, epoch, step): resuming mid-epoch is exact
-    without saving generator state, and every batch's augmentation is reproducible."""
+def batch_generator(device, seed, epoch, step, rank=0):
+    """A generator per step, seeded from (seed, epoch, step, rank): resuming mid-epoch is
+    exact without saving generator state, and every batch's augmentation is reproducible."""
     gen = torch.Generator(device=device)
-    gen.manual_seed((seed * 1000003 + epoch * 10007 + step) % (2 ** 63))
+    gen.manual_seed((seed * 1000003 + epoch * 10007 + step + rank * 7919 * 10007) % (2 ** 63))
     return gen
+
+
+def should_stop(run, stop):
+    """A signal or the time limit on any rank stops every rank at the same step."""
+    run.time_limit.tick()
+    if run.time_limit.expired():
+        stop.request("time limit")
+    return ddp.any_rank(stop.requested, run.info)
 
 
 def epoch_order(n, seed, epoch):
@@ -39,15 +49,18 @@ def train_epoch(run, epoch, start_step, stop):
     """
     model, opt, data = run.model, run.optimizer, run.train_data
     n = data["crops"].shape[0]
-    batch = min(run.batch, n)
+    # One optimizer step takes `batch` frames over all ranks, per_rank from each.
+    per_rank = max(1, min(run.batch, n) // run.info.world_size)
+    batch = per_rank * run.info.world_size
     order = epoch_order(n, run.seed, epoch)
     # The loss stays on the device until the epoch ends: a .item() per step would make the
     # host wait for the GPU every step and starve the queue.
     total, count, seen, t0 = torch.zeros((), device=run.device), 0, 0, time.time()
     model.train()
     for step in range(start_step, steps_per_epoch(n, batch)):
-        idx = order[step * batch:(step + 1) * batch].to(run.device)
-        gen = batch_generator(run.device, run.seed, epoch, step)
+        lo = step * batch + run.info.rank * per_rank
+        idx = order[lo:lo + per_rank].to(run.device)
+        gen = batch_generator(run.device, run.seed, epoch, step, run.info.rank)
         inputs, target, weight, _ = transforms.make_batch(
             data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment, use_dpg=run.use_dpg(epoch),
             train_occluded=run.train_occluded)
@@ -60,12 +73,10 @@ def train_epoch(run, epoch, start_step, stop):
         loss.backward()
         opt.step()
         total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
-        run.time_limit.tick()
-        if stop.requested or run.time_limit.expired():
-            stop.request(stop.reason or "time limit")
+        if should_stop(run, stop):
             return float(total) / max(count, 1), step + 1
     mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
-    run.last_rate = seen / max(time.time() - t0, 1e-9)
+    run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)
     return mean, None
 
 
@@ -73,7 +84,8 @@ def train_epoch(run, epoch, start_step, stop):
 def validate(run, alpha=0.05):
     """PCK on the validation frames with ground-truth boxes: AlphaPose's accuracy measure,
     keypoints within alpha * heatmap height (4 cells at 80x64)."""
-    model, data = run.model, run.val_data
+    # The bare module: only rank 0 validates, and a DDP forward would wait for the others.
+    model, data = ckpt.unwrap(run.model), run.val_data
     model.eval()
     n = data["crops"].shape[0]
     hits, total, loss_sum = 0.0, 0.0, 0.0

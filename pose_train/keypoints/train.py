@@ -11,6 +11,10 @@ json sidecar (best.json, ...) holding normalisation, input size and the 3D keypo
 training_state.pth: everything needed to continue (--resume auto), written atomically
 at every epoch end and when a signal or --time_limit stops the run. metrics.jsonl: one
 line per epoch.
+
+Several GPUs: one process each (DistributedDataParallel; --gpus N, default every visible
+GPU, or torchrun). --trainBatch is the batch of one optimizer step over all processes,
+as under kp6d's DataParallel; rank 0 validates and writes every file.
 """
 import json
 import os
@@ -22,6 +26,7 @@ from pose_train.errors import UserError
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
 from pose_train.training import checkpoint as ckpt
+from pose_train.training import distributed as ddp
 from pose_train.training.metrics import MetricsLog
 from pose_train.training.signals import GracefulStop, TimeLimit, continue_command
 
@@ -48,6 +53,11 @@ class Run:
     time_limit: TimeLimit = None
     last_rate: float = 0.0
     meta: dict = field(default_factory=dict)   # what a weights file's json sidecar says
+    info: ddp.DistInfo = field(default_factory=ddp.DistInfo)
+
+    def say(self, *a, **kw):
+        if self.info.is_main:
+            print(*a, **kw)
 
     def use_dpg(self, epoch):
         return self.add_dpg or (self.dpg_from is not None and epoch >= self.dpg_from)
@@ -67,27 +77,43 @@ def check_args(args):
     if args.amp not in ("auto", "bf16", "off"):
         raise UserError("--amp must be auto|bf16|off, got %r" % args.amp)
     kpmodel.lr_at(args.lr, args.lr_schedule, 0, args.epochs)   # validates the schedule name
+    world = requested_processes(args)
+    if args.trainBatch % world:
+        raise UserError("--trainBatch %d is split over %d processes; make it a multiple of %d"
+                        % (args.trainBatch, world, world))
 
 
-def load_data(args, device):
+def requested_processes(args):
+    """--gpus, else every visible GPU (one process each), else 1."""
+    if args.gpus is None:
+        return max(1, torch.cuda.device_count())
+    if args.gpus < 1:
+        raise UserError("--gpus must be at least 1, got %d" % args.gpus)
+    if torch.cuda.is_available() and args.gpus > torch.cuda.device_count():
+        raise UserError("--gpus %d but only %d CUDA devices are visible"
+                        % (args.gpus, torch.cuda.device_count()))
+    return args.gpus
+
+
+def load_data(args, device, say=print):
     folder = kpdata.find_prepared(args.data, args.seq, args.kptype, args.nClasses)
     ann, crops = kpdata.load_prepared(folder)
     if args.nClasses is not None and args.nClasses != ann["kpnum"]:
         raise UserError("--nClasses %d but %s has %d keypoints" % (args.nClasses, folder, ann["kpnum"]))
     train = kpdata.to_device(ann, crops, kpdata.split_indices(ann, "train"), device)
     val = kpdata.to_device(ann, crops, kpdata.split_indices(ann, "test"), device)
-    print("data: %s, %d train / %d validation frames, %d keypoints"
+    say("data: %s, %d train / %d validation frames, %d keypoints"
           % (folder, len(train["index"]), len(val["index"]), ann["kpnum"]))
     return ann, train, val
 
 
-def build_model(args, kpnum, device):
+def build_model(args, kpnum, device, say=print):
     net = kpmodel.build(kpnum, args.arch)
     if args.pretrained:
         kpmodel.load_pretrained(net, args.pretrained)
     if args.loadModel:
         kpmodel.load_weights(net, args.loadModel)
-        print("loaded %s (strict)" % args.loadModel)
+        say("loaded %s (strict)" % args.loadModel)
     net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
@@ -122,7 +148,7 @@ def switch_to_dpg(run, args, outf):
     if os.path.isfile(best):
         kpmodel.load_weights(ckpt.unwrap(run.model), best)
     run.optimizer = kpmodel.make_optimizer(args.optMethod, run.model.parameters(), args.lr)
-    print("stage 2: DPG on from epoch %d, restarting from %s" % (args.dpg_from_epoch + 1,
+    run.say("stage 2: DPG on from epoch %d, restarting from %s" % (args.dpg_from_epoch + 1,
           best if os.path.isfile(best) else "the current weights (no best.pkl yet)"))
 
 
@@ -134,11 +160,11 @@ def resume(args, run, outf):
     if str(path) == "auto":
         path = ckpt.find_latest_state(outf, STATE_NAME)
         if path is None:
-            print("resume auto: no %s in %s, starting fresh" % (STATE_NAME, outf))
+            run.say("resume auto: no %s in %s, starting fresh" % (STATE_NAME, outf))
             return 0, 0, -1.0
     state = ckpt.load_state(path, map_location="cpu")
     epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
-    print("resumed %s at epoch %d step %d" % (path, epoch + 1, step))
+    run.say("resumed %s at epoch %d step %d" % (path, epoch + 1, step))
     return epoch, step, float(state["extra"].get("best_acc", -1.0))
 
 
@@ -169,7 +195,7 @@ def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     lr = run.optimizer.param_groups[0]["lr"]
     log.write(epoch=epoch + 1, loss=loss, val_loss=val_loss, val_pck=acc, lr=lr,
               dpg=run.use_dpg(epoch), img_per_s=run.last_rate)
-    print("epoch %d/%d  loss %.6f  val loss %.6f  val PCK %.3f  lr %.2g  dpg %s  %.1f img/s"
+    run.say("epoch %d/%d  loss %.6f  val loss %.6f  val PCK %.3f  lr %.2g  dpg %s  %.1f img/s"
           % (epoch + 1, args.epochs, loss, val_loss, acc, lr, run.use_dpg(epoch), run.last_rate),
           flush=True)  # docker logs -f shows each epoch as it ends
     return best_acc
@@ -177,23 +203,61 @@ def end_epoch(run, args, outf, epoch, loss, log, best_acc):
 
 def main(args):
     check_args(args)
-    torch.manual_seed(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    world = requested_processes(args)
+    if world > 1 and "WORLD_SIZE" not in os.environ:
+        print("starting %d local processes (%s)" % (world, "NCCL" if torch.cuda.is_available()
+                                                    else "gloo on CPU"), flush=True)
+        ddp.spawn_local(run_process, world, args)
+        return 0
+    return run_process(args)
+
+
+def run_process(args):
+    """One training process (the only one, or one rank of several)."""
+    info = ddp.init_distributed()
+    if info.device.type == "cpu" and info.distributed:
+        # Share the cores between local processes instead of oversubscribing them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    try:
+        return train(args, info)
+    finally:
+        ddp.cleanup(info)
+
+
+def setup(args, info):
+    """The Run: data and model on this process's device, optimizer, settings."""
+    device = info.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True   # fixed input size: let cuDNN pick its kernels once
-    os.makedirs(args.outf, exist_ok=True)
-    ann, train_data, val_data = load_data(args, device)
-    net = build_model(args, ann["kpnum"], device)
+    say = print if info.is_main else (lambda *a, **k: None)
+    ann, train_data, val_data = load_data(args, device, say)
+    torch.manual_seed(args.seed)                # the same initial weights on every rank
+    net = build_model(args, ann["kpnum"], device, say)
     optimizer = kpmodel.make_optimizer(args.optMethod, net.parameters(), args.lr)
-    run = Run(net, optimizer, train_data, val_data, device, args.trainBatch, args.seed,
-              (args.inputResH, args.inputResW), args.hmGauss,
-              "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
-              args.addDPG, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
-              TimeLimit(args.time_limit), meta=weights_meta(args, ann))
+    return Run(net, optimizer, train_data, val_data, device, args.trainBatch, args.seed,
+               (args.inputResH, args.inputResW), args.hmGauss,
+               "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
+               args.addDPG, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
+               TimeLimit(args.time_limit), meta=weights_meta(args, ann), info=info)
+
+
+def wrap(run, args):
+    """DistributedDataParallel across ranks, then torch.compile: the order DDP documents."""
+    net = run.model
+    if run.info.distributed:
+        ids = [run.info.local_rank] if run.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    return torch.compile(net) if args.compile else net
+
+
+def train(args, info):
+    os.makedirs(args.outf, exist_ok=True)
+    run = setup(args, info)
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
-    if args.compile:
-        run.model = torch.compile(net)
-    with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl")) as log:
+    run.model = wrap(run, args)
+    main_rank = info.is_main
+    with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl"),
+                                            enabled=main_rank) as log:
         for epoch in range(start_epoch, args.epochs):
             if epoch == args.dpg_from_epoch and epoch > 0 and start_step == 0:
                 switch_to_dpg(run, args, args.outf)
@@ -202,12 +266,17 @@ def main(args):
             loss, next_step = engine.train_epoch(run, epoch, start_step, stop)
             start_step = 0
             if next_step is not None:
-                save_state(run, args, args.outf, epoch, next_step, best_acc)
-                print("stopped (%s) at epoch %d step %d; continue with:\n  %s"
-                      % (stop.reason, epoch + 1, next_step, continue_command(continue_argv(args))))
+                if main_rank:
+                    save_state(run, args, args.outf, epoch, next_step, best_acc)
+                run.say("stopped (%s) at epoch %d step %d; continue with:\n  %s"
+                        % (stop.reason, epoch + 1, next_step, continue_command(continue_argv(args))))
+                ddp.barrier(info)
                 return 0
-            best_acc = end_epoch(run, args, args.outf, epoch, loss, log, best_acc)
-            save_state(run, args, args.outf, epoch + 1, 0, best_acc)
-    save_weights(run, os.path.join(args.outf, "final.pkl"), epoch=args.epochs)
-    print("done: best validation PCK %.3f; weights in %s" % (max(best_acc, 0.0), args.outf))
+            if main_rank:
+                best_acc = end_epoch(run, args, args.outf, epoch, loss, log, best_acc)
+                save_state(run, args, args.outf, epoch + 1, 0, best_acc)
+            ddp.barrier(info)     # best.pkl is on disk before any rank may reload it
+    if main_rank:
+        save_weights(run, os.path.join(args.outf, "final.pkl"), epoch=args.epochs)
+    run.say("done: best validation PCK %.3f; weights in %s" % (max(best_acc, 0.0), args.outf))
     return 0
