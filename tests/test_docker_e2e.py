@@ -107,9 +107,12 @@ def test_compose_train_dope_cpu_writes_checkpoint_owned_by_user(modern_image, tm
     os.chown(out, 4321, 4321)  # the "invoking user" owns ./output; compose runs as root
     env = dict(os.environ, POSE_TRAIN_OUTPUT=str(out), POSE_TRAIN_DATA=str(tmp_path),
                POSE_TRAIN_MODERN_IMAGE=modern_image)
-    result = subprocess.run(["docker", "compose", "run", "--rm", "train-dope", "--epochs", "1",
-                             "--imagesize", "64", "--batchsize", "2", "--synth_n", "4"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    cmd = ["docker", "compose", "run", "--rm", "train-dope", "--epochs", "1", "--imagesize", "64",
+           "--batchsize", "2", "--synth_n", "4"]
+    try:
+        result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    finally:  # a timed-out `compose run` leaves its container behind
+        subprocess.run(["docker", "compose", "down", "--remove-orphans"], cwd=REPO, env=env, capture_output=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ckpt = out / "net_epoch_01.pth"
     assert ckpt.stat().st_uid == 4321 and ckpt.stat().st_gid == 4321

@@ -170,5 +170,8 @@ def _worker_init(_):
 def make_loader(dataset, sampler, batch_size, workers, pin_memory=False, drop_last=True):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, drop_last=drop_last, persistent_workers=False,
+                      # fork after OpenCV/OpenMP thread pools ran in this process (the synthetic
+                      # set is rendered here) can deadlock the worker; forkserver forks clean.
+                      multiprocessing_context="forkserver" if workers else None,
                       worker_init_fn=_worker_init if workers else None,
                       prefetch_factor=4 if workers else None)
