@@ -19,7 +19,7 @@ from pose_train.errors import UserError
 from pose_train.training.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
-SIZE = ["--imagesize", "32", "--workers", "0", "--local"]
+SIZE = ["--imagesize", "32", "--local"]
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def data6(tmp_path_factory):
     return str(root)
 
 
-def _train(data, outf, *extra):
+def _train(data, outf, *extra, workers=0):
     cli_main(["train", "dope", "--data", data, "--object", "CUBE", "--outf", str(outf),
-              "--batchsize", "2"] + list(extra) + SIZE)
+              "--batchsize", "2", "--workers", str(workers)] + list(extra) + SIZE)
 
 
 def _step_losses(outf):
@@ -87,7 +87,9 @@ def test_net_weights_continue_numbering_without_prefix(data6, baseline, tmp_path
     out = tmp_path / "out"
     small = tmp_path / "two"
     write_dataset(str(small), n=2, seed=1, width=64, height=48, progress=False)
-    _train(str(small), out, "--epochs", "1", "--net", str(tmp_path / "net_epoch_07.pth"))
+    # One loader worker here: the forkserver worker path runs at least once in the tests.
+    _train(str(small), out, "--epochs", "1", "--net", str(tmp_path / "net_epoch_07.pth"),
+           workers=1)
     assert os.path.exists(out / "net_epoch_08.pth")
     assert [r["epoch"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"] == [8]
 
@@ -110,7 +112,7 @@ def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys):
 def test_unknown_object_fails_before_training(data6, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "dope", "--data", data6, "--object", "bicycle", "--outf",
-                  str(tmp_path)] + SIZE)
+                  str(tmp_path), "--workers", "0"] + SIZE)
     assert "classes found: cube" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "training_state.pth")
 
@@ -119,7 +121,8 @@ def test_ddp_two_gloo_processes_shard_the_data(tmp_path):
     data = tmp_path / "four"
     write_dataset(str(data), n=4, seed=2, width=64, height=48, progress=False)
     cli_main(["train", "dope", "--data", str(data), "--object", "cube", "--outf",
-              str(tmp_path / "out"), "--epochs", "1", "--batchsize", "1", "--gpus", "2"] + SIZE)
+              str(tmp_path / "out"), "--epochs", "1", "--batchsize", "1", "--gpus", "2",
+              "--workers", "0"] + SIZE)
     records = read_metrics(tmp_path / "out" / "metrics.jsonl")
     steps = [r for r in records if r["kind"] == "step"]
     epoch = [r for r in records if r["kind"] == "epoch"][0]

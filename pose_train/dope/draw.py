@@ -36,8 +36,11 @@ def _heat(belief_max, size):
     return cv2.cvtColor(cv2.applyColorMap(m, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
-def batch_grid(images, points, valid, beliefs, cols=4):
-    """One tile per sample: augmented crop with cuboids | max over the 9 belief maps."""
+def batch_grid(images, points, valid, beliefs, cols=4, captions=None):
+    """One tile per sample: augmented crop with cuboids | max over the 9 belief maps.
+
+    captions: one short text per sample, written on the tile (file name, or why no cuboid).
+    """
     crops = _denormalize(images)
     zoom = max(1, 256 // crops.shape[1])     # small training crops are enlarged to be readable
     size = crops.shape[1] * zoom
@@ -49,6 +52,11 @@ def batch_grid(images, points, valid, beliefs, cols=4):
         for o in range(int(valid[b].sum())):
             # Pixel-centre aware scaling of the keypoints onto the enlarged tile.
             draw_cuboid(img, (points[b, o].cpu().numpy() + 0.5) * zoom - 0.5, thickness)
+        if captions:
+            cv2.putText(img, captions[b], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 2,
+                        cv2.LINE_AA)
+            cv2.putText(img, captions[b], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                        (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(np.concatenate([img, _heat(bel[b], size)], axis=1))
     rows = int(math.ceil(len(tiles) / float(cols)))
     blank = np.zeros_like(tiles[0])

@@ -14,7 +14,7 @@ import shutil
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pose_train.dope.augment import GeometryParams, random_affine, warp_sample
 
@@ -116,7 +116,7 @@ class DopeDataset(Dataset):
         self.cache = cache
 
     def set_epoch(self, epoch):
-        """Workers are re-created each epoch, so they see this value (no persistent workers)."""
+        """Epoch for plain integer keys (in-process use); loaders pass (epoch, index) keys."""
         self.epoch = int(epoch)
 
     def __len__(self):
@@ -139,11 +139,13 @@ class DopeDataset(Dataset):
             self.cache.put(index, img)
         return img, True
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        # EpochSampler hands out (epoch, index): persistent workers learn the epoch that way.
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index]
         img, ok = self._decode(index, sample)
         # One generator per (seed, epoch, index): the same draw whatever the worker count.
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         h, w = img.shape[:2]
         matrix = random_affine(rng, w, h, self.imagesize, self.geometry, self.train)
         pts = sample.points[:self.max_objects] if ok else np.zeros((0, 9, 2), np.float32)
@@ -161,6 +163,30 @@ def default_workers(world_size=1):
     return max(0, min(16, (cores or 1) // max(1, world_size) - 1))
 
 
+class EpochSampler(Sampler):
+    """Wraps an index sampler: yields (epoch, index) and can skip the first n of an epoch.
+
+    The epoch travels with each index, so loader workers can stay alive across epochs and still
+    draw each epoch's augmentation; ``skip`` lets a resumed run start mid-epoch.
+    """
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch, self.skip = sampler, 0, 0
+
+    def set_epoch(self, epoch, skip=0):
+        self.epoch, self.skip = int(epoch), int(skip)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(self.epoch)
+
+    def __iter__(self):
+        for i, index in enumerate(self.sampler):
+            if i >= self.skip:
+                yield self.epoch, index
+
+    def __len__(self):
+        return max(0, len(self.sampler) - self.skip)
+
+
 def _worker_init(_):
     # Each worker is one core's worth of work; OpenCV's own threads would oversubscribe.
     cv2.setNumThreads(1)
@@ -168,10 +194,12 @@ def _worker_init(_):
 
 
 def make_loader(dataset, sampler, batch_size, workers, pin_memory=False, drop_last=True):
+    """Workers are started by a fork server, not forked from this process: a fork inherits the
+    parent's OpenCV/OpenMP thread-pool state and can deadlock after the main process has used
+    them (generating data, drawing previews). They persist across epochs to pay that start once.
+    """
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=False,
-                      # fork after OpenCV/OpenMP thread pools ran in this process (the synthetic
-                      # set is rendered here) can deadlock the worker; forkserver forks clean.
-                      multiprocessing_context="forkserver" if workers else None,
+                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0,
                       worker_init_fn=_worker_init if workers else None,
+                      multiprocessing_context="forkserver" if workers else None,
                       prefetch_factor=4 if workers else None)

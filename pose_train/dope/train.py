@@ -15,7 +15,8 @@ from compat.melodic import DopeNetwork
 from pose_train.dope import checkpoints as ckpt
 from pose_train.dope.data import scan
 from pose_train.dope.engine import StepConfig, train_one_epoch
-from pose_train.dope.loader import DopeDataset, decoded_cache, default_workers, make_loader
+from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
+                                    make_loader)
 from pose_train.dope.synth import cached_dataset
 from pose_train.errors import UserError
 from pose_train.training import checkpoint as state_io
@@ -123,13 +124,13 @@ def _train(args, info):
                 stop.request("time limit")
             return stop.requested
 
+        sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
+        loader = make_loader(dataset, sampler, args.batchsize, workers,
+                             pin_memory=cfg.device.type == "cuda", drop_last=False)
         for epoch in range(start_epoch, end_epoch + 1):
-            skip = start_step * args.batchsize if epoch == start_epoch else 0
-            sampler = ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed, skip=skip)
-            sampler.set_epoch(epoch)
-            dataset.set_epoch(epoch)
-            loader = make_loader(dataset, sampler, args.batchsize, workers,
-                                 pin_memory=cfg.device.type == "cuda", drop_last=False)
+            # Same order as an uninterrupted run; a resumed epoch skips the batches it did.
+            sampler.set_epoch(epoch, skip=start_step * args.batchsize
+                              if epoch == start_epoch else 0)
             result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch,
                                      start_step if epoch == start_epoch else 0, should_stop,
                                      log, info, show_progress=info.is_main)

@@ -29,9 +29,22 @@ def write_previews(dataset, cfg, outf, prefix, n_grids=2, per_grid=8):
             break
         batch = default_collate([dataset[int(i)] for i in picked])
         images, beliefs, _, points, valid = prepare_batch(batch, cfg, epoch=0, step=g)
-        grid = batch_grid(images, points, valid, beliefs)
+        captions = [_caption(dataset.samples[int(i)], points[k], valid[k], dataset.imagesize)
+                    for k, i in enumerate(picked)]
+        grid = batch_grid(images, points, valid, beliefs, captions=captions)
         paths.append(save_grid(os.path.join(outf, "%s_%02d.png" % (prefix, g + 1)), grid))
     return paths
+
+
+def _caption(sample, points, valid, size):
+    """File name, plus why a tile shows no cuboid (the data report has the file's line)."""
+    name = os.path.basename(sample.image)
+    if not len(sample.points):
+        return name + ": no object (see report)"
+    pts = points[valid]
+    if not ((pts >= 0) & (pts < size)).all(dim=-1).any():
+        return name + ": cropped out"
+    return name
 
 
 def main(args):

@@ -1,0 +1,96 @@
+"""Loader items, the decoded-frame cache, --pretrained VGG import and `validate dope`."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from compat.melodic import DopeNetwork
+from pose_train.cli import main as cli_main
+from pose_train.dope import loader as loader_mod
+from pose_train.dope.checkpoints import epoch_from_name, load_pretrained_vgg, weights_name
+from pose_train.dope.data import scan
+from pose_train.dope.loader import DecodedCache, DopeDataset, decoded_cache
+from pose_train.dope.synth import write_dataset
+from pose_train.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def data4(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth4")
+    write_dataset(str(root), n=4, seed=7, width=96, height=72, progress=False)
+    return str(root)
+
+
+def test_items_are_deterministic_and_cache_skips_decoding(data4, tmp_path, monkeypatch):
+    samples, _ = scan([data4], "cube", imagesize=64)
+    plain = DopeDataset(samples, 64, seed=3)
+    plain.set_epoch(2)
+    cache = decoded_cache(samples, str(tmp_path)).create()
+    cached = DopeDataset(samples, 64, seed=3, cache=cache)
+    cached.set_epoch(2)
+    first = [cached[i] for i in range(4)]                 # fills the cache
+    monkeypatch.setattr(loader_mod.cv2, "imread", _no_decode)
+    for i in range(4):
+        again, ref = cached[i], first[i]
+        assert torch.equal(again[0], ref[0]) and torch.equal(again[1], ref[1])
+    monkeypatch.undo()
+    assert torch.equal(plain[0][0], first[0][0])          # cache or not: identical crops
+    plain.set_epoch(3)
+    assert not torch.equal(plain[0][0], first[0][0])      # a new epoch draws new crops
+    img, pts, valid, idx = first[0]
+    assert img.shape == (64, 64, 3) and img.dtype == torch.uint8
+    assert pts.shape == (plain.max_objects, 9, 2) and valid[0] and idx == 0
+
+
+def _no_decode(*args, **kwargs):
+    raise AssertionError("decoded again although the frame is cached")
+
+
+def test_cache_keeps_rows_apart(tmp_path):
+    cache = DecodedCache(str(tmp_path / "c.u8"), [(3, 2), (2, 2)]).create()
+    a = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)
+    b = np.full((2, 2, 3), 200, np.uint8)
+    assert cache.get(0) is None
+    cache.put(1, b)
+    cache.put(0, a)
+    cache.put(0, np.zeros((9, 9, 3), np.uint8))            # wrong size: ignored
+    assert np.array_equal(cache.get(0), a) and np.array_equal(cache.get(1), b)
+    assert decoded_cache([], str(tmp_path)) is None
+
+
+def test_pretrained_vgg_from_torchvision_layout(tmp_path):
+    torch.manual_seed(1)
+    source = DopeNetwork()
+    tv = {k.replace("vgg.", "features.", 1): v for k, v in source.state_dict().items()
+          if k.startswith("vgg.") and int(k.split(".")[1]) <= 21}
+    tv["classifier.0.weight"] = torch.zeros(2, 2)                      # ignored
+    torch.save(tv, tmp_path / "vgg19.pth")
+    torch.manual_seed(2)
+    model = DopeNetwork()
+    assert load_pretrained_vgg(model, str(tmp_path / "vgg19.pth")) == 20
+    assert torch.equal(model.vgg[21].weight, source.vgg[21].weight)
+    assert not torch.equal(model.vgg[23].weight, source.vgg[23].weight)  # adapter stays fresh
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(UserError, match="shape"):
+        load_pretrained_vgg(model, str(tmp_path / "bad.pth"))
+
+
+def test_weights_names():
+    assert weights_name(7) == "net_epoch_07.pth" and weights_name(123) == "net_epoch_123.pth"
+    assert epoch_from_name("/x/net_epoch_10.pth") == 10
+    assert epoch_from_name("net_cube_0042.pth") == 42 and epoch_from_name("best.pth") is None
+
+
+def test_validate_writes_report_and_grids(data4, tmp_path, capsys):
+    cv2.imwrite(os.path.join(str(tmp_path), "lonely.png"), np.zeros((72, 96, 3), np.uint8))
+    out = tmp_path / "out"
+    cli_main(["validate", "dope", "--data", data4, "--data", str(tmp_path), "--object", "Cube",
+              "--outf", str(out), "--imagesize", "64", "--local"])
+    assert (out / "validate_01.png").exists()
+    report = (out / "data_report.txt").read_text()
+    assert "lonely.png: no annotation file lonely.json" in report
+    assert "4 images used" in capsys.readouterr().out
+    grid = cv2.imread(str(out / "validate_01.png"))
+    assert grid.shape[0] == 256 and grid.shape[1] == 4 * 2 * 256
