@@ -94,3 +94,34 @@ def test_validate_writes_report_and_grids(data4, tmp_path, capsys):
     assert "4 images used" in capsys.readouterr().out
     grid = cv2.imread(str(out / "validate_01.png"))
     assert grid.shape[0] == 256 and grid.shape[1] == 4 * 2 * 256
+
+
+class _NanDope(torch.nn.Module):
+    """Stands in for DOPE with the right output shapes and a NaN in them."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        out = self.w * torch.full((b, 1, h // 8, w // 8), float("nan"))
+        return [out.expand(b, 9, -1, -1)], [out.expand(b, 16, -1, -1)]
+
+
+def test_non_finite_loss_stops_with_a_clear_message(data4):
+    from pose_train.dope.engine import StepConfig, train_one_epoch
+    from pose_train.dope.loader import EpochSampler, make_loader
+    from pose_train.training.distributed import DistInfo
+    from pose_train.training.metrics import MetricsLog
+
+    samples, _ = scan([data4], "cube", imagesize=32)
+    dataset = DopeDataset(samples, 32)
+    sampler = EpochSampler(torch.utils.data.SequentialSampler(dataset))
+    model = _NanDope()
+    opt = torch.optim.Adam(model.parameters())
+    cfg = StepConfig(device=torch.device("cpu"), sigma=0.5)
+    with pytest.raises(UserError, match="loss became nan at epoch 1 step 0"):
+        train_one_epoch(model, opt, None, make_loader(dataset, sampler, 2, 0), cfg, 1, 0,
+                        lambda: False, MetricsLog("unused", enabled=False), DistInfo(),
+                        show_progress=False)

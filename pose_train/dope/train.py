@@ -76,11 +76,7 @@ def _run(args):
 
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
-    roots = _data_roots(args, info, say)
-    samples, report = scan(roots, args.object, args.imagesize, strict=args.strict)
-    if info.is_main:
-        report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
-        say(report.summary(len(samples)) + " (details: %s)" % report_path)
+    samples = _scan(args, info, say)
 
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
@@ -92,17 +88,7 @@ def _train(args, info):
         return 0
 
     cfg = _step_config(args, info)
-    model.to(cfg.device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scaler = torch.amp.GradScaler(cfg.device.type, enabled=cfg.amp_dtype == torch.float16)
-    if state is not None:
-        state_io.restore_state(state, model, optimizer, scaler)
-        for group in optimizer.param_groups:
-            group["lr"] = args.lr        # --lr given now wins over the saved one
-    net = _wrap(model, args, info)
-
+    net, optimizer, scaler = _build(args, info, cfg, model, state)
     dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True,
                           cache=_decode_cache(args, samples, info, say))
     workers = default_workers(info.world_size) if args.workers is None else args.workers
@@ -113,6 +99,9 @@ def _train(args, info):
     if args.save and info.is_main:
         _save_previews(args, dataset, cfg, say)
 
+    sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
+    loader = make_loader(dataset, sampler, args.batchsize, workers,
+                         pin_memory=cfg.device.type == "cuda", drop_last=False)
     meta = _run_meta(args, first_epoch, cfg)
     with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl"),
                                             enabled=info.is_main) as log:
@@ -124,20 +113,13 @@ def _train(args, info):
                 stop.request("time limit")
             return stop.requested
 
-        sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
-        loader = make_loader(dataset, sampler, args.batchsize, workers,
-                             pin_memory=cfg.device.type == "cuda", drop_last=False)
         for epoch in range(start_epoch, end_epoch + 1):
+            first_step = start_step if epoch == start_epoch else 0
             # Same order as an uninterrupted run; a resumed epoch skips the batches it did.
-            sampler.set_epoch(epoch, skip=start_step * args.batchsize
-                              if epoch == start_epoch else 0)
-            result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch,
-                                     start_step if epoch == start_epoch else 0, should_stop,
-                                     log, info, show_progress=info.is_main)
-            log.write(kind="epoch", epoch=epoch, status=result.status, loss_mean=result.loss_mean,
-                      samples=result.samples, seconds=round(result.seconds, 3),
-                      img_per_s=round(result.samples / max(result.seconds, 1e-9), 2),
-                      world_size=info.world_size)
+            sampler.set_epoch(epoch, skip=first_step * args.batchsize)
+            result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch, first_step,
+                                     should_stop, log, info, show_progress=info.is_main)
+            _log_epoch(log, epoch, result, info)
             if result.status == "stopped":
                 _save_state(args, model, optimizer, scaler, epoch, result.next_step, meta, info)
                 say("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: "
@@ -152,6 +134,37 @@ def _train(args, info):
             _save_state(args, model, optimizer, scaler, epoch + 1, 0, meta, info)
     say("done: epochs %d..%d in %s" % (start_epoch, end_epoch, args.outf))
     return 0
+
+
+def _scan(args, info, say):
+    """Index the data; rank 0 writes the report (every rank scans: it reads headers only)."""
+    samples, report = scan(_data_roots(args, info, say), args.object, args.imagesize,
+                           strict=args.strict)
+    if info.is_main:
+        report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
+        say(report.summary(len(samples)) + " (details: %s)" % report_path)
+    return samples
+
+
+def _build(args, info, cfg, model, state):
+    """Device placement, optimizer (DOPE's Adam), AMP scaler, restored state, DDP/compile."""
+    model.to(cfg.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scaler = torch.amp.GradScaler(cfg.device.type, enabled=cfg.amp_dtype == torch.float16)
+    if state is not None:
+        state_io.restore_state(state, model, optimizer, scaler)
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr        # --lr given now wins over the saved one
+    return _wrap(model, args, info), optimizer, scaler
+
+
+def _log_epoch(log, epoch, result, info):
+    log.write(kind="epoch", epoch=epoch, status=result.status, loss_mean=result.loss_mean,
+              samples=result.samples, seconds=round(result.seconds, 3),
+              img_per_s=round(result.samples / max(result.seconds, 1e-9), 2),
+              world_size=info.world_size)
 
 
 def _data_roots(args, info, say):
