@@ -74,9 +74,25 @@ def test_strong_downscale_keeps_alignment():
 
 
 def test_photometric_is_reproducible_from_its_seed():
-    x = torch.rand(2, 3, 16, 16)
+    x = torch.rand(2, 16, 16, 3)
     a = photometric(x, step_generator("cpu", 0, 1, 2, 0), PhotometricParams())
     b = photometric(x, step_generator("cpu", 0, 1, 2, 0), PhotometricParams())
     c = photometric(x, step_generator("cpu", 0, 1, 3, 0), PhotometricParams())
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() <= 1
+
+
+def test_folded_colour_affine_equals_the_three_steps():
+    from pose_train.dope.augment import colour_affine
+    x = torch.rand(3, 3, 5, 4, dtype=torch.float64)
+    bright, contrast, sat = (torch.rand(3, dtype=torch.float64) for _ in range(3))
+    v = lambda t: t.view(3, 1, 1, 1)
+    y = x + v(bright)
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = (y - mean) * v(contrast) + mean
+    gray = 0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3]
+    y = (y - gray) * v(sat) + gray
+    m, k = colour_affine(x.mean(dim=(1, 2, 3)), bright, contrast, sat)
+    hwc = x.permute(0, 2, 3, 1).reshape(3, -1, 3)                   # photometric's layout
+    folded = torch.baddbmm(k, hwc, m.transpose(1, 2)).view(3, 5, 4, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(folded, y)

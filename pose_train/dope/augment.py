@@ -85,30 +85,54 @@ class PhotometricParams:
     noise_std: float = 0.03
 
 
+LUMA = (0.299, 0.587, 0.114)
+
+
+def colour_affine(mean, brightness, contrast, saturation):
+    """Brightness, then contrast about the image mean, then saturation about the luma, folded
+    into one per-sample affine map x -> M x + k (M: (B, 3, 3), k: (B, 1, 1)).
+
+    Folding matters on the CPU: one batched 3x3 matmul reads the pixels once instead of the ~15
+    elementwise passes the three steps take one after another.
+    """
+    b = mean.shape[0]
+    mean, brightness = mean.view(b, 1, 1), brightness.view(b, 1, 1)
+    contrast, saturation = contrast.view(b, 1, 1), saturation.view(b, 1, 1)
+    luma = torch.tensor(LUMA, device=mean.device, dtype=mean.dtype).view(1, 1, 3)
+    eye = torch.eye(3, device=mean.device, dtype=mean.dtype).view(1, 3, 3)
+    mix = saturation * eye + (1 - saturation) * luma.expand(1, 3, 3)   # rows: s*e_i + (1-s)*luma
+    k = contrast * brightness + (1 - contrast) * (mean + brightness)    # luma sums to 1: k passes
+    return contrast * mix, k
+
+
 def photometric(images, generator, params):
-    """Colour jitter + pixel noise on a float batch in [0, 1] (B, 3, H, W), per-sample strengths."""
+    """Colour jitter + pixel noise on a float batch in [0, 1], channels last (B, H, W, 3).
+
+    Channels-last because that is how the loader delivers pixels and what the network runs on
+    under CUDA: the colour map is then one (HW x 3) @ (3 x 3) product per sample, no copies.
+    """
     b = images.shape[0]
     dev, dt = images.device, images.dtype
 
     def u(lo, hi):
-        return torch.empty(b, 1, 1, 1, device=dev, dtype=dt).uniform_(lo, hi, generator=generator)
+        return torch.empty(b, device=dev, dtype=dt).uniform_(lo, hi, generator=generator)
 
-    x = images + u(-params.brightness, params.brightness)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * u(1 - params.contrast, 1 + params.contrast) + mean
-    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-    x = (x - gray) * u(1 - params.saturation, 1 + params.saturation) + gray
+    m, k = colour_affine(images.mean(dim=(1, 2, 3)), u(-params.brightness, params.brightness),
+                         u(1 - params.contrast, 1 + params.contrast),
+                         u(1 - params.saturation, 1 + params.saturation))
+    x = torch.baddbmm(k, images.reshape(b, -1, 3), m.transpose(1, 2)).view_as(images)
     # Uniform noise with the requested standard deviation: on the CPU it is ~7x cheaper to draw
     # than Gaussian noise, and the network cannot tell the difference at this amplitude.
     noise = torch.empty_like(x).uniform_(-3 ** 0.5, 3 ** 0.5, generator=generator)
-    x = x + noise * u(0.0, params.noise_std)
+    x.add_(noise.mul_(u(0.0, params.noise_std).view(b, 1, 1, 1)))
     return x.clamp_(0.0, 1.0)
 
 
 def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    m = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images - m) / s
+    """ImageNet normalisation of a channels-last (B, H, W, 3) float batch."""
+    m = torch.tensor(mean, device=images.device, dtype=images.dtype)
+    s = torch.tensor(std, device=images.device, dtype=images.dtype)
+    return images.sub_(m).div_(s)
 
 
 def step_generator(device, seed, epoch, step, rank):

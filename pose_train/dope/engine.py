@@ -34,15 +34,16 @@ def prepare_batch(batch, cfg, epoch, step, train=True):
     """Loader batch -> (normalised images, belief targets, affinity targets, keypoints, valid)."""
     images, points, valid, _ = batch
     dev = cfg.device
-    images = images.to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    images = images.to(dev, non_blocking=True).float().div_(255.0)       # (B, H, W, 3)
     points = points.to(dev, non_blocking=True)
     valid = valid.to(dev, non_blocking=True)
     if train:
         gen = step_generator(dev, cfg.seed, epoch, step, cfg.rank)
         images = photometric(images, gen, cfg.photometric or PhotometricParams())
-    images = normalize(images)
-    if cfg.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    # NCHW view of channels-last memory: exactly torch.channels_last, so no copy on CUDA.
+    images = normalize(images).permute(0, 3, 1, 2)
+    if not cfg.channels_last:
+        images = images.contiguous()
     size = images.shape[-2:]
     beliefs, affinities = make_targets(points, valid, (size[0] // STRIDE, size[1] // STRIDE),
                                        cfg.sigma, cfg.radius)
