@@ -72,17 +72,23 @@ class EpochResult:
     loss_mean: float
     samples: int         # over all ranks
     seconds: float
+    loader_wait: float   # seconds this rank waited for batches
 
 
 def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, should_stop,
                     log, info, show_progress=True):
     """Train until the loader ends or ``should_stop()`` (checked on every rank, every step)."""
     model.train()
-    step, total, count, seen = start_step, 0.0, 0, 0
+    stop = False
+    step, total, count, seen, wait = start_step, 0.0, 0, 0, 0.0
     t0 = time.perf_counter()
     bar = tqdm(loader, desc="epoch %d" % epoch, initial=start_step,
                total=start_step + len(loader), disable=not show_progress, unit="step")
+    ready = time.perf_counter()
     for batch in bar:
+        # Time blocked on the loader (the step before ended with a device sync in .item()):
+        # the "is the GPU starved?" number.
+        wait += time.perf_counter() - ready
         images, tb, ta, _, _ = prepare_batch(batch, cfg, epoch, step)
         loss, _ = forward_loss(model, images, tb, ta, cfg)
         optimizer.zero_grad(set_to_none=True)
@@ -102,12 +108,14 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
         total, count, seen = total + value, count + 1, seen + images.shape[0]
         log.write(kind="step", epoch=epoch, step=step, loss=value)
         bar.set_postfix(loss="%.5f" % value)
-        if any_rank(should_stop(), info):
+        stop = any_rank(should_stop(), info)
+        ready = time.perf_counter()
+        if stop:
             bar.close()
-            return EpochResult("stopped", step, total / max(1, count), int(sum_ranks(seen, info)),
-                               time.perf_counter() - t0)
-    return EpochResult("done", 0, total / max(1, count), int(sum_ranks(seen, info)),
-                       time.perf_counter() - t0)
+            break
+    return EpochResult("stopped" if stop else "done", step if stop else 0,
+                       total / max(1, count), int(sum_ranks(seen, info)),
+                       time.perf_counter() - t0, wait)
 
 
 @torch.no_grad()

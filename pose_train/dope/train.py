@@ -131,8 +131,9 @@ def _train(args, info):
                 return 0
             if info.is_main:
                 path = ckpt.save_epoch_weights(args.outf, model, epoch, meta)
-                say("epoch %d: loss %.6f, %.1f img/s -> %s" % (
-                    epoch, result.loss_mean, result.samples / max(result.seconds, 1e-9), path))
+                say("epoch %d: loss %.6f, %.1f img/s, %.0f%% of the time waiting for data -> %s"
+                    % (epoch, result.loss_mean, result.samples / max(result.seconds, 1e-9),
+                       100.0 * result.loader_wait / max(result.seconds, 1e-9), path))
             _save_state(args, model, optimizer, scaler, epoch + 1, 0, meta, info)
     say("done: epochs %d..%d in %s" % (start_epoch, end_epoch, args.outf))
     return 0
@@ -166,6 +167,7 @@ def _log_epoch(log, epoch, result, info):
     log.write(kind="epoch", epoch=epoch, status=result.status, loss_mean=result.loss_mean,
               samples=result.samples, seconds=round(result.seconds, 3),
               img_per_s=round(result.samples / max(result.seconds, 1e-9), 2),
+              loader_wait_fraction=round(result.loader_wait / max(result.seconds, 1e-9), 4),
               world_size=info.world_size)
 
 
