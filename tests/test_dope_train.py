@@ -22,6 +22,20 @@ pytestmark = pytest.mark.slow
 SIZE = ["--imagesize", "32", "--local"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread per process: the test box is small and shared; spawned ranks inherit it."""
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = env
+
+
 @pytest.fixture(scope="module")
 def data6(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth6")
@@ -103,7 +117,7 @@ def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys):
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=killer, daemon=True).start()
-    _train(data6, tmp_path, "--epochs", "2")
+    _train(data6, tmp_path, "--epochs", "1")
     assert "stopped by SIGTERM" in capsys.readouterr().out
     state = torch.load(tmp_path / "training_state.pth", weights_only=True)
     assert (state["epoch"], state["step"]) in {(1, 1), (1, 2), (1, 3)}
@@ -148,7 +162,7 @@ def test_loss_falls_on_a_tiny_synthetic_set(data6):
     model = DopeNetwork()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     losses = []
-    for _ in range(4):
+    for _ in range(3):
         loss, _ = forward_loss(model, images, tb, ta, cfg)
         opt.zero_grad()
         loss.backward()

@@ -64,8 +64,9 @@ def _requested_processes(args):
 
 def _run(args):
     info = ddp.init_distributed()
-    if info.device.type == "cpu":
-        # Share the cores between local processes instead of oversubscribing them.
+    if info.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # Share the cores between local processes instead of oversubscribing them (an explicit
+        # OMP_NUM_THREADS from the user wins).
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
     os.makedirs(args.outf, exist_ok=True)
     try:
