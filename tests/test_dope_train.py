@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+import zipfile
 
 import pytest
 import torch
@@ -71,6 +72,10 @@ def test_epoch_files_layout_and_previews(baseline):
     assert all(k.startswith("module.") for k in state)
     # What DOPE's ROS node does with the file:
     torch.nn.DataParallel(DopeNetwork()).load_state_dict(state, strict=True)
+    # ...and the file is in the format torch 1.4 (ROS Melodic) reads, not a zip archive.
+    from compat.legacy_format import check_for_torch14
+    check_for_torch14(os.path.join(baseline, "net_epoch_01.pth"))
+    assert not zipfile.is_zipfile(os.path.join(baseline, "net_epoch_01.pth"))
     meta = json.load(open(os.path.join(baseline, "net_epoch_01.json")))
     assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
     assert meta["object"] == "cube" and meta["imagesize"] == 32

@@ -2,16 +2,20 @@
 
 ``net_epoch_XX.pth`` is ``DataParallel(DopeNetwork()).state_dict()`` exactly: a plain dict of
 tensors with ``module.``-prefixed keys, nothing else in it (DOPE's node calls
-``load_state_dict(torch.load(path))`` on a DataParallel-wrapped network). Facts a user needs that
+``load_state_dict(torch.load(path))`` on a DataParallel-wrapped network). It is written in the
+pre-1.6 ("legacy", non-zip) serialization, which torch 2.x and the torch 1.4 of ROS Melodic both
+read: the seed's "convert the .pth for Python 2" step is not needed. Facts a user needs that
 the weights cannot carry (input normalisation, object, crop size) go in ``net_epoch_XX.json``.
 """
+import collections
 import json
 import os
 import re
 
 from pose_train.dope.augment import IMAGENET_MEAN, IMAGENET_STD
 from pose_train.errors import UserError
-from pose_train.training.checkpoint import add_prefix, atomic_save, load_file, strip_prefix, unwrap
+from compat.legacy_writer import write_legacy
+from pose_train.training.checkpoint import add_prefix, atomic_write, load_file, strip_prefix, unwrap
 
 STATE_NAME = "training_state.pth"
 NORMALIZATION = {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -25,9 +29,11 @@ def weights_name(epoch):
 
 def save_epoch_weights(outf, model, epoch, meta):
     """Write the ROS-loadable weights file and its json sidecar (both atomically)."""
-    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    path = atomic_save(add_prefix(state), os.path.join(outf, weights_name(epoch)))
+    state = collections.OrderedDict(
+        (k, v.detach().cpu().contiguous()) for k, v in add_prefix(unwrap(model).state_dict()).items())
+    path = atomic_write(os.path.join(outf, weights_name(epoch)), lambda f: write_legacy(state, f))
     sidecar = dict(meta, epoch=epoch, weights=os.path.basename(path), key_prefix="module.",
+                   serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)",
                    normalization=NORMALIZATION)
     tmp = path[:-4] + ".json.tmp"
     with open(tmp, "w") as f:

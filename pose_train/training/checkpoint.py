@@ -8,7 +8,8 @@ Two kinds of file, kept apart on purpose:
   can read it, so resuming never executes pickled code.
 
 Stable API (the keypoint trainer uses it too; keep the signatures):
-  atomic_save(obj, path)
+  atomic_save(obj, path)                 torch.save, atomically
+  atomic_write(path, write)              write(binary_file) into a temp file, then rename
   save_state(path, model, optimizer, epoch, step, config, scaler=None, extra=None)
   load_state(path, map_location="cpu") -> dict
   is_state(obj) -> bool
@@ -33,7 +34,12 @@ STATE_VERSION = 1
 
 
 def atomic_save(obj, path):
-    """torch.save to a temp file in the same folder, fsync, then os.replace.
+    """torch.save ``obj`` to ``path`` atomically (see atomic_write)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path, write):
+    """Call ``write(binary_file)`` on a temp file in the same folder, fsync, then os.replace.
 
     A kill at any moment leaves either the old file or the new one, never a truncated file:
     os.replace is atomic within one filesystem, which is why the temp file sits beside ``path``.
@@ -44,7 +50,7 @@ def atomic_save(obj, path):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes 0600 files; give the usual umask-based mode so other users (and
