@@ -66,6 +66,8 @@ class Train:
         --pretrained VGG19.pth (local ImageNet weights)  --strict (bad data is fatal)
         --sigma PX (belief Gaussian, crop pixels; 4)  --amp auto|bf16|fp16|off  --compile
         --decode_cache auto|off (keep decoded frames on disk after epoch 1)
+        Several nodes: torchrun --nnodes N --nproc_per_node G --rdzv_backend c10d
+        --rdzv_endpoint HOST:PORT -m pose_train --local train dope ... on every node.
         """
         self._ctx.run("train-dope", dict(
             data=_paths(data), object=str(object), outf=str(outf), epochs=int(epochs),
