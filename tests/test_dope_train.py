@@ -175,3 +175,15 @@ def test_loss_falls_on_a_tiny_synthetic_set(data6):
         losses.append(loss.item())
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert losses[-1] < 0.995 * losses[0], losses
+
+
+def test_default_data_is_generated_once_and_cached(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POSE_TRAIN_CACHE", str(tmp_path / "cache"))
+    for run in ("a", "b"):
+        cli_main(["train", "dope", "--outf", str(tmp_path / run), "--epochs", "1",
+                  "--batchsize", "2", "--synth_n", "2", "--workers", "0"] + SIZE)
+    out = capsys.readouterr().out
+    assert "generated synthetic dataset (2 images)" in out
+    assert "using cached synthetic dataset (2 images)" in out
+    assert os.path.exists(tmp_path / "b" / "net_epoch_01.pth")
+    assert len(os.listdir(tmp_path / "cache")) == 1 + 2      # the set + decoded-frame cache
