@@ -106,3 +106,14 @@ def test_header_reader_and_missing_folder(tmp_path):
     assert find_images([str(tmp_path)]) == [str(tmp_path / "x.jpg")]
     with pytest.raises(UserError, match="does not exist"):
         find_images([str(tmp_path / "nope")])
+
+
+def test_trailing_metadata_is_not_truncation(tmp_path):
+    _image(tmp_path / "tail.jpg", 40, 30)
+    with open(tmp_path / "tail.jpg", "ab") as f:
+        f.write(b"METADATA" * 100)                       # appended after the EOI marker
+    assert image_size(str(tmp_path / "tail.jpg")) == (40, 30, True)
+    data = (tmp_path / "tail.jpg").read_bytes()
+    cut = data[:data.index(b"\xff\xd9")]
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    assert image_size(str(tmp_path / "cut.jpg"))[2] is False

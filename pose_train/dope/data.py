@@ -68,7 +68,10 @@ def image_size(path):
     try:
         with open(path, "rb") as f:
             head = f.read(64 * 1024)
-            f.seek(max(0, os.path.getsize(path) - 16))
+            # The end marker is looked for in the last 64 KiB, not the last bytes: cameras and
+            # editors append metadata after it. In JPEG data a 0xFF byte is always stuffed
+            # (FF 00), so FF D9 there is a real end-of-image marker.
+            f.seek(max(0, os.path.getsize(path) - 64 * 1024))
             tail = f.read()
     except OSError:
         return None
@@ -79,7 +82,7 @@ def image_size(path):
         size = _jpeg_size(head)
         if size is None:
             return None
-        return size[0], size[1], b"\xff\xd9" in tail.rstrip(b"\x00")
+        return size[0], size[1], b"\xff\xd9" in tail
     return None
 
 
