@@ -16,7 +16,6 @@ import torch
 from compat.melodic import DopeNetwork
 from pose_train.cli import main as cli_main
 from pose_train.dope.synth import write_dataset
-from pose_train.errors import UserError
 from pose_train.training.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
