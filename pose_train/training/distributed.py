@@ -111,6 +111,9 @@ def barrier(info):
 
 def cleanup(info):
     if info.distributed and dist.is_initialized():
+        # A rank that tears its gloo pairs down while a peer is still finishing its last
+        # collective aborts that peer ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 
