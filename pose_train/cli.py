@@ -258,8 +258,11 @@ class PoseTrain:
 
     def verify(self, ckpt, reference=None, model="auto"):
         """Load CKPT exactly as the ROS Melodic node does (py2.7 + torch 1.4) and compare outputs."""
+        if reference is None and os.path.exists(str(ckpt) + ".parity.pt"):
+            reference = str(ckpt) + ".parity.pt"
+        # Without a reference the verifier still loads the file strictly as the node does.
         self._ctx.run("verify-melodic", dict(
-            ckpt=str(ckpt), reference=str(reference or str(ckpt) + ".parity.pt"), model=str(model)))
+            ckpt=str(ckpt), reference=None if reference is None else str(reference), model=str(model)))
 
     def inspect(self, ckpt, trust=False):
         """Format, pickle protocol, referenced globals, tensors and which runtimes can load CKPT."""

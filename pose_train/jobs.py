@@ -26,7 +26,7 @@ class Job:
 
 JOBS = {j.name: j for j in [
     Job("train-dope", MODERN, "pose_train.dope.train:main",
-        inputs=("data", "net", "pretrained"), outputs=("outf",), logs_to="outf"),
+        inputs=("data", "net", "pretrained", "resume"), outputs=("outf",), logs_to="outf"),
     Job("validate-dope", MODERN, "pose_train.dope.validate:main",
         inputs=("data",), outputs=("outf",), uses_gpu=False, logs_to="outf"),
     Job("synth-dope", MODERN, "pose_train.dope.synth:main",
@@ -36,7 +36,7 @@ JOBS = {j.name: j for j in [
     Job("prepare-keypoints", MODERN, "pose_train.keypoints.prepare:main",
         inputs=("data", "split"), outputs=("outf",), uses_gpu=False, logs_to="outf"),
     Job("train-keypoints", MODERN, "pose_train.keypoints.train:main",
-        inputs=("data", "loadModel", "pretrained"), outputs=("outf",), logs_to="outf"),
+        inputs=("data", "loadModel", "pretrained", "resume"), outputs=("outf",), logs_to="outf"),
     Job("eval-keypoints", MODERN, "pose_train.keypoints.evaluate:main",
         inputs=("data", "model", "detections"), outputs=("outf",), logs_to="outf"),
     Job("convert", MODERN, "compat.convert:main",

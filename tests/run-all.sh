@@ -31,4 +31,4 @@ export POSE_TRAIN_MODERN_VARIANT=cpu POSE_TRAIN_REQUIRE_DOCKER=1
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   cp /etc/ssl/certs/ca-certificates.crt docker/certs/host-ca.crt
 fi
-python -m pytest -q "$@"
+python -m pytest -q --durations=15 "$@"

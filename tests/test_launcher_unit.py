@@ -115,3 +115,13 @@ def test_missing_data_dir_is_one_line(tmp_path):
     result = _cli("train", "dope", "--dry-run", "--data", str(tmp_path / "nope"), "--outf", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("pose-train: error: --data ")
+
+
+def test_resume_auto_is_not_a_path_but_a_state_file_is_mounted(tmp_path):
+    state = tmp_path / "training_state.pth"
+    state.write_bytes(b"x")
+    args, _ = plan_mounts(JOBS["train-dope"], {"data": [], "outf": str(tmp_path), "resume": "auto"})
+    assert args["resume"] == "auto"
+    args, mounts = plan_mounts(JOBS["train-keypoints"], {"data": str(tmp_path), "outf": str(tmp_path / "o"),
+                                                         "resume": str(state)})
+    assert args["resume"] == "/host" + str(state) and str(state) in {m.source for m in mounts}

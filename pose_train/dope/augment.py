@@ -71,10 +71,48 @@ def warp_sample(image, points, matrix, out_size):
         warp = matrix @ back
     out = cv2.warpAffine(image, warp, (out_size, out_size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=FILL_RGB)
-    if points.size:
-        flat = points.reshape(-1, 2).astype(np.float64)
-        points = (flat @ matrix[:, :2].T + matrix[:, 2]).reshape(points.shape).astype(np.float32)
-    return out, points
+    return out, transform_points(points, matrix)
+
+
+def transform_points(points, matrix):
+    """(..., 2) pixel coordinates through a 2x3 affine."""
+    if not points.size:
+        return points
+    flat = points.reshape(-1, 2).astype(np.float64)
+    return (flat @ matrix[:, :2].T + matrix[:, 2]).reshape(points.shape).astype(np.float32)
+
+
+def warp_batch(frames, matrices, out_size, fill=FILL_RGB):
+    """The warp_sample geometry for a whole batch on the device (used when CUDA is present).
+
+    frames: uint8 (B, H, W, 3) full decoded frames of one size; matrices: (B, 2, 3) frame pixel
+    -> crop pixel, exactly what random_affine returns. Returns float (B, S, S, 3) in [0, 1].
+    Pixel centres follow cv2's convention (integer coordinates), and normalised coordinates with
+    align_corners=False do not depend on resolution, so an anti-aliased pre-shrink for strong
+    downscales needs no change to the sampling grid.
+    """
+    b, h, w, _ = frames.shape
+    dev = frames.device
+    fill_t = torch.tensor(fill, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
+    x = frames.permute(0, 3, 1, 2).float() - fill_t          # 0 outside == the fill colour
+    m = torch.zeros(b, 3, 3, device=dev, dtype=torch.float64)
+    m[:, :2] = matrices.to(dev, torch.float64)
+    m[:, 2, 2] = 1.0
+    inv = torch.linalg.inv(m)                                   # crop pixel -> frame pixel
+    to_norm = torch.tensor([[2.0 / w, 0, 1.0 / w - 1], [0, 2.0 / h, 1.0 / h - 1], [0, 0, 1]],
+                           device=dev, dtype=torch.float64)
+    s = float(out_size)
+    from_norm = torch.tensor([[s / 2, 0, (s - 1) / 2], [0, s / 2, (s - 1) / 2], [0, 0, 1]],
+                             device=dev, dtype=torch.float64)
+    theta = (to_norm @ inv @ from_norm)[:, :2].float()
+    scale = float(torch.linalg.det(m[:, :2, :2]).abs().sqrt().min())
+    if scale < 0.5:
+        x = torch.nn.functional.interpolate(x, scale_factor=2.0 * scale, mode="bilinear",
+                                            antialias=True, align_corners=False)
+    grid = torch.nn.functional.affine_grid(theta, (b, 3, out_size, out_size), align_corners=False)
+    out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=False)
+    return ((out + fill_t).clamp_(0, 255) / 255.0).permute(0, 2, 3, 1).contiguous()
 
 
 @dataclass

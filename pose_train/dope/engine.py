@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pose_train.dope.augment import PhotometricParams, normalize, photometric, step_generator
+from pose_train.dope.augment import (PhotometricParams, normalize, photometric, step_generator,
+                                     warp_batch)
 from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
 from pose_train.errors import UserError
 from pose_train.training.distributed import any_rank, sum_ranks
@@ -28,13 +29,18 @@ class StepConfig:
     seed: int = 0
     rank: int = 0
     photometric: PhotometricParams = None
+    crop_size: int = 0             # needed when batches carry whole frames (device warp)
 
 
 def prepare_batch(batch, cfg, epoch, step, train=True):
     """Loader batch -> (normalised images, belief targets, affinity targets, keypoints, valid)."""
-    images, points, valid, _ = batch
     dev = cfg.device
-    images = images.to(dev, non_blocking=True).float().div_(255.0)       # (B, H, W, 3)
+    if len(batch) == 5:      # whole frames + affines (DopeDataset device_warp): crop here
+        frames, matrices, points, valid, _ = batch
+        images = warp_batch(frames.to(dev, non_blocking=True), matrices, cfg.crop_size)
+    else:
+        images, points, valid, _ = batch
+        images = images.to(dev, non_blocking=True).float().div_(255.0)   # (B, H, W, 3)
     points = points.to(dev, non_blocking=True)
     valid = valid.to(dev, non_blocking=True)
     if train:

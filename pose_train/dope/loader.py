@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pose_train.dope.augment import GeometryParams, random_affine, warp_sample
+from pose_train.dope.augment import GeometryParams, random_affine, transform_points, warp_sample
 
 MAX_OBJECTS_CAP = 16
 
@@ -103,7 +103,8 @@ def decoded_cache(samples, root, mode="auto"):
 class DopeDataset(Dataset):
     """Items: (image uint8 (S, S, 3) RGB, points (M, 9, 2) crop pixels, valid (M,) bool, index)."""
 
-    def __init__(self, samples, imagesize, seed=0, train=True, geometry=None, cache=None):
+    def __init__(self, samples, imagesize, seed=0, train=True, geometry=None, cache=None,
+                 device_warp=False):
         self.samples = samples
         self.imagesize = int(imagesize)
         self.seed = int(seed)
@@ -114,6 +115,9 @@ class DopeDataset(Dataset):
         self.max_objects = max(1, min(MAX_OBJECTS_CAP, most))
         self.decode_failures = 0
         self.cache = cache
+        # device_warp: return the whole frame + its affine; the crop is cut batch-wise on the
+        # GPU (augment.warp_batch). Items are then (frame, matrix, points, valid, index).
+        self.device_warp = bool(device_warp)
 
     def set_epoch(self, epoch):
         """Epoch for plain integer keys (in-process use); loaders pass (epoch, index) keys."""
@@ -149,12 +153,29 @@ class DopeDataset(Dataset):
         h, w = img.shape[:2]
         matrix = random_affine(rng, w, h, self.imagesize, self.geometry, self.train)
         pts = sample.points[:self.max_objects] if ok else np.zeros((0, 9, 2), np.float32)
-        crop, pts = warp_sample(img, pts, matrix, self.imagesize)
+        if self.device_warp:
+            crop, pts = img, transform_points(pts, matrix)
+        else:
+            crop, pts = warp_sample(img, pts, matrix, self.imagesize)
         points = np.zeros((self.max_objects, 9, 2), np.float32)
         valid = np.zeros((self.max_objects,), bool)
         points[:len(pts)] = pts
         valid[:len(pts)] = True
+        if self.device_warp:
+            return (torch.from_numpy(crop), torch.from_numpy(matrix.astype(np.float32)),
+                    torch.from_numpy(points), torch.from_numpy(valid), index)
         return torch.from_numpy(crop), torch.from_numpy(points), torch.from_numpy(valid), index
+
+
+def device_warp_pays(samples, imagesize):
+    """Ship whole frames to the GPU only when they are all one size (a batch must stack) and
+    not much bigger than the crop (past ~4x the crop's pixels the host->device copy and the
+    pinning memcpy cost more than the CPU warp saves)."""
+    sizes = {s.size for s in samples}
+    if len(sizes) != 1:
+        return False
+    w, h = sizes.pop()
+    return w * h <= 4 * imagesize * imagesize
 
 
 def default_workers(world_size=1):

@@ -16,7 +16,7 @@ from pose_train.dope import checkpoints as ckpt
 from pose_train.dope.data import scan
 from pose_train.dope.engine import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
-                                    make_loader)
+                                    device_warp_pays, make_loader)
 from pose_train.dope.synth import cached_dataset
 from pose_train.errors import UserError
 from pose_train.training import checkpoint as state_io
@@ -90,13 +90,15 @@ def _train(args, info):
 
     cfg = _step_config(args, info)
     net, optimizer, scaler = _build(args, info, cfg, model, state)
+    device_warp = cfg.device.type == "cuda" and device_warp_pays(samples, args.imagesize)
     dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True,
-                          cache=_decode_cache(args, samples, info, say))
+                          cache=_decode_cache(args, samples, info, say), device_warp=device_warp)
     workers = default_workers(info.world_size) if args.workers is None else args.workers
-    say("training %r: %d images, epochs %d..%d, batch %d x %d process(es), %s, %s"
-        % (args.object, len(samples), start_epoch, end_epoch, args.batchsize, info.world_size,
-           cfg.device, "amp " + str(cfg.amp_dtype).replace("torch.", "") if cfg.amp_dtype
-           else "fp32"))
+    say("training %r: %d images, epochs %d..%d, batch %d x %d process(es), %s, %s, crops cut "
+        "on the %s" % (args.object, len(samples), start_epoch, end_epoch, args.batchsize,
+                       info.world_size, cfg.device, "amp " + str(cfg.amp_dtype).replace(
+                           "torch.", "") if cfg.amp_dtype else "fp32",
+                       "GPU" if device_warp else "CPU (loader workers)"))
     if args.save and info.is_main:
         _save_previews(args, dataset, cfg, say)
 
@@ -247,7 +249,8 @@ def _step_config(args, info):
         torch.backends.cudnn.benchmark = True   # fixed crop size: autotuning pays off
     sigma_px = DEFAULT_SIGMA_PX if args.sigma is None else args.sigma
     return StepConfig(device=info.device, sigma=sigma_px / 8.0, amp_dtype=amp,
-                      channels_last=cuda, seed=args.seed, rank=info.rank)
+                      channels_last=cuda, seed=args.seed, rank=info.rank,
+                      crop_size=args.imagesize)
 
 
 def _wrap(model, args, info):

@@ -32,13 +32,13 @@ def plan_mounts(job, args):
     """Validate path arguments, create output folders, return (container args, mounts)."""
     new_args, mounts = dict(args), {}
     for name in job.inputs:
-        paths = _as_list(args.get(name))
+        paths = [p for p in _as_list(args.get(name)) if p != "auto"]  # --resume auto: not a path
         for path in paths:
             if not os.path.exists(path):
                 raise UserError("--%s %s: no such file or folder; check the path (relative paths are "
                                 "taken from %s)" % (name, path, os.getcwd()))
             mounts.setdefault(os.path.abspath(path), True)
-        if paths:
+        if paths and len(paths) == len(_as_list(args[name])):
             mapped = [container_path(p) for p in paths]
             new_args[name] = mapped if isinstance(args[name], (list, tuple)) else mapped[0]
     for name in job.outputs:
