@@ -30,7 +30,7 @@ from compat.melodic import DopeNetwork  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
 from pose_train.dope.engine import StepConfig, forward_loss, prepare_batch  # noqa: E402
 from pose_train.dope.loader import (DecodedCache, DopeDataset, default_workers,  # noqa: E402
-                                    make_loader)
+                                    device_warp_pays, make_loader)
 from pose_train.dope.synth import write_dataset  # noqa: E402
 from pose_train.dope.targets import make_targets  # noqa: E402
 
@@ -108,23 +108,32 @@ def data_per_core(args, samples, device, tmp):
     for i in range(0, n, args.batch):
         batches.append(default_collate([ours[j] for j in range(i, min(n, i + args.batch))]))
     worker_rate = n / (time.perf_counter() - t0)
-    cached = DopeDataset(samples, args.size, seed=0,
-                         cache=DecodedCache(os.path.join(tmp, "decoded.u8"),
-                                            [s.size for s in samples]).create())
+    cache = DecodedCache(os.path.join(tmp, "decoded.u8"), [s.size for s in samples]).create()
+    cached = DopeDataset(samples, args.size, seed=0, cache=cache)
     for j in range(n):              # epoch 1 fills the cache
         cached[j]
-    t0 = time.perf_counter()
-    for i in range(0, n, args.batch):
-        default_collate([cached[j] for j in range(i, min(n, i + args.batch))])
-    cached_rate = n / (time.perf_counter() - t0)
+    cached_rate = _per_sample_rate(cached, args.batch)
+    # CUDA mode for same-size frames: workers ship whole frames, the GPU cuts the crops.
+    frames_rate = _per_sample_rate(DopeDataset(samples, args.size, device_warp=True), args.batch)
+    frames_cached_rate = _per_sample_rate(DopeDataset(samples, args.size, cache=cache,
+                                                      device_warp=True), args.batch)
     cfg = StepConfig(device=device, sigma=0.5)
     batch_seconds = _timed_steps(lambda: [prepare_batch(b, cfg, 1, 0) for b in batches], 1, 1,
                                  device)
     return {"decode_ms": decode * 1e3, "recipe": recipe_rate, "ours_worker": worker_rate,
-            "ours_worker_cached": cached_rate,
+            "ours_worker_cached": cached_rate, "ours_frames": frames_rate,
+            "ours_frames_cached": frames_cached_rate,
             "ours_batch_ops_img_per_s": n / batch_seconds,
             "ours_all_on_cpu": 1.0 / (1.0 / worker_rate + batch_seconds / n)
             if device.type == "cpu" else None}
+
+
+def _per_sample_rate(dataset, batch):
+    n = len(dataset)
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        default_collate([dataset[j] for j in range(i, min(n, i + batch))])
+    return n / (time.perf_counter() - t0)
 
 
 def end_to_end(args, samples, device, ours):
@@ -139,8 +148,10 @@ def end_to_end(args, samples, device, ours):
             cfg.amp_dtype, cfg.channels_last = torch.bfloat16, True
             model.to(memory_format=torch.channels_last)
         net = torch.compile(model) if args.compile and device.type == "cuda" else model
-        loader = make_loader(DopeDataset(samples, args.size), None, args.batch, args.workers,
-                             pin_memory=device.type == "cuda")
+        cfg.crop_size = args.size
+        warp_on_gpu = device.type == "cuda" and device_warp_pays(samples, args.size)
+        loader = make_loader(DopeDataset(samples, args.size, device_warp=warp_on_gpu), None,
+                             args.batch, args.workers, pin_memory=device.type == "cuda")
     else:
         net = model
         loader = DataLoader(DopeRecipeDataset(samples, args.size), batch_size=args.dope_batch,
@@ -243,6 +254,10 @@ def _report(res, args, device):
                    "decode alone %.2f ms/frame" % d["decode_ms"]))
         print(_row("  same, frames from the decoded cache", d["ours_worker_cached"], d["recipe"],
                    "epochs 2+ with --decode_cache auto"))
+        print(_row("  CUDA mode: whole frames, GPU cuts crops", d["ours_frames"], d["recipe"],
+                   "same-size frames <= 4x the crop"))
+        print(_row("  CUDA mode, frames from the decoded cache", d["ours_frames_cached"],
+                   d["recipe"], ""))
         if d["ours_all_on_cpu"] is not None:
             print(_row("data pipeline, all on CPU (img/s/core)", d["ours_all_on_cpu"],
                        d["recipe"], "our batch ops on the CPU too"))

@@ -125,3 +125,24 @@ def test_non_finite_loss_stops_with_a_clear_message(data4):
         train_one_epoch(model, opt, None, make_loader(dataset, sampler, 2, 0), cfg, 1, 0,
                         lambda: False, MetricsLog("unused", enabled=False), DistInfo(),
                         show_progress=False)
+
+
+@pytest.mark.parametrize("frame, crop, tolerance", [((96, 72), 64, 1.0), ((640, 480), 64, 4.0)])
+def test_device_warp_matches_the_loader_warp(tmp_path, frame, crop, tolerance):
+    """The GPU path (whole frames + affines, cut batch-wise) sees what the CPU path sees."""
+    from torch.utils.data import default_collate
+    from pose_train.dope.augment import warp_batch
+    from pose_train.dope.loader import device_warp_pays
+
+    write_dataset(str(tmp_path), n=3, seed=4, width=frame[0], height=frame[1], progress=False)
+    samples, _ = scan([str(tmp_path)], "cube", imagesize=crop)
+    on_cpu = DopeDataset(samples, crop, seed=1)
+    on_dev = DopeDataset(samples, crop, seed=1, device_warp=True)
+    frames, matrices, points, valid, _ = default_collate([on_dev[i] for i in range(3)])
+    crops = warp_batch(frames, matrices, crop) * 255.0
+    for i in range(3):
+        ref, ref_points, _, _ = on_cpu[i]
+        assert torch.equal(points[i], ref_points)
+        diff = (crops[i] - ref.float()).abs().mean().item()
+        assert diff < tolerance, diff
+    assert device_warp_pays(samples, crop) == (frame == (96, 72))
