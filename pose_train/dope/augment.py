@@ -1,12 +1,13 @@
 """Augmentation, applied jointly to image and keypoints.
 
 Split in two on purpose:
-* geometry (crop, scale, rotation) is one ``cv2.warpAffine`` per sample in the loader worker:
-  images differ in size until they are cropped, and a single affine warp of uint8 pixels costs
-  about what a resize does. The fill is constant (the ImageNet mean, i.e. 0 after
-  normalisation): DOPE's reflect-border rotation mirrors objects into the border without
-  labels for them (Deep_Object_Pose issue #352).
-* photometry (brightness, contrast, saturation, pixel noise) and normalisation run on the whole
+* geometry (crop, scale, rotation) is one affine per sample, drawn in the loader worker. Frames
+  differ in size until they are cropped, so the warp runs either in the worker (one
+  ``cv2.warpAffine`` of uint8 pixels, about the cost of a resize) or, with CUDA and same-size
+  frames, on the GPU for the whole batch (``warp_batch``: the worker only decodes). The fill is
+  constant (the ImageNet mean, i.e. 0 after normalisation): DOPE's reflect-border rotation
+  mirrors objects into the border without labels for them (Deep_Object_Pose issue #352).
+* photometry (brightness, contrast, saturation, noise) and normalisation run on the whole
   batch as tensor ops, on the GPU when there is one.
 
 Randomness comes from generators seeded by (seed, epoch, sample or step), never from global

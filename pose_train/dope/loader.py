@@ -1,4 +1,5 @@
-"""Dataset and DataLoader for DOPE training: decode (cv2) + one affine warp per sample.
+"""Dataset and DataLoader for DOPE training: decode (cv2) + one affine per sample (applied here,
+or on the GPU for the whole batch when ``device_warp``).
 
 PNG decoding is the largest per-sample CPU cost (several ms for a 640x480 frame), so decoded
 frames can be kept in a raw uint8 file (``DecodedCache``): the first epoch decodes and fills
