@@ -8,6 +8,7 @@ last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
 import json
 import os
+import sys
 
 import torch
 
@@ -34,9 +35,23 @@ def main(args):
     if world > 1 and "WORLD_SIZE" not in os.environ:
         print("starting %d local processes (%s)" % (world, "NCCL" if torch.cuda.is_available()
                                                     else "gloo on CPU"), flush=True)
-        ddp.spawn_local(_run, world, args)
+        try:
+            ddp.spawn_local(_run_rank, world, args)
+        except torch.multiprocessing.ProcessExitedException as err:
+            raise UserError("training process %d exited with code %s (its message is above)"
+                            % (err.error_index, err.exit_code), code=err.exit_code or 1)
         return 0
     return _run(args)
+
+
+def _run_rank(args):
+    """A spawned rank: a UserError becomes one line on stderr and the exit code, as in cli.main."""
+    try:
+        code = _run(args)
+    except UserError as err:
+        print("pose-train: error: %s" % err, file=sys.stderr, flush=True)
+        sys.exit(err.code)
+    sys.exit(code or 0)
 
 
 def _check_args(args):
