@@ -119,3 +119,23 @@ def test_compose_train_dope_cpu_writes_checkpoint_owned_by_user(modern_image, tm
     import torch
     from compat.melodic import DopeNetwork
     torch.nn.DataParallel(DopeNetwork()).load_state_dict(torch.load(ckpt, map_location="cpu"))
+
+
+def test_keypoint_pipeline_through_launcher_and_to_melodic(modern_image, legacy_image, tmp_path):
+    """synth -> prepare -> train -> eval in the modern image, then the weights verified in the legacy one."""
+    steps = [
+        ["synth", "linemod", "--out", str(tmp_path / "lm"), "--n", "8", "--width", "160", "--height", "120"],
+        ["prepare", "keypoints", "--seq", "01", "--kptype", "fps", "--kpnum", "8", "--data", str(tmp_path / "lm"),
+         "--outf", str(tmp_path / "kp")],
+        ["train", "keypoints", "--seq", "1", "--kptype", "fps", "--data", str(tmp_path / "kp"), "--outf",
+         str(tmp_path / "run"), "--epochs", "1", "--trainBatch", "2", "--arch", "resnet50",
+         "--inputResH", "64", "--inputResW", "64"],
+        ["eval", "keypoints", str(tmp_path / "run" / "best.pkl"), "--seq", "1", "--kptype", "fps",
+         "--data", str(tmp_path / "kp"), "--outf", str(tmp_path / "eval")],
+        ["convert", str(tmp_path / "run" / "best.pkl"), "--to", "melodic", "--model", "keypoints", "--verify"],
+    ]
+    for step in steps:
+        result = _launcher(*step)
+        assert result.returncode == 0, (step, result.stdout[-2000:], result.stderr[-2000:])
+    assert (tmp_path / "eval" / "results.md").read_text().count("| 01 | fps | 8 |") == 1
+    assert (tmp_path / "run" / "best_melodic.pth").exists()
