@@ -8,7 +8,6 @@ last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
 import json
 import os
-import sys
 
 import torch
 
@@ -31,27 +30,7 @@ DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's 
 def main(args):
     """Job entry (see pose_train.cli.Train.dope for the flags)."""
     _check_args(args)
-    world = _requested_processes(args)
-    if world > 1 and "WORLD_SIZE" not in os.environ:
-        print("starting %d local processes (%s)" % (world, "NCCL" if torch.cuda.is_available()
-                                                    else "gloo on CPU"), flush=True)
-        try:
-            ddp.spawn_local(_run_rank, world, args)
-        except torch.multiprocessing.ProcessExitedException as err:
-            raise UserError("training process %d exited with code %s (its message is above)"
-                            % (err.error_index, err.exit_code), code=err.exit_code or 1)
-        return 0
-    return _run(args)
-
-
-def _run_rank(args):
-    """A spawned rank: a UserError becomes one line on stderr and the exit code, as in cli.main."""
-    try:
-        code = _run(args)
-    except UserError as err:
-        print("pose-train: error: %s" % err, file=sys.stderr, flush=True)
-        sys.exit(err.code)
-    sys.exit(code or 0)
+    return ddp.run_processes(_run, args, args.gpus)
 
 
 def _check_args(args):
@@ -66,15 +45,6 @@ def _check_args(args):
         raise UserError("--decode_cache must be auto or off, got %r" % args.decode_cache)
     if args.amp not in ("auto", "bf16", "fp16", "off"):
         raise UserError("--amp must be auto, bf16, fp16 or off, got %r" % args.amp)
-
-
-def _requested_processes(args):
-    if args.gpus is None:
-        return max(1, torch.cuda.device_count())
-    if torch.cuda.is_available() and args.gpus > torch.cuda.device_count():
-        raise UserError("--gpus %d but only %d CUDA devices are visible"
-                        % (args.gpus, torch.cuda.device_count()))
-    return max(1, args.gpus)
 
 
 def _run(args):

@@ -77,22 +77,10 @@ def check_args(args):
     if args.amp not in ("auto", "bf16", "off"):
         raise UserError("--amp must be auto|bf16|off, got %r" % args.amp)
     kpmodel.lr_at(args.lr, args.lr_schedule, 0, args.epochs)   # validates the schedule name
-    world = requested_processes(args)
+    world = ddp.requested_processes(args.gpus)
     if args.trainBatch % world:
         raise UserError("--trainBatch %d is split over %d processes; make it a multiple of %d"
                         % (args.trainBatch, world, world))
-
-
-def requested_processes(args):
-    """--gpus, else every visible GPU (one process each), else 1."""
-    if args.gpus is None:
-        return max(1, torch.cuda.device_count())
-    if args.gpus < 1:
-        raise UserError("--gpus must be at least 1, got %d" % args.gpus)
-    if torch.cuda.is_available() and args.gpus > torch.cuda.device_count():
-        raise UserError("--gpus %d but only %d CUDA devices are visible"
-                        % (args.gpus, torch.cuda.device_count()))
-    return args.gpus
 
 
 def load_data(args, device, say=print):
@@ -203,13 +191,7 @@ def end_epoch(run, args, outf, epoch, loss, log, best_acc):
 
 def main(args):
     check_args(args)
-    world = requested_processes(args)
-    if world > 1 and "WORLD_SIZE" not in os.environ:
-        print("starting %d local processes (%s)" % (world, "NCCL" if torch.cuda.is_available()
-                                                    else "gloo on CPU"), flush=True)
-        ddp.spawn_local(run_process, world, args)
-        return 0
-    return run_process(args)
+    return ddp.run_processes(run_process, args, args.gpus)
 
 
 def run_process(args):

@@ -4,6 +4,7 @@ Steps, in the order a person would check them: the docker SDK is installed, the
 engine address (DOCKER_HOST or the default socket) exists, we may open it, the
 daemon answers.
 """
+import importlib.util
 import os
 import stat
 
@@ -19,9 +20,7 @@ def engine_address():
 def diagnose():
     """Return (ok, message) for each step; stops at the first failure."""
     steps = []
-    try:
-        import docker  # noqa: F401  (only checking that it is importable)
-    except ImportError:
+    if importlib.util.find_spec("docker") is None:
         return [(False, "docker SDK missing: pip install 'docker>=7.1'")]
     steps.append((True, "docker SDK installed"))
     address = engine_address()

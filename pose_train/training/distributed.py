@@ -12,6 +12,7 @@ Stable API:
   make_sampler(dataset, info, shuffle=True, seed=0, skip=0)
   any_rank(flag, info) -> bool       sum_ranks(value, info) -> float
   barrier(info)    cleanup(info)     spawn_local(fn, nprocs, *args)
+  run_processes(run_rank, args, gpus) -> exit code
 """
 import os
 import socket
@@ -134,3 +135,43 @@ def spawn_local(fn, nprocs, *args):
     import torch.multiprocessing as mp
     mp.start_processes(_spawn_entry, args=(fn, nprocs, _free_port(), args), nprocs=nprocs,
                        join=True, start_method="spawn")
+
+
+def requested_processes(gpus):
+    """--gpus N (0 means the CPU: one process), else one process per visible GPU, else 1."""
+    from pose_train.errors import UserError
+    if gpus is None:
+        return max(1, torch.cuda.device_count())
+    if torch.cuda.is_available() and gpus > torch.cuda.device_count():
+        raise UserError("--gpus %d but only %d CUDA devices are visible" % (gpus, torch.cuda.device_count()))
+    return max(1, gpus)
+
+
+def run_processes(run_rank, args, gpus):
+    """Run ``run_rank(args)`` in every requested process: in this one when there is one process
+    or torchrun already started us, else in ``spawn_local`` children."""
+    from pose_train.errors import UserError
+    world = requested_processes(gpus)
+    if world == 1 or "WORLD_SIZE" in os.environ:
+        return run_rank(args)
+    backend = "NCCL" if torch.cuda.is_available() else "gloo on CPU"
+    print("starting %d local processes (%s)" % (world, backend), flush=True)
+    import torch.multiprocessing as mp
+    try:
+        spawn_local(_rank_main, world, run_rank, args)
+    except mp.ProcessExitedException as err:
+        raise UserError("training process %d exited with code %s (its message is above)"
+                        % (err.error_index, err.exit_code), code=err.exit_code or 1)
+    return 0
+
+
+def _rank_main(run_rank, args):
+    """A spawned rank: a UserError becomes one line on stderr and its exit code, as in cli.main."""
+    import sys
+    from pose_train.errors import UserError
+    try:
+        code = run_rank(args)
+    except UserError as err:
+        print("pose-train: error: %s" % err, file=sys.stderr, flush=True)
+        sys.exit(err.code)
+    sys.exit(code or 0)
