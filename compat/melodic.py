@@ -297,7 +297,11 @@ def _load_checked(path):
     return torch.load(path, map_location="cpu")
 
 
-def verify(ckpt, reference=None, model="auto"):
+# GPU kernels round differently from the CPU that made the reference.
+GPU_TOLERANCE = 1e-3
+
+
+def verify(ckpt, reference=None, model="auto", device="cpu"):
     """Return (exit code, one-line report) for CKPT against its parity reference."""
     state_dict = _load_checked(ckpt)
     if not isinstance(state_dict, dict):
@@ -314,11 +318,15 @@ def verify(ckpt, reference=None, model="auto"):
     if ref is None:
         return EXIT_OK, ("OK %s (%s): strict load passed; no parity reference at %s, outputs not "
                          "compared" % (ckpt, name, reference))
+    net = net.to(device)
     try:
-        diff = max_abs_diff(forward(net, ref["input"]), ref["outputs"])
+        outputs = [t.cpu() for t in forward(net, ref["input"].to(device))]
+        diff = max_abs_diff(outputs, ref["outputs"])
     except ValueError as err:
         return EXIT_MISMATCH, "FAIL %s (%s): %s" % (ckpt, name, err)
     tol = float(ref.get("tolerance", 1e-5))
+    if device != "cpu":
+        tol = max(tol, GPU_TOLERANCE)
     verdict, code = ("OK", EXIT_OK) if diff <= tol else ("FAIL", EXIT_MISMATCH)
     return code, ("%s %s (%s, torch %s): strict load passed, max |diff| %.3g vs modern outputs "
                   "(tolerance %g)" % (verdict, ckpt, name, torch.__version__, diff, tol))
@@ -332,20 +340,28 @@ def _parse(argv):
     cmd.add_argument("--ckpt", required=True)
     cmd.add_argument("--reference", default=None, help="default: CKPT.parity.pt")
     cmd.add_argument("--model", default="auto", choices=["auto", "dope", "keypoints"])
+    cmd.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                     help="run the forward pass on the GPU, as a GPU Melodic node would")
     args = parser.parse_args(argv)
     if args.command != "verify":
         parser.error("the only command is 'verify'")
     return args
 
 
+def _device(args):
+    if getattr(args, "device", None):
+        return args.device
+    return "cuda" if getattr(args, "gpus", 0) else "cpu"
+
+
 def main(args=None):
-    """``python2.7 -m compat.melodic verify --ckpt X [--reference R] [--model M]``, or a
-    namespace with ckpt, reference, model (the pose-train CLI). Returns the exit code."""
+    """``python2.7 -m compat.melodic verify --ckpt X [--reference R] [--model M] [--device D]``,
+    or a namespace with those attributes (the pose-train CLI). Returns the exit code."""
     if args is None:
         args = _parse(sys.argv[1:])
     reference = args.reference or str(args.ckpt) + ".parity.pt"
     try:
-        code, line = verify(args.ckpt, reference, args.model or "auto")
+        code, line = verify(args.ckpt, reference, args.model or "auto", _device(args))
     except VerifyError as err:
         code, line = EXIT_BAD_INPUT, "verify: error: %s" % (err,)
     print(line, file=sys.stderr if code else sys.stdout)

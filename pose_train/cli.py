@@ -256,13 +256,17 @@ class PoseTrain:
             self._ctx.run("verify-melodic", dict(ckpt=out, reference=out + ".parity.pt",
                                                  model=str(model)))
 
-    def verify(self, ckpt, reference=None, model="auto"):
-        """Load CKPT exactly as the ROS Melodic node does (py2.7 + torch 1.4) and compare outputs."""
+    def verify(self, ckpt, reference=None, model="auto", gpus=0):
+        """Load CKPT exactly as the ROS Melodic node does (py2.7 + torch 1.4) and compare outputs.
+
+        --gpus 1 runs the forward pass on a GPU, refused when torch 1.4 has no kernels for it.
+        """
         if reference is None and os.path.exists(str(ckpt) + ".parity.pt"):
             reference = str(ckpt) + ".parity.pt"
         # Without a reference the verifier still loads the file strictly as the node does.
         self._ctx.run("verify-melodic", dict(
-            ckpt=str(ckpt), reference=None if reference is None else str(reference), model=str(model)))
+            ckpt=str(ckpt), reference=None if reference is None else str(reference), model=str(model),
+            gpus=int(gpus)))
 
     def inspect(self, ckpt, trust=False):
         """Format, pickle protocol, referenced globals, tensors and which runtimes can load CKPT."""

@@ -125,3 +125,20 @@ def test_resume_auto_is_not_a_path_but_a_state_file_is_mounted(tmp_path):
     args, mounts = plan_mounts(JOBS["train-keypoints"], {"data": str(tmp_path), "outf": str(tmp_path / "o"),
                                                          "resume": str(state)})
     assert args["resume"] == "/host" + str(state) and str(state) in {m.source for m in mounts}
+
+
+def test_legacy_verify_asked_for_a_gpu_it_cannot_use(monkeypatch):
+    monkeypatch.setattr(gpu, "probe", lambda: H100)
+    monkeypatch.setattr(run, "_nvidia_runtime", lambda: True)
+    with pytest.raises(UserError, match="--gpus 1 asked for, but GPU 0 .*compute capability 9.0.* torch 1.4.0"):
+        run.decide_gpu(JOBS["verify-melodic"], {"gpus": 1}, LEGACY_LABELS)
+    assert run.decide_gpu(JOBS["verify-melodic"], {"gpus": 0}, LEGACY_LABELS) == (False, [])
+
+
+def test_legacy_verify_on_a_usable_gpu_passes_a_device(tmp_path):
+    ckpt = tmp_path / "a.pth"
+    ckpt.write_bytes(b"x")
+    spec = run.container_spec(JOBS["verify-melodic"], {"ckpt": str(ckpt), "reference": None, "model": "dope",
+                                                       "gpus": 1}, use_gpu=True, run_id="r")
+    assert spec["command"] == ["verify", "--ckpt=/host%s" % ckpt, "--model=dope", "--device=cuda"]
+    assert spec["gpu_count"] == 1

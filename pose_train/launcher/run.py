@@ -36,7 +36,7 @@ def container_argv(job, args):
 def decide_gpu(job, args, labels):
     """(use_gpu, warnings). Refuses (UserError) only when GPUs were asked for explicitly."""
     requested = args.get("gpus")
-    if not job.uses_gpu or requested == 0:
+    if requested == 0 or (requested is None and not job.uses_gpu):
         return False, []
     report = gpu_mod.probe()
     problems = [report.problem] if report.problem else []
@@ -60,6 +60,10 @@ def _nvidia_runtime():
 def container_spec(job, args, use_gpu, run_id):
     new_args, mounts = plan_mounts(job, args)
     gpus = args.get("gpus")
+    if job.image == LEGACY:  # the py2.7 verifier takes a device, not a GPU count
+        new_args.pop("gpus", None)
+        if use_gpu:
+            new_args["device"] = "cuda"
     return dict(
         image=images.image_tag(job.image), command=container_argv(job, new_args), mounts=mounts,
         user="%d:%d" % (os.getuid(), os.getgid()), shm_size=SHM_SIZE, init=True,
