@@ -149,9 +149,11 @@ def test_ddp_two_gloo_processes_shard_the_data(tmp_path):
     assert os.path.exists(tmp_path / "out" / "net_epoch_01.pth")
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_tiny_synthetic_set(data6):
-    """Adam steps at the DOPE recipe's lr on two fixed synthetic crops: the loss goes down at
-    every step (a CPU-sized check; the GPU learning check is benchmarks/learn_dope.py)."""
+    """Adam at the DOPE recipe's lr on two fixed synthetic crops: within 30 steps the loss goes
+    well below what empty maps score, i.e. the net puts belief where the corners are (a
+    CPU-sized check; the GPU learning check is benchmarks/learn_dope.py)."""
     from torch.utils.data import default_collate
     from pose_train.dope.data import scan
     from pose_train.dope.engine import StepConfig, forward_loss, prepare_batch
@@ -162,18 +164,19 @@ def test_loss_falls_on_a_tiny_synthetic_set(data6):
     batch = default_collate([dataset[0], dataset[1]])
     cfg = StepConfig(device=torch.device("cpu"), sigma=0.5)
     images, tb, ta, _, _ = prepare_batch(batch, cfg, epoch=0, step=0, train=False)
+    stages = 6
+    empty_maps = stages * float((tb ** 2).mean() + (ta ** 2).mean())
     torch.manual_seed(0)
     model = DopeNetwork()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     losses = []
-    for _ in range(3):
+    for _ in range(30):
         loss, _ = forward_loss(model, images, tb, ta, cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert all(b < a for a, b in zip(losses, losses[1:])), losses
-    assert losses[-1] < 0.995 * losses[0], losses
+    assert min(losses[-5:]) < 0.7 * empty_maps < losses[0], (empty_maps, losses)
 
 
 def test_default_data_is_generated_once_and_cached(tmp_path, monkeypatch, capsys):
