@@ -27,6 +27,7 @@ fi
 bases=$(bash docker/bootstrap-bases.sh)
 export POSE_TRAIN_MODERN_BASE=${bases%% *} POSE_TRAIN_LEGACY_BASE=${bases##* }
 export POSE_TRAIN_MODERN_VARIANT=cpu POSE_TRAIN_REQUIRE_DOCKER=1
+export POSE_TRAIN_WHEELHOUSE=${POSE_TRAIN_WHEELHOUSE:-$POSE_TRAIN_CI_CACHE/wheelhouse}
 # Builds trust the host's CA bundle too (TLS-intercepting networks).
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   cp /etc/ssl/certs/ca-certificates.crt docker/certs/host-ca.crt

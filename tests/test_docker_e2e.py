@@ -38,7 +38,7 @@ def test_same_inputs_same_lock_and_labels(docker_client, modern_image):
     sys.path.insert(0, os.path.join(REPO, "docker"))
     import lock
     for target in ("modern-cpu", "legacy"):
-        wheelhouse = os.path.join(REPO, ".wheelhouse", target)
+        wheelhouse = images.wheelhouse_dir(target)
         with open(lock.lock_path(target)) as f:
             committed = f.read()
         assert lock.render_lock(wheelhouse, target) == committed == lock.render_lock(wheelhouse, target)

@@ -36,6 +36,12 @@ def image_tag(name):
     return os.environ.get("POSE_TRAIN_%s_IMAGE" % name.upper(), "pose-train/%s:%s" % (name, __version__))
 
 
+def wheelhouse_dir(target):
+    """Where the locked wheels for ``target`` are kept; POSE_TRAIN_WHEELHOUSE moves them (CI caches)."""
+    root = os.environ.get("POSE_TRAIN_WHEELHOUSE") or os.path.join(REPO, ".wheelhouse")
+    return os.path.join(root, target)
+
+
 def lock_target(name, variant):
     return "legacy" if name == "legacy" else "modern-%s" % variant
 
@@ -125,7 +131,7 @@ def build(name, base=None, variant=None, wheelhouse=None, tag=None, no_cache=Fal
     client = connect()
     base = base or spec["default_base"]
     target = lock_target(name, variant)
-    wheelhouse = os.path.abspath(wheelhouse or os.path.join(REPO, ".wheelhouse", target))
+    wheelhouse = os.path.abspath(wheelhouse or wheelhouse_dir(target))
     fetch_wheels(target, wheelhouse)
     epoch = source_date_epoch()
     tag = tag or image_tag(name)
