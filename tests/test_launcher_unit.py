@@ -142,3 +142,10 @@ def test_legacy_verify_on_a_usable_gpu_passes_a_device(tmp_path):
                                                        "gpus": 1}, use_gpu=True, run_id="r")
     assert spec["command"] == ["verify", "--ckpt=/host%s" % ckpt, "--model=dope", "--device=cuda"]
     assert spec["gpu_count"] == 1
+
+
+def test_dry_run_creates_nothing(tmp_path):
+    result = _cli("train", "dope", "--dry-run", "--outf", str(tmp_path / "not-yet"))
+    assert result.returncode == 0, result.stderr
+    assert "/host%s:rw" % (tmp_path / "not-yet") in result.stdout
+    assert not (tmp_path / "not-yet").exists()

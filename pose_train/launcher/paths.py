@@ -28,8 +28,9 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def plan_mounts(job, args):
-    """Validate path arguments, create output folders, return (container args, mounts)."""
+def plan_mounts(job, args, create=True):
+    """Validate path arguments, create output folders (unless ``create`` is False, as for
+    --dry-run), return (container args, mounts)."""
     new_args, mounts = dict(args), {}
     for name in job.inputs:
         paths = [p for p in _as_list(args.get(name)) if p != "auto"]  # --resume auto: not a path
@@ -45,14 +46,16 @@ def plan_mounts(job, args):
         if args.get(name) is None:
             continue
         folder = os.path.abspath(args[name])
-        _make_dir(folder, name)
+        if create:
+            _make_dir(folder, name)
         mounts[folder] = False
         new_args[name] = container_path(folder)
     for name in job.out_files:
         if args.get(name) is None:
             continue
         parent = os.path.dirname(os.path.abspath(args[name]))
-        _make_dir(parent, name)
+        if create:
+            _make_dir(parent, name)
         mounts[parent] = False
         new_args[name] = container_path(args[name])
     binds = [BindMount(src, container_path(src), ro) for src, ro in sorted(mounts.items())]

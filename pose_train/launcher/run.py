@@ -33,12 +33,12 @@ def container_argv(job, args):
     return words + flags
 
 
-def decide_gpu(job, args, labels):
+def decide_gpu(job, args, labels, report=None):
     """(use_gpu, warnings). Refuses (UserError) only when GPUs were asked for explicitly."""
     requested = args.get("gpus")
     if requested == 0 or (requested is None and not job.uses_gpu):
         return False, []
-    report = gpu_mod.probe()
+    report = report or gpu_mod.probe()
     problems = [report.problem] if report.problem else []
     if not problems and labels is not None:
         problems = gpu_mod.image_problems(report, labels)
@@ -57,8 +57,8 @@ def _nvidia_runtime():
     return nvidia_runtime(connect())
 
 
-def container_spec(job, args, use_gpu, run_id):
-    new_args, mounts = plan_mounts(job, args)
+def container_spec(job, args, use_gpu, run_id, create=True):
+    new_args, mounts = plan_mounts(job, args, create=create)
     gpus = args.get("gpus")
     if job.image == LEGACY:  # the py2.7 verifier takes a device, not a GPU count
         new_args.pop("gpus", None)
@@ -90,7 +90,7 @@ def docker_run_command(spec):
 
 def launch(job, args, dry_run=False):
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    plan_mounts(job, args)  # bad paths are reported before anything else is asked of the engine
+    plan_mounts(job, args, create=False)  # bad paths are reported before the engine is asked anything
     client, labels = None, None
     if not dry_run:
         from pose_train.launcher.engine import connect
@@ -99,15 +99,16 @@ def launch(job, args, dry_run=False):
         if labels is None:
             raise UserError("image %s not found: build it with `pose-train images build %s`"
                             % (images.image_tag(job.image), job.image))
-    use_gpu, warnings = decide_gpu(job, args, labels)
+    report = gpu_mod.probe()
+    use_gpu, warnings = decide_gpu(job, args, labels, report)
     for warning in warnings:
         print("pose-train: warning: %s" % warning, file=sys.stderr)
-    spec = container_spec(job, args, use_gpu, run_id)
+    spec = container_spec(job, args, use_gpu, run_id, create=not dry_run)
     if dry_run:
         print(docker_run_command(spec))
         return 0
     log_dir = _log_dir(job, args)
-    return _run_container(client, spec, log_dir, run_id, labels)
+    return _run_container(client, spec, log_dir, run_id, labels, report)
 
 
 def _log_dir(job, args):
@@ -130,9 +131,9 @@ def _create(client, spec):
         labels=spec["labels"], detach=True)
 
 
-def _run_container(client, spec, log_dir, run_id, labels):
+def _run_container(client, spec, log_dir, run_id, labels, report):
     container = _create(client, spec)
-    manifest = _manifest(client, spec, run_id, labels)
+    manifest = _manifest(client, spec, run_id, labels, report)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     log = None
     try:
@@ -177,14 +178,14 @@ def _stop_and_remove(container):
         pass  # already gone: nothing left to clean up
 
 
-def _manifest(client, spec, run_id, labels):
+def _manifest(client, spec, run_id, labels, report):
     image = client.images.get(spec["image"])
     return {
         "run_id": run_id, "pose_train_version": __version__,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "image": {"tag": spec["image"], "id": image.id, "digests": image.attrs.get("RepoDigests", []),
                   "labels": labels},
-        "gpu": gpu_mod.probe().as_dict(), "gpu_used": bool(spec["gpu_count"]),
+        "gpu": report.as_dict(), "gpu_used": bool(spec["gpu_count"]),
         "host_command": shlex.join(sys.argv), "docker_command": docker_run_command(spec),
     }
 
