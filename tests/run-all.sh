@@ -28,6 +28,12 @@ bases=$(bash docker/bootstrap-bases.sh)
 export POSE_TRAIN_MODERN_BASE=${bases%% *} POSE_TRAIN_LEGACY_BASE=${bases##* }
 export POSE_TRAIN_MODERN_VARIANT=cpu POSE_TRAIN_REQUIRE_DOCKER=1
 export POSE_TRAIN_WHEELHOUSE=${POSE_TRAIN_WHEELHOUSE:-$POSE_TRAIN_CI_CACHE/wheelhouse}
+# A local py2.7 + torch 1.4 too (where pyenv has 2.7.18), for the compat tests that drive an
+# interpreter directly; empty means those tests skip and say why.
+if [ -z "${POSE_TRAIN_LEGACY_PYTHON:-}" ]; then
+  POSE_TRAIN_LEGACY_PYTHON=$(bash tests/legacy-local.sh)
+  export POSE_TRAIN_LEGACY_PYTHON
+fi
 # Builds trust the host's CA bundle too (TLS-intercepting networks).
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   cp /etc/ssl/certs/ca-certificates.crt docker/certs/host-ca.crt
