@@ -135,7 +135,7 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
     container = _create(client, spec)
     manifest = _manifest(client, spec, run_id, labels, report)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    log = None
+    log, code = None, None
     try:
         if log_dir:
             os.makedirs(log_dir, exist_ok=True)
@@ -157,7 +157,7 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
         if log:
             log.close()
         if log_dir:
-            manifest["exit_code"] = locals().get("code")
+            manifest["exit_code"] = code
             manifest["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
             _write_json(os.path.join(log_dir, run_id + ".json"), manifest)
     return code
