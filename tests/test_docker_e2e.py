@@ -114,6 +114,7 @@ def test_compose_train_dope_cpu_writes_checkpoint_owned_by_user(modern_image, tm
     finally:  # a timed-out `compose run` leaves its container behind
         subprocess.run(["docker", "compose", "down", "--remove-orphans"], cwd=REPO, env=env, capture_output=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "no CUDA device in this container: training on the CPU" in result.stderr
     ckpt = out / "net_epoch_01.pth"
     assert ckpt.stat().st_uid == 4321 and ckpt.stat().st_gid == 4321
     import torch

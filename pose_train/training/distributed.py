@@ -16,6 +16,7 @@ Stable API:
 """
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,12 @@ def init_distributed(device_type=None):
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
+        if rank == 0 and os.environ.get("POSE_TRAIN_RUNTIME") == "modern":
+            # In our image no CUDA device means the container was started without GPUs
+            # (compose's default file, or a host without the NVIDIA toolkit): say how to get them.
+            print("pose-train: warning: no CUDA device in this container: training on the CPU (slow). "
+                  "GPUs: COMPOSE_FILE=compose.yaml:compose.gpu.yaml docker compose run ..., or run "
+                  "`pose-train doctor` on the host.", file=sys.stderr, flush=True)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=rank, world_size=world,
