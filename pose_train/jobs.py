@@ -5,7 +5,7 @@ This table is the single place the launcher, ``--dry-run`` and the tests read; t
 job code itself lives in the modules named by ``entry``.
 """
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Tuple
 
 MODERN, LEGACY = "modern", "legacy"
@@ -21,7 +21,6 @@ class Job:
     out_files: Tuple[str, ...] = ()  # file args whose parent folder is mounted read-write
     uses_gpu: bool = True
     logs_to: str = ""               # the output arg whose folder gets logs/<run-id>.log
-    extra: dict = field(default_factory=dict)
 
 
 JOBS = {j.name: j for j in [

@@ -82,10 +82,7 @@ def _add_tree(tar, root, arcroot, epoch):
             if fname.endswith(".pyc"):
                 continue
             path = os.path.join(dirpath, fname)
-            info = tar.gettarinfo(path, os.path.join(arcroot, os.path.relpath(path, root)))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
-            with open(path, "rb") as f:
-                tar.addfile(info, f)
+            _add_file(tar, path, os.path.join(arcroot, os.path.relpath(path, root)), epoch)
 
 
 def write_context(fileobj, target, wheelhouse, epoch):
@@ -96,7 +93,7 @@ def write_context(fileobj, target, wheelhouse, epoch):
             if os.path.isdir(path):
                 _add_tree(tar, path, rel, epoch)
             else:
-                _add_tree_file(tar, path, rel, epoch)
+                _add_file(tar, path, rel, epoch)
         wheel_dir = ".wheelhouse/%s" % target
         info = tarfile.TarInfo(wheel_dir)
         info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, epoch
@@ -104,7 +101,8 @@ def write_context(fileobj, target, wheelhouse, epoch):
         _add_tree(tar, wheelhouse, wheel_dir, epoch)
 
 
-def _add_tree_file(tar, path, arcname, epoch):
+def _add_file(tar, path, arcname, epoch):
+    """Owner and mtime fixed, so the same tree always packs to the same bytes."""
     info = tar.gettarinfo(path, arcname)
     info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
     with open(path, "rb") as f:
