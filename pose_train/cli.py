@@ -6,7 +6,7 @@ with ``--local``; inside an image (or with ``--local``) it runs in this process.
 import os
 import sys
 
-from pose_train.errors import UserError
+from pose_train.errors import UserError, interrupt_exit_code
 from pose_train.jobs import JOBS, resolve_entry
 
 
@@ -327,9 +327,9 @@ def main(argv=None):
     except UserError as err:
         print("pose-train: error: %s" % err, file=sys.stderr)
         sys.exit(err.code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("pose-train: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(interrupt_exit_code(err))
     if _EXIT["code"]:
         sys.exit(_EXIT["code"])
 

@@ -86,7 +86,9 @@ def test_exit_code_propagates(modern_image, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
 
 
-def test_ctrl_c_stops_and_removes_container(docker_client, modern_image, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_and_removes_container(docker_client, modern_image, tmp_path, signum):
+    """Ctrl-C or a SIGTERM (a scheduler's stop): container stopped and removed, exit 128 + signal."""
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "train", "dope", "--outf", str(tmp_path),
                              "--epochs", "1000", "--imagesize", "64", "--batchsize", "2", "--synth_n", "4"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -96,8 +98,8 @@ def test_ctrl_c_stops_and_removes_container(docker_client, modern_image, tmp_pat
         assert proc.poll() is None, proc.stdout.read().decode()
         time.sleep(0.5)
     assert docker_client.containers.list(filters=label), "the container never started"
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == 128 + signum
     assert docker_client.containers.list(all=True, filters=label) == []
 
 

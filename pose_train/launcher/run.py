@@ -8,7 +8,7 @@ import sys
 import uuid
 
 from pose_train import __version__
-from pose_train.errors import UserError
+from pose_train.errors import Interrupted, UserError, interrupt_exit_code
 from pose_train.jobs import LEGACY
 from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images
@@ -147,9 +147,9 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
             if log:
                 log.write(chunk)
         code = container.wait()["StatusCode"]
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("\npose-train: stopping container %s" % spec["name"], file=sys.stderr)
-        code = 130
+        code = interrupt_exit_code(err)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -164,7 +164,7 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
 
 
 def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt()
+    raise Interrupted(signum)
 
 
 def _stop_and_remove(container):
