@@ -1,5 +1,6 @@
 """End to end against a real Docker engine: images, launcher, compose, Ctrl-C, legacy runtime."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,6 +123,45 @@ def test_compose_train_dope_cpu_writes_checkpoint_owned_by_user(modern_image, tm
     import torch
     from compat.melodic import DopeNetwork
     torch.nn.DataParallel(DopeNetwork()).load_state_dict(torch.load(ckpt, map_location="cpu"))
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)       # the wheelhouse is ~260 MB: no second copy when one disk holds both
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def test_compose_build_is_offline_and_labelled(docker_client, modern_image, tmp_path):
+    """`docker compose build` (what the README's first command does on a fresh machine) from a
+    filled wheelhouse, with the build's network off: the CPU variant builds, carries the same
+    torch/CUDA labels `pose-train images build` gives, and runs."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", "output", "data", "tests", "benchmarks", ".wheelhouse", "__pycache__", ".pytest_cache"))
+    shutil.copytree(images.wheelhouse_dir("modern-cpu"), src / ".wheelhouse" / "modern-cpu",
+                    copy_function=_link_or_copy)
+    (src / "offline.yaml").write_text("services:\n  train-dope:\n    build:\n      network: none\n")
+    tag = "pose-train/modern:compose-build-check"
+    env = dict(os.environ, POSE_TRAIN_MODERN_IMAGE=tag, POSE_TRAIN_VARIANT="cpu")
+    compose = ["docker", "compose", "-f", "compose.yaml", "-f", "offline.yaml"]
+    try:
+        built = subprocess.run(compose + ["build", "train-dope"], cwd=src, env=env, capture_output=True,
+                               text=True, timeout=1200)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+        labels = docker_client.images.get(tag).labels
+        reference = docker_client.images.get(modern_image).labels
+        for key in ("io.pose-train.variant", "io.pose-train.torch.version", "io.pose-train.cuda.version",
+                    "io.pose-train.cuda.archs", "io.pose-train.runtime"):
+            assert labels[key] == reference[key], key
+        assert labels["org.opencontainers.image.base.name"] == os.environ["POSE_TRAIN_MODERN_BASE"]
+        out = docker_client.containers.run(tag, ["-c", "import torch, pose_train; print(torch.__version__)"],
+                                           entrypoint=["python"], remove=True).decode()
+        assert out.strip() == "2.13.0+cpu"
+    finally:
+        subprocess.run(compose + ["down", "--remove-orphans"], cwd=src, env=env, capture_output=True)
+        if docker_client.images.list(name=tag):
+            docker_client.images.remove(tag, force=True)
 
 
 def test_keypoint_pipeline_through_launcher_and_to_melodic(modern_image, legacy_image, tmp_path):

@@ -37,6 +37,31 @@ def test_locks_hold_the_runtimes_promised():
     assert "torch==2.13.0 " in open(os.path.join(REPO, "docker/modern/requirements-cuda.lock")).read()
 
 
+def _stage_labels(dockerfile):
+    """{stage name or None: {label: value}} from the LABEL lines of each FROM ... AS stage."""
+    text = open(os.path.join(REPO, dockerfile)).read().replace("\\\n", " ")
+    stages, current = {}, None
+    for line in text.splitlines():
+        match = re.match(r"FROM \S+(?: AS (\S+))?", line)
+        if match:
+            current = match.group(1)
+        elif line.startswith("LABEL "):
+            stages.setdefault(current, {}).update(re.findall(r'(\S+)="([^"]*)"', line))
+    return stages
+
+
+@pytest.mark.parametrize("dockerfile,stage,lock", [
+    ("docker/modern/Dockerfile", "variant-cuda", "docker/modern/requirements-cuda.lock"),
+    ("docker/modern/Dockerfile", "variant-cpu", "docker/modern/requirements-cpu.lock"),
+    ("docker/legacy/Dockerfile", None, "docker/legacy/requirements.lock")])
+def test_torch_labels_match_the_locks(dockerfile, stage, lock):
+    """The launcher trusts io.pose-train.torch.version; it must be what the lock installs."""
+    labels = _stage_labels(dockerfile)[stage]
+    pin = re.search(r"^torch==(\S+)", open(os.path.join(REPO, lock)).read(), re.M).group(1)
+    assert labels["io.pose-train.torch.version"] == pin
+    assert bool(labels["io.pose-train.cuda.version"]) == bool(labels["io.pose-train.cuda.archs"])
+
+
 def test_compose_services_and_defaults():
     import yaml
     compose = yaml.safe_load(open(os.path.join(REPO, "compose.yaml")))

@@ -18,15 +18,13 @@ from pose_train.errors import UserError
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABEL_RUNTIME = "io.pose-train.runtime"
 
-# What each image is built from; CI overrides the base and the variant.
+# What each image is built from; CI overrides the base and the variant. The torch/CUDA
+# labels of each variant are written in the Dockerfiles, so compose builds carry them too.
 IMAGES = {
     "modern": dict(dockerfile="docker/modern/Dockerfile", default_variant="cuda",
-                   default_base="nvidia/cuda:13.0.1-base-ubuntu24.04",
-                   variants={"cuda": dict(torch="2.13.0", cuda="13.0", archs="7.5 8.0 8.6 8.9 9.0 10.0 12.0"),
-                             "cpu": dict(torch="2.13.0+cpu", cuda="", archs="")}),
+                   default_base="nvidia/cuda:13.0.1-base-ubuntu24.04", variants=("cuda", "cpu")),
     "legacy": dict(dockerfile="docker/legacy/Dockerfile", default_variant="cuda",
-                   default_base="ros:melodic-ros-base",
-                   variants={"cuda": dict(torch="1.4.0", cuda="10.1", archs="3.5 5.0 6.0 7.0 7.5")}),
+                   default_base="ros:melodic-ros-base", variants=("cuda",)),
 }
 CONTEXT_PATHS = ["pyproject.toml", "README.md", "pose_train", "compat", "docker"]
 
@@ -65,12 +63,10 @@ def _git_revision():
         return "unknown"
 
 
-def build_args(name, variant, base, base_digest, epoch):
-    spec = IMAGES[name]["variants"][variant]
+def build_args(variant, base, base_digest, epoch):
     return {
         "BASE_IMAGE": base, "BASE_DIGEST": base_digest, "VARIANT": variant, "VERSION": __version__,
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)), "REVISION": _git_revision(),
-        "TORCH_VERSION": spec["torch"], "CUDA_VERSION": spec["cuda"], "CUDA_ARCHS": spec["archs"],
         "SOURCE_DATE_EPOCH": str(epoch),
     }
 
@@ -136,7 +132,7 @@ def build(name, base=None, variant=None, wheelhouse=None, tag=None, no_cache=Fal
     with tempfile.TemporaryFile() as context:
         write_context(context, target, wheelhouse, epoch)
         context.seek(0)
-        args = build_args(name, variant, base, _base_digest(client, base), epoch)
+        args = build_args(variant, base, _base_digest(client, base), epoch)
         stream = client.api.build(fileobj=context, custom_context=True, dockerfile=spec["dockerfile"],
                                   tag=tag, buildargs=args, rm=True, forcerm=True, nocache=no_cache,
                                   decode=True, pull=False)
