@@ -17,3 +17,17 @@ def test_bench_keypoints_smoke(capsys):
     assert bench_keypoints.main(["--small", "--data_only", "--steps", "1", "--warmup", "0",
                                  "--workers", "0", "--frames", "4"]) == 0
     assert "data only" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_learn_keypoints_smoke(tmp_path, capsys):
+    """The learning check's whole chain runs: synth, prepare, train, PnP evaluation, JSON."""
+    import json
+    import learn_keypoints
+    out = tmp_path / "learn.json"
+    assert learn_keypoints.main(["--frames", "8", "--frame", "320x240", "--epochs", "1", "--kpnum", "8",
+                                 "--input", "64x64", "--arch", "resnet50", "--batch", "2",
+                                 "--workdir", str(tmp_path / "w"), "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["epochs"] == 1 and 0.0 <= summary["best_val_pck"] <= 1.0
+    assert "ADD" in capsys.readouterr().out

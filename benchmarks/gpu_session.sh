@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU measurements issues 3 and 5 ask for, cut to fit a lent machine's 10-minute calls
+# (torch, cv2, numpy, yaml and tqdm are all the scripts need; no image, no fire):
+#
+#   bash benchmarks/gpu_session.sh speed        # ~8 min: DOPE + keypoint img/s vs the original recipes
+#   bash benchmarks/gpu_session.sh learn-dope   # ~9 min: belief peaks within 2 px on held-out frames
+#   bash benchmarks/gpu_session.sh learn-kp     # ~9 min: PCK / 2D projection / ADD after training
+#
+# Logs and JSON go to $OUT (the lent machine's return folder) or benchmarks/out.
+# A step that runs past its share is cut by `timeout` and the next step still runs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-benchmarks/out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+
+step() {  # step NAME SECONDS CMD...: run, tee the log, report the exit status, never abort
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (at most ${limit}s): $*"
+    timeout "$limit" "$@" 2>&1 | tee "$out/$name.log"
+    echo "== $name exit ${PIPESTATUS[0]}"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/gpu.csv" 2>&1
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee "$out/torch.txt"
+
+case "${1:-}" in
+    speed)
+        step bench_dope 270 python3 benchmarks/bench_dope.py --compile --json "$out/bench_dope.json"
+        step bench_keypoints 210 python3 benchmarks/bench_keypoints.py --compile ;;
+    learn-dope)
+        step learn_dope 540 python3 benchmarks/learn_dope.py --minutes 6 --train 1500 \
+            --json "$out/learn_dope.json" ;;
+    learn-kp)
+        step learn_keypoints 540 python3 benchmarks/learn_keypoints.py --minutes 6 \
+            --json "$out/learn_keypoints.json" ;;
+    *)
+        echo "usage: $0 speed|learn-dope|learn-kp" >&2
+        exit 2 ;;
+esac
