@@ -98,6 +98,18 @@ def test_exact_resume_after_time_limit(data6, baseline, tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_compiled_training_writes_the_dope_layout(data6, baseline, tmp_path):
+    """--compile (the GPU speed path): the files still load into DOPE's DataParallel network,
+    and the compiled run computes what the eager one did (same first-step loss)."""
+    _train(data6, tmp_path, "--epochs", "1", "--compile")
+    state = torch.load(tmp_path / "net_epoch_01.pth", weights_only=True)
+    assert all(k.startswith("module.") and "_orig_mod" not in k for k in state)
+    torch.nn.DataParallel(DopeNetwork()).load_state_dict(state, strict=True)
+    model = torch.load(tmp_path / "training_state.pth", weights_only=True)["model"]
+    assert not any("_orig_mod" in k for k in model)
+    assert _step_losses(tmp_path)[0] == pytest.approx(_step_losses(baseline)[0], rel=1e-3)
+
+
 def test_net_weights_continue_numbering_without_prefix(data6, baseline, tmp_path):
     bare = {k[len("module."):]: v for k, v in
             torch.load(baseline / "net_epoch_01.pth", weights_only=True).items()}

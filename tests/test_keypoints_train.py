@@ -162,6 +162,22 @@ def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
     assert json.load(open(straight / "best.json")) == json.load(open(stopped / "best.json"))
 
 
+@pytest.mark.slow
+def test_compiled_run_writes_plain_keys_and_resumes(prepared, tmp_path, tiny, monkeypatch):
+    """--compile (the GPU speed path) through both stages and a resume: files keep kp6d's keys."""
+    out = tmp_path / "compiled"
+    with monkeypatch.context() as m:
+        m.setattr(train, "TimeLimit", _StopAfter(6))
+        train.main(train_args(prepared, out, kptype="corner", epochs=2, dpg_from_epoch=1, compile=True))
+    train.main(train_args(prepared, out, kptype="corner", epochs=2, dpg_from_epoch=1, compile=True,
+                          resume="auto"))
+    state = torch.load(out / "training_state.pth", weights_only=True)
+    for sd in (_weights(out / "final.pkl"), _weights(out / "best.pkl"), state["model"]):
+        assert not any(k.startswith(("_orig_mod.", "module.")) for k in sd), list(sd)[:3]
+        TinyNet(9).load_state_dict(sd)     # strict
+    assert [r["dpg"] for r in read_metrics(out / "metrics.jsonl")] == [False, True]
+
+
 def test_bad_train_flags(prepared, tmp_path):
     with pytest.raises(UserError, match="multiples of 32"):
         train.main(train_args(prepared, tmp_path, kptype="corner", inputResW=48))
