@@ -60,6 +60,14 @@ def _run(args):
         ddp.cleanup(info)
 
 
+def _stopped_message(args, reason, epoch, next_step):
+    state_path = os.path.join(args.outf, ckpt.STATE_NAME)
+    return ("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: pose-train %s\n"
+            "(in a new session, e.g. Kaggle: pass --net <copy of %s> instead of --resume auto)"
+            % (reason, epoch, next_step, state_path, continue_command(_argv_for_continue(args)),
+               ckpt.STATE_NAME))
+
+
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
     samples = _scan(args, info, say)
@@ -110,12 +118,7 @@ def _train(args, info):
             _log_epoch(log, epoch, result, info)
             if result.status == "stopped":
                 _save_state(args, model, optimizer, scaler, epoch, result.next_step, meta, info)
-                state_path = os.path.join(args.outf, ckpt.STATE_NAME)
-                say("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: "
-                    "pose-train %s\n(in a new session, e.g. Kaggle: pass --net <copy of %s> "
-                    "instead of --resume auto)" % (
-                        stop.reason, epoch, result.next_step, state_path,
-                        continue_command(_argv_for_continue(args)), ckpt.STATE_NAME))
+                say(_stopped_message(args, stop.reason, epoch, result.next_step))
                 return 0
             if info.is_main:
                 path = ckpt.save_epoch_weights(args.outf, model, epoch, meta)
