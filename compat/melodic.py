@@ -281,7 +281,12 @@ def max_abs_diff(outputs, expected):
 
 
 def _load_checked(path):
-    """Refuse by reading (compat.legacy_format) before torch.load may execute anything."""
+    """Refuse by reading (compat.legacy_format) before torch.load may execute anything.
+
+    A reading check, not only an allowlist unpickler: torch 1.4 aborts the interpreter (a c10
+    intrusive_ptr assert, exit 139) when it frees a storage that a truncated file left half
+    read, so such a file must be caught before torch touches it.
+    """
     try:
         from compat.legacy_format import CheckpointError, check_for_torch14
     except ImportError:
