@@ -149,3 +149,18 @@ def test_dry_run_creates_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "/host%s:rw" % (tmp_path / "not-yet") in result.stdout
     assert not (tmp_path / "not-yet").exists()
+
+
+def test_interrupts_exit_128_plus_the_signal(monkeypatch, capsys):
+    """The one error boundary: Ctrl-C exits 130, a SIGTERM turned into Interrupted exits 143."""
+    import signal
+    from pose_train import cli
+    from pose_train.errors import Interrupted
+    for exc, code in ((KeyboardInterrupt(), 130), (Interrupted(signal.SIGTERM), 143)):
+        def boom(*args, exc=exc, **kwargs):
+            raise exc
+        monkeypatch.setattr("fire.Fire", boom)
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["doctor"])
+        assert stopped.value.code == code
+        assert "interrupted" in capsys.readouterr().err
