@@ -88,6 +88,7 @@ def check_dope_parity(python_argv, workdir, stages=6):
             os.environ["POSE_TRAIN_LEGACY_PYTHON"] = env
     proc = run_legacy(python_argv, verifier_argv([], dst, dst + ".parity.pt", "dope"))
     assert proc.stdout.startswith("OK ") and "max |diff|" in proc.stdout, proc.stdout
+    assert "torch 1.4" in proc.stdout, proc.stdout
     return proc.stdout.strip()
 
 
@@ -306,6 +307,12 @@ def legacy_load_summary(python_argv, path):
             " for k, v in sd.items())))")
     return json.loads(run_legacy(python_argv, ["-c", code, path]).stdout)
 
+
+
+# Every check both runners drive: a local py2.7 (test_compat_legacy) and the legacy image
+# (test_docker_legacy).
+CHECKS = [check_dope_parity, check_py2_to_modern, check_round_trip, check_verifier_refuses_bad_files,
+          check_verifier_catches_mismatches, check_keypoints_parity, check_breakers_load_in_torch14]
 
 if __name__ == "__main__":  # manual run: python tests/compat_helpers.py /path/to/python2.7
     if len(sys.argv) > 1:

@@ -17,33 +17,9 @@ def test_py2_modules_byte_compile(legacy_python):
     h.check_byte_compile(legacy_python)
 
 
-def test_dope_parity_in_torch14(legacy_python, tmp_path):
-    line = h.check_dope_parity(legacy_python, str(tmp_path))
-    assert "torch 1.4" in line
-
-
-def test_py2_file_to_modern_weights_only(legacy_python, tmp_path):
-    h.check_py2_to_modern(legacy_python, str(tmp_path))
-
-
-def test_round_trip_legacy_modern_legacy_bit_exact(legacy_python, tmp_path):
-    h.check_round_trip(legacy_python, str(tmp_path))
-
-
-def test_verifier_refuses_bad_files_without_executing(legacy_python, tmp_path):
-    h.check_verifier_refuses_bad_files(legacy_python, str(tmp_path))
-
-
-def test_verifier_fails_on_missing_key_and_parity_drift(legacy_python, tmp_path):
-    h.check_verifier_catches_mismatches(legacy_python, str(tmp_path))
-
-
-def test_keypoints_parity_in_torch14(legacy_python, tmp_path):
-    h.check_keypoints_parity(legacy_python, str(tmp_path))
-
-
-def test_converted_breakers_load_in_torch14(legacy_python, tmp_path):
-    h.check_breakers_load_in_torch14(legacy_python, str(tmp_path))
+@pytest.mark.parametrize("check", h.CHECKS, ids=[c.__name__ for c in h.CHECKS])
+def test_compat_check_in_local_py27(check, legacy_python, tmp_path):
+    check(legacy_python, str(tmp_path))
 
 
 def test_convert_verify_local_uses_legacy_python_env(legacy_python, tmp_path, monkeypatch):

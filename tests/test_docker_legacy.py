@@ -10,15 +10,12 @@ import compat_helpers as h
 
 pytestmark = [pytest.mark.docker, pytest.mark.legacy, pytest.mark.slow]
 
-CHECKS = [h.check_dope_parity, h.check_py2_to_modern, h.check_round_trip, h.check_verifier_refuses_bad_files,
-          h.check_verifier_catches_mismatches, h.check_keypoints_parity, h.check_breakers_load_in_torch14]
-
 
 def test_py2_modules_byte_compile_in_image(legacy_image, tmp_path):
     h.check_byte_compile(h.docker_python_argv(legacy_image, str(tmp_path)))
 
 
-@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+@pytest.mark.parametrize("check", h.CHECKS, ids=[c.__name__ for c in h.CHECKS])
 def test_compat_check_in_legacy_image(check, legacy_image, tmp_path):
     check(h.docker_python_argv(legacy_image, str(tmp_path)), str(tmp_path))
 
