@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from compat.convert import convert  # noqa: E402
-from compat.melodic import DopeNetwork  # noqa: E402
+from pose_train.compat.convert import convert  # noqa: E402
+from pose_train_py27.nets import DopeNetwork  # noqa: E402
 
 
 def timed(fn, repeat):

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, default_collate
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.dope_recipe import DopeRecipeDataset, recipe_loss  # noqa: E402
-from compat.melodic import DopeNetwork  # noqa: E402
+from pose_train_py27.nets import DopeNetwork  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
 from pose_train.dope.engine import StepConfig, forward_loss, prepare_batch  # noqa: E402
 from pose_train.dope.loader import (DecodedCache, DopeDataset, default_workers,  # noqa: E402

@@ -19,7 +19,6 @@ import platform
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,15 +26,17 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from compat.melodic import FastPose  # noqa: E402
+from pose_train_py27.nets import FastPose  # noqa: E402
+from pose_train.jobs import namespace  # noqa: E402
 from pose_train.keypoints import data as kpdata, engine, heatmaps, prepare, synth, transforms  # noqa: E402
 
 
 def make_data(tmp, args):
     root = os.path.join(tmp, "lm")
-    synth.main(SimpleNamespace(out=root, n=args.frames, seq=1, seed=0, width=args.width, height=args.height))
-    prepare.main(SimpleNamespace(seq=1, kptype="fps", kpnum=args.kpnum, data=root, outf=tmp, split=None,
-                                 test_ratio=0.0, seed=0, crop_size=args.crop_size, context=2.0))
+    synth.main(namespace("synth-linemod", out=root, n=args.frames, seq=1, seed=0, width=args.width,
+                         height=args.height))
+    prepare.main(namespace("prepare-keypoints", seq=1, kptype="fps", kpnum=args.kpnum, data=root,
+                           outf=tmp, test_ratio=0.0, crop_size=args.crop_size))
     return root, prepare.prepared_dir(tmp, 1, "fps", args.kpnum)
 
 

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from compat.melodic import DopeNetwork  # noqa: E402
+from pose_train_py27.nets import DopeNetwork  # noqa: E402
 from pose_train.dope.checkpoints import load_pretrained_vgg  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
 from pose_train.dope.engine import StepConfig, evaluate, forward_loss, prepare_batch  # noqa: E402

@@ -15,12 +15,12 @@ import os
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pose_train.jobs import namespace  # noqa: E402
 from pose_train.keypoints import evaluate, prepare, synth, train  # noqa: E402
 from pose_train.training.metrics import read_metrics  # noqa: E402
 
@@ -46,13 +46,10 @@ def _parse(argv):
 
 def _train_args(args, data, outf):
     h, w = (int(v) for v in args.input.lower().split("x"))
-    return SimpleNamespace(
-        nClasses=None, seq=1, kptype=args.kptype, optMethod=args.opt, trainBatch=args.batch,
-        dataset="linemod", datatype="gt", loadModel=None, addDPG=False, data=data, outf=outf,
-        epochs=args.epochs, lr=args.lr, dpg_from_epoch=None, arch=args.arch, resume=None, seed=0,
-        pretrained=None, lr_schedule="none", inputResH=h, inputResW=w, hmGauss=1.0, amp="auto",
-        compile=args.compile, time_limit=args.minutes / 60.0, snapshot=0, train_occluded=False,
-        flip=False, gpus=None)
+    return namespace("train-keypoints", kptype=args.kptype, opt_method=args.opt,
+                     train_batch=args.batch, data=data, outf=outf, epochs=args.epochs, lr=args.lr,
+                     arch=args.arch, input_res_h=h, input_res_w=w, compile=args.compile,
+                     time_limit=args.minutes / 60.0, snapshot=0)
 
 
 def main(argv=None):
@@ -61,16 +58,16 @@ def main(argv=None):
     lm, kp, run = (os.path.join(root, name) for name in ("lm", "kp", "run"))
     if not os.path.isdir(lm):
         width, height = (int(v) for v in args.frame.lower().split("x"))
-        synth.main(SimpleNamespace(out=lm, n=args.frames, seq=1, seed=3, width=width, height=height))
-    prepare.main(SimpleNamespace(seq=1, kptype=args.kptype, kpnum=args.kpnum, data=lm, outf=kp, split=None,
-                                 test_ratio=0.25, seed=0, crop_size=384, context=2.0))
+        synth.main(namespace("synth-linemod", out=lm, n=args.frames, seq=1, seed=3, width=width,
+                             height=height))
+    prepare.main(namespace("prepare-keypoints", seq=1, kptype=args.kptype, kpnum=args.kpnum,
+                           data=lm, outf=kp, test_ratio=0.25, crop_size=384))
     t0 = time.time()
     train.main(_train_args(args, kp, run))
     minutes = (time.time() - t0) / 60.0
     out = os.path.join(run, "eval")
-    evaluate.main(SimpleNamespace(model=os.path.join(run, "best.pkl"), data=kp, outf=out, seq=1,
-                                  kptype=args.kptype, detections=None, topk=None, seed=0, boxes="jitter",
-                                  inputResH=None, inputResW=None, pck_alpha=0.05))
+    evaluate.main(namespace("eval-keypoints", model=os.path.join(run, "best.pkl"), data=kp,
+                            outf=out, seq=1, kptype=args.kptype))
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     epochs = read_metrics(os.path.join(run, "metrics.jsonl"))

@@ -5,7 +5,7 @@ Each ``check_*`` takes ``python_argv``, the command that starts the legacy inter
   docker:   docker_python_argv(image, tmp)  -> ["docker", "run", "--rm", "--entrypoint",
             "python2.7", ..., image] with REPO and tmp mounted at their own paths, -w REPO
 and ``workdir``, a folder that the interpreter sees at the same path. The checks run from
-REPO so ``-m compat.melodic`` imports this checkout's compat package; each raises
+REPO so ``-m pose_train_py27`` imports this checkout's package; each raises
 AssertionError carrying the legacy side's output.
 """
 import collections
@@ -23,7 +23,7 @@ if REPO not in sys.path:  # plain `pytest` without an installed checkout, or run
 LEGACY_ENV = "POSE_TRAIN_LEGACY_PYTHON"
 SKIP_REASON = ("legacy runtime not available: set POSE_TRAIN_LEGACY_PYTHON to a python2.7 with "
                "torch 1.4, or run the docker-marked tests")
-PY2_MODULES = ["compat/__init__.py", "compat/melodic.py", "compat/legacy_format.py"]
+PY2_FOLDER = "pose_train_py27"   # the folder the legacy image copies whole
 
 
 def legacy_python_argv():
@@ -56,27 +56,27 @@ def run_legacy(python_argv, args, check=True):
 
 def run_convert(src, out, to="melodic", **kw):
     """Run pose-train convert in this process (the modern side), returning its exit code."""
-    from types import SimpleNamespace
-    from compat.convert import main
-    ns = SimpleNamespace(src=str(src), to=to, out=str(out), model=kw.get("model", "auto"),
-                         keep_prefix=kw.get("keep_prefix", False),
-                         strip_prefix=kw.get("strip_prefix", False), verify=kw.get("verify", False),
-                         format=kw.get("format", "pth"), trust=kw.get("trust", False))
-    return main(ns)
+    from pose_train.compat.convert import main
+    from pose_train.jobs import namespace
+    return main(namespace("convert", src=str(src), to=to, out=str(out), **kw))
 
 
 def check_byte_compile(python_argv):
-    """Every module the legacy image runs compiles under Python 2.7 (no .pyc written)."""
-    code = ("import sys\nfor p in sys.argv[1:]:\n    compile(open(p).read(), p, 'exec')\n"
-            "print('compiled %d' % (len(sys.argv) - 1))")
-    proc = run_legacy(python_argv, ["-c", code] + PY2_MODULES)
-    assert "compiled %d" % len(PY2_MODULES) in proc.stdout
+    """Every module of the Python-2.7 folder compiles under Python 2.7 (no .pyc written)."""
+    code = ("import os, sys\nn = 0\nfor d, _, names in os.walk(sys.argv[1]):\n"
+            "    for name in names:\n        if name.endswith('.py'):\n"
+            "            p = os.path.join(d, name)\n            compile(open(p).read(), p, 'exec')\n"
+            "            n += 1\nprint('compiled %d' % n)")
+    proc = run_legacy(python_argv, ["-c", code, PY2_FOLDER])
+    modules = [n for _, _, names in os.walk(os.path.join(REPO, PY2_FOLDER)) for n in names
+               if n.endswith(".py")]
+    assert len(modules) >= 4 and "compiled %d" % len(modules) in proc.stdout, proc.stdout
 
 
 def check_dope_parity(python_argv, workdir, stages=6):
     """convert --to melodic --verify on a DOPE checkpoint, verified by the legacy runtime."""
-    from compat.convert import verifier_argv
-    from compat.melodic import DopeNetwork
+    from pose_train.compat.convert import verifier_argv
+    from pose_train_py27.nets import DopeNetwork
     torch.manual_seed(0)
     src, dst = os.path.join(workdir, "dope.pth"), os.path.join(workdir, "dope_melodic.pth")
     torch.save(DopeNetwork(stages=stages).state_dict(), src)  # bare keys, zipfile, like Kaggle
@@ -156,8 +156,8 @@ def check_round_trip(python_argv, workdir):
         assert a.read() == b.read(), "second legacy lap is not byte-identical"
     # melodic output is fp32 by contract: compare in py2 against the fp32 view of the source.
     cast = os.path.join(workdir, "src_fp32.legacy")
-    from compat.legacy_writer import save_legacy
-    from compat.loading import load_checkpoint
+    from pose_train.compat.legacy_writer import save_legacy
+    from pose_train.compat.loading import load_checkpoint
     state, _ = load_checkpoint(src)
     save_legacy(collections.OrderedDict((k, v.float() if v.is_floating_point() else v)
                                         for k, v in state.items()), cast)
@@ -212,7 +212,7 @@ def check_verifier_refuses_bad_files(python_argv, workdir):
     """Each bad file: exit code 2, exactly one line on stderr, nothing executed."""
     files, marker = bad_files(workdir)
     for name, path in sorted(files.items()):
-        proc = run_legacy(python_argv, ["-m", "compat.melodic", "verify", "--ckpt", path,
+        proc = run_legacy(python_argv, ["-m", "pose_train_py27", "verify", "--ckpt", path,
                                         "--model", "dope"], check=False)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2, (name, proc.returncode, proc.stdout, proc.stderr)
@@ -222,9 +222,9 @@ def check_verifier_refuses_bad_files(python_argv, workdir):
 
 def check_verifier_catches_mismatches(python_argv, workdir):
     """A missing key and a tampered parity reference each fail with exit code 1."""
-    from compat.convert import parity_reference, verifier_argv
-    from compat.legacy_writer import save_legacy
-    from compat.melodic import DopeNetwork
+    from pose_train.compat.convert import parity_reference, verifier_argv
+    from pose_train.compat.legacy_writer import save_legacy
+    from pose_train_py27.nets import DopeNetwork
     torch.manual_seed(0)
     state = collections.OrderedDict(("module." + k, v) for k, v in
                                     DopeNetwork(stages=1).state_dict().items())
@@ -245,8 +245,8 @@ def check_verifier_catches_mismatches(python_argv, workdir):
 
 def check_keypoints_parity(python_argv, workdir):
     """FastPose (SE-ResNet-50, 3 maps), module.-prefixed source -> bare keys, parity in 1.4."""
-    from compat.convert import verifier_argv
-    from compat.melodic import FastPose
+    from pose_train.compat.convert import verifier_argv
+    from pose_train_py27.nets import FastPose
     torch.manual_seed(0)
     net = FastPose(num_classes=3, architecture="resnet50")
     for name, buf in net.named_buffers():

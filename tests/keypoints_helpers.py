@@ -1,19 +1,19 @@
 """Shared pieces of the keypoint tests: small synthetic sequences and argument namespaces."""
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 import yaml
 
 from pose_train.keypoints import mesh as meshlib
+from pose_train.jobs import namespace
 from pose_train.keypoints import prepare, synth
 
 SMALL = dict(width=320, height=240)
 
 
 def make_sequence(root, n=12, seq=1, seed=0):
-    synth.main(SimpleNamespace(out=str(root), n=n, seq=seq, seed=seed, **SMALL))
+    synth.main(namespace("synth-linemod", out=str(root), n=n, seq=seq, seed=seed, **SMALL))
     return str(root)
 
 
@@ -21,7 +21,7 @@ def prepare_args(data, outf, **kw):
     args = dict(seq=1, kptype="fps", kpnum=8, data=str(data), outf=str(outf), split=None,
                 test_ratio=0.25, seed=0, crop_size=64, context=2.0)
     args.update(kw)
-    return SimpleNamespace(**args)
+    return namespace("prepare-keypoints", **args)
 
 
 def run_prepare(data, outf, **kw):
@@ -31,13 +31,11 @@ def run_prepare(data, outf, **kw):
 
 
 def train_args(data, outf, **kw):
-    args = dict(nClasses=None, seq=1, kptype="fps", optMethod="adam", trainBatch=2, dataset="linemod",
-                datatype="gt", loadModel=None, addDPG=False, data=str(data), outf=str(outf), epochs=2,
-                lr=1e-3, dpg_from_epoch=None, arch="resnet50", resume=None, seed=0, pretrained=None,
-                lr_schedule="none", inputResH=64, inputResW=64, hmGauss=1.0, amp="auto",
-                compile=False, time_limit=None, snapshot=0, train_occluded=False, flip=False, gpus=None)
+    """The seed's spellings on purpose: namespace() takes every declared alias."""
+    args = dict(kptype="fps", optMethod="adam", trainBatch=2, data=str(data), outf=str(outf),
+                epochs=2, arch="resnet50", inputResH=64, inputResW=64, snapshot=0)
     args.update(kw)
-    return SimpleNamespace(**args)
+    return namespace("train-keypoints", **args)
 
 
 class TinyNet(torch.nn.Module):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import compat_helpers as h
-from compat.legacy_format import check_for_torch14, scan_file
-from compat.melodic import DopeNetwork
+from pose_train_py27.legacy_format import check_for_torch14, scan_file
+from pose_train_py27.nets import DopeNetwork
 from pose_train.errors import UserError
 
 
@@ -182,7 +182,7 @@ def test_wrong_model_and_missing_keys_fail_naming_keys(tmp_path, dope_state):
 
 
 def test_keypoints_lose_module_prefix(tmp_path):
-    from compat.melodic import FastPose
+    from pose_train_py27.nets import FastPose
     with torch.device("meta"):
         shapes = FastPose(num_classes=3, architecture="resnet50").state_dict()
     state = {"module." + k: torch.zeros(v.shape, dtype=v.dtype) for k, v in shapes.items()}
@@ -224,7 +224,7 @@ def test_verify_without_legacy_runtime_says_how(tmp_path, dope_state, monkeypatc
     ref = torch.load(str(dst) + ".parity.pt", weights_only=True)
     assert ref["model"] == "dope" and tuple(ref["input"].shape) == (1, 3, 64, 64)
     # The same verifier module runs here too (the real check is the legacy runtime's).
-    from compat.melodic import main as verify_main
+    from pose_train_py27.verify import main as verify_main
     from types import SimpleNamespace
     assert verify_main(SimpleNamespace(ckpt=str(dst), reference=None, model="auto")) == 0
     assert "OK %s (dope" % dst in capsys.readouterr().out

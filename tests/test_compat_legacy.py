@@ -24,7 +24,7 @@ def test_compat_check_in_local_py27(check, legacy_python, tmp_path):
 
 def test_convert_verify_local_uses_legacy_python_env(legacy_python, tmp_path, monkeypatch):
     import torch
-    from compat.melodic import DopeNetwork
+    from pose_train_py27.nets import DopeNetwork
     monkeypatch.setenv("POSE_TRAIN_LEGACY_PYTHON", legacy_python[0])
     torch.manual_seed(0)
     torch.save(DopeNetwork(stages=2).state_dict(), str(tmp_path / "d.pth"))

@@ -52,7 +52,7 @@ def test_same_inputs_same_lock_and_labels(docker_client, modern_image):
 
 def test_legacy_runtime_is_python27_torch14(docker_client, legacy_image):
     out = docker_client.containers.run(
-        legacy_image, ["-c", "from __future__ import print_function; import sys, torch, numpy; from compat.melodic import DopeNetwork;"
+        legacy_image, ["-c", "from __future__ import print_function; import sys, torch, numpy; from pose_train_py27.nets import DopeNetwork;"
                              "b, a = DopeNetwork()(torch.zeros(1, 3, 64, 64));"
                              "print(sys.version_info[:2], torch.__version__, numpy.__version__, b[-1].shape[1], a[-1].shape[1])"],
         entrypoint=["python2.7"], remove=True).decode()
@@ -121,7 +121,7 @@ def test_compose_train_dope_cpu_writes_checkpoint_owned_by_user(modern_image, tm
     ckpt = out / "net_epoch_01.pth"
     assert ckpt.stat().st_uid == 4321 and ckpt.stat().st_gid == 4321
     import torch
-    from compat.melodic import DopeNetwork
+    from pose_train_py27.nets import DopeNetwork
     torch.nn.DataParallel(DopeNetwork()).load_state_dict(torch.load(ckpt, map_location="cpu"))
 
 

@@ -22,7 +22,7 @@ def test_compat_check_in_legacy_image(check, legacy_image, tmp_path):
 
 def test_convert_verify_through_both_images(modern_image, legacy_image, tmp_path):
     import torch
-    from compat.melodic import DopeNetwork
+    from pose_train_py27.nets import DopeNetwork
     torch.manual_seed(0)
     src = tmp_path / "net_epoch_03.pth"
     torch.save(torch.nn.DataParallel(DopeNetwork()).state_dict(), src)  # zipfile: torch 1.4 can't read it

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from compat.melodic import DopeNetwork
+from pose_train_py27.nets import DopeNetwork
 from pose_train.cli import main as cli_main
 from pose_train.dope import loader as loader_mod
 from pose_train.dope.checkpoints import epoch_from_name, load_pretrained_vgg, weights_name

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 import torch
 
-from compat.melodic import DopeNetwork
+from pose_train_py27.nets import DopeNetwork
 from pose_train.cli import main as cli_main
 from pose_train.dope.synth import write_dataset
 from pose_train.training.metrics import read_metrics
@@ -72,7 +72,7 @@ def test_epoch_files_layout_and_previews(baseline):
     # What DOPE's ROS node does with the file:
     torch.nn.DataParallel(DopeNetwork()).load_state_dict(state, strict=True)
     # ...and the file is in the format torch 1.4 (ROS Melodic) reads, not a zip archive.
-    from compat.legacy_format import check_for_torch14
+    from pose_train_py27.legacy_format import check_for_torch14
     check_for_torch14(os.path.join(baseline, "net_epoch_01.pth"))
     assert not zipfile.is_zipfile(os.path.join(baseline, "net_epoch_01.pth"))
     meta = json.load(open(os.path.join(baseline, "net_epoch_01.json")))

@@ -1,14 +1,14 @@
 """Evaluation: PnP from keypoints, ADD/ADD-S/2D projection, failures, table and overlay."""
 import json
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from keypoints_helpers import make_sequence, run_prepare
-from compat.melodic import FastPose
+from pose_train_py27.nets import FastPose
+from pose_train.jobs import namespace
 from pose_train.keypoints import data as kpdata, evaluate, metrics, synth
 
 
@@ -23,7 +23,7 @@ def _eval_args(model, data, outf, **kw):
     args = dict(model=str(model), data=str(data), outf=str(outf), seq=1, kptype="fps", detections=None,
                 topk=None, seed=0, boxes="jitter", inputResH=64, inputResW=64, pck_alpha=0.05)
     args.update(kw)
-    return SimpleNamespace(**args)
+    return namespace("eval-keypoints", **args)
 
 
 def test_pnp_from_true_keypoints_recovers_the_pose(prepared):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from keypoints_helpers import TinyNet, make_sequence, run_prepare, train_args
-from compat.melodic import FastPose
+from pose_train_py27.nets import FastPose
 from pose_train.errors import UserError
 from pose_train.keypoints import model as kpmodel, train
 from pose_train.training.metrics import read_metrics
@@ -86,8 +86,8 @@ def test_train_job_end_to_end_with_fastpose(prepared, tmp_path):
     assert side["input_hw"] == [64, 64] and len(side["keypoints_3d"]) == 9 and side["key_prefix"] == ""
     assert side["normalization"]["mean"] == [0.406, 0.457, 0.480] and side["weights"] == "best.pkl"
     from pose_train.keypoints import evaluate
-    assert evaluate.input_size(SimpleNamespace(model=str(out / "best.pkl"), inputResH=None,
-                                               inputResW=None)) == (64, 64)
+    assert evaluate.input_size(SimpleNamespace(model=str(out / "best.pkl"), input_res_h=None,
+                                               input_res_w=None)) == (64, 64)
 
 
 @pytest.mark.slow

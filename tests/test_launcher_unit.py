@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pose_train.cli import _collapse_repeated, _pop_globals, _seq
+from pose_train.cli import parse
 from pose_train.errors import UserError
 from pose_train.jobs import JOBS
 from pose_train.launcher import gpu, run
@@ -80,14 +80,15 @@ def test_docker_run_command_has_user_init_shm_gpus(tmp_path):
         assert part in line
 
 
-def test_cli_argv_helpers():
-    assert _collapse_repeated(["train", "--data", "a", "--data=b", "--x", "1"]) == \
-        ["train", '--data=["a", "b"]', "--x", "1"]
-    assert _pop_globals(["train", "--local", "dope", "--dry-run"]) == \
-        ({"local": True, "dry_run": True}, ["train", "dope"])
-    assert _seq("01") == _seq(1) == 1
+def test_cli_repeats_globals_and_seq():
+    job, given, local, dry_run = parse(["train", "dope", "--data", "a", "--data=b", "--epochs", "1"])
+    assert job.name == "train-dope" and given == {"data": ["a", "b"], "epochs": 1}
+    assert parse(["train", "--local", "dope", "--dry-run"])[2:] == (True, True)
+    assert parse(["--local", "train", "dope"])[2:] == (True, False)
+    seq = [parse(["synth", "linemod", "--seq", value])[1]["seq"] for value in ("01", "1")]
+    assert seq == [1, 1]
     with pytest.raises(UserError):
-        _seq("ape")
+        parse(["synth", "linemod", "--seq", "ape"])
 
 
 def _cli(*args, env=None):
@@ -159,7 +160,7 @@ def test_interrupts_exit_128_plus_the_signal(monkeypatch, capsys):
     for exc, code in ((KeyboardInterrupt(), 130), (Interrupted(signal.SIGTERM), 143)):
         def boom(*args, exc=exc, **kwargs):
             raise exc
-        monkeypatch.setattr("fire.Fire", boom)
+        monkeypatch.setattr(cli, "run_job", boom)
         with pytest.raises(SystemExit) as stopped:
             cli.main(["doctor"])
         assert stopped.value.code == code

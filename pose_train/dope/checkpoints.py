@@ -14,7 +14,7 @@ import re
 
 from pose_train.dope.augment import IMAGENET_MEAN, IMAGENET_STD
 from pose_train.errors import UserError
-from compat.legacy_writer import write_legacy
+from pose_train.compat.legacy_writer import write_legacy
 from pose_train.training.checkpoint import add_prefix, atomic_write, load_file, strip_prefix, unwrap
 
 STATE_NAME = "training_state.pth"

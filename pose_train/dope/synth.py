@@ -177,10 +177,6 @@ def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube"):
 
 def main(args):
     """Job entry: args.out, args.n, args.seed, args.width, args.height, args.object."""
-    from pose_train.errors import UserError
-    if args.n < 1 or args.width < 32 or args.height < 32:
-        raise UserError("synth dope: --n must be >= 1 and --width/--height >= 32 "
-                        "(got n=%d, %dx%d)" % (args.n, args.width, args.height))
     write_dataset(args.out, args.n, args.seed, args.width, args.height, args.object.lower())
     print("wrote %d images + json to %s (class %r, NViSII format)" % (args.n, args.out,
                                                                        args.object.lower()))

@@ -6,12 +6,11 @@ state. Epoch numbering: a fresh run trains epochs 1..N; ``--net net_epoch_10.pth
 11..10+N (the seed's Kaggle workflow); a training state continues the run it came from, whose
 last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
-import json
 import os
 
 import torch
 
-from compat.melodic import DopeNetwork
+from pose_train.dope.network import DopeNetwork
 from pose_train.dope import checkpoints as ckpt
 from pose_train.dope.data import scan
 from pose_train.dope.engine import StepConfig, train_one_epoch
@@ -19,32 +18,18 @@ from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, de
                                     device_warp_pays, make_loader)
 from pose_train.dope.synth import cached_dataset
 from pose_train.errors import UserError
+from pose_train.jobs import JOBS, continue_line
 from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
 from pose_train.training.metrics import MetricsLog
-from pose_train.training.signals import GracefulStop, TimeLimit, continue_command
+from pose_train.training.signals import GracefulStop, TimeLimit
 
 DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's value
 
 
 def main(args):
-    """Job entry (see pose_train.cli.Train.dope for the flags)."""
-    _check_args(args)
+    """Job entry; the flags are declared in pose_train.jobs.dope."""
     return ddp.run_processes(_run, args, args.gpus)
-
-
-def _check_args(args):
-    if args.epochs < 1 or args.batchsize < 1 or args.lr <= 0:
-        raise UserError("--epochs, --batchsize and --lr must be positive")
-    if args.imagesize < 32 or args.imagesize % 8:
-        raise UserError("--imagesize must be a multiple of 8 and >= 32 (the network has stride "
-                        "8), got %d" % args.imagesize)
-    if args.resume not in (None, "auto"):
-        raise UserError("--resume takes 'auto' (newest state in --outf); for a file use --net")
-    if args.decode_cache not in ("auto", "off"):
-        raise UserError("--decode_cache must be auto or off, got %r" % args.decode_cache)
-    if args.amp not in ("auto", "bf16", "fp16", "off"):
-        raise UserError("--amp must be auto, bf16, fp16 or off, got %r" % args.amp)
 
 
 def _run(args):
@@ -64,7 +49,7 @@ def _stopped_message(args, reason, epoch, next_step):
     state_path = os.path.join(args.outf, ckpt.STATE_NAME)
     return ("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: pose-train %s\n"
             "(in a new session, e.g. Kaggle: pass --net <copy of %s> instead of --resume auto)"
-            % (reason, epoch, next_step, state_path, continue_command(_argv_for_continue(args)),
+            % (reason, epoch, next_step, state_path, continue_line(JOBS["train-dope"], args),
                ckpt.STATE_NAME))
 
 
@@ -273,17 +258,3 @@ def _save_previews(args, dataset, cfg, say):
     from pose_train.dope.validate import write_previews
     paths = write_previews(dataset, cfg, args.outf, prefix="train_batch")
     say("--save: wrote %s" % ", ".join(paths))
-
-
-def _argv_for_continue(args):
-    """The flags of this run as a command line (--net/--resume are replaced by the caller)."""
-    argv = ["train", "dope"]
-    for root in args.data:
-        argv += ["--data", root]
-    skip = {"data", "net", "resume", "save", "strict", "compile"}
-    for key, value in sorted(vars(args).items()):
-        if key in skip or value is None:
-            continue
-        argv += ["--%s" % key, json.dumps(value) if isinstance(value, bool) else str(value)]
-    argv += ["--%s" % k for k in ("strict", "compile") if getattr(args, k)]
-    return argv

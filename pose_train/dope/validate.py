@@ -51,8 +51,6 @@ def main(args):
     """Job entry: args.data, args.object, args.outf, args.imagesize, args.strict, args.seed."""
     if not args.data:
         raise UserError("validate dope needs --data DIR (repeatable): the dataset to check")
-    if args.imagesize < 32 or args.imagesize % 8:
-        raise UserError("--imagesize must be a multiple of 8 and >= 32, got %d" % args.imagesize)
     samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict)
     os.makedirs(args.outf, exist_ok=True)
     report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))

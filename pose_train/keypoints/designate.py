@@ -150,8 +150,6 @@ def designate(kptype, k, seq, frames, seed=0):
         if k != 9:
             raise UserError("--kptype corner gives 9 keypoints (8 box corners + centre); pass --kpnum 9")
         return box_corners(model["vertices"])
-    if k < 4:
-        raise UserError("--kpnum must be at least 4 (PnP needs 4 points), got %d" % k)
     if kptype == "fps":
         return farthest_points(sample_surface(model, 20000, rng), k)
     if kptype == "cluster":

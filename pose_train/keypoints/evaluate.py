@@ -129,7 +129,7 @@ def evaluate_frames(args, ann, crops, mesh, net, device):
     idx = kpdata.split_indices(ann, "test")
     data = kpdata.to_device(ann, crops, idx, device)
     boxes, have = eval_boxes(args, ann, data, idx)
-    kp_crop, conf = predict(net, data, boxes, (args.inputResH, args.inputResW), device)
+    kp_crop, conf = predict(net, data, boxes, (args.input_res_h, args.input_res_w), device)
     kp3d = np.array(ann["keypoints_3d"])
     verts = metrics.subsample(mesh["vertices"])
     topk = args.topk or max(4, math.ceil(0.75 * ann["kpnum"]))
@@ -146,8 +146,8 @@ def evaluate_frames(args, ann, crops, mesh, net, device):
 
 def input_size(args):
     """--inputResH/W, else the size in the weights' json sidecar, else kp6d's 320x256."""
-    if args.inputResH and args.inputResW:
-        return args.inputResH, args.inputResW
+    if args.input_res_h and args.input_res_w:
+        return args.input_res_h, args.input_res_w
     sidecar = os.path.splitext(args.model)[0] + ".json"
     if os.path.isfile(sidecar):
         with open(sidecar) as f:
@@ -159,7 +159,7 @@ def input_size(args):
 
 def main(args):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    args.inputResH, args.inputResW = input_size(args)
+    args.input_res_h, args.input_res_w = input_size(args)
     net, arch = load_network(args.model, device)
     kpnum = net.conv_out.out_channels
     folder = kpdata.find_prepared(args.data, args.seq, args.kptype, kpnum)

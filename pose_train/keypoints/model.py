@@ -1,13 +1,13 @@
 """Building FastPose for training and loading weights into it.
 
-The network itself is compat.melodic.FastPose (the one definition both runtimes use).
+The network itself is pose_train_py27.nets.FastPose (the one definition both runtimes use).
 Weights files are plain state dicts with AlphaPose/kp6d's key names and no `module.`
 prefix, which is how kp6d saved them (torch.save(model.module.state_dict())), so a
 kp6d .pkl loads here strictly and ours load in kp6d's code and in the legacy runtime.
 """
 import torch
 
-from compat.melodic import FastPose
+from pose_train_py27.nets import FastPose
 from pose_train.errors import UserError
 from pose_train.training import checkpoint as ckpt
 

@@ -133,8 +133,6 @@ def annotate(seq, kp3d, split_of, crops, args, on_surface):
 
 
 def main(args):
-    if args.kptype not in designation.KPTYPES:
-        raise UserError("--kptype must be one of %s, got %r" % ("|".join(designation.KPTYPES), args.kptype))
     seq = linemod.load_sequence(args.data, args.seq)
     split_of = choose_split([f.id for f in seq.frames], args.split, args.test_ratio, args.seed)
     train_frames = [f for f in seq.frames if split_of[f.id] == "train"] or seq.frames

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 import torch
 
 from pose_train.errors import UserError
+from pose_train.jobs import JOBS, continue_line
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
 from pose_train.training import checkpoint as ckpt
 from pose_train.training import distributed as ddp
 from pose_train.training.metrics import MetricsLog
-from pose_train.training.signals import GracefulStop, TimeLimit, continue_command
+from pose_train.training.signals import GracefulStop, TimeLimit
 
 STATE_NAME = "training_state.pth"
 
@@ -64,30 +65,20 @@ class Run:
 
 
 def check_args(args):
-    if args.dataset != "linemod":
-        raise UserError("--dataset: only linemod is supported, got %r" % args.dataset)
-    if args.datatype != "gt":
-        raise UserError("--datatype: only gt (ground-truth LINEMOD frames) is supported, got %r"
-                        % args.datatype)
-    if args.inputResH % 32 or args.inputResW % 32:
-        # The backbone downsamples 32x and the head upsamples 8x: other sizes misalign.
-        raise UserError("--inputResH/--inputResW must be multiples of 32 (e.g. 320x256, 64x64)")
+    """What one field's declaration cannot say (pose_train.jobs.keypoints has the rest)."""
     if args.dpg_from_epoch is not None and not 0 <= args.dpg_from_epoch <= args.epochs:
         raise UserError("--dpg_from_epoch must be between 0 and --epochs")
-    if args.amp not in ("auto", "bf16", "off"):
-        raise UserError("--amp must be auto|bf16|off, got %r" % args.amp)
-    kpmodel.lr_at(args.lr, args.lr_schedule, 0, args.epochs)   # validates the schedule name
     world = ddp.requested_processes(args.gpus)
-    if args.trainBatch % world:
+    if args.train_batch % world:
         raise UserError("--trainBatch %d is split over %d processes; make it a multiple of %d"
-                        % (args.trainBatch, world, world))
+                        % (args.train_batch, world, world))
 
 
 def load_data(args, device, say=print):
-    folder = kpdata.find_prepared(args.data, args.seq, args.kptype, args.nClasses)
+    folder = kpdata.find_prepared(args.data, args.seq, args.kptype, args.n_classes)
     ann, crops = kpdata.load_prepared(folder)
-    if args.nClasses is not None and args.nClasses != ann["kpnum"]:
-        raise UserError("--nClasses %d but %s has %d keypoints" % (args.nClasses, folder, ann["kpnum"]))
+    if args.n_classes is not None and args.n_classes != ann["kpnum"]:
+        raise UserError("--nClasses %d but %s has %d keypoints" % (args.n_classes, folder, ann["kpnum"]))
     train = kpdata.to_device(ann, crops, kpdata.split_indices(ann, "train"), device)
     val = kpdata.to_device(ann, crops, kpdata.split_indices(ann, "test"), device)
     say("data: %s, %d train / %d validation frames, %d keypoints"
@@ -99,9 +90,9 @@ def build_model(args, kpnum, device, say=print):
     net = kpmodel.build(kpnum, args.arch)
     if args.pretrained:
         kpmodel.load_pretrained(net, args.pretrained)
-    if args.loadModel:
-        kpmodel.load_weights(net, args.loadModel)
-        say("loaded %s (strict)" % args.loadModel)
+    if args.load_model:
+        kpmodel.load_weights(net, args.load_model)
+        say("loaded %s (strict)" % args.load_model)
     net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
@@ -113,8 +104,8 @@ def weights_meta(args, ann):
     copies it along): normalisation, input size, and the 3D keypoints PnP needs."""
     return {"model": "fastpose", "arch": args.arch, "num_classes": ann["kpnum"], "seq": ann["seq"],
             "kptype": ann["kptype"], "keypoints_3d": ann["keypoints_3d"], "diameter": ann["diameter"],
-            "symmetric": ann["symmetric"], "input_hw": [args.inputResH, args.inputResW],
-            "heatmap_stride": 4, "sigma": args.hmGauss, "key_prefix": "",
+            "symmetric": ann["symmetric"], "input_hw": [args.input_res_h, args.input_res_w],
+            "heatmap_stride": 4, "sigma": args.hm_gauss, "key_prefix": "",
             "normalization": {"name": "alphapose", "mean": list(transforms.MEAN), "std": [1.0, 1.0, 1.0],
                               "note": "RGB in [0,1], minus mean, no division"}}
 
@@ -135,7 +126,7 @@ def switch_to_dpg(run, args, outf):
     best = os.path.join(outf, "best.pkl")
     if os.path.isfile(best):
         kpmodel.load_weights(ckpt.unwrap(run.model), best)
-    run.optimizer = kpmodel.make_optimizer(args.optMethod, run.model.parameters(), args.lr)
+    run.optimizer = kpmodel.make_optimizer(args.opt_method, run.model.parameters(), args.lr)
     run.say("stage 2: DPG on from epoch %d, restarting from %s" % (args.dpg_from_epoch + 1,
           best if os.path.isfile(best) else "the current weights (no best.pkl yet)"))
 
@@ -154,16 +145,6 @@ def resume(args, run, outf):
     epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
     run.say("resumed %s at epoch %d step %d" % (path, epoch + 1, step))
     return epoch, step, float(state["extra"].get("best_acc", -1.0))
-
-
-def continue_argv(args):
-    """This run's flags as a command line; the state file replaces --loadModel/--pretrained."""
-    argv = ["pose-train", "train", "keypoints"]
-    for key, value in sorted(vars(args).items()):
-        if key in ("loadModel", "pretrained", "resume") or value is None or value is False:
-            continue
-        argv += ["--%s" % key] if value is True else ["--%s" % key, str(value)]
-    return argv
 
 
 def save_state(run, args, outf, epoch, step, best_acc):
@@ -215,11 +196,11 @@ def setup(args, info):
     ann, train_data, val_data = load_data(args, device, say)
     torch.manual_seed(args.seed)                # the same initial weights on every rank
     net = build_model(args, ann["kpnum"], device, say)
-    optimizer = kpmodel.make_optimizer(args.optMethod, net.parameters(), args.lr)
-    return Run(net, optimizer, train_data, val_data, device, args.trainBatch, args.seed,
-               (args.inputResH, args.inputResW), args.hmGauss,
+    optimizer = kpmodel.make_optimizer(args.opt_method, net.parameters(), args.lr)
+    return Run(net, optimizer, train_data, val_data, device, args.train_batch, args.seed,
+               (args.input_res_h, args.input_res_w), args.hm_gauss,
                "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
-               args.addDPG, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
+               args.add_dpg, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
                TimeLimit(args.time_limit), meta=weights_meta(args, ann), info=info)
 
 
@@ -251,7 +232,7 @@ def train(args, info):
                 if main_rank:
                     save_state(run, args, args.outf, epoch, next_step, best_acc)
                 run.say("stopped (%s) at epoch %d step %d; continue with:\n  %s"
-                        % (stop.reason, epoch + 1, next_step, continue_command(continue_argv(args))))
+                        % (stop.reason, epoch + 1, next_step, continue_line(JOBS["train-keypoints"], args)))
                 ddp.barrier(info)
                 return 0
             if main_rank:

@@ -37,3 +37,8 @@ def doctor():
             for problem in gpu.image_problems(report, labels):
                 print("     -> %s: this runtime uses the CPU" % problem)
     return 0 if ok else 1
+
+
+def main(args):
+    """`pose-train doctor` (declared in pose_train.jobs.host)."""
+    return doctor()

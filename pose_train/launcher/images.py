@@ -26,7 +26,7 @@ IMAGES = {
     "legacy": dict(dockerfile="docker/legacy/Dockerfile", default_variant="cuda",
                    default_base="ros:melodic-ros-base", variants=("cuda",)),
 }
-CONTEXT_PATHS = ["pyproject.toml", "README.md", "pose_train", "compat", "docker"]
+CONTEXT_PATHS = ["pyproject.toml", "README.md", "pose_train", "pose_train_py27", "docker"]
 
 
 def image_tag(name):
@@ -185,3 +185,15 @@ def list_images():
         out.write("%-34s %-8s %-12s %-6s %s\n" % row)
     sys.stdout.write(out.getvalue())
     return rows
+
+
+def build_job(args):
+    """`pose-train images build` (declared in pose_train.jobs.host)."""
+    build(args.name, base=args.base, variant=args.variant, wheelhouse=args.wheelhouse,
+          tag=args.tag, no_cache=args.no_cache)
+    return 0
+
+
+def list_job(args):
+    list_images()
+    return 0

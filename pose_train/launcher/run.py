@@ -9,7 +9,7 @@ import uuid
 
 from pose_train import __version__
 from pose_train.errors import Interrupted, UserError, interrupt_exit_code
-from pose_train.jobs import LEGACY
+from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images
 from pose_train.launcher.paths import plan_mounts
@@ -19,18 +19,7 @@ SHM_SIZE = "8g"  # DataLoader workers pass batches through /dev/shm; Docker's 64
 
 def container_argv(job, args):
     """The CLI words + flags the image's entrypoint receives."""
-    words = ["verify"] if job.image == LEGACY else job.name.split("-")
-    flags = []
-    for key, value in args.items():
-        if value is None or value is False or value == []:
-            continue
-        if value is True:
-            flags.append("--%s" % key)
-        elif isinstance(value, (list, tuple)):
-            flags += ["--%s=%s" % (key, v) for v in value]
-        else:
-            flags.append("--%s=%s" % (key, value))
-    return words + flags
+    return list(job.container_words) + to_argv(args)
 
 
 def decide_gpu(job, args, labels, report=None):

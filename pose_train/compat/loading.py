@@ -15,7 +15,7 @@ import warnings
 
 import torch
 
-from compat.legacy_format import CheckpointError, is_dangerous, scan_file
+from pose_train_py27.legacy_format import CheckpointError, is_dangerous, scan_file
 from pose_train.errors import UserError
 
 

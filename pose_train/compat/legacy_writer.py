@@ -17,7 +17,7 @@ import sys
 import torch
 from torch._utils import _rebuild_tensor_v2
 
-from compat.legacy_format import LEGACY_MAGIC, LEGACY_PROTOCOL_VERSION
+from pose_train_py27.legacy_format import LEGACY_MAGIC, LEGACY_PROTOCOL_VERSION
 
 # The storage class torch 1.4 knows for each dtype this writer accepts.
 STORAGE_FOR_DTYPE = {

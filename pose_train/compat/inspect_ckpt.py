@@ -1,16 +1,16 @@
 """pose-train inspect: what a checkpoint file is and who can load it, read without running it.
 
-Everything up to "loaded:" comes from walking the pickle's opcodes (compat.legacy_format);
+Everything up to "loaded:" comes from walking the pickle's opcodes (pose_train_py27.legacy_format);
 the tensor summary loads the file with weights_only=True (or, with --trust, fully) only
 after that walk found nothing that could run a command.
 """
 import collections
 import os
 
-from compat import melodic
-from compat.legacy_format import CheckpointError, check_for_torch14, storage_info
-from compat.loading import load_checkpoint, scan_or_fail
-from compat.state_dict import find_state_dict, flatten, key_prefix
+from pose_train_py27 import verify as melodic
+from pose_train_py27.legacy_format import CheckpointError, check_for_torch14, storage_info
+from pose_train.compat.loading import load_checkpoint, scan_or_fail
+from pose_train.compat.state_dict import find_state_dict, flatten, key_prefix
 from pose_train.errors import UserError
 
 _FORMAT_TEXT = {"zip": "zipfile (torch >= 1.6 default)",

@@ -4,7 +4,7 @@
   keys laid out as the consumer loads them (DOPE's node: ``module.``; kp6d: bare).
 --to modern: a zipfile .pth or a .safetensors, loadable with torch.load(weights_only=True).
 --verify (melodic): also writes DST.parity.pt (fixed input + this runtime's outputs) for
-  the legacy verifier (compat.melodic), which the launcher runs in the legacy image.
+  the legacy verifier (pose_train_py27.verify), which the launcher runs in the legacy image.
 """
 import collections
 import os
@@ -14,11 +14,11 @@ import time
 
 import torch
 
-from compat import melodic
-from compat.legacy_format import CheckpointError, check_for_torch14
-from compat.legacy_writer import save_legacy
-from compat.loading import load_checkpoint
-from compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
+from pose_train_py27 import verify as melodic
+from pose_train_py27.legacy_format import CheckpointError, check_for_torch14
+from pose_train.compat.legacy_writer import save_legacy
+from pose_train.compat.loading import load_checkpoint
+from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
                                set_prefix, strip_compile_prefix)
 from pose_train.errors import UserError
 
@@ -177,12 +177,12 @@ def copy_sidecar(src, out):
 
 def verifier_argv(python_argv, ckpt, reference, model="auto"):
     """The legacy verifier's command line after an interpreter prefix (local or docker)."""
-    return list(python_argv) + ["-m", "compat.melodic", "verify", "--ckpt", ckpt,
+    return list(python_argv) + ["-m", "pose_train_py27", "verify", "--ckpt", ckpt,
                                 "--reference", reference, "--model", model]
 
 
 def run_local_verifier(out, model):
-    """--verify without Docker: run compat.melodic under POSE_TRAIN_LEGACY_PYTHON if set."""
+    """--verify without Docker: run pose_train_py27's verifier under POSE_TRAIN_LEGACY_PYTHON if set."""
     python = os.environ.get(LEGACY_PYTHON_ENV)
     reference = out + PARITY_SUFFIX
     if not python:
@@ -239,9 +239,7 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
 def main(args):
     """Job entry (compat.convert:main): args has src, to, out, model, keep_prefix,
     strip_prefix, verify, format, trust."""
-    to = str(args.to).lower()
-    if to not in ("melodic", "modern"):
-        raise UserError("--to must be 'melodic' or 'modern', got %r" % (args.to,))
+    to = args.to
     if not args.out:
         raise UserError("convert needs --out")
     if os.path.abspath(args.out) == os.path.abspath(args.src):

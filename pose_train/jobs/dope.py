@@ -1,0 +1,59 @@
+"""DOPE's jobs: train, validate, synthetic data."""
+from pose_train.jobs.fields import COMPILE, GPUS, OUTF, SEED, TIME_LIMIT
+from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
+
+DATA = Field("data", "path", [], "dataset folder (repeatable); default: a synthetic set of "
+             "--synth_n images, generated once", role=IN, many=True)
+OBJECT = Field("object", "str", "cube", "object class to train on (case-insensitive)")
+IMAGESIZE = Field("imagesize", "int", 400, "square crop side in pixels (the network has stride 8)",
+                  low=32, multiple=8)
+STRICT = Field("strict", "bool", False, "a data problem is fatal instead of skipped and reported")
+
+TRAIN = Job("train-dope", MODERN, "pose_train.dope.train:main", """Train DOPE on one object.
+
+Writes net_epoch_XX.pth (+ .json naming the input normalisation) after every epoch, and
+training_state.pth (exact resume). Several nodes: torchrun --nnodes N --nproc_per_node G
+--rdzv_backend c10d --rdzv_endpoint HOST:PORT -m pose_train --local train dope ... on each.""",
+    fields=(
+        DATA, OBJECT, OUTF,
+        Field("epochs", "int", 30, "epochs to train, counted from where this run starts", low=1),
+        Field("net", "path", None, "weights to start from (numbering continues from the file "
+              "name) or a training_state.pth (exact resume)", role=IN, resumes=False),
+        Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),
+        Field("batchsize", "int", 32, "batch per process", low=1),
+        Field("lr", "float", 1e-4, "Adam learning rate", positive=True),
+        Field("workers", "int", None, "data loader processes (default: from the CPU count)",
+              low=0),
+        GPUS,
+        Field("resume", "str", None, "'auto': continue from the newest state in --outf (for "
+              "a file, use --net)", choices=("auto",), resumes=False),
+        TIME_LIMIT, SEED, IMAGESIZE,
+        Field("pretrained", "path", None, "local ImageNet VGG-19 weights for the trunk",
+              role=IN, resumes=False),
+        STRICT,
+        Field("sigma", "float", None, "belief Gaussian sigma in crop pixels (default 4)",
+              positive=True),
+        Field("amp", "str", "auto", "mixed precision", choices=("auto", "bf16", "fp16", "off")),
+        COMPILE,
+        Field("synth_n", "int", 200, "images in the default synthetic set", low=1),
+        Field("decode_cache", "str", "auto", "keep decoded frames on disk after epoch 1",
+              choices=("auto", "off")),
+    ))
+
+VALIDATE = Job("validate-dope", MODERN, "pose_train.dope.validate:main",
+               "Check a dataset before training: a data report and PNG grids of augmented "
+               "samples with cuboids and belief maps drawn.",
+               fields=(DATA, OBJECT, OUTF, IMAGESIZE, STRICT, SEED), uses_gpu=False)
+
+SYNTH = Job("synth-dope", MODERN, "pose_train.dope.synth:main",
+            "Write a synthetic NViSII-format DOPE dataset: textured cuboids over random "
+            "backgrounds.",
+            fields=(
+                Field("out", "path", "data/synth-dope", "output folder", role=OUT),
+                Field("n", "int", 200, "images", low=1), SEED,
+                Field("width", "int", 640, "image width", low=32),
+                Field("height", "int", 480, "image height", low=32),
+                OBJECT,
+            ), uses_gpu=False)
+
+JOBS = (TRAIN, VALIDATE, SYNTH)

@@ -1,0 +1,16 @@
+"""Fields more than one job declares, so their spelling and help are written once."""
+from pose_train.jobs.spec import IN, OUT, Field
+
+SEED = Field("seed", "int", 0, "random seed (same seed, same result)")
+OUTF = Field("outf", "path", "output", "output folder (created if missing)", role=OUT)
+SEQ = Field("seq", "seq", 1, "LINEMOD object id, 1 or 01")
+KPTYPE = Field("kptype", "str", "sift", "keypoint type", choices=("sift", "fps", "cluster", "corner",
+                                                                    "random"))
+KP_DATA = Field("data", "path", "data", "prepared keypoint folder (prepare keypoints' --outf)",
+                role=IN)
+GPUS = Field("gpus", "int", None, "GPUs to use (0 = CPU); default every visible GPU", low=0)
+TIME_LIMIT = Field("time_limit", "float", None, "hours; save and exit 0 before this much "
+                   "wall-clock time has passed (Kaggle: 8.5)", positive=True)
+COMPILE = Field("compile", "bool", False, "torch.compile the network")
+TRUST = Field("trust", "bool", False, "allow a pickle's non-tensor globals (runs its code)")
+NET_KIND = Field("model", "str", "auto", "network in the file", choices=("auto", "dope", "keypoints"))

@@ -1,0 +1,26 @@
+"""Commands that run in the launcher itself: image builds and the environment report."""
+from pose_train.jobs.spec import HOST, Field, Job
+
+BUILD = Job("images-build", HOST, "pose_train.launcher.images:build_job",
+            "Build a runtime image.\n\nFrom its hash-locked requirements; offline once the "
+            "wheelhouse is filled.",
+            fields=(
+                Field("name", "str", "modern", "image", choices=("modern", "legacy"),
+                      positional=True),
+                Field("base", "str", None, "base image (e.g. from a mirror)"),
+                Field("variant", "str", None, "modern image: CUDA or CPU-only torch",
+                      choices=("cuda", "cpu")),
+                Field("wheelhouse", "path", None, "folder of the locked wheels"),
+                Field("tag", "str", None, "image tag (default pose-train/NAME:VERSION)"),
+                Field("no_cache", "bool", False, "rebuild every layer"),
+            ), uses_gpu=False)
+
+LIST = Job("images-list", HOST, "pose_train.launcher.images:list_job",
+           "List pose-train images with their runtime labels.", uses_gpu=False)
+
+DOCTOR = Job("doctor", HOST, "pose_train.launcher.doctor:main",
+             "Check GPU, Docker and images, each problem with its fix.\n\nGPU through NVML, "
+             "the Docker engine step by step, and the runtime images' labels.",
+             uses_gpu=False)
+
+JOBS = (BUILD, LIST, DOCTOR)

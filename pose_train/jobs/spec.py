@@ -1,0 +1,253 @@
+"""What a job is, declared once: its fields, the image that runs it, the function that runs it.
+
+Everything else is derived from a declaration: the CLI command and its ``--help``
+(pose_train.cli), type coercion and validation (``coerce``), the argument namespace a job
+function receives (``namespace``), the container command line (``to_argv``), the bind mounts
+(pose_train.launcher.paths), and the "continue with:" line a stopped run prints
+(``continue_line``). Nothing here imports torch: the host launcher reads it.
+"""
+import importlib
+import shlex
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Optional, Tuple
+
+from pose_train.errors import UserError
+
+MODERN, LEGACY, HOST = "modern", "legacy", "host"   # HOST: runs in the launcher's own process
+IN, OUT, OUT_FILE = "in", "out", "out_file"         # mount roles of path fields
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str                   # snake_case: the attribute and the canonical --flag
+    type: str = "str"           # str | path | int | float | bool | seq (LINEMOD object id)
+    default: Any = None
+    help: str = ""
+    choices: Tuple[str, ...] = ()   # lower-case; the user's spelling is lower-cased first
+    aliases: Tuple[str, ...] = ()   # other accepted spellings, e.g. the seed's nClasses
+    role: str = ""              # IN (read-only mount), OUT (folder, read-write), OUT_FILE
+    many: bool = False          # repeatable: --data A --data B
+    positional: bool = False    # also taken as the first bare word (convert SRC)
+    low: Optional[float] = None     # smallest allowed value
+    positive: bool = False      # > 0
+    multiple: Optional[int] = None  # value % multiple == 0
+    resumes: bool = True        # False: left out of the "continue with:" line (--net, --resume)
+
+    @property
+    def flag(self):
+        return "--" + self.name
+
+    def spellings(self):
+        """Every accepted --flag: the name, its dashed form, the aliases (fire took dashes too)."""
+        names = [self.name, self.name.replace("_", "-")] + list(self.aliases)
+        return ["--" + n for n in dict.fromkeys(names)]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str                   # "train-dope"; the compose service name too, where one exists
+    image: str                  # MODERN, LEGACY or HOST
+    entry: str                  # "module:function" taking one namespace, returning an exit code
+    help: str
+    fields: Tuple[Field, ...] = ()
+    uses_gpu: bool = True
+    words: Tuple[str, ...] = ()     # command words; default: the name split at "-"
+    container_words: Tuple[str, ...] = ()   # what the image's entrypoint takes; default: words
+    defaults: str = ""          # "module:function(args)" filling defaults that depend on others
+    then: str = ""              # "module:function(args) -> (job name, args) or None", host only
+
+    def __post_init__(self):
+        if not self.words:
+            object.__setattr__(self, "words", tuple(self.name.split("-")))
+        if not self.container_words:
+            object.__setattr__(self, "container_words", self.words)
+
+    def field(self, name):
+        return self._by_name()[name]
+
+    def _by_name(self):
+        table = {}
+        for f in self.fields:
+            for spelling in [f.name] + list(f.aliases):
+                table[spelling] = f
+        return table
+
+    def _role(self, role):
+        return tuple(f.name for f in self.fields if f.role == role)
+
+    inputs = property(lambda self: self._role(IN))
+    outputs = property(lambda self: self._role(OUT))
+    out_files = property(lambda self: self._role(OUT_FILE))
+
+    @property
+    def logs_to(self):
+        """The output folder that gets logs/<run-id>.log (the first OUT field)."""
+        return self.outputs[0] if self.outputs else ""
+
+    @property
+    def command(self):
+        return " ".join(("pose-train",) + self.words)
+
+
+def resolve(ref):
+    """Import "module:function" only when it runs: the host launcher never imports torch."""
+    module_name, func_name = ref.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def resolve_entry(job):
+    return resolve(job.entry)
+
+
+# ---------------------------------------------------------------------------------------------
+# Coercion: one function per type, one error style, used by the CLI and by namespace() alike.
+
+def _whole(f, text):
+    if isinstance(text, bool):
+        raise ValueError
+    if isinstance(text, int):
+        return text
+    text = str(text).strip()
+    if not text.lstrip("+-").isdigit():
+        raise ValueError
+    return int(text)
+
+
+def _seq(f, text):
+    """A LINEMOD object id: 1, "1" and "01" are all object 1 (fire used to turn 01 into 1)."""
+    value = _whole(f, text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _bool(f, text):
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _float(f, text):
+    if isinstance(text, bool):
+        raise ValueError
+    return float(text)
+
+
+_PARSE = {"str": lambda f, t: str(t), "path": lambda f, t: str(t), "int": _whole,
+          "float": _float, "bool": _bool, "seq": _seq}
+_WANTS = {"int": "a whole number", "float": "a number", "bool": "true or false",
+          "seq": "a LINEMOD object number such as 1 or 01", "str": "text", "path": "a path"}
+
+
+def coerce(f, value, spelling=None):
+    """The typed, checked value of ``f`` from what the user gave; UserError naming the flag."""
+    flag = spelling or f.flag
+    if value is None:
+        return None
+    try:
+        typed = _PARSE[f.type](f, value)
+    except (TypeError, ValueError):
+        raise UserError("%s takes %s, got %r" % (flag, _WANTS[f.type], value))
+    if f.choices:
+        typed = typed.lower()
+        if typed not in f.choices:
+            raise UserError("%s must be one of %s, got %r" % (flag, "|".join(f.choices), value))
+    if f.type in ("int", "float"):
+        _check_range(f, flag, typed)
+    return typed
+
+
+def _check_range(f, flag, value):
+    if f.positive and not value > 0:
+        raise UserError("%s must be positive, got %s" % (flag, value))
+    if f.low is not None and value < f.low:
+        raise UserError("%s must be at least %s, got %s" % (flag, _num(f.low), value))
+    if f.multiple and value % f.multiple:
+        raise UserError("%s takes multiples of %d, got %s" % (flag, f.multiple, value))
+
+
+def _num(x):
+    return int(x) if float(x).is_integer() else x
+
+
+def finish(job, values):
+    """Defaults for what was not given, every value checked: the namespace a job receives."""
+    out = {}
+    for f in job.fields:
+        raw = values.get(f.name, f.default)
+        if f.many:
+            raw = [] if raw is None else list(raw) if isinstance(raw, (list, tuple)) else [raw]
+            out[f.name] = [coerce(f, v) for v in raw]
+        else:
+            out[f.name] = coerce(f, raw)
+    if job.defaults:
+        out = resolve(job.defaults)(dict(out))
+    return SimpleNamespace(**out)
+
+
+def namespace(job, **given):
+    """A job's namespace from keyword arguments (any spelling), checked as the CLI checks it.
+
+    What tests and benchmarks call instead of building a SimpleNamespace by hand.
+    """
+    table, values = job._by_name(), {}
+    for key, value in given.items():
+        if key not in table:
+            raise UserError("%s has no flag --%s" % (job.command, key))
+        values[table[key].name] = coerce(table[key], value, "--" + key) \
+            if not table[key].many else value
+    return finish(job, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command lines built from a namespace.
+
+def to_argv(values, skip=()):
+    """``{"data": ["/a"], "save": True, "net": None}`` -> ["--data=/a", "--save"], in order.
+
+    False, None and [] are left out: every flag's default is what its absence means.
+    """
+    flags = []
+    for key, value in values.items():
+        if key in skip or value is None or value is False or value == []:
+            continue
+        if value is True:
+            flags.append("--%s" % key)
+        elif isinstance(value, (list, tuple)):
+            flags += ["--%s=%s" % (key, v) for v in value]
+        else:
+            flags.append("--%s=%s" % (key, value))
+    return flags
+
+
+def continue_line(job, args, resume=("--resume", "auto")):
+    """The shell command that continues this run: its non-default flags, then --resume auto."""
+    values = vars(args) if not isinstance(args, dict) else args
+    changed = {f.name: values.get(f.name) for f in job.fields
+               if f.resumes and values.get(f.name) != f.default
+               and not (f.many and not values.get(f.name) and not f.default)}
+    words = ["pose-train"] + list(job.words)
+    for key, value in changed.items():
+        if value is True:
+            words.append("--" + key)
+        elif value is False:
+            words.append("--no-" + key)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                words += ["--" + key, str(v)]
+        elif value is not None:
+            words += ["--" + key, str(value)]
+    return " ".join(shlex.quote(w) for w in words + list(resume))
+
+
+def help_default(f):
+    if f.type == "bool" or f.default in (None, [], ()):
+        return ""
+    return " (default: %s)" % (f.default,)
+

@@ -1,0 +1,46 @@
+"""The one atomic writer: all or nothing, readable modes, stale temp files cleared."""
+import json
+import os
+
+import pytest
+
+from pose_train.errors import UserError
+from pose_train.files import atomic_write, atomic_write_json, remove_stale_temps
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "net.pth"
+    target.write_bytes(b"old")
+
+    def half(f):
+        f.write(b"new but incomplete")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["net.pth"]
+
+
+def test_json_and_mode(tmp_path):
+    path = atomic_write_json(tmp_path / "a" / "b.json", {"z": 1, "a": [1, 2]})
+    assert json.load(open(path)) == {"z": 1, "a": [1, 2]}
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_unwritable_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot write it"):
+        atomic_write_json(blocker / "inside.json", {})
+
+
+def test_stale_temps_of_ours_are_removed_and_nothing_else(tmp_path):
+    ours = [tmp_path / ".training_state.pth.k2j3h4.tmp", tmp_path / ".best.json.abc.tmp"]
+    others = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / "training_state.pth"]
+    for path in ours + others:
+        path.write_bytes(b"x")
+    assert remove_stale_temps(str(tmp_path)) == 2
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in others)
