@@ -115,12 +115,23 @@ def lock(target, wheelhouse=None):
     return lock_path(target)
 
 
+def _prune(dest, pinned):
+    """Remove distribution files the lock no longer names (a dependency dropped or bumped):
+    the wheelhouse is the build context's copy of the lock, nothing more."""
+    for fname in sorted(os.listdir(dest)):
+        m = _DIST.match(fname)
+        if m and "%s==%s" % (m.group("name").lower().replace("_", "-"), m.group("version")) not in pinned:
+            os.remove(os.path.join(dest, fname))
+            print("lock.py: removed %s (not in the lock)" % fname, file=sys.stderr)
+
+
 def fetch(target, dest):
     """Download exactly the locked files (hash-checked) into ``dest``; a no-op when cached."""
     os.makedirs(dest, exist_ok=True)
     spec = TARGETS[target]
     text = open(lock_path(target)).read()
     names = re.findall(r"^([A-Za-z0-9_.\-]+)==", text, flags=re.M)
+    _prune(dest, set(re.findall(r"^([A-Za-z0-9_.\-]+==[^ ]+) ", text, flags=re.M)))
     if os.listdir(dest) and render_lock(dest, target) == text:
         return dest
     if "uv_python" in spec:

@@ -72,3 +72,18 @@ def test_compose_services_and_defaults():
         assert any(v.endswith(":/out") for v in svc["volumes"]), name
     assert services["train-dope"]["shm_size"] == "8gb"
     assert "deploy" not in services["train-dope"], "GPU reservations live in compose.gpu.yaml (CPU default)"
+
+
+def test_wheelhouse_drops_what_the_lock_no_longer_pins(tmp_path):
+    """A dependency removed from the lock must not keep a cached wheelhouse from building."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("lock", os.path.join(REPO, "docker", "lock.py"))
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    for name in ("fire-0.7.1-py3-none-any.whl", "PyYAML-6.0.2-cp311-cp311-manylinux2014_x86_64.whl",
+                 "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    lock._prune(str(tmp_path), {"pyyaml==6.0.2", "torch==2.13.0+cpu"})
+    assert sorted(os.listdir(tmp_path)) == ["PyYAML-6.0.2-cp311-cp311-manylinux2014_x86_64.whl",
+                                            "notes.txt",
+                                            "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"]
