@@ -19,9 +19,11 @@ def _temp_prefix(path):
     return "." + os.path.basename(path) + "."
 
 
-def atomic_write(path, write, binary=True):
+def atomic_write(path, write, binary=True, check=None):
     """Call ``write(file)`` on a temp file beside ``path``, fsync, then os.replace it over path.
 
+    ``check(temp_path)``, if given, runs on the complete temp file before it replaces
+    ``path`` and may raise to abandon the write (convert reads its output back this way).
     The temp file sits in the same folder because os.replace is atomic only within one
     filesystem. On any failure (a KeyboardInterrupt too) the temp file is removed and the
     target is untouched; an OSError becomes one UserError line naming the file.
@@ -38,6 +40,8 @@ def atomic_write(path, write, binary=True):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
         # mkstemp makes 0600 files; other users (and containers running as another uid)
         # should read a checkpoint as they would any file this user writes.
         os.chmod(tmp, 0o666 & ~_umask())
@@ -71,6 +75,14 @@ def remove_stale_temps(folder):
                 removed += 1
             except FileNotFoundError:
                 pass   # another process of the same run removed it first
+    return removed
+
+
+def report_stale_temps(folder):
+    """remove_stale_temps, saying so when there were any (a job's first step)."""
+    removed = remove_stale_temps(folder)
+    if removed:
+        print("removed %d temp file(s) a killed save left in %s" % (removed, folder))
     return removed
 
 

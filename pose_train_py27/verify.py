@@ -15,20 +15,15 @@ import sys
 import torch
 import torch.nn as nn
 
+from pose_train_py27.keys import strip_prefix
 from pose_train_py27.nets import create_model
 
-DP_PREFIX = "module."
 CONSUMERS = {"dope": "dope", "keypoints": "fastpose", "fastpose": "fastpose"}
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class VerifyError(Exception):
     """A bad input file or argument: printed as one line, exit code EXIT_BAD_INPUT."""
-
-
-def _bare(state_dict):
-    return dict((k[len(DP_PREFIX):] if k.startswith(DP_PREFIX) else k, v)
-                for k, v in state_dict.items())
 
 
 def _last_conv_out(bare, stage):
@@ -39,7 +34,7 @@ def _last_conv_out(bare, stage):
 
 def infer_model(state_dict):
     """(network name, constructor kwargs) read off a state dict; (None, {}) if unknown."""
-    bare = _bare(state_dict)
+    bare = strip_prefix(state_dict)
     if "m1_2.0.weight" in bare and "vgg.0.weight" in bare:
         stages = len([s for s in range(1, 100) if "m%d_2.0.weight" % s in bare])
         return "dope", {"num_belief": _last_conv_out(bare, "m1_2"),

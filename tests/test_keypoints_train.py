@@ -68,8 +68,10 @@ def test_optimizers_and_schedules():
         opt = kpmodel.make_optimizer(name, params, 1e-3)
         assert isinstance(opt, cls) and opt.param_groups[0]["lr"] == 1e-3
     assert kpmodel.make_optimizer("nag", params, 1e-3).param_groups[0]["nesterov"]
-    assert kpmodel.lr_at(1e-3, "step", 9, 10) == pytest.approx(1e-5)
-    assert kpmodel.lr_at(1e-3, "cosine", 5, 10) == pytest.approx(5e-4)
+    for schedule, epoch, lr in (("step", 9, 1e-5), ("cosine", 5, 5e-4), ("none", 9, 1e-3)):
+        opt = kpmodel.make_optimizer("adam", params, 1e-3)
+        kpmodel.make_scheduler(opt, 1e-3, schedule, 10, epoch)
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr), schedule
     with pytest.raises(UserError):
         kpmodel.make_optimizer("lbfgs", params, 1e-3)
 
@@ -151,7 +153,7 @@ def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
         m.setattr(train, "TimeLimit", _StopAfter(6))    # 4 steps per epoch: stops in epoch 2
         train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1))
     state = torch.load(stopped / "training_state.pth", weights_only=True)
-    assert (state["epoch"], state["step"]) == (1, 2)
+    assert (state["epoch"], state["step"]) == (2, 2)    # epochs count from 1 in every state
     assert not os.path.exists(stopped / "final.pkl")
     train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1,
                           resume="auto"))
@@ -226,7 +228,7 @@ def test_two_processes_ddp_on_cpu(prepared, tmp_path):
     # A time limit inside the save margin: both ranks agree to stop after the first step.
     spawn_local(tiny_process, 2, train_args(prepared, out, time_limit=0.001, **args))
     state = torch.load(out / "training_state.pth", weights_only=True)
-    assert (state["epoch"], state["step"]) == (0, 1) and not os.path.exists(out / "final.pkl")
+    assert (state["epoch"], state["step"]) == (1, 1) and not os.path.exists(out / "final.pkl")
     spawn_local(tiny_process, 2, train_args(prepared, out, resume="auto", **args))
     records = read_metrics(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and records[1]["dpg"]

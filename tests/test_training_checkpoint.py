@@ -53,10 +53,17 @@ def test_weights_file_is_not_a_state(tmp_path):
         ck.load_file(tmp_path / "missing.pth")
 
 
-def test_prefix_helpers():
-    sd = {"a.weight": 1, "module.b": 2}
-    assert ck.add_prefix(sd) == {"module.a.weight": 1, "module.b": 2}
-    assert ck.strip_prefix(ck.add_prefix(sd)) == {"a.weight": 1, "b": 2}
+def test_version_1_keypoint_states_load_in_todays_schema(tmp_path):
+    """Version-1 keypoint states counted epochs from 0 and named the normalisation by string."""
+    model = _tiny()
+    path = ck.save_state(tmp_path / "training_state.pth", model, None, epoch=3, step=0, config={},
+                         extra={"normalisation": "alphapose_mean", "best_acc": 0.5})
+    old = torch.load(path, weights_only=True)
+    old["version"] = 1
+    ck.atomic_save(old, path)
+    state = ck.load_state(path)
+    assert (state["epoch"], state["version"]) == (4, ck.STATE_VERSION)
+    assert state["extra"]["normalization"] == {"name": "alphapose_mean"}
 
 
 def test_find_latest_state_skips_temp_files(tmp_path):

@@ -16,11 +16,12 @@ import torch
 
 from pose_train_py27 import verify as melodic
 from pose_train_py27.legacy_format import CheckpointError, check_for_torch14
-from pose_train.compat.legacy_writer import save_legacy
+from pose_train.compat.legacy_writer import write_legacy
 from pose_train.compat.loading import load_checkpoint
 from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
                                set_prefix, strip_compile_prefix)
 from pose_train.errors import UserError
+from pose_train.files import atomic_write, atomic_write_json
 
 PARITY_SUFFIX = ".parity.pt"
 PARITY_TOLERANCE = 1e-5
@@ -105,52 +106,33 @@ def parity_reference(state, name, size=64):
         ("torch", str(torch.__version__))])
 
 
-def atomic_write(out, write):
-    """write(tmp_path), then rename over OUT: a failed or refused conversion leaves no
-    half-written file where a robot would pick it up."""
-    folder = os.path.dirname(os.path.abspath(out))
-    tmp = os.path.join(folder, ".%s.%d.tmp" % (os.path.basename(out), os.getpid()))
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    except OSError as err:
-        raise UserError("%s: cannot write it (%s)" % (out, err.strerror or err))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_melodic(state, out):
-    def write(tmp):
-        save_legacy(state, tmp)
+    def check(tmp):
         try:
             check_for_torch14(tmp)  # the same static check the legacy verifier starts with
         except CheckpointError as err:
             raise UserError("%s: the written file would be refused by torch 1.4 (%s); please "
                             "report this" % (out, err))
-    atomic_write(out, write)
+    atomic_write(out, lambda f: write_legacy(state, f), check=check)
 
 
 def write_modern(state, out, fmt, metadata=None):
-    atomic_write(out, lambda tmp: _write_modern(state, tmp, fmt, metadata))
-
-
-def _write_modern(state, out, fmt, metadata):
     if fmt == "safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
         seen, tensors = set(), collections.OrderedDict()
         for key, tensor in state.items():
             # safetensors refuses tensors that share memory (tied weights): give each its own.
             tensors[key] = tensor.clone() if tensor.data_ptr() in seen else tensor
             seen.add(tensor.data_ptr())
-        save_file(tensors, out, metadata=dict(metadata or {}, format="pt"))
+        data = save(tensors, metadata=dict(metadata or {}, format="pt"))
+        atomic_write(out, lambda f: f.write(data))
         return
-    if fmt != "pth":
-        raise UserError("--format must be pth or safetensors, got %r" % (fmt,))
-    torch.save(state, out)
-    reloaded = torch.load(out, map_location="cpu", weights_only=True)
-    if list(reloaded) != list(state):
-        raise UserError("%s: the written file does not read back with weights_only=True" % (out,))
+
+    def reads_back(tmp):
+        if list(torch.load(tmp, map_location="cpu", weights_only=True)) != list(state):
+            raise UserError("%s: the written file does not read back with weights_only=True"
+                            % (out,))
+    atomic_write(out, lambda f: torch.save(state, f), check=reads_back)
 
 
 def copy_sidecar(src, out):
@@ -168,10 +150,7 @@ def copy_sidecar(src, out):
             return
     if isinstance(meta, dict):
         meta.update(weights=os.path.basename(out), converted_from=os.path.basename(src))
-    def write(tmp):
-        with open(tmp, "w") as handle:
-            json.dump(meta, handle, indent=1, sort_keys=True)
-    atomic_write(target, write)
+    atomic_write_json(target, meta)
     _say("copied %s -> %s" % (sidecar, target))
 
 
@@ -228,7 +207,7 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
     except (KeyError, RuntimeError) as err:
         raise UserError("%s: %s (with --keep_prefix/--strip_prefix the keys are yours to get "
                         "right)" % (out, str(err).strip("\"'").splitlines()[0]))
-    atomic_write(out + PARITY_SUFFIX, lambda tmp: save_legacy(reference, tmp))
+    atomic_write(out + PARITY_SUFFIX, lambda f: write_legacy(reference, f))
     if os.environ.get("POSE_TRAIN_LOCAL") == "1" and not os.environ.get(LEGACY_PYTHON_ENV):
         _say("parity reference written to %s%s; the legacy verifier checks it next"
              % (out, PARITY_SUFFIX))
@@ -237,7 +216,7 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
 
 
 def main(args):
-    """Job entry (compat.convert:main): args has src, to, out, model, keep_prefix,
+    """Job entry (declared in pose_train.jobs.checkpoints): args has src, to, out, model, keep_prefix,
     strip_prefix, verify, format, trust."""
     to = args.to
     if not args.out:

@@ -4,13 +4,13 @@ import collections
 import torch
 
 from pose_train.errors import UserError
+from pose_train_py27.keys import DP_PREFIX, add_prefix, strip_prefix
 
 # Where training scripts (ours, DOPE's, kp6d's, timm's, Lightning's) keep the weights.
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights",
                    "module", "state_dict_ema", "model_ema")
 # torch.compile wraps the module; its parameters are saved as _orig_mod.<name>.
 _COMPILE_PREFIX = "_orig_mod."
-DP_PREFIX = "module."
 
 # dtypes torch 1.4 has no storage for, or that a consumer cannot load into its float net.
 _REFUSED_KINDS = ("complex", "uint16", "uint32", "uint64", "float8", "int4", "uint1",
@@ -156,11 +156,7 @@ def strip_compile_prefix(state):
 
 def set_prefix(state, want_prefix):
     """Every key bare (want_prefix False) or every key ``module.``-prefixed (True)."""
-    out = collections.OrderedDict()
-    for key, value in state.items():
-        bare = key[len(DP_PREFIX):] if key.startswith(DP_PREFIX) else key
-        out[DP_PREFIX + bare if want_prefix else bare] = value
-    return out
+    return add_prefix(state) if want_prefix else strip_prefix(state)
 
 
 def key_prefix(keys):

@@ -8,14 +8,15 @@ read: the seed's "convert the .pth for Python 2" step is not needed. Facts a use
 the weights cannot carry (input normalisation, object, crop size) go in ``net_epoch_XX.json``.
 """
 import collections
-import json
 import os
 import re
 
 from pose_train.dope.augment import IMAGENET_MEAN, IMAGENET_STD
 from pose_train.errors import UserError
 from pose_train.compat.legacy_writer import write_legacy
-from pose_train.training.checkpoint import add_prefix, atomic_write, load_file, strip_prefix, unwrap
+from pose_train.files import atomic_write, atomic_write_json
+from pose_train.training.checkpoint import load_file, load_weights, unwrap
+from pose_train_py27.keys import add_prefix, strip_prefix
 
 STATE_NAME = "training_state.pth"
 NORMALIZATION = {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -35,10 +36,7 @@ def save_epoch_weights(outf, model, epoch, meta):
     sidecar = dict(meta, epoch=epoch, weights=os.path.basename(path), key_prefix="module.",
                    serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)",
                    normalization=NORMALIZATION)
-    tmp = path[:-4] + ".json.tmp"
-    with open(tmp, "w") as f:
-        json.dump(sidecar, f, indent=1, sort_keys=True)
-    os.replace(tmp, path[:-4] + ".json")
+    atomic_write_json(path[:-4] + ".json", sidecar)
     return path
 
 
@@ -50,27 +48,9 @@ def epoch_from_name(path):
 
 
 def load_weights_into(model, path, obj=None):
-    """Load DOPE weights (with or without ``module.``) strictly; a clear error on mismatch."""
-    state = load_file(path) if obj is None else obj
-    if not isinstance(state, dict) or not state:
-        raise UserError("%s holds no state dict; --net takes a DOPE weights .pth or a "
-                        "training_state.pth" % path)
-    state = strip_prefix(state)
-    missing, unexpected = _key_diff(unwrap(model), state)
-    if missing or unexpected:
-        raise UserError("%s does not match the DOPE network: %d missing keys (e.g. %s), %d "
-                        "unexpected (e.g. %s); pass weights of DOPE's DopeNetwork"
-                        % (path, len(missing), missing[:2], len(unexpected), unexpected[:2]))
-    try:
-        unwrap(model).load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise UserError("%s: tensor shapes differ from DOPE's network (%s)"
-                        % (path, str(err).splitlines()[-1].strip()))
-
-
-def _key_diff(model, state):
-    own = set(model.state_dict())
-    return sorted(own - set(state)), sorted(set(state) - own)
+    """DOPE weights (with or without ``module.``) into ``model``, strictly."""
+    load_weights(model, path, obj, network="DOPE's DopeNetwork",
+                 hint="; --net takes DOPE weights or a training_state.pth")
 
 
 # torchvision's vgg19().features indices 0..21 (conv1_1 .. conv4_2) equal DOPE's vgg.0..21.

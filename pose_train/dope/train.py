@@ -18,6 +18,7 @@ from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, de
                                     device_warp_pays, make_loader)
 from pose_train.dope.synth import cached_dataset
 from pose_train.errors import UserError
+from pose_train.files import report_stale_temps
 from pose_train.jobs import JOBS, continue_line
 from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
@@ -34,11 +35,10 @@ def main(args):
 
 def _run(args):
     info = ddp.init_distributed()
-    if info.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # Share the cores between local processes instead of oversubscribing them (an explicit
-        # OMP_NUM_THREADS from the user wins).
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    ddp.share_cores(info)
     os.makedirs(args.outf, exist_ok=True)
+    if info.is_main:
+        report_stale_temps(args.outf)
     try:
         return _train(args, info)
     finally:
@@ -136,7 +136,7 @@ def _build(args, info, cfg, model, state):
         state_io.restore_state(state, model, optimizer, scaler)
         for group in optimizer.param_groups:
             group["lr"] = args.lr        # --lr given now wins over the saved one
-    return _wrap(model, args, info), optimizer, scaler
+    return ddp.wrap_model(model, info, args.compile), optimizer, scaler
 
 
 def _log_epoch(log, epoch, result, info):
@@ -224,16 +224,6 @@ def _step_config(args, info):
     return StepConfig(device=info.device, sigma=sigma_px / 8.0, amp_dtype=amp,
                       channels_last=cuda, seed=args.seed, rank=info.rank,
                       crop_size=args.imagesize)
-
-
-def _wrap(model, args, info):
-    net = model
-    if info.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-    if args.compile:
-        net = torch.compile(net)
-    return net
 
 
 def _run_meta(args, first_epoch, cfg):

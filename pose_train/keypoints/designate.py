@@ -45,20 +45,12 @@ def farthest_points(points, k, start=None):
 
 
 def kmeans(points, k, rng, iters=40):
-    """Plain Lloyd's k-means with k-means++ seeding; returns the k centres."""
-    centres = [points[rng.integers(len(points))]]
-    for _ in range(k - 1):
-        d2 = np.min(((points[:, None] - np.array(centres)[None]) ** 2).sum(2), axis=1)
-        centres.append(points[rng.choice(len(points), p=d2 / d2.sum())])
-    centres = np.array(centres)
-    for _ in range(iters):
-        label = np.argmin(((points[:, None] - centres[None]) ** 2).sum(2), axis=1)
-        moved = np.array([points[label == j].mean(0) if np.any(label == j) else centres[j]
-                          for j in range(k)])
-        if np.allclose(moved, centres):
-            break
-        centres = moved
-    return centres
+    """k centres of ``points`` (cv2.kmeans, k-means++ seeding), reproducible from ``rng``."""
+    cv2.setRNGSeed(int(rng.integers(2 ** 31 - 1)))   # cv2 draws from its own generator
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, iters, 1e-9)
+    _, _, centres = cv2.kmeans(np.ascontiguousarray(points, np.float32), k, None, criteria, 1,
+                               cv2.KMEANS_PP_CENTERS)
+    return centres.astype(np.float64)
 
 
 def box_corners(vertices):

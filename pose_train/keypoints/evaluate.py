@@ -32,11 +32,12 @@ from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import dpg, engine, heatmaps, metrics, transforms
 from pose_train.keypoints import model as kpmodel
 from pose_train.training import checkpoint as ckpt
+from pose_train_py27.keys import strip_prefix
 
 
 def load_network(path, device):
     """FastPose with --arch and keypoint count read from the weights themselves."""
-    sd = ckpt.strip_prefix(kpmodel.weights_of(ckpt.load_file(path), path))
+    sd = strip_prefix(ckpt.weights_of(ckpt.load_file(path), path))
     if "conv_out.weight" not in sd:
         raise UserError("%s is not a FastPose checkpoint (no conv_out.weight)" % path)
     arch = "resnet101" if any(k.startswith("preact.layer3.22.") for k in sd) else "resnet50"

@@ -5,11 +5,14 @@ Weights files are plain state dicts with AlphaPose/kp6d's key names and no `modu
 prefix, which is how kp6d saved them (torch.save(model.module.state_dict())), so a
 kp6d .pkl loads here strictly and ours load in kp6d's code and in the legacy runtime.
 """
+import math
+
 import torch
 
 from pose_train_py27.nets import FastPose
 from pose_train.errors import UserError
 from pose_train.training import checkpoint as ckpt
+from pose_train_py27.keys import strip_prefix
 
 ARCHS = ("resnet101", "resnet50")
 
@@ -20,36 +23,11 @@ def build(num_classes, arch):
     return FastPose(num_classes, architecture=arch)
 
 
-def weights_of(obj, path):
-    """The state dict inside a loaded file: a weights file or a pose-train training state."""
-    if ckpt.is_state(obj):
-        return obj["model"]
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        return obj["state_dict"]
-    if isinstance(obj, dict) and all(torch.is_tensor(v) for v in obj.values()):
-        return obj
-    raise UserError("%s holds no state dict; pass a FastPose weights file (.pkl/.pth)" % path)
-
-
-def _describe(keys, limit=4):
-    keys = sorted(keys)
-    return ", ".join(keys[:limit]) + (" ... (%d in all)" % len(keys) if len(keys) > limit else "")
-
-
 def load_weights(model, path):
-    """Strict load of a FastPose weights file; DataParallel's `module.` prefix is dropped first."""
-    sd = ckpt.strip_prefix(weights_of(ckpt.load_file(path), path))
-    own = model.state_dict()
-    missing, unexpected = set(own) - set(sd), set(sd) - set(own)
-    if missing or unexpected:
-        raise UserError("%s does not match FastPose(%d keypoints, this --arch): missing %s; "
-                        "unexpected %s" % (path, model.conv_out.out_channels,
-                                           _describe(missing) or "none", _describe(unexpected) or "none"))
-    bad = [k for k in sd if tuple(sd[k].shape) != tuple(own[k].shape)]
-    if bad:
-        raise UserError("%s: shapes differ for %s (was it trained with another --nClasses?)"
-                        % (path, _describe(bad)))
-    model.load_state_dict(sd, strict=True)
+    """Strict load of a FastPose weights file (training/checkpoint.load_weights)."""
+    ckpt.load_weights(model, path, network="FastPose(%d keypoints, this --arch)"
+                      % model.conv_out.out_channels,
+                      hint=" (was it trained with another --nClasses or --arch?)")
 
 
 def load_pretrained(model, path):
@@ -58,7 +36,7 @@ def load_pretrained(model, path):
     torchvision's ResNet has no SE layers, so those and the upsampling head stay at their
     initialisation; everything else must match or the file is the wrong network.
     """
-    sd = ckpt.strip_prefix(weights_of(ckpt.load_file(path), path))
+    sd = strip_prefix(ckpt.weights_of(ckpt.load_file(path), path))
     backbone = model.preact.state_dict()
     usable = {k: v for k, v in sd.items() if k in backbone and tuple(v.shape) == tuple(backbone[k].shape)}
     if not usable:
@@ -82,13 +60,23 @@ def make_optimizer(name, params, lr):
     raise UserError("--optMethod must be rmsprop|adam|sgd|nag, got %r" % name)
 
 
-def lr_at(base, schedule, epoch, epochs):
-    """Learning rate for an epoch: none (constant), step (x0.1 at 60% and 85%), cosine."""
-    import math
-    if schedule == "none":
-        return base
+def lr_factor(schedule, epochs):
+    """--lr_schedule as a factor of --lr per epoch (counted from 0): none, step (x0.1 at 60%
+    and 85% of the epochs), cosine (to 0 at the last)."""
     if schedule == "step":
-        return base * (0.1 ** sum(epoch >= int(f * epochs) for f in (0.6, 0.85)))
+        return lambda e: 0.1 ** sum(e >= int(f * epochs) for f in (0.6, 0.85))
     if schedule == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
-    raise UserError("--lr_schedule must be none|step|cosine, got %r" % schedule)
+        return lambda e: 0.5 * (1.0 + math.cos(math.pi * e / max(epochs, 1)))
+    return lambda e: 1.0
+
+
+def make_scheduler(optimizer, base_lr, schedule, epochs, epoch):
+    """torch's LambdaLR for --lr_schedule, already at ``epoch`` (from 0).
+
+    LambdaLR's rate is a closed form of the epoch, so a resumed run and the DPG stage's fresh
+    optimizer land on exactly the rate an uninterrupted run has there.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = base_lr    # what the factor multiplies, even after a resume
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, epochs),
+                                             last_epoch=epoch - 1)

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pose_train.errors import UserError
+from pose_train.files import atomic_write_json
 from pose_train.keypoints import designate as designation
 from pose_train.keypoints import linemod
 from pose_train.keypoints import mesh as meshlib
@@ -155,10 +156,8 @@ def main(args):
            "diameter": seq.diameter, "symmetric": bool(seq.symmetric),
            "keypoints_3d": kp3d.tolist(), "crop_size": size, "context": args.context,
            "frames": frames}
-    tmp = os.path.join(out, ".annotations.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(ann, f)
-    os.replace(tmp, os.path.join(out, "annotations.json"))  # written last: marks a complete folder
+    # Written last: its presence marks a complete folder.
+    atomic_write_json(os.path.join(out, "annotations.json"), ann, indent=None, sort_keys=False)
     n_train = sum(1 for v in split_of.values() if v == "train")
     vis = np.array([fr["vis"] for fr in frames])
     print("prepare keypoints: %d frames (%d train, %d test), %d %s keypoints, %.0f%% visible -> %s"

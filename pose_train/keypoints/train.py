@@ -16,13 +16,13 @@ Several GPUs: one process each (DistributedDataParallel; --gpus N, default every
 GPU, or torchrun). --trainBatch is the batch of one optimizer step over all processes,
 as under kp6d's DataParallel; rank 0 validates and writes every file.
 """
-import json
 import os
 from dataclasses import dataclass, field
 
 import torch
 
 from pose_train.errors import UserError
+from pose_train.files import atomic_write_json, report_stale_temps
 from pose_train.jobs import JOBS, continue_line
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
@@ -114,11 +114,8 @@ def save_weights(run, path, **facts):
     """Weights (kp6d layout, no prefix) and PATH-without-.pkl + .json, both written atomically."""
     net = ckpt.unwrap(run.model)
     ckpt.atomic_save({k: v.detach().float().cpu() for k, v in net.state_dict().items()}, path)
-    sidecar = os.path.splitext(path)[0] + ".json"
-    tmp = os.path.join(os.path.dirname(sidecar), "." + os.path.basename(sidecar) + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(dict(run.meta, weights=os.path.basename(path), **facts), f, indent=1, sort_keys=True)
-    os.replace(tmp, sidecar)  # a kill never leaves half a file
+    atomic_write_json(os.path.splitext(path)[0] + ".json",
+                      dict(run.meta, weights=os.path.basename(path), **facts))
 
 
 def switch_to_dpg(run, args, outf):
@@ -143,13 +140,15 @@ def resume(args, run, outf):
             return 0, 0, -1.0
     state = ckpt.load_state(path, map_location="cpu")
     epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
-    run.say("resumed %s at epoch %d step %d" % (path, epoch + 1, step))
-    return epoch, step, float(state["extra"].get("best_acc", -1.0))
+    run.say("resumed %s at epoch %d step %d" % (path, epoch, step))
+    return epoch - 1, step, float(state["extra"].get("best_acc", -1.0))   # the loop counts from 0
 
 
 def save_state(run, args, outf, epoch, step, best_acc):
-    ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch, step,
-                    config=vars(args), extra={"best_acc": best_acc, "normalisation": "alphapose_mean",
+    """``epoch`` as the loop counts it (from 0); the file counts from 1, as every state does."""
+    ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch + 1, step,
+                    config=vars(args), extra={"best_acc": best_acc,
+                                              "normalization": run.meta["normalization"],
                                               "input_hw": list(run.input_hw)})
 
 
@@ -178,9 +177,7 @@ def main(args):
 def run_process(args):
     """One training process (the only one, or one rank of several)."""
     info = ddp.init_distributed()
-    if info.device.type == "cpu" and info.distributed:
-        # Share the cores between local processes instead of oversubscribing them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    ddp.share_cores(info)
     try:
         return train(args, info)
     finally:
@@ -204,28 +201,23 @@ def setup(args, info):
                TimeLimit(args.time_limit), meta=weights_meta(args, ann), info=info)
 
 
-def wrap(run, args):
-    """DistributedDataParallel across ranks, then torch.compile: the order DDP documents."""
-    net = run.model
-    if run.info.distributed:
-        ids = [run.info.local_rank] if run.device.type == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    return torch.compile(net) if args.compile else net
-
-
 def train(args, info):
     os.makedirs(args.outf, exist_ok=True)
+    if info.is_main:
+        report_stale_temps(args.outf)
     run = setup(args, info)
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
-    run.model = wrap(run, args)
+    run.model = ddp.wrap_model(run.model, info, args.compile)
     main_rank = info.is_main
+    schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule, args.epochs,
+                                      start_epoch)
     with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl"),
                                             enabled=main_rank) as log:
         for epoch in range(start_epoch, args.epochs):
             if epoch == args.dpg_from_epoch and epoch > 0 and start_step == 0:
-                switch_to_dpg(run, args, args.outf)
-            for group in run.optimizer.param_groups:
-                group["lr"] = kpmodel.lr_at(args.lr, args.lr_schedule, epoch, args.epochs)
+                switch_to_dpg(run, args, args.outf)    # a fresh optimizer: schedule it too
+                schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule,
+                                                  args.epochs, epoch)
             loss, next_step = engine.train_epoch(run, epoch, start_step, stop)
             start_step = 0
             if next_step is not None:
@@ -238,6 +230,7 @@ def train(args, info):
             if main_rank:
                 best_acc = end_epoch(run, args, args.outf, epoch, loss, log, best_acc)
                 save_state(run, args, args.outf, epoch + 1, 0, best_acc)
+            schedule.step()
             ddp.barrier(info)     # best.pkl is on disk before any rank may reload it
     if main_rank:
         save_weights(run, os.path.join(args.outf, "final.pkl"), epoch=args.epochs)

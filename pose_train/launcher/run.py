@@ -1,6 +1,5 @@
 """Run one job in its image: GPU check, mounts, container, live logs, manifest, exit code."""
 import datetime
-import json
 import os
 import shlex
 import signal
@@ -9,6 +8,7 @@ import uuid
 
 from pose_train import __version__
 from pose_train.errors import Interrupted, UserError, interrupt_exit_code
+from pose_train.files import atomic_write_json
 from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images
@@ -148,7 +148,7 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
         if log_dir:
             manifest["exit_code"] = code
             manifest["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-            _write_json(os.path.join(log_dir, run_id + ".json"), manifest)
+            atomic_write_json(os.path.join(log_dir, run_id + ".json"), manifest, indent=2)
     return code
 
 
@@ -177,10 +177,3 @@ def _manifest(client, spec, run_id, labels, report):
         "gpu": report.as_dict(), "gpu_used": bool(spec["gpu_count"]),
         "host_command": shlex.join(sys.argv), "docker_command": docker_run_command(spec),
     }
-
-
-def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)

@@ -6,69 +6,27 @@ Two kinds of file, kept apart on purpose:
 * training-state files: a dict of plain data (tensors, numbers, strings, lists, dicts) with
   everything needed to continue a run exactly. Plain data means ``torch.load(weights_only=True)``
   can read it, so resuming never executes pickled code.
-
-Stable API (the keypoint trainer uses it too; keep the signatures):
-  atomic_save(obj, path)                 torch.save, atomically
-  atomic_write(path, write)              write(binary_file) into a temp file, then rename
-  save_state(path, model, optimizer, epoch, step, config, scaler=None, extra=None)
-  load_state(path, map_location="cpu") -> dict
-  is_state(obj) -> bool
-  restore_state(state, model=None, optimizer=None, scaler=None, rng=True)
-  capture_rng() -> dict      restore_rng(rng_dict)
-  find_latest_state(directory, pattern="*state*.pth") -> path or None
-  unwrap(model) -> the bare nn.Module (no DDP / DataParallel / torch.compile wrapper)
-  strip_prefix(state_dict, prefix="module.")   add_prefix(state_dict, prefix="module.")
 """
 import glob
 import os
 import random
-import tempfile
 
 import numpy as np
 import torch
 
 from pose_train.errors import UserError
+from pose_train.files import atomic_write
+from pose_train_py27.keys import strip_prefix
 
 STATE_FORMAT = "pose-train-state"
-STATE_VERSION = 1
+# 2: every trainer counts ``epoch`` from 1 and keeps its input normalisation as a dict in
+# ``extra["normalization"]``. Version 1 keypoint states counted from 0 (upgraded on load).
+STATE_VERSION = 2
 
 
 def atomic_save(obj, path):
-    """torch.save ``obj`` to ``path`` atomically (see atomic_write)."""
+    """torch.save ``obj`` to ``path`` atomically (pose_train.files.atomic_write)."""
     return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write(path, write):
-    """Call ``write(binary_file)`` on a temp file in the same folder, fsync, then os.replace.
-
-    A kill at any moment leaves either the old file or the new one, never a truncated file:
-    os.replace is atomic within one filesystem, which is why the temp file sits beside ``path``.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes 0600 files; give the usual umask-based mode so other users (and
-        # containers running as another uid) can read the checkpoint.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        # Covers KeyboardInterrupt too: never leave temp files behind, then re-raise.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def unwrap(model):
@@ -80,16 +38,6 @@ def unwrap(model):
             model = model.module
         else:
             return model
-
-
-def strip_prefix(state_dict, prefix="module."):
-    """Drop ``prefix`` from every key that has it (others are kept as they are)."""
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
-
-
-def add_prefix(state_dict, prefix="module."):
-    """Add ``prefix`` to every key that lacks it."""
-    return {(k if k.startswith(prefix) else prefix + k): v for k, v in state_dict.items()}
 
 
 def capture_rng():
@@ -123,9 +71,10 @@ def restore_rng(rng):
 def save_state(path, model, optimizer, epoch, step, config, scaler=None, extra=None):
     """Write a training-state file atomically.
 
-    epoch/step: where training continues from (``step`` = optimizer steps already done inside
-    ``epoch``; 0 means the epoch starts from its first batch). config: plain-data dict of the run's
-    arguments. extra: plain-data dict for trainer-specific facts (e.g. input normalisation).
+    epoch/step: where training continues from, epochs counted from 1 (``step`` = optimizer steps
+    already done inside ``epoch``; 0 means the epoch starts from its first batch). config:
+    plain-data dict of the run's arguments. extra: plain-data dict of trainer facts; every
+    trainer puts its input normalisation there as ``extra["normalization"]`` (a dict).
     The model is stored without any wrapper prefix.
     """
     state = {
@@ -161,6 +110,46 @@ def load_file(path, map_location="cpu"):
                         % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else ""))
 
 
+def weights_of(obj, path):
+    """The state dict inside a loaded file: a weights file, a pose-train training state, or
+    the ``{"state_dict": ...}`` other trainers write."""
+    if is_state(obj):
+        return obj["model"]
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return obj["state_dict"]
+    if isinstance(obj, dict) and obj and all(torch.is_tensor(v) for v in obj.values()):
+        return obj
+    raise UserError("%s holds no state dict; pass a weights file (.pth/.pkl) or a "
+                    "training_state.pth" % path)
+
+
+def load_weights(model, path, obj=None, network="the network", hint=""):
+    """The one strict loader: ``path``'s weights (``module.`` dropped) into ``model``.
+
+    Keys and shapes must match exactly, else one UserError naming the file, what is missing or
+    unexpected (a few examples and the counts) and ``hint``. ``obj``: the already-loaded file.
+    """
+    state = strip_prefix(weights_of(load_file(path) if obj is None else obj, path))
+    bare = unwrap(model)
+    own = bare.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    if missing or unexpected:
+        raise UserError("%s does not match %s: missing %s; unexpected %s%s"
+                        % (path, network, _describe(missing) or "none",
+                           _describe(unexpected) or "none", hint))
+    bad = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise UserError("%s: shapes differ from %s for %s%s" % (path, network, _describe(bad),
+                                                                 hint))
+    bare.load_state_dict(state, strict=True)
+    return state
+
+
+def _describe(keys, limit=4):
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (" ... (%d in all)" % len(keys) if len(keys) > limit else "")
+
+
 def load_state(path, map_location="cpu"):
     """Load a training-state file; UserError if the file is something else."""
     obj = load_file(path, map_location)
@@ -170,7 +159,17 @@ def load_state(path, map_location="cpu"):
     if obj.get("version", 0) > STATE_VERSION:
         raise UserError("%s was written by a newer pose-train (state version %s); upgrade"
                         % (path, obj.get("version")))
-    return obj
+    return _upgrade(obj)
+
+
+def _upgrade(state):
+    """A version-1 state in today's schema (the keypoint trainer's was the odd one out)."""
+    extra = state.setdefault("extra", {})
+    if state.get("version", 1) < 2 and "normalisation" in extra:
+        state["epoch"] = int(state["epoch"]) + 1
+        extra["normalization"] = {"name": extra.pop("normalisation")}
+    state["version"] = STATE_VERSION
+    return state
 
 
 def restore_state(state, model=None, optimizer=None, scaler=None, rng=True):

@@ -5,14 +5,6 @@ torchrun (single or multi-node) sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADD
 torchrun. Multi-node: run on every node
   torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
       -m pose_train --local train dope ...
-
-Stable API:
-  DistInfo(rank, world_size, local_rank, device)  .is_main  .distributed
-  init_distributed(device_type=None) -> DistInfo
-  make_sampler(dataset, info, shuffle=True, seed=0, skip=0)
-  any_rank(flag, info) -> bool       sum_ranks(value, info) -> float
-  barrier(info)    cleanup(info)     spawn_local(fn, nprocs, *args)
-  run_processes(run_rank, args, gpus) -> exit code
 """
 import os
 import socket
@@ -21,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DistributedSampler
 
 
 @dataclass
@@ -68,30 +60,27 @@ def init_distributed(device_type=None):
     return DistInfo(rank, world, local, device)
 
 
-class _SkipSampler(Sampler):
-    """Drops the first ``skip`` indices of one epoch: resuming mid-epoch sees the same batches."""
-
-    def __init__(self, sampler, skip):
-        self.sampler, self.skip = sampler, int(skip)
-
-    def set_epoch(self, epoch):
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self):
-        for i, idx in enumerate(self.sampler):
-            if i >= self.skip:
-                yield idx
-
-    def __len__(self):
-        return max(0, len(self.sampler) - self.skip)
-
-
-def make_sampler(dataset, info, shuffle=True, seed=0, skip=0):
+def make_sampler(dataset, info, shuffle=True, seed=0):
     """DistributedSampler even on one process: its order depends only on (seed, epoch), which is
     what exact resume needs, and each rank gets a disjoint 1/world share of every epoch."""
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=shuffle, seed=seed, drop_last=False)
-    return _SkipSampler(sampler, skip) if skip else sampler
+    return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                              shuffle=shuffle, seed=seed, drop_last=False)
+
+
+def share_cores(info):
+    """On the CPU, split the cores between this machine's processes instead of oversubscribing
+    them; an explicit OMP_NUM_THREADS from the user wins."""
+    if info.device.type == "cpu" and info.world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+
+
+def wrap_model(model, info, compile=False):
+    """DistributedDataParallel across ranks, then torch.compile: the order DDP documents."""
+    net = model
+    if info.distributed:
+        ids = [info.local_rank] if info.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(net) if compile else net
 
 
 def _reduce(value, info, op):

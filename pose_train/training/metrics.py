@@ -1,8 +1,4 @@
 """Metrics as JSON lines in the output folder: readable with any tool, no TensorBoard needed.
-
-Stable API:
-  MetricsLog(path, enabled=True)  .write(**fields)  .close()   (only rank 0 should enable it)
-  read_metrics(path) -> list of dicts
 """
 import json
 import os

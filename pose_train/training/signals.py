@@ -2,11 +2,6 @@
 
 Trainers never save from inside a signal handler (the model may be mid-update); the handler
 only records the request and the loop saves at the next step boundary.
-
-Stable API:
-  with GracefulStop() as stop:      stop.requested (bool), stop.reason (str or None)
-  TimeLimit(hours, margin_s=None)   .expired() -> bool, .tick() after each step, .remaining()
-  continue_command(argv)            the shell command that resumes this run
 """
 import shlex
 import signal
