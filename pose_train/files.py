@@ -30,8 +30,7 @@ def atomic_write(path, write, binary=True, check=None):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
+    try:   # the folder must exist: a mistyped path is an error, not a new folder
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=folder)
     except OSError as err:
         raise UserError("%s: cannot write it (%s)" % (path, err.strerror or err))

@@ -23,18 +23,20 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
 
 
 def test_json_and_mode(tmp_path):
-    path = atomic_write_json(tmp_path / "a" / "b.json", {"z": 1, "a": [1, 2]})
+    path = atomic_write_json(tmp_path / "b.json", {"z": 1, "a": [1, 2]})
     assert json.load(open(path)) == {"z": 1, "a": [1, 2]}
     mask = os.umask(0)
     os.umask(mask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
 
 
-def test_unwritable_folder_is_one_line(tmp_path):
+def test_missing_or_unwritable_folder_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(UserError, match="cannot write it"):
-        atomic_write_json(blocker / "inside.json", {})
+    for path in (blocker / "inside.json", tmp_path / "no_such_dir" / "a.json"):
+        with pytest.raises(UserError, match="cannot write it"):
+            atomic_write_json(path, {})
+    assert not (tmp_path / "no_such_dir").exists()
 
 
 def test_stale_temps_of_ours_are_removed_and_nothing_else(tmp_path):

@@ -109,7 +109,8 @@ def test_loss_falls_below_the_empty_heatmap_baseline(prepared):
     _, target, weight, _ = transforms.make_batch(data, torch.arange(4), (64, 64), 1.0)
     baseline = heatmaps.masked_mse(torch.zeros_like(target), target, weight).item()
     with GracefulStop() as stop:
-        losses = [engine.train_epoch(run, epoch, 0, stop)[0] for epoch in range(25)]
+        losses = [engine.train_epoch(run, epoch, 0, lambda: stop.requested)[0]
+                  for epoch in range(25)]
     assert losses[0] > baseline and losses[-1] < 0.5 * baseline, (baseline, losses)
 
 
@@ -233,7 +234,7 @@ def test_two_processes_ddp_on_cpu(prepared, tmp_path):
     records = read_metrics(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and records[1]["dpg"]
     state = torch.load(out / "training_state.pth", weights_only=True)
-    assert (state["epoch"], state["step"]) == (2, 0)
+    assert (state["epoch"], state["step"]) == (3, 0)    # both epochs done: next would be 3
     assert os.path.isfile(out / "final.pkl")
 
 

@@ -16,7 +16,7 @@ from pose_train.dope.augment import (PhotometricParams, normalize, photometric, 
                                      warp_batch)
 from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
 from pose_train.errors import UserError
-from pose_train.training.distributed import any_rank, sum_ranks
+from pose_train.training.distributed import sum_ranks
 
 
 @dataclass
@@ -114,7 +114,7 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
         total, count, seen = total + value, count + 1, seen + images.shape[0]
         log.write(kind="step", epoch=epoch, step=step, loss=value)
         bar.set_postfix(loss="%.5f" % value)
-        stop = any_rank(should_stop(), info)
+        stop = should_stop()     # the same answer on every rank
         ready = time.perf_counter()
         if stop:
             bar.close()

@@ -19,11 +19,11 @@ from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, de
 from pose_train.dope.synth import cached_dataset
 from pose_train.errors import UserError
 from pose_train.files import report_stale_temps
-from pose_train.jobs import JOBS, continue_line
+from pose_train.jobs import JOBS
 from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
-from pose_train.training.metrics import MetricsLog
-from pose_train.training.signals import GracefulStop, TimeLimit
+from pose_train.training.loop import EpochLoop
+from pose_train.training.signals import TimeLimit
 
 DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's value
 
@@ -43,14 +43,6 @@ def _run(args):
         return _train(args, info)
     finally:
         ddp.cleanup(info)
-
-
-def _stopped_message(args, reason, epoch, next_step):
-    state_path = os.path.join(args.outf, ckpt.STATE_NAME)
-    return ("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: pose-train %s\n"
-            "(in a new session, e.g. Kaggle: pass --net <copy of %s> instead of --resume auto)"
-            % (reason, epoch, next_step, state_path, continue_line(JOBS["train-dope"], args),
-               ckpt.STATE_NAME))
 
 
 def _train(args, info):
@@ -84,33 +76,32 @@ def _train(args, info):
     loader = make_loader(dataset, sampler, args.batchsize, workers,
                          pin_memory=cfg.device.type == "cuda", drop_last=False)
     meta = _run_meta(args, first_epoch, cfg)
-    with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl"),
-                                            enabled=info.is_main) as log:
-        limit = TimeLimit(args.time_limit)
+    loop = EpochLoop(JOBS["train-dope"], args, info, TimeLimit(args.time_limit), ckpt.STATE_NAME,
+                     "--net")
 
-        def should_stop():
-            limit.tick()
-            if limit.expired():
-                stop.request("time limit")
-            return stop.requested
+    def one_epoch(epoch, first_step):
+        # Same order as an uninterrupted run; a resumed epoch skips the batches it did.
+        sampler.set_epoch(epoch, skip=first_step * args.batchsize)
+        result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch, first_step,
+                                 loop.should_stop, loop.log, info, show_progress=info.is_main)
+        _log_epoch(loop.log, epoch, result, info)
+        results[epoch] = result
+        return result.next_step if result.status == "stopped" else None
 
-        for epoch in range(start_epoch, end_epoch + 1):
-            first_step = start_step if epoch == start_epoch else 0
-            # Same order as an uninterrupted run; a resumed epoch skips the batches it did.
-            sampler.set_epoch(epoch, skip=first_step * args.batchsize)
-            result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch, first_step,
-                                     should_stop, log, info, show_progress=info.is_main)
-            _log_epoch(log, epoch, result, info)
-            if result.status == "stopped":
-                _save_state(args, model, optimizer, scaler, epoch, result.next_step, meta, info)
-                say(_stopped_message(args, stop.reason, epoch, result.next_step))
-                return 0
-            if info.is_main:
-                path = ckpt.save_epoch_weights(args.outf, model, epoch, meta)
-                say("epoch %d: loss %.6f, %.1f img/s, %.0f%% of the time waiting for data -> %s"
-                    % (epoch, result.loss_mean, result.samples / max(result.seconds, 1e-9),
-                       100.0 * result.loader_wait / max(result.seconds, 1e-9), path))
-            _save_state(args, model, optimizer, scaler, epoch + 1, 0, meta, info)
+    def finish(epoch):
+        path = ckpt.save_epoch_weights(args.outf, model, epoch, meta)
+        r = results.pop(epoch)
+        say("epoch %d: loss %.6f, %.1f img/s, %.0f%% of the time waiting for data -> %s"
+            % (epoch, r.loss_mean, r.samples / max(r.seconds, 1e-9),
+               100.0 * r.loader_wait / max(r.seconds, 1e-9), path))
+
+    def save_state(epoch, step):
+        _save_state(args, model, optimizer, scaler, epoch, step, meta)
+
+    results = {}
+    epochs = [(e, start_step if e == start_epoch else 0) for e in range(start_epoch, end_epoch + 1)]
+    if not loop.run(epochs, one_epoch, finish, save_state):
+        return 0
     say("done: epochs %d..%d in %s" % (start_epoch, end_epoch, args.outf))
     return 0
 
@@ -235,13 +226,11 @@ def _run_meta(args, first_epoch, cfg):
             "config": config}
 
 
-def _save_state(args, model, optimizer, scaler, epoch, step, meta, info):
-    if info.is_main:
-        state_io.save_state(os.path.join(args.outf, ckpt.STATE_NAME), model, optimizer,
-                            epoch=epoch, step=step, config=meta["config"], scaler=scaler,
-                            extra={"normalization": ckpt.NORMALIZATION,
-                                   "imagesize": args.imagesize, "object": meta["object"]})
-    ddp.barrier(info)
+def _save_state(args, model, optimizer, scaler, epoch, step, meta):
+    state_io.save_state(os.path.join(args.outf, ckpt.STATE_NAME), model, optimizer,
+                        epoch=epoch, step=step, config=meta["config"], scaler=scaler,
+                        extra={"normalization": ckpt.NORMALIZATION,
+                               "imagesize": args.imagesize, "object": meta["object"]})
 
 
 def _save_previews(args, dataset, cfg, say):

@@ -6,7 +6,6 @@ import torch
 
 from pose_train.keypoints import heatmaps, transforms
 from pose_train.training import checkpoint as ckpt
-from pose_train.training import distributed as ddp
 
 
 def autocast(device, amp):
@@ -24,14 +23,6 @@ def batch_generator(device, seed, epoch, step, rank=0):
     return gen
 
 
-def should_stop(run, stop):
-    """A signal or the time limit on any rank stops every rank at the same step."""
-    run.time_limit.tick()
-    if run.time_limit.expired():
-        stop.request("time limit")
-    return ddp.any_rank(stop.requested, run.info)
-
-
 def epoch_order(n, seed, epoch):
     gen = torch.Generator()
     gen.manual_seed(seed * 7919 + epoch)
@@ -42,10 +33,11 @@ def steps_per_epoch(n, batch):
     return max(1, n // batch)  # drop the last partial batch, as AlphaPose's loader does
 
 
-def train_epoch(run, epoch, start_step, stop):
+def train_epoch(run, epoch, start_step, should_stop):
     """Train one epoch from start_step; returns (mean loss, next step or None when complete).
 
-    run carries model, optimizer, data, device and the settings (see train.Run).
+    run carries model, optimizer, data, device and the settings (see train.Run);
+    ``should_stop()`` is asked after every step (training.loop.EpochLoop.should_stop).
     """
     model, opt, data = run.model, run.optimizer, run.train_data
     n = data["crops"].shape[0]
@@ -73,7 +65,7 @@ def train_epoch(run, epoch, start_step, stop):
         loss.backward()
         opt.step()
         total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
-        if should_stop(run, stop):
+        if should_stop():
             return float(total) / max(count, 1), step + 1
     mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
     run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)

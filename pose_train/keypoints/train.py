@@ -23,13 +23,13 @@ import torch
 
 from pose_train.errors import UserError
 from pose_train.files import atomic_write_json, report_stale_temps
-from pose_train.jobs import JOBS, continue_line
+from pose_train.jobs import JOBS
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
 from pose_train.training import checkpoint as ckpt
 from pose_train.training import distributed as ddp
-from pose_train.training.metrics import MetricsLog
-from pose_train.training.signals import GracefulStop, TimeLimit
+from pose_train.training.loop import EpochLoop
+from pose_train.training.signals import TimeLimit
 
 STATE_NAME = "training_state.pth"
 
@@ -208,30 +208,32 @@ def train(args, info):
     run = setup(args, info)
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
     run.model = ddp.wrap_model(run.model, info, args.compile)
-    main_rank = info.is_main
+    loop = EpochLoop(JOBS["train-keypoints"], args, info, run.time_limit, STATE_NAME,
+                     "--resume", first_epoch_number=0)
     schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule, args.epochs,
                                       start_epoch)
-    with GracefulStop() as stop, MetricsLog(os.path.join(args.outf, "metrics.jsonl"),
-                                            enabled=main_rank) as log:
-        for epoch in range(start_epoch, args.epochs):
-            if epoch == args.dpg_from_epoch and epoch > 0 and start_step == 0:
-                switch_to_dpg(run, args, args.outf)    # a fresh optimizer: schedule it too
-                schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule,
-                                                  args.epochs, epoch)
-            loss, next_step = engine.train_epoch(run, epoch, start_step, stop)
-            start_step = 0
-            if next_step is not None:
-                if main_rank:
-                    save_state(run, args, args.outf, epoch, next_step, best_acc)
-                run.say("stopped (%s) at epoch %d step %d; continue with:\n  %s"
-                        % (stop.reason, epoch + 1, next_step, continue_line(JOBS["train-keypoints"], args)))
-                ddp.barrier(info)
-                return 0
-            if main_rank:
-                best_acc = end_epoch(run, args, args.outf, epoch, loss, log, best_acc)
-                save_state(run, args, args.outf, epoch + 1, 0, best_acc)
+    losses = {}
+
+    def one_epoch(epoch, first_step):
+        nonlocal schedule
+        if epoch == args.dpg_from_epoch and epoch > 0 and first_step == 0:
+            switch_to_dpg(run, args, args.outf)    # a fresh optimizer: schedule it too
+            schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule,
+                                              args.epochs, epoch)
+        elif epoch > start_epoch:
             schedule.step()
-            ddp.barrier(info)     # best.pkl is on disk before any rank may reload it
+        losses[epoch], next_step = engine.train_epoch(run, epoch, first_step, loop.should_stop)
+        return next_step
+
+    def finish(epoch):
+        nonlocal best_acc
+        best_acc = end_epoch(run, args, args.outf, epoch, losses.pop(epoch), loop.log, best_acc)
+
+    epochs = [(e, start_step if e == start_epoch else 0) for e in range(start_epoch, args.epochs)]
+    if not loop.run(epochs, one_epoch, finish,
+                    lambda epoch, step: save_state(run, args, args.outf, epoch, step, best_acc)):
+        return 0
+    main_rank = info.is_main
     if main_rank:
         save_weights(run, os.path.join(args.outf, "final.pkl"), epoch=args.epochs)
     run.say("done: best validation PCK %.3f; weights in %s" % (max(best_acc, 0.0), args.outf))

@@ -1,0 +1,66 @@
+"""The epoch loop both trainers run; they supply only what differs (one epoch, its ending).
+
+Stopping: the first SIGTERM/SIGINT or the time limit asks every rank to stop at the next
+step boundary (GracefulStop, TimeLimit); the state is saved there and the "continue with:"
+line is printed from the job's declaration. After each full epoch the trainer's
+``end_epoch`` runs on the main rank, then the state is saved for the next epoch.
+"""
+import os
+
+from pose_train.jobs import continue_line
+from pose_train.training import distributed as ddp
+from pose_train.training.metrics import MetricsLog
+from pose_train.training.signals import GracefulStop
+
+
+class EpochLoop:
+    """One run's loop. ``loop.should_stop()`` is what a step loop asks after every step."""
+
+    def __init__(self, job, args, info, time_limit, state_name, state_flag,
+                 first_epoch_number=1):
+        self.job, self.args, self.info, self.state_flag = job, args, info, state_flag
+        self.time_limit = time_limit
+        self.state_path = os.path.join(args.outf, state_name)
+        self.offset = 1 - first_epoch_number    # printed epochs count from 1
+        self.stop = GracefulStop()
+        self.log = None
+
+    def should_stop(self):
+        """A signal or the time limit on any rank stops every rank at the same step."""
+        self.time_limit.tick()
+        if self.time_limit.expired():
+            self.stop.request("time limit")
+        return ddp.any_rank(self.stop.requested, self.info)
+
+    def say(self, *args, **kwargs):
+        if self.info.is_main:
+            print(*args, **kwargs)
+
+    def run(self, epochs, train_epoch, end_epoch, save_state):
+        """Train ``epochs`` (pairs of epoch, first step); True when all of them ran.
+
+        train_epoch(epoch, first_step) -> the step to continue at when stopped, else None;
+        end_epoch(epoch) and save_state(epoch, step) run on the main rank only.
+        """
+        with self.stop, MetricsLog(os.path.join(self.args.outf, "metrics.jsonl"),
+                                   enabled=self.info.is_main) as self.log:
+            for epoch, first_step in epochs:
+                next_step = train_epoch(epoch, first_step)
+                if next_step is not None:
+                    if self.info.is_main:
+                        save_state(epoch, next_step)
+                    self.say(self.stopped_message(epoch, next_step), flush=True)
+                    ddp.barrier(self.info)
+                    return False
+                if self.info.is_main:
+                    end_epoch(epoch)
+                    save_state(epoch + 1, 0)
+                ddp.barrier(self.info)   # the epoch's files are on disk before any rank reads them
+        return True
+
+    def stopped_message(self, epoch, step):
+        name = os.path.basename(self.state_path)
+        return ("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: %s\n"
+                "(in a new session, e.g. Kaggle: pass %s <copy of %s> instead of --resume auto)"
+                % (self.stop.reason, epoch + self.offset, step, self.state_path,
+                   continue_line(self.job, self.args), self.state_flag, name))
