@@ -1,4 +1,4 @@
-"""Object meshes: PLY in and out, projection, ray casting and a small z-buffer rasterizer.
+"""Object meshes: PLY in and out (plyfile), projection, ray casting and a small z-buffer rasterizer.
 
 LINEMOD models are PLY files in millimetres with per-vertex colours (binary in BOP,
 ASCII in the SIXD release). Everything here is numpy: the ray caster answers depth
@@ -7,117 +7,59 @@ the rasterizer draws whole images and is only fast enough for the small meshes t
 synthetic generator makes.
 """
 import numpy as np
+import plyfile
 
 from pose_train.errors import UserError
 
-_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2",
-              "int16": "i2", "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4",
-              "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4", "double": "f8",
-              "float64": "f8"}
-
-
-def _read_header(f, path):
-    if f.readline().strip() != b"ply":
-        raise UserError("%s is not a PLY file (no 'ply' magic); pass the object's .ply model" % path)
-    fmt, elements = None, []
-    while True:
-        line = f.readline()
-        if not line:
-            raise UserError("%s: PLY header has no end_header; the file is truncated" % path)
-        words = line.decode("ascii", "replace").split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "format":
-            fmt = words[1]
-        elif words[0] == "element":
-            elements.append((words[1], int(words[2]), []))
-        elif words[0] == "property":
-            # ("list", count type, item type, name) or (type, name)
-            prop = ("list",) + tuple(words[2:5]) if words[1] == "list" else (words[1], words[2])
-            elements[-1][2].append(prop)
-        elif words[0] == "end_header":
-            return fmt, elements
-
-
-def _scalar_dtype(props, endian):
-    return np.dtype([(p[1], endian + _PLY_TYPES[p[0]]) for p in props])
-
-
-def _read_binary_faces(f, count, props, endian):
-    """Faces as (count, 3): the fast path assumes triangles, which LINEMOD meshes are."""
-    (_, ctype, itype, _name), = props
-    dt = np.dtype([("n", endian + _PLY_TYPES[ctype]), ("v", endian + _PLY_TYPES[itype], (3,))])
-    rows = np.frombuffer(f.read(dt.itemsize * count), dtype=dt, count=count)
-    if not np.all(rows["n"] == 3):
-        raise UserError("%s: only triangle meshes are supported; triangulate the model" % f.name)
-    return rows["v"].astype(np.int64)
-
-
 def read_ply(path):
     """Return dict(vertices (N,3) float64, faces (M,3) int64, colors (N,3) uint8 or None)."""
-    with open(path, "rb") as f:
-        fmt, elements = _read_header(f, path)
-        endian = {"binary_little_endian": "<", "binary_big_endian": ">", "ascii": None}.get(fmt, "?")
-        if endian == "?":
-            raise UserError("%s: unknown PLY format %r" % (path, fmt))
-        data = {}
-        for name, count, props in elements:
-            is_list = any(p[0] == "list" for p in props)
-            if endian is None:
-                rows = [f.readline().split() for _ in range(count)]
-                if is_list:
-                    data[name] = np.array([[int(v) for v in r[1:4]] for r in rows], dtype=np.int64)
-                else:
-                    arr = np.array(rows, dtype=np.float64).reshape(count, len(props))
-                    data[name] = {p[1]: arr[:, i] for i, p in enumerate(props)}
-            elif is_list:
-                if name != "face" or len(props) != 1:
-                    raise UserError("%s: unsupported PLY list element %r" % (path, name))
-                data[name] = _read_binary_faces(f, count, props, endian)
-            else:
-                dt = _scalar_dtype(props, endian)
-                rows = np.frombuffer(f.read(dt.itemsize * count), dtype=dt, count=count)
-                data[name] = {p[1]: rows[p[1]].astype(np.float64) for p in props}
-    vert = data.get("vertex")
-    if vert is None or "face" not in data:
-        raise UserError("%s: PLY needs vertex and face elements" % path)
-    vertices = np.stack([vert["x"], vert["y"], vert["z"]], 1)
+    try:
+        ply = plyfile.PlyData.read(path)
+    except (plyfile.PlyParseError, plyfile.PlyHeaderParseError, ValueError, EOFError) as err:
+        raise UserError("%s is not a PLY file plyfile can read (%s); pass the object's .ply "
+                        "model" % (path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+    except OSError as err:
+        raise UserError("%s: cannot read it (%s)" % (path, err.strerror or err))
+    names = [e.name for e in ply.elements]
+    if "vertex" not in names or "face" not in names:
+        raise UserError("%s: PLY needs vertex and face elements, has %s" % (path, names))
+    vert = ply["vertex"].data
+    vertices = np.stack([vert["x"], vert["y"], vert["z"]], 1).astype(np.float64)
+    faces = _triangles(ply["face"].data, path)
     colors = None
-    if all(k in vert for k in ("red", "green", "blue")):
+    if all(k in vert.dtype.names for k in ("red", "green", "blue")):
         colors = np.stack([vert["red"], vert["green"], vert["blue"]], 1).astype(np.uint8)
-    return {"vertices": vertices, "faces": data["face"], "colors": colors}
+    return {"vertices": vertices, "faces": faces, "colors": colors}
+
+
+def _triangles(face_data, path):
+    field = "vertex_indices" if "vertex_indices" in face_data.dtype.names else "vertex_index"
+    if field not in face_data.dtype.names:
+        raise UserError("%s: PLY faces have no vertex_indices list" % path)
+    lists = face_data[field]
+    if len(lists) and not all(len(v) == 3 for v in lists):
+        raise UserError("%s: only triangle meshes are supported; triangulate the model" % path)
+    return np.array([list(v) for v in lists], dtype=np.int64).reshape(-1, 3)
 
 
 def write_ply(path, vertices, faces=None, colors=None, binary=True):
     """Write x,y,z (+ red,green,blue) and triangle faces; faces=None writes a point cloud."""
     vertices = np.asarray(vertices, dtype=np.float32)
     faces = np.zeros((0, 3), np.int32) if faces is None else np.asarray(faces, dtype=np.int32)
-    head = ["ply", "format %s 1.0" % ("binary_little_endian" if binary else "ascii"),
-            "element vertex %d" % len(vertices), "property float x", "property float y",
-            "property float z"]
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    fields = [("x", "f4"), ("y", "f4"), ("z", "f4")]
     if colors is not None:
-        head += ["property uchar red", "property uchar green", "property uchar blue"]
         fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    head += ["element face %d" % len(faces), "property list uchar int vertex_indices", "end_header"]
     rows = np.zeros(len(vertices), dtype=fields)
     for i, axis in enumerate("xyz"):
         rows[axis] = vertices[:, i]
     if colors is not None:
         for i, ch in enumerate(("red", "green", "blue")):
             rows[ch] = np.asarray(colors)[:, i]
-    with open(path, "wb") as f:
-        f.write(("\n".join(head) + "\n").encode("ascii"))
-        if binary:
-            f.write(rows.tobytes())
-            frows = np.zeros(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
-            frows["n"], frows["v"] = 3, faces
-            f.write(frows.tobytes())
-        else:
-            for r in rows:
-                f.write((" ".join(str(v) for v in r) + "\n").encode("ascii"))
-            for tri in faces:
-                f.write(("3 %d %d %d\n" % tuple(tri)).encode("ascii"))
+    tris = np.zeros(len(faces), dtype=[("vertex_indices", "i4", (3,))])
+    tris["vertex_indices"] = faces
+    elements = [plyfile.PlyElement.describe(rows, "vertex"),
+                plyfile.PlyElement.describe(tris, "face", len_types={"vertex_indices": "u1"})]
+    plyfile.PlyData(elements, text=not binary, byte_order="<").write(path)
 
 
 def diameter(vertices, max_points=4000):
