@@ -6,6 +6,7 @@ through it). Torch-free: the host launcher uses it too.
 import glob
 import json
 import os
+import shutil
 import tempfile
 
 from pose_train.errors import UserError
@@ -50,6 +51,20 @@ def atomic_write(path, write, binary=True, check=None):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def atomic_folder(path, fill):
+    """Call ``fill(temp_folder)`` on a hidden folder beside ``path``, then rename it to
+    ``path``: a folder that exists under its name is complete. On failure nothing is left."""
+    path = os.fspath(path)
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix(path), dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
     return path
 
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from pose_train.errors import UserError
-from pose_train.files import atomic_write, atomic_write_json, remove_stale_temps
+from pose_train.files import atomic_folder, atomic_write, atomic_write_json, remove_stale_temps
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
@@ -46,3 +46,18 @@ def test_stale_temps_of_ours_are_removed_and_nothing_else(tmp_path):
         path.write_bytes(b"x")
     assert remove_stale_temps(str(tmp_path)) == 2
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in others)
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    def fill(folder):
+        open(os.path.join(folder, "a.json"), "w").write("{}")
+
+    def fail(folder):
+        fill(folder)
+        raise RuntimeError("killed half way")
+
+    with pytest.raises(RuntimeError):
+        atomic_folder(tmp_path / "set", fail)
+    assert os.listdir(tmp_path) == []
+    atomic_folder(tmp_path / "set", fill)
+    assert os.listdir(tmp_path) == ["set"] and os.listdir(tmp_path / "set") == ["a.json"]

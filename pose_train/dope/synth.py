@@ -8,8 +8,6 @@ camera_data.intrinsics. Projections are exact (no rounding), so they are also a 
 """
 import json
 import os
-import shutil
-import tempfile
 
 import cv2
 import numpy as np
@@ -17,6 +15,7 @@ from tqdm import tqdm
 
 from pose_train.dope.geometry import (FACE_NORMALS, FACES, cuboid_vertices, intrinsics_matrix,
                                       project, quat_xyzw_to_matrix, random_quat_xyzw)
+from pose_train.files import atomic_folder
 
 # Physical size (metres) of the generated object and of the distractor: not a cube on purpose,
 # distinct face textures + unequal sides keep the pose unambiguous.
@@ -165,13 +164,8 @@ def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube"):
     if os.path.isdir(path):
         return path, False
     os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + key + ".", dir=root)
-    try:
-        write_dataset(tmp, n, seed, width, height, object_name.lower())
-        os.replace(tmp, path)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
+    atomic_folder(path, lambda tmp: write_dataset(tmp, n, seed, width, height,
+                                                  object_name.lower()))
     return path, True
 
 
