@@ -29,7 +29,14 @@ def _vgg_trunk():
             layers.append(nn.Conv2d(in_ch, spec, kernel_size=3, padding=1))
             layers.append(nn.ReLU(inplace=True))
             in_ch = spec
-    # DOPE's adapter replaces conv4_3 onwards (indices 23..26).
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            # torchvision's VGG init, which DOPE's trunk gets from models.vgg19(): with
+            # PyTorch's default Conv2d init the image signal has all but vanished by conv3_4
+            # (its spread across images is ~1e-4) and training sits at the empty-map loss.
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(layer.bias, 0.0)
+    # DOPE's adapter replaces conv4_3 onwards (indices 23..26), with the default init as DOPE's.
     layers += [nn.Conv2d(512, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
                nn.Conv2d(256, 128, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)

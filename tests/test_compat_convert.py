@@ -278,3 +278,26 @@ def test_sidecar_json_travels_with_melodic_weights(tmp_path):
     meta = json.loads((tmp_path / "net_epoch_60_melodic.json").read_text())
     assert meta["normalization"]["name"] == "imagenet"
     assert meta["weights"] == "net_epoch_60_melodic.pth"
+
+
+def test_imagenet_weights_are_folded_for_the_nodes_input(tmp_path, dope_state):
+    """Weights trained on ImageNet-normalised input, converted for the node (which feeds
+    (x - 0.5) / 0.5): same trunk features away from the border, the sidecar says so."""
+    import json
+    from pose_train.dope.augment import NORMALIZATIONS
+    from pose_train.compat.fold import normalize
+    (tmp_path / "src.json").write_text(json.dumps({"normalization": NORMALIZATIONS["imagenet"]}))
+    folded, _ = melodic(tmp_path, dope_state)
+    meta = json.loads((tmp_path / "src.pth.json").read_text())
+    norm = meta["normalization"]
+    assert norm["name"] == "ros" and norm["folded_from"] == "imagenet"
+    assert norm["fold_rel_diff"]["64_px_from_edge"] < 1e-5 < norm["fold_rel_diff"]["0_px_from_edge"]
+    trained, node = DopeNetwork(stages=1).eval(), DopeNetwork(stages=1).eval()
+    trained.load_state_dict(dope_state)
+    node.load_state_dict({k[len("module."):]: v for k, v in folded.items()})
+    image = torch.rand(1, 3, 192, 192)
+    with torch.no_grad():
+        a = trained.vgg(normalize(image, NORMALIZATIONS["imagenet"]))[..., 8:-8, 8:-8]
+        b = node.vgg(normalize(image, NORMALIZATIONS["ros"]))[..., 8:-8, 8:-8]
+    assert (a - b).abs().max() < 1e-5 * a.abs().max()
+    assert not torch.equal(folded["module.vgg.0.weight"], dope_state["vgg.0.weight"])

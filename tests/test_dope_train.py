@@ -5,6 +5,7 @@ CPU: each run here is a handful of steps.
 """
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -76,10 +77,22 @@ def test_epoch_files_layout_and_previews(baseline):
     check_for_torch14(os.path.join(baseline, "net_epoch_01.pth"))
     assert not zipfile.is_zipfile(os.path.join(baseline, "net_epoch_01.pth"))
     meta = json.load(open(os.path.join(baseline, "net_epoch_01.json")))
-    assert meta["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    # The robots' normalisation by default: DOPE's ROS nodes and Isaac ROS feed (x - 0.5) / 0.5.
+    assert meta["normalization"]["name"] == "ros" and meta["normalization"]["mean"] == [0.5] * 3
     assert meta["object"] == "cube" and meta["imagesize"] == 32
     extra = torch.load(os.path.join(baseline, "training_state.pth"), weights_only=True)["extra"]
-    assert extra["normalization"]["std"] == [0.229, 0.224, 0.225]
+    assert extra["normalization"]["std"] == [0.5, 0.5, 0.5]
+
+
+def test_another_normalisation_is_refused_when_continuing(data6, baseline, tmp_path, capsys):
+    shutil.copytree(baseline, tmp_path / "run")
+    for resume in (["--resume", "auto"], ["--net", str(tmp_path / "run" / "net_epoch_01.pth")]):
+        with pytest.raises(SystemExit) as stopped:
+            _train(data6, tmp_path / "run", "--epochs", "1", "--normalize", "imagenet", *resume)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "trained with --normalize ros; continue it with --normalize ros" \
+            in err[0], err
 
 
 def test_exact_resume_after_time_limit(data6, baseline, tmp_path, capsys):

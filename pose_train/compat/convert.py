@@ -135,23 +135,47 @@ def write_modern(state, out, fmt, metadata=None):
     atomic_write(out, lambda f: torch.save(state, f), check=reads_back)
 
 
-def copy_sidecar(src, out):
-    """net_epoch_XX.json (normalisation, object, key prefix) travels with the weights: the
-    melodic file itself can hold nothing but the state dict the ROS node loads."""
-    sidecar, target = os.path.splitext(src)[0] + ".json", os.path.splitext(out)[0] + ".json"
-    if not os.path.isfile(sidecar) or os.path.abspath(sidecar) == os.path.abspath(target):
-        return
+def read_sidecar(src):
+    """The json beside SRC (net_epoch_XX.json) as a dict, or None."""
+    sidecar = os.path.splitext(src)[0] + ".json"
+    if not os.path.isfile(sidecar):
+        return None
     import json
     with open(sidecar) as handle:
         try:
             meta = json.load(handle)
         except ValueError:
             _say("%s is not JSON; not copied" % sidecar)
-            return
-    if isinstance(meta, dict):
-        meta.update(weights=os.path.basename(out), converted_from=os.path.basename(src))
+            return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _for_the_node(state, name, src):
+    """DOPE weights trained on another normalisation than the node's (x - 0.5) / 0.5 get it
+    folded into their first convolution; returns (state, sidecar updates)."""
+    norm = (read_sidecar(src) or {}).get("normalization") or {}
+    if name != "dope" or norm.get("name") in (None, "ros"):
+        return state, {}
+    from pose_train.compat.fold import ROS, fold_dope
+    state, facts = fold_dope(state, norm)
+    _say("%s was trained with %s normalisation; folded it into vgg.0 for the node's 0.5/0.5 "
+         "input. Zero padding makes the border differ; trunk features off by (%% of their range) "
+         "%s" % (src, norm.get("name"), ", ".join(
+             "%.2g%% %s" % (100 * v, k.replace("_", " "))
+             for k, v in facts["fold_rel_diff"].items())))
+    return state, {"normalization": dict(ROS, name="ros", **facts)}
+
+
+def copy_sidecar(src, out, updates=None):
+    """net_epoch_XX.json (normalisation, object, key prefix) travels with the weights: the
+    melodic file itself can hold nothing but the state dict the ROS node loads."""
+    target = os.path.splitext(out)[0] + ".json"
+    meta = read_sidecar(src)
+    if meta is None or os.path.abspath(os.path.splitext(src)[0] + ".json") == os.path.abspath(target):
+        return
+    meta.update(weights=os.path.basename(out), converted_from=os.path.basename(src), **(updates or {}))
     atomic_write_json(target, meta)
-    _say("copied %s -> %s" % (sidecar, target))
+    _say("copied %s -> %s" % (os.path.splitext(src)[0] + ".json", target))
 
 
 def verifier_argv(python_argv, ckpt, reference, model="auto"):
@@ -192,8 +216,9 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
         _say("wrote %s (%s, %d tensors) in %.2f s" % (out, fmt, len(state), time.time() - started))
         return 0
     state, name = to_melodic(state, model, keep_prefix, strip_prefix)
+    state, facts = _for_the_node(state, name, src)
     write_melodic(state, out)
-    copy_sidecar(src, out)
+    copy_sidecar(src, out, facts)
     _say("wrote %s (legacy format, protocol 2, %s, %d tensors, %s keys) in %.2f s"
          % (out, name or "unknown network", len(state),
             "module." if any(k.startswith("module.") for k in state) else "bare",

@@ -5,7 +5,7 @@ Split in two on purpose:
   differ in size until they are cropped, so the warp runs either in the worker (one
   ``cv2.warpAffine`` of uint8 pixels, about the cost of a resize) or, with CUDA and same-size
   frames, on the GPU for the whole batch (``warp_batch``: the worker only decodes). The fill is
-  constant (the ImageNet mean, i.e. 0 after normalisation): DOPE's reflect-border rotation
+  constant (a neutral grey, the ImageNet mean): DOPE's reflect-border rotation
   mirrors objects into the border without labels for them (Deep_Object_Pose issue #352).
 * photometry (brightness, contrast, saturation, noise) and normalisation run on the whole
   batch as tensor ops, on the GPU when there is one.
@@ -22,7 +22,17 @@ import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FILL_RGB = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
+# What the network is fed, RGB in [0, 1] -> (x - mean) / std. "ros" is what every deployment
+# target feeds (DOPE's Melodic-era and ros1 nodes, Isaac ROS DOPE's encoder); "imagenet" is
+# what DOPE's own trainer and inference.py use.
+NORMALIZATIONS = {
+    "ros": {"name": "ros", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "note": "RGB in [0,1], (x - 0.5) / 0.5: what DOPE's ROS nodes and Isaac ROS feed"},
+    "imagenet": {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                 "note": "RGB in [0,1], (x - mean) / std: DOPE's trainer; its ROS nodes feed "
+                         "0.5/0.5 instead"},
+}
+FILL_RGB = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)   # a neutral grey border
 
 
 @dataclass
@@ -167,11 +177,19 @@ def photometric(images, generator, params):
     return x.clamp_(0.0, 1.0)
 
 
-def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """ImageNet normalisation of a channels-last (B, H, W, 3) float batch."""
-    m = torch.tensor(mean, device=images.device, dtype=images.dtype)
-    s = torch.tensor(std, device=images.device, dtype=images.dtype)
+def normalize(images, norm=NORMALIZATIONS["ros"]):
+    """``norm`` (one of NORMALIZATIONS) applied in place to a channels-last (B, H, W, 3) batch."""
+    m = torch.tensor(norm["mean"], device=images.device, dtype=images.dtype)
+    s = torch.tensor(norm["std"], device=images.device, dtype=images.dtype)
     return images.sub_(m).div_(s)
+
+
+def denormalize(images, norm):
+    """NCHW normalised batch -> uint8 (B, H, W, 3) RGB, for pictures."""
+    m = torch.tensor(norm["mean"]).view(1, 3, 1, 1)
+    s = torch.tensor(norm["std"]).view(1, 3, 1, 1)
+    x = images.detach().float().cpu() * s + m
+    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def step_generator(device, seed, epoch, step, rank):

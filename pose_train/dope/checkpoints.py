@@ -8,10 +8,10 @@ read: the seed's "convert the .pth for Python 2" step is not needed. Facts a use
 the weights cannot carry (input normalisation, object, crop size) go in ``net_epoch_XX.json``.
 """
 import collections
+import json
 import os
 import re
 
-from pose_train.dope.augment import IMAGENET_MEAN, IMAGENET_STD
 from pose_train.errors import UserError
 from pose_train.compat.legacy_writer import write_legacy
 from pose_train.files import atomic_write, atomic_write_json
@@ -19,8 +19,6 @@ from pose_train.training.checkpoint import load_file, load_weights, unwrap
 from pose_train_py27.keys import add_prefix, strip_prefix
 
 STATE_NAME = "training_state.pth"
-NORMALIZATION = {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                 "note": "RGB in [0,1], (x - mean) / std; DOPE's Noetic node uses 0.5/0.5 instead"}
 
 
 def weights_name(epoch):
@@ -34,10 +32,22 @@ def save_epoch_weights(outf, model, epoch, meta):
         (k, v.detach().cpu().contiguous()) for k, v in add_prefix(unwrap(model).state_dict()).items())
     path = atomic_write(os.path.join(outf, weights_name(epoch)), lambda f: write_legacy(state, f))
     sidecar = dict(meta, epoch=epoch, weights=os.path.basename(path), key_prefix="module.",
-                   serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)",
-                   normalization=NORMALIZATION)
+                   serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)")
     atomic_write_json(path[:-4] + ".json", sidecar)
     return path
+
+
+def sidecar_of(path):
+    """The json beside a weights file (net_epoch_10.json), or {} when there is none."""
+    sidecar = os.path.splitext(path)[0] + ".json"
+    if not os.path.isfile(sidecar):
+        return {}
+    try:
+        with open(sidecar) as f:
+            meta = json.load(f)
+    except ValueError as err:
+        raise UserError("%s is not valid JSON (%s); fix or delete it" % (sidecar, err))
+    return meta if isinstance(meta, dict) else {}
 
 
 def epoch_from_name(path):

@@ -4,20 +4,12 @@ import os
 
 import cv2
 import numpy as np
-import torch
 
-from pose_train.dope.augment import IMAGENET_MEAN, IMAGENET_STD
+from pose_train.dope.augment import NORMALIZATIONS, denormalize
 from pose_train.dope.geometry import EDGES
 
 # One colour per cuboid face direction (RGB), so a flipped cuboid is visible at a glance.
 _FRONT, _REAR, _SIDE, _CENTRE = (255, 60, 60), (60, 120, 255), (60, 230, 60), (255, 255, 0)
-
-
-def _denormalize(images):
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    x = images.detach().float().cpu() * std + mean
-    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def draw_cuboid(img, pts, thickness=1):
@@ -36,12 +28,13 @@ def _heat(belief_max, size):
     return cv2.cvtColor(cv2.applyColorMap(m, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
-def batch_grid(images, points, valid, beliefs, cols=4, captions=None):
+def batch_grid(images, points, valid, beliefs, cols=4, captions=None,
+               normalization=NORMALIZATIONS["ros"]):
     """One tile per sample: augmented crop with cuboids | max over the 9 belief maps.
 
     captions: one short text per sample, written on the tile (file name, or why no cuboid).
     """
-    crops = _denormalize(images)
+    crops = denormalize(images, normalization)
     zoom = max(1, 256 // crops.shape[1])     # small training crops are enlarged to be readable
     size = crops.shape[1] * zoom
     thickness = max(1, size // 200)

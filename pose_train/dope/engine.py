@@ -6,13 +6,13 @@ CUDA by default); loss in fp32 = sum over the six stages of MSE(belief) + MSE(af
 """
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pose_train.dope.augment import (PhotometricParams, normalize, photometric, step_generator,
+from pose_train.dope.augment import (NORMALIZATIONS, PhotometricParams, normalize, photometric, step_generator,
                                      warp_batch)
 from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
 from pose_train.errors import UserError
@@ -30,6 +30,7 @@ class StepConfig:
     rank: int = 0
     photometric: PhotometricParams = None
     crop_size: int = 0             # needed when batches carry whole frames (device warp)
+    normalization: dict = field(default_factory=lambda: dict(NORMALIZATIONS["ros"]))
 
 
 def prepare_batch(batch, cfg, epoch, step, train=True):
@@ -47,7 +48,7 @@ def prepare_batch(batch, cfg, epoch, step, train=True):
         gen = step_generator(dev, cfg.seed, epoch, step, cfg.rank)
         images = photometric(images, gen, cfg.photometric or PhotometricParams())
     # NCHW view of channels-last memory: exactly torch.channels_last, so no copy on CUDA.
-    images = normalize(images).permute(0, 3, 1, 2)
+    images = normalize(images, cfg.normalization).permute(0, 3, 1, 2)
     if not cfg.channels_last:
         images = images.contiguous()
     size = images.shape[-2:]

@@ -12,6 +12,7 @@ import torch
 
 from pose_train.dope.network import DopeNetwork
 from pose_train.dope import checkpoints as ckpt
+from pose_train.dope.augment import NORMALIZATIONS
 from pose_train.dope.data import scan
 from pose_train.dope.engine import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
@@ -194,13 +195,28 @@ def _starting_point(args, model, say):
         if str(saved.get("object", "")).lower() != args.object.lower():
             raise UserError("%s trained object %r, not %r; pass the matching --object or a new "
                             "--outf" % (path, saved.get("object"), args.object))
+        _same_normalization(path, state["extra"].get("normalization"), args)
         say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
         return state["epoch"], state["step"], int(saved["first_epoch"]), state
+    trained = ckpt.sidecar_of(path).get("normalization")
+    _same_normalization(path, trained, args)
+    if trained is None:
+        say("note: %s has no json sidecar naming its input normalisation; training goes on with "
+            "--normalize %s (DOPE's own trainer used imagenet: pass --normalize imagenet to "
+            "continue its weights)" % (path, args.normalize))
     ckpt.load_weights_into(model, path, obj)
     done = ckpt.epoch_from_name(path) or 0
     say("initial weights %s (epoch %d by its name); training continues at epoch %d"
         % (path, done, done + 1))
     return done + 1, 0, done + 1, None
+
+
+def _same_normalization(path, trained, args):
+    """Continuing with another input normalisation would quietly unlearn the first one."""
+    name = (trained or {}).get("name")
+    if name and name != args.normalize:
+        raise UserError("%s was trained with --normalize %s; continue it with --normalize %s "
+                        "(or start a new --outf)" % (path, name, name))
 
 
 def _step_config(args, info):
@@ -214,7 +230,7 @@ def _step_config(args, info):
     sigma_px = DEFAULT_SIGMA_PX if args.sigma is None else args.sigma
     return StepConfig(device=info.device, sigma=sigma_px / 8.0, amp_dtype=amp,
                       channels_last=cuda, seed=args.seed, rank=info.rank,
-                      crop_size=args.imagesize)
+                      crop_size=args.imagesize, normalization=NORMALIZATIONS[args.normalize])
 
 
 def _run_meta(args, first_epoch, cfg):
@@ -223,13 +239,13 @@ def _run_meta(args, first_epoch, cfg):
     config["first_epoch"] = first_epoch
     return {"object": args.object.lower(), "imagesize": args.imagesize,
             "sigma_output_px": cfg.sigma, "stride": 8, "num_belief": 9, "num_affinity": 16,
-            "config": config}
+            "normalization": cfg.normalization, "config": config}
 
 
 def _save_state(args, model, optimizer, scaler, epoch, step, meta):
     state_io.save_state(os.path.join(args.outf, ckpt.STATE_NAME), model, optimizer,
                         epoch=epoch, step=step, config=meta["config"], scaler=scaler,
-                        extra={"normalization": ckpt.NORMALIZATION,
+                        extra={"normalization": meta["normalization"],
                                "imagesize": args.imagesize, "object": meta["object"]})
 
 

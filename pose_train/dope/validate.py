@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from pose_train.dope.augment import NORMALIZATIONS
 from pose_train.dope.data import scan
 from pose_train.dope.draw import batch_grid, save_grid
 from pose_train.dope.engine import StepConfig, prepare_batch
@@ -31,7 +32,8 @@ def write_previews(dataset, cfg, outf, prefix, n_grids=2, per_grid=8):
         images, beliefs, _, points, valid = prepare_batch(batch, cfg, epoch=0, step=g)
         captions = [_caption(dataset.samples[int(i)], points[k], valid[k], dataset.imagesize)
                     for k, i in enumerate(picked)]
-        grid = batch_grid(images, points, valid, beliefs, captions=captions)
+        grid = batch_grid(images, points, valid, beliefs, captions=captions,
+                          normalization=cfg.normalization)
         paths.append(save_grid(os.path.join(outf, "%s_%02d.png" % (prefix, g + 1)), grid))
     return paths
 
@@ -60,7 +62,8 @@ def main(args):
         print("... %d more lines in %s" % (len(report.lines) - 20, report_path))
     print(report.summary(len(samples)))
     dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True)
-    cfg = StepConfig(device=torch.device("cpu"), sigma=PREVIEW_SIGMA_PX / 8.0, seed=args.seed)
+    cfg = StepConfig(device=torch.device("cpu"), sigma=PREVIEW_SIGMA_PX / 8.0, seed=args.seed,
+                     normalization=NORMALIZATIONS[args.normalize])
     for path in write_previews(dataset, cfg, args.outf, prefix="validate"):
         print("wrote %s" % path)
     print("report: %s" % report_path)

@@ -8,6 +8,9 @@ OBJECT = Field("object", "str", "cube", "object class to train on (case-insensit
 IMAGESIZE = Field("imagesize", "int", 400, "square crop side in pixels (the network has stride 8)",
                   low=32, multiple=8)
 STRICT = Field("strict", "bool", False, "a data problem is fatal instead of skipped and reported")
+NORMALIZE = Field("normalize", "str", "ros", "input normalisation: ros = (x - 0.5) / 0.5, what "
+                  "DOPE's ROS nodes and Isaac ROS feed; imagenet = DOPE's own trainer",
+                  choices=("ros", "imagenet"))
 
 TRAIN = Job("train-dope", MODERN, "pose_train.dope.train:main", """Train DOPE on one object.
 
@@ -30,7 +33,7 @@ training_state.pth (exact resume). Several nodes: torchrun --nnodes N --nproc_pe
         TIME_LIMIT, SEED, IMAGESIZE,
         Field("pretrained", "path", None, "local ImageNet VGG-19 weights for the trunk",
               role=IN, resumes=False),
-        STRICT,
+        STRICT, NORMALIZE,
         Field("sigma", "float", None, "belief Gaussian sigma in crop pixels (default 4)",
               positive=True),
         Field("amp", "str", "auto", "mixed precision", choices=("auto", "bf16", "fp16", "off")),
@@ -43,7 +46,7 @@ training_state.pth (exact resume). Several nodes: torchrun --nnodes N --nproc_pe
 VALIDATE = Job("validate-dope", MODERN, "pose_train.dope.validate:main",
                "Check a dataset before training: a data report and PNG grids of augmented "
                "samples with cuboids and belief maps drawn.",
-               fields=(DATA, OBJECT, OUTF, IMAGESIZE, STRICT, SEED), uses_gpu=False)
+               fields=(DATA, OBJECT, OUTF, IMAGESIZE, STRICT, SEED, NORMALIZE), uses_gpu=False)
 
 SYNTH = Job("synth-dope", MODERN, "pose_train.dope.synth:main",
             "Write a synthetic NViSII-format DOPE dataset: textured cuboids over random "
