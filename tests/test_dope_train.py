@@ -66,7 +66,7 @@ def baseline(data6, tmp_path_factory):
 
 def test_epoch_files_layout_and_previews(baseline):
     names = set(os.listdir(baseline))
-    assert {"net_epoch_01.pth", "net_epoch_01.json", "training_state.pth", "metrics.jsonl",
+    assert {"net_epoch_01.pth", "net_epoch_01.json", "training_state.pt", "metrics.jsonl",
             "data_report.txt", "train_batch_01.png"} <= names
     state = torch.load(os.path.join(baseline, "net_epoch_01.pth"), weights_only=True)
     assert all(k.startswith("module.") for k in state)
@@ -80,7 +80,7 @@ def test_epoch_files_layout_and_previews(baseline):
     # The robots' normalisation by default: DOPE's ROS nodes and Isaac ROS feed (x - 0.5) / 0.5.
     assert meta["normalization"]["name"] == "ros" and meta["normalization"]["mean"] == [0.5] * 3
     assert meta["object"] == "cube" and meta["imagesize"] == 32
-    extra = torch.load(os.path.join(baseline, "training_state.pth"), weights_only=True)["extra"]
+    extra = torch.load(os.path.join(baseline, "training_state.pt"), weights_only=True)["extra"]
     assert extra["normalization"]["std"] == [0.5, 0.5, 0.5]
 
 
@@ -118,7 +118,7 @@ def test_compiled_training_writes_the_dope_layout(data6, baseline, tmp_path):
     state = torch.load(tmp_path / "net_epoch_01.pth", weights_only=True)
     assert all(k.startswith("module.") and "_orig_mod" not in k for k in state)
     torch.nn.DataParallel(DopeNetwork()).load_state_dict(state, strict=True)
-    model = torch.load(tmp_path / "training_state.pth", weights_only=True)["model"]
+    model = torch.load(tmp_path / "training_state.pt", weights_only=True)["model"]
     assert not any("_orig_mod" in k for k in model)
     assert _step_losses(tmp_path)[0] == pytest.approx(_step_losses(baseline)[0], rel=1e-3)
 
@@ -148,7 +148,7 @@ def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys):
     threading.Thread(target=killer, daemon=True).start()
     _train(data6, tmp_path, "--epochs", "1")
     assert "stopped by SIGTERM" in capsys.readouterr().out
-    state = torch.load(tmp_path / "training_state.pth", weights_only=True)
+    state = torch.load(tmp_path / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) in {(1, 1), (1, 2), (1, 3)}
 
 
@@ -157,7 +157,7 @@ def test_unknown_object_fails_before_training(data6, tmp_path, capsys):
         cli_main(["train", "dope", "--data", data6, "--object", "bicycle", "--outf",
                   str(tmp_path), "--workers", "0"] + SIZE)
     assert "classes found: cube" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "training_state.pth")
+    assert not os.path.exists(tmp_path / "training_state.pt")
 
 
 def test_ddp_two_gloo_processes_shard_the_data(tmp_path):

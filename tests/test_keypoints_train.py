@@ -153,7 +153,7 @@ def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(train, "TimeLimit", _StopAfter(6))    # 4 steps per epoch: stops in epoch 2
         train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1))
-    state = torch.load(stopped / "training_state.pth", weights_only=True)
+    state = torch.load(stopped / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (2, 2)    # epochs count from 1 in every state
     assert not os.path.exists(stopped / "final.pkl")
     train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1,
@@ -174,7 +174,7 @@ def test_compiled_run_writes_plain_keys_and_resumes(prepared, tmp_path, tiny, mo
         train.main(train_args(prepared, out, kptype="corner", epochs=2, dpg_from_epoch=1, compile=True))
     train.main(train_args(prepared, out, kptype="corner", epochs=2, dpg_from_epoch=1, compile=True,
                           resume="auto"))
-    state = torch.load(out / "training_state.pth", weights_only=True)
+    state = torch.load(out / "training_state.pt", weights_only=True)
     for sd in (_weights(out / "final.pkl"), _weights(out / "best.pkl"), state["model"]):
         assert not any(k.startswith(("_orig_mod.", "module.")) for k in sd), list(sd)[:3]
         TinyNet(9).load_state_dict(sd)     # strict
@@ -228,12 +228,12 @@ def test_two_processes_ddp_on_cpu(prepared, tmp_path):
     args = dict(kptype="corner", epochs=2, trainBatch=4, dpg_from_epoch=1, gpus=2)
     # A time limit inside the save margin: both ranks agree to stop after the first step.
     spawn_local(tiny_process, 2, train_args(prepared, out, time_limit=0.001, **args))
-    state = torch.load(out / "training_state.pth", weights_only=True)
+    state = torch.load(out / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (1, 1) and not os.path.exists(out / "final.pkl")
     spawn_local(tiny_process, 2, train_args(prepared, out, resume="auto", **args))
     records = read_metrics(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and records[1]["dpg"]
-    state = torch.load(out / "training_state.pth", weights_only=True)
+    state = torch.load(out / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (3, 0)    # both epochs done: next would be 3
     assert os.path.isfile(out / "final.pkl")
 

@@ -75,6 +75,17 @@ def test_find_latest_state_skips_temp_files(tmp_path):
     assert os.path.basename(ck.find_latest_state(tmp_path)) == "training_state.pth"
 
 
+def test_states_are_not_pth_and_the_old_name_still_resumes(tmp_path):
+    """DOPE's inference.py loads every .pth in a folder: the state must not be one; a run
+    saved under the old name still resumes."""
+    assert not ck.STATE_NAME.endswith(".pth")
+    ck.atomic_save({"x": 1}, tmp_path / "training_state.pth")
+    assert os.path.basename(ck.find_latest_state(tmp_path)) == "training_state.pth"
+    time.sleep(0.02)
+    ck.atomic_save({"x": 2}, tmp_path / ck.STATE_NAME)
+    assert os.path.basename(ck.find_latest_state(tmp_path)) == ck.STATE_NAME
+
+
 def test_atomic_save_survives_sigkill(tmp_path):
     """Kill a writer mid-save many times: the file on disk always loads completely."""
     target = tmp_path / "net.pth"

@@ -18,7 +18,6 @@ from pose_train.files import atomic_write, atomic_write_json
 from pose_train.training.checkpoint import load_file, load_weights, unwrap
 from pose_train_py27.keys import add_prefix, strip_prefix
 
-STATE_NAME = "training_state.pth"
 
 
 def weights_name(epoch):
@@ -60,7 +59,7 @@ def epoch_from_name(path):
 def load_weights_into(model, path, obj=None):
     """DOPE weights (with or without ``module.``) into ``model``, strictly."""
     load_weights(model, path, obj, network="DOPE's DopeNetwork",
-                 hint="; --net takes DOPE weights or a training_state.pth")
+                 hint="; --net takes DOPE weights or a training_state.pt")
 
 
 # torchvision's vgg19().features indices 0..21 (conv1_1 .. conv4_2) equal DOPE's vgg.0..21.

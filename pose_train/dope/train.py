@@ -77,7 +77,7 @@ def _train(args, info):
     loader = make_loader(dataset, sampler, args.batchsize, workers,
                          pin_memory=cfg.device.type == "cuda", drop_last=False)
     meta = _run_meta(args, first_epoch, cfg)
-    loop = EpochLoop(JOBS["train-dope"], args, info, TimeLimit(args.time_limit), ckpt.STATE_NAME,
+    loop = EpochLoop(JOBS["train-dope"], args, info, TimeLimit(args.time_limit), state_io.STATE_NAME,
                      "--net")
 
     def one_epoch(epoch, first_step):
@@ -174,9 +174,9 @@ def _starting_point(args, model, say):
     """(start_epoch, start_step, first_epoch_of_run, state or None) from --net / --resume."""
     path = args.net
     if path is None and args.resume == "auto":
-        path = state_io.find_latest_state(args.outf, ckpt.STATE_NAME)
+        path = state_io.find_latest_state(args.outf)
         if path is None:
-            say("--resume auto: no %s in %s yet; starting a new run" % (ckpt.STATE_NAME,
+            say("--resume auto: no %s in %s yet; starting a new run" % (state_io.STATE_NAME,
                                                                        args.outf))
     if path is None:
         if args.pretrained:
@@ -243,7 +243,7 @@ def _run_meta(args, first_epoch, cfg):
 
 
 def _save_state(args, model, optimizer, scaler, epoch, step, meta):
-    state_io.save_state(os.path.join(args.outf, ckpt.STATE_NAME), model, optimizer,
+    state_io.save_state(os.path.join(args.outf, state_io.STATE_NAME), model, optimizer,
                         epoch=epoch, step=step, config=meta["config"], scaler=scaler,
                         extra={"normalization": meta["normalization"],
                                "imagesize": args.imagesize, "object": meta["object"]})

@@ -15,13 +15,13 @@ NORMALIZE = Field("normalize", "str", "ros", "input normalisation: ros = (x - 0.
 TRAIN = Job("train-dope", MODERN, "pose_train.dope.train:main", """Train DOPE on one object.
 
 Writes net_epoch_XX.pth (+ .json naming the input normalisation) after every epoch, and
-training_state.pth (exact resume). Several nodes: torchrun --nnodes N --nproc_per_node G
+training_state.pt (exact resume). Several nodes: torchrun --nnodes N --nproc_per_node G
 --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m pose_train --local train dope ... on each.""",
     fields=(
         DATA, OBJECT, OUTF,
         Field("epochs", "int", 30, "epochs to train, counted from where this run starts", low=1),
         Field("net", "path", None, "weights to start from (numbering continues from the file "
-              "name) or a training_state.pth (exact resume)", role=IN, resumes=False),
+              "name) or a training_state.pt (exact resume)", role=IN, resumes=False),
         Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),
         Field("batchsize", "int", 32, "batch per process", low=1),
         Field("lr", "float", 1e-4, "Adam learning rate", positive=True),

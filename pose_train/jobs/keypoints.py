@@ -42,7 +42,7 @@ TRAIN = Job("train-keypoints", MODERN, "pose_train.keypoints.train:main",
             """Train the keypoint localizer (FastPose) on prepared LINEMOD keypoints.
 
 Writes best.pkl, model_N.pkl, final.pkl (kp6d's layout, each with a json sidecar),
-training_state.pth and metrics.jsonl in --outf. --dpg_from_epoch E does the seed's two runs
+training_state.pt and metrics.jsonl in --outf. --dpg_from_epoch E does the seed's two runs
 in one: E epochs without DPG, then from the best weights with DPG.""",
             fields=(
                 Field("n_classes", "int", None, "keypoints (default: from the prepared folder)",
@@ -66,7 +66,7 @@ in one: E epochs without DPG, then from the best weights with DPG.""",
                 Field("arch", "str", "resnet101", "SE-ResNet backbone",
                       choices=("resnet101", "resnet50")),
                 Field("resume", "path", None, "'auto' (newest state in --outf) or a "
-                      "training_state.pth", role=IN, resumes=False),
+                      "training_state.pt", role=IN, resumes=False),
                 SEED,
                 Field("pretrained", "path", None, "local ImageNet ResNet weights", role=IN,
                       resumes=False),

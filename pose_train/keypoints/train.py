@@ -8,7 +8,7 @@ fresh optimizer starts, exactly as the manual second run would, and DPG is on fr
 Files in OUTF: best.pkl (best validation PCK so far), model_N.pkl (every --snapshot
 epochs), final.pkl: weights only, kp6d's key layout, no `module.` prefix; each with a
 json sidecar (best.json, ...) holding normalisation, input size and the 3D keypoints.
-training_state.pth: everything needed to continue (--resume auto), written atomically
+training_state.pt: everything needed to continue (--resume auto), written atomically
 at every epoch end and when a signal or --time_limit stops the run. metrics.jsonl: one
 line per epoch.
 
@@ -31,7 +31,7 @@ from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
 from pose_train.training.signals import TimeLimit
 
-STATE_NAME = "training_state.pth"
+STATE_NAME = ckpt.STATE_NAME
 
 
 @dataclass
@@ -134,7 +134,7 @@ def resume(args, run, outf):
     if path in (None, "", False):
         return 0, 0, -1.0
     if str(path) == "auto":
-        path = ckpt.find_latest_state(outf, STATE_NAME)
+        path = ckpt.find_latest_state(outf)
         if path is None:
             run.say("resume auto: no %s in %s, starting fresh" % (STATE_NAME, outf))
             return 0, 0, -1.0

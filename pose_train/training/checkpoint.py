@@ -7,7 +7,6 @@ Two kinds of file, kept apart on purpose:
   everything needed to continue a run exactly. Plain data means ``torch.load(weights_only=True)``
   can read it, so resuming never executes pickled code.
 """
-import glob
 import os
 import random
 
@@ -18,6 +17,9 @@ from pose_train.errors import UserError
 from pose_train.files import atomic_write
 from pose_train_py27.keys import strip_prefix
 
+# Not *.pth: DOPE's inference.py and other tools load every .pth in a weights folder.
+STATE_NAME = "training_state.pt"
+STATE_NAMES = (STATE_NAME, "training_state.pth")     # the name before pose-train 0.2
 STATE_FORMAT = "pose-train-state"
 # 2: every trainer counts ``epoch`` from 1 and keeps its input normalisation as a dict in
 # ``extra["normalization"]``. Version 1 keypoint states counted from 0 (upgraded on load).
@@ -120,7 +122,7 @@ def weights_of(obj, path):
     if isinstance(obj, dict) and obj and all(torch.is_tensor(v) for v in obj.values()):
         return obj
     raise UserError("%s holds no state dict; pass a weights file (.pth/.pkl) or a "
-                    "training_state.pth" % path)
+                    "training_state.pt" % path)
 
 
 def load_weights(model, path, obj=None, network="the network", hint=""):
@@ -185,15 +187,10 @@ def restore_state(state, model=None, optimizer=None, scaler=None, rng=True):
     return state["epoch"], state["step"]
 
 
-def find_latest_state(directory, pattern="*state*.pth"):
-    """Newest training-state file in ``directory`` (by modification time), or None.
-
-    Temp files from interrupted writes start with '.' and end in '.tmp', so the glob skips them.
-    """
+def find_latest_state(directory, names=STATE_NAMES):
+    """Newest training-state file in ``directory`` among ``names`` (by modification time), or
+    None. The old ``.pth`` name is still found, so runs from before the rename resume."""
     if not directory or not os.path.isdir(directory):
         return None
-    paths = [p for p in glob.glob(os.path.join(directory, pattern))
-             if os.path.isfile(p) and not os.path.basename(p).startswith(".")]
-    if not paths:
-        return None
-    return max(paths, key=os.path.getmtime)
+    paths = [os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))]
+    return max(paths, key=os.path.getmtime) if paths else None
