@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pose_train.dope.data import find_images, image_size, object_settings, scan
+from pose_train.dope.data import dimensions_of, find_images, image_size, object_settings, scan
 from pose_train.errors import UserError
 
 
@@ -61,6 +61,8 @@ def test_nvisii_and_ndds_in_one_scan(tmp_path):
     np.testing.assert_allclose(s.locations_m[0], [0.01, 0.02, 0.5])  # cm -> m
     assert object_settings(str(tmp_path / "fat"))["003_cracker_box_16k"] == pytest.approx(
         [0.164, 0.213, 0.072])
+    # The node's dimensions come from here (FAT: _object_settings.json, in cm on disk).
+    assert dimensions_of(samples) == pytest.approx([0.164, 0.213, 0.072])
     assert s.size == (96, 72)
     # The NViSII image has no cracker box: kept as a negative, and the report says so.
     assert any("a.png" in line and "no visible" in line for line in report.lines)

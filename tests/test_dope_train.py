@@ -214,3 +214,28 @@ def test_default_data_is_generated_once_and_cached(tmp_path, monkeypatch, capsys
     assert "using cached synthetic dataset (2 images)" in out
     assert os.path.exists(tmp_path / "b" / "net_epoch_01.pth")
     assert len(os.listdir(tmp_path / "cache")) == 1 + 2      # the set + decoded-frame cache
+
+
+def test_convert_writes_the_ros_nodes_config_from_the_training_data(baseline, tmp_path, capsys):
+    """convert --to melodic: NAME_melodic.yaml holds the node's entries, in the node's units."""
+    import yaml
+    from pose_train.dope.synth import OBJECT_SIZE
+    for name in ("net_epoch_01.pth", "net_epoch_01.json"):
+        shutil.copy(baseline / name, tmp_path / name)
+    cli_main(["convert", str(tmp_path / "net_epoch_01.pth"), "--to", "melodic", "--local"])
+    config = yaml.safe_load(open(tmp_path / "net_epoch_01_melodic.yaml"))
+    assert config["weights"] == {"cube": "package://dope/weights/net_epoch_01_melodic.pth"}
+    assert config["dimensions"]["cube"] == pytest.approx([100.0 * v for v in OBJECT_SIZE])
+    assert config["class_ids"] == {"cube": 1} and len(config["draw_colors"]["cube"]) == 3
+    assert config["model_transforms"]["cube"] == [[float(i == j) for j in range(4)] for i in range(4)]
+    assert (config["thresh_angle"], config["thresh_map"], config["thresh_points"]) == (0.5, 0.01, 0.1)
+    # 64x48 training frames, 32 px crops over the shorter side: the node should see 32 px high.
+    assert config["downscale_height"] == 32
+    cli_main(["convert", str(tmp_path / "net_epoch_01.pth"), "--to", "melodic", "--local",
+              "--out", str(tmp_path / "b.pth"), "--dimensions", "1,2,3"])
+    assert yaml.safe_load(open(tmp_path / "b.yaml"))["dimensions"]["cube"] == [1.0, 2.0, 3.0]
+    with pytest.raises(SystemExit):
+        cli_main(["convert", str(tmp_path / "net_epoch_01.pth"), "--to", "melodic", "--local",
+                  "--out", str(tmp_path / "c.pth"), "--dimensions", "1,2"])
+    assert "--dimensions takes the cuboid's x,y,z in cm" in capsys.readouterr().err
+    assert not (tmp_path / "c.pth").exists()

@@ -21,6 +21,7 @@ from pose_train.compat.loading import load_checkpoint
 from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
                                set_prefix, strip_compile_prefix)
 from pose_train.errors import UserError
+from pose_train.compat.node_config import parse_dimensions, write_node_config
 from pose_train.files import atomic_write, atomic_write_json
 
 PARITY_SUFFIX = ".parity.pt"
@@ -201,7 +202,7 @@ def run_local_verifier(out, model):
 
 
 def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, verify=False,
-            fmt="pth", trust=False):
+            fmt="pth", trust=False, dimensions=None):
     """Convert SRC into OUT; returns the exit code of the verifier (0 when not run)."""
     started = time.time()
     state, note = read_weights(src, trust)
@@ -219,6 +220,8 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
     state, facts = _for_the_node(state, name, src)
     write_melodic(state, out)
     copy_sidecar(src, out, facts)
+    if name == "dope":
+        write_node_config(out, read_sidecar(src), dimensions, say=_say)
     _say("wrote %s (legacy format, protocol 2, %s, %d tensors, %s keys) in %.2f s"
          % (out, name or "unknown network", len(state),
             "module." if any(k.startswith("module.") for k in state) else "bare",
@@ -248,6 +251,8 @@ def main(args):
         raise UserError("convert needs --out")
     if os.path.abspath(args.out) == os.path.abspath(args.src):
         raise UserError("%s: --out is the source file; choose another name" % (args.out,))
+    if args.dimensions:
+        parse_dimensions(args.dimensions)      # a bad value fails before anything is written
     return convert(str(args.src), to, str(args.out), str(args.model or "auto"),
                    bool(args.keep_prefix), bool(args.strip_prefix), bool(args.verify),
-                   str(args.format or "pth").lower(), bool(args.trust))
+                   str(args.format or "pth").lower(), bool(args.trust), args.dimensions)

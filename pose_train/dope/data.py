@@ -33,6 +33,7 @@ class Sample:
     dialect: str
     intrinsics: dict = None        # fx, fy, cx, cy (None when the dataset does not say)
     locations_m: list = field(default_factory=list)
+    dimensions_m: list = field(default_factory=list)   # cuboid x, y, z per object, or None
 
 
 class DataReport:
@@ -209,7 +210,7 @@ def _check_image(image_path, imagesize, report):
 def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
     """Keypoints of the objects of our class; reasons for everything dropped go to the report."""
     wanted = object_name.lower()
-    points, locations = [], []
+    points, locations, dims = [], [], []
     for obj in ann["objects"]:
         cls = str(obj.get("class", ""))
         classes_seen[cls] = classes_seen.get(cls, 0) + 1
@@ -227,7 +228,8 @@ def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
                        "image (kept: their maps stay empty)" % (outside, cls, w, h))
         points.append(pts)
         locations.append(obj.get("location"))
-    return points, locations
+        dims.append(obj.get("cuboid_dimensions"))
+    return points, locations, dims
 
 
 def scan(roots, object_name, imagesize, strict=False):
@@ -251,8 +253,8 @@ def scan(roots, object_name, imagesize, strict=False):
         if header is None:
             continue
         w, h = header
-        points, locations = _matching_points(ann, object_name, image_path, w, h, report,
-                                             classes_seen)
+        points, locations, dims = _matching_points(ann, object_name, image_path, w, h, report,
+                                                   classes_seen)
         if not points:
             present = sorted({str(o.get("class", "")) for o in ann["objects"]})
             report.add("no object", image_path, "no visible %r object (classes here: %s); kept "
@@ -260,9 +262,11 @@ def scan(roots, object_name, imagesize, strict=False):
                                                               or "none"))
         dialect, intr = _intrinsics(ann, os.path.dirname(image_path), root, cache)
         arr = np.stack(points) if points else np.zeros((0, 9, 2), np.float32)
-        if dialect == "ndds":   # NDDS/FAT locations are centimetres
+        if dialect == "ndds":   # NDDS/FAT locations are centimetres, sizes in _object_settings
             locations = [None if l is None else [v / 100.0 for v in l] for l in locations]
-        samples.append(Sample(image_path, (w, h), arr, dialect, intr, locations))
+            size = _ndds_sizes(os.path.dirname(image_path), root, cache).get(object_name.lower())
+            dims = [size] * len(points)
+        samples.append(Sample(image_path, (w, h), arr, dialect, intr, locations, dims))
     if not any(len(s.points) for s in samples):
         listing = ", ".join("%s (%d)" % kv for kv in sorted(classes_seen.items())) or "none"
         raise UserError("no annotation of class %r in %s (matching ignores case); classes "
@@ -273,8 +277,20 @@ def scan(roots, object_name, imagesize, strict=False):
     return samples, report
 
 
-def object_settings(folder, root=None):
-    """Cuboid sizes in metres by lower-cased class from an NDDS ``_object_settings.json``."""
-    settings = _side_file(folder, "_object_settings.json", root or folder, {}) or {}
+def _ndds_sizes(folder, root, cache):
+    settings = _side_file(folder, "_object_settings.json", root, cache) or {}
     return {str(o["class"]).lower(): [v / 100.0 for v in o["cuboid_dimensions"]]
             for o in settings.get("exported_objects", []) if "cuboid_dimensions" in o}
+
+
+def dimensions_of(samples):
+    """The object's cuboid size in metres (median over every annotation that gives one), or
+    None when the data never says: what the ROS node's ``dimensions`` are made from."""
+    known = [d for s in samples for d in s.dimensions_m
+             if isinstance(d, (list, tuple)) and len(d) == 3]
+    return [float(v) for v in np.median(np.asarray(known, np.float64), axis=0)] if known else None
+
+
+def object_settings(folder, root=None):
+    """Cuboid sizes in metres by lower-cased class from an NDDS ``_object_settings.json``."""
+    return _ndds_sizes(folder, root or folder, {})

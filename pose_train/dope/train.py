@@ -8,12 +8,13 @@ last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
 import os
 
+import numpy as np
 import torch
 
 from pose_train.dope.network import DopeNetwork
 from pose_train.dope import checkpoints as ckpt
 from pose_train.dope.augment import NORMALIZATIONS
-from pose_train.dope.data import scan
+from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.engine import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
@@ -76,7 +77,7 @@ def _train(args, info):
     sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
     loader = make_loader(dataset, sampler, args.batchsize, workers,
                          pin_memory=cfg.device.type == "cuda", drop_last=False)
-    meta = _run_meta(args, first_epoch, cfg)
+    meta = _run_meta(args, first_epoch, cfg, samples)
     loop = EpochLoop(JOBS["train-dope"], args, info, TimeLimit(args.time_limit), state_io.STATE_NAME,
                      "--net")
 
@@ -233,13 +234,18 @@ def _step_config(args, info):
                       crop_size=args.imagesize, normalization=NORMALIZATIONS[args.normalize])
 
 
-def _run_meta(args, first_epoch, cfg):
-    """Plain data stored in the training state and the weights' json sidecar."""
+def _run_meta(args, first_epoch, cfg, samples):
+    """Plain data stored in the training state and the weights' json sidecar; convert makes
+    the ROS node's config from it (dimensions in cm, the frame size behind downscale_height)."""
     config = {k: v for k, v in vars(args).items()}
     config["first_epoch"] = first_epoch
+    dims = dimensions_of(samples)
+    sizes = np.array([s.size for s in samples], np.float64)
     return {"object": args.object.lower(), "imagesize": args.imagesize,
             "sigma_output_px": cfg.sigma, "stride": 8, "num_belief": 9, "num_affinity": 16,
-            "normalization": cfg.normalization, "config": config}
+            "normalization": cfg.normalization, "config": config,
+            "dimensions_cm": None if dims is None else [round(100.0 * v, 4) for v in dims],
+            "frame_size": [int(v) for v in np.median(sizes, axis=0)]}
 
 
 def _save_state(args, model, optimizer, scaler, epoch, step, meta):

@@ -22,6 +22,8 @@ CONVERT = Job("convert", MODERN, "pose_train.compat.convert:main",
                   Field("format", "str", "pth", "output format (modern only: safetensors)",
                         choices=("pth", "safetensors")),
                   TRUST,
+                  Field("dimensions", "str", None, "DOPE: the cuboid's x,y,z in cm for the ROS "
+                        "node's config (default: from the weights' sidecar)"),
               ), uses_gpu=False, defaults="pose_train.jobs.checkpoints:convert_defaults",
               then="pose_train.jobs.checkpoints:verify_after_convert")
 

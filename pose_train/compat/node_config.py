@@ -1,0 +1,65 @@
+"""The entries DOPE's ROS node reads from ``config_pose.yaml`` for one converted network.
+
+Written beside the melodic weights as ``NAME_melodic.yaml``; merge its maps into the node's
+config. Units and names are the node's: ``dimensions`` in centimetres (the node divides its
+PnP location by 100), one ``class_ids`` / ``draw_colors`` entry per object (a missing one is a
+KeyError in the node), ``weights`` resolved by resource_retriever from the dope package.
+"""
+import os
+
+import yaml
+
+from pose_train.errors import UserError
+from pose_train.files import atomic_write
+
+# The node's own defaults (the Melodic-era config_pose.yaml).
+THRESHOLDS = {"thresh_angle": 0.5, "thresh_map": 0.01, "sigma": 3, "thresh_points": 0.1}
+IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+DRAW_COLOR = [13, 255, 128]
+
+
+def parse_dimensions(text):
+    """``--dimensions 10,8,6`` (cm, as the node takes them) -> [10.0, 8.0, 6.0]."""
+    try:
+        dims = [float(v) for v in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        dims = []
+    if len(dims) != 3 or not all(d > 0 for d in dims):
+        raise UserError("--dimensions takes the cuboid's x,y,z in cm, e.g. 10,8,6; got %r" % text)
+    return dims
+
+
+def downscale_height(meta):
+    """The frame height at which the node shows objects at the scale the network trained on:
+    the trainer's crop (--imagesize, jittered 0.8-1.25) spans the frame's shorter side."""
+    width, height = meta["frame_size"]
+    return int(round(meta["imagesize"] * float(height) / min(width, height)))
+
+
+def node_config(meta, weights_file, dimensions_cm):
+    name = meta["object"]
+    config = {"weights": {name: "package://dope/weights/" + weights_file},
+              "dimensions": {name: [float(v) for v in dimensions_cm]},
+              "class_ids": {name: 1}, "draw_colors": {name: list(DRAW_COLOR)},
+              "model_transforms": {name: IDENTITY}}
+    config.update(THRESHOLDS)
+    if meta.get("frame_size") and meta.get("imagesize"):
+        config["downscale_height"] = downscale_height(meta)
+    return config
+
+
+def write_node_config(out, meta, dimensions=None, say=print):
+    """``OUT`` minus .pth plus .yaml, when the object and its dimensions are known; its path."""
+    if not meta or "object" not in meta:
+        return None
+    dims = parse_dimensions(dimensions) if dimensions else meta.get("dimensions_cm")
+    if not dims:
+        say("no node config written: the training data gave no cuboid dimensions; pass "
+            "--dimensions X,Y,Z (cm) to write %s" % (os.path.splitext(out)[0] + ".yaml"))
+        return None
+    path = os.path.splitext(out)[0] + ".yaml"
+    text = yaml.safe_dump(node_config(meta, os.path.basename(out), dims), sort_keys=False)
+    atomic_write(path, lambda f: f.write(text), binary=False)
+    say("wrote %s (merge into the node's config_pose.yaml; put %s in dope/weights)"
+        % (path, os.path.basename(out)))
+    return path
