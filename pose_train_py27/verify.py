@@ -139,6 +139,14 @@ def verify(ckpt, reference=None, model="auto", device="cpu"):
     try:
         outputs = [t.cpu() for t in forward(net, ref["input"].to(device))]
         diff = max_abs_diff(outputs, ref["outputs"])
+        seen = ""
+        if "image" in ref:   # a real frame through the node's own preprocessing, too
+            x, how = node_input(ref["image"])
+            image_out = [t.cpu() for t in forward(net, x.to(device))]
+            image_diff = max_abs_diff(image_out, ref["image_outputs"])
+            diff = max(diff, image_diff)
+            seen = "; a %dx%d frame through %s: %.3g" % (
+                ref["image"].shape[1], ref["image"].shape[0], how, image_diff)
     except ValueError as err:
         return EXIT_MISMATCH, "FAIL %s (%s): %s" % (ckpt, name, err)
     tol = float(ref.get("tolerance", 1e-5))
@@ -146,7 +154,24 @@ def verify(ckpt, reference=None, model="auto", device="cpu"):
         tol = max(tol, GPU_TOLERANCE)
     verdict, code = ("OK", EXIT_OK) if diff <= tol else ("FAIL", EXIT_MISMATCH)
     return code, ("%s %s (%s, torch %s): strict load passed, max |diff| %.3g vs modern outputs "
-                  "(tolerance %g)" % (verdict, ckpt, name, torch.__version__, diff, tol))
+                  "(tolerance %g)%s" % (verdict, ckpt, name, torch.__version__, diff, tol, seen))
+
+
+def node_input(image):
+    """A uint8 (H, W, 3) RGB frame as DOPE's ROS node feeds it to the network: torchvision's
+    ToTensor, then Normalize with mean and std 0.5 (the frame is already at network size).
+    Returns (NCHW tensor, how). Where torchvision is missing (the modern image) the same
+    arithmetic runs in torch."""
+    try:
+        from PIL import Image
+        from torchvision import transforms
+    except ImportError:
+        x = image.permute(2, 0, 1).float().div(255.0)
+        return ((x - 0.5) / 0.5).unsqueeze(0), "ToTensor + Normalize(0.5, 0.5) in torch"
+    pipe = transforms.Compose([transforms.ToTensor(),
+                               transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    return pipe(Image.fromarray(image.numpy())).unsqueeze(0), \
+        "the node's ToTensor + Normalize(0.5, 0.5)"
 
 
 def _parse(argv):

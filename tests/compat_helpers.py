@@ -89,6 +89,14 @@ def check_dope_parity(python_argv, workdir, stages=6):
     proc = run_legacy(python_argv, verifier_argv([], dst, dst + ".parity.pt", "dope"))
     assert proc.stdout.startswith("OK ") and "max |diff|" in proc.stdout, proc.stdout
     assert "torch 1.4" in proc.stdout, proc.stdout
+    assert "frame through the node's ToTensor + Normalize(0.5, 0.5)" in proc.stdout, proc.stdout
+    # The frame's outputs are really compared: a reference the node's input cannot reproduce fails.
+    from pose_train.compat.legacy_writer import save_legacy
+    ref = torch.load(dst + ".parity.pt", weights_only=True)
+    ref["image_outputs"][-1] = ref["image_outputs"][-1] + 0.5
+    save_legacy(ref, dst + ".bad.pt")
+    bad = run_legacy(python_argv, verifier_argv([], dst, dst + ".bad.pt", "dope"), check=False)
+    assert bad.returncode == 1 and "FAIL" in bad.stderr, (bad.stdout, bad.stderr)
     return proc.stdout.strip()
 
 

@@ -20,8 +20,8 @@ from pose_train.compat.legacy_writer import write_legacy
 from pose_train.compat.loading import load_checkpoint
 from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
                                set_prefix, strip_compile_prefix)
-from pose_train.errors import UserError
 from pose_train.compat.node_config import parse_dimensions, write_node_config
+from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json
 
 PARITY_SUFFIX = ".parity.pt"
@@ -101,10 +101,27 @@ def parity_reference(state, name, size=64):
     inputs = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     outputs = melodic.forward(net, inputs)
     _, kwargs = melodic.infer_model(state)
-    return collections.OrderedDict([
+    ref = collections.OrderedDict([
         ("format", "pose-train-parity/1"), ("model", name), ("kwargs", kwargs),
         ("input", inputs), ("outputs", outputs), ("tolerance", PARITY_TOLERANCE),
         ("torch", str(torch.__version__))])
+    if name == "dope":
+        ref["image"], ref["image_outputs"] = _frame_parity(net, size)
+    return ref
+
+
+def _frame_parity(net, size):
+    """A synthetic DOPE frame and the outputs for it through pose-train's own preprocessing
+    (ros normalisation); the verifier feeds the same frame through the node's."""
+    import numpy as np
+    from pose_train.dope.augment import NORMALIZATIONS, normalize
+    from pose_train.dope.geometry import intrinsics_matrix
+    from pose_train.dope.synth import render_sample
+    K = intrinsics_matrix(0.9 * size, 0.9 * size, size / 2.0, size / 2.0)
+    image, _ = render_sample(np.random.default_rng(0), size, size, "cube", K)
+    frame = torch.from_numpy(np.ascontiguousarray(image))
+    x = normalize(frame.float().div(255.0).unsqueeze(0), NORMALIZATIONS["ros"])
+    return frame, melodic.forward(net, x.permute(0, 3, 1, 2).contiguous())
 
 
 def write_melodic(state, out):

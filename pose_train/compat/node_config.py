@@ -51,6 +51,8 @@ def node_config(meta, weights_file, dimensions_cm):
 def write_node_config(out, meta, dimensions=None, say=print):
     """``OUT`` minus .pth plus .yaml, when the object and its dimensions are known; its path."""
     if not meta or "object" not in meta:
+        say("no node config written for %s: its source has no json sidecar naming the object "
+            "(pose-train's trainer writes one beside each net_epoch_XX.pth)" % out)
         return None
     dims = parse_dimensions(dimensions) if dimensions else meta.get("dimensions_cm")
     if not dims:
