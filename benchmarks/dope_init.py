@@ -70,7 +70,7 @@ def _run(init, dataset, args):
     return {"init": init, "trunk_std_over_images": float(trunk.std(0).mean()),
             "loss_last_fifth": sum(losses[-tail:]) / tail,
             "empty_map_loss": sum(empties[-tail:]) / tail,
-            "belief_std_over_images": float(final.float().std(0).mean()),
+            "belief_std_over_images": float(final.detach().float().std(0).mean()),
             "seconds": round(time.time() - t0, 1)}
 
 

@@ -87,9 +87,10 @@ def test_exit_code_propagates(modern_image, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_and_removes_container(docker_client, modern_image, tmp_path, signum):
-    """Ctrl-C or a SIGTERM (a scheduler's stop): container stopped and removed, exit 128 + signal."""
+    """Ctrl-C, a SIGTERM (a scheduler's stop) or a SIGHUP (terminal closed): container stopped
+    and removed, exit 128 + signal."""
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "train", "dope", "--outf", str(tmp_path),
                              "--epochs", "1000", "--imagesize", "64", "--batchsize", "2", "--synth_n", "4"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

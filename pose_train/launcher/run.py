@@ -14,6 +14,7 @@ from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images
 from pose_train.launcher.paths import plan_mounts
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 SHM_SIZE = "8g"  # DataLoader workers pass batches through /dev/shm; Docker's 64 MB default fails
 
 
@@ -123,7 +124,8 @@ def _create(client, spec):
 def _run_container(client, spec, log_dir, run_id, labels, report):
     container = _create(client, spec)
     manifest = _manifest(client, spec, run_id, labels, report)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # A closed terminal (SIGHUP) stops the job as a scheduler's SIGTERM does: never an orphan.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in STOP_SIGNALS}
     log, code = None, None
     try:
         if log_dir:
@@ -141,7 +143,8 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
         code = interrupt_exit_code(err)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _stop_and_remove(container)
         if log:
             log.close()
