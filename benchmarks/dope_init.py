@@ -19,9 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pose_train_py27.nets import DopeNetwork  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
-from pose_train.dope.engine import StepConfig, dope_loss, forward_loss, prepare_batch  # noqa: E402
+from pose_train.dope.engine import StepConfig, dope_loss  # noqa: E402
 from pose_train.dope.loader import DopeDataset, EpochSampler, make_loader  # noqa: E402
 from pose_train.dope.synth import write_dataset  # noqa: E402
+from dope_steps import train_step  # noqa: E402
 
 
 def _parse(argv):
@@ -53,11 +54,7 @@ def _run(init, dataset, args):
         epoch += 1
         sampler.set_epoch(epoch)
         for batch in loader:
-            images, tb, ta, _, _ = prepare_batch(batch, cfg, epoch, step)
-            loss, final = forward_loss(net, images, tb, ta, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, final, images, tb, ta = train_step(net, opt, batch, cfg, epoch, step)
             zeros = [torch.zeros_like(tb)] * 6, [torch.zeros_like(ta)] * 6
             losses.append(loss.item())
             empties.append(dope_loss(zeros[0], zeros[1], tb, ta).item())

@@ -22,10 +22,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pose_train_py27.nets import DopeNetwork  # noqa: E402
 from pose_train.dope.checkpoints import load_pretrained_vgg  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
-from pose_train.dope.engine import StepConfig, evaluate, forward_loss, prepare_batch  # noqa: E402
+from pose_train.dope.engine import StepConfig, evaluate  # noqa: E402
 from pose_train.dope.loader import (DopeDataset, EpochSampler, default_workers,  # noqa: E402
                                     make_loader)
 from pose_train.dope.synth import write_dataset  # noqa: E402
+from dope_steps import train_step  # noqa: E402
 
 
 def _parse():
@@ -74,11 +75,7 @@ def main():
         epoch += 1
         sampler.set_epoch(epoch)
         for batch in loader:
-            images, tb, ta, _, _ = prepare_batch(batch, cfg, epoch, step)
-            loss, _ = forward_loss(model, images, tb, ta, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(model, opt, batch, cfg, epoch, step)[0]
             step += 1
             if step % 50 == 0:
                 print("step %d epoch %d loss %.5f (%.0f s)" % (step, epoch, loss.item(),
