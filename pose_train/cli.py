@@ -57,9 +57,11 @@ class _Store(argparse.Action):
         if f.many:
             setattr(namespace, f.name, getattr(namespace, f.name, []) + [value])
             return
-        if hasattr(namespace, f.name):
-            raise UserError("%s was given twice; it takes one value (see %s --help)"
-                            % (option_string or f.name.upper(), parser.prog))
+        if hasattr(namespace, f.name) and getattr(namespace, f.name) != value:
+            # The last one wins, as in most CLIs: compose's entrypoints put defaults first and
+            # the user's flags after them. Said, because a second --data here is no second set.
+            print("pose-train: note: %s given twice; using the last, %s"
+                  % (option_string or f.name.upper(), value), file=sys.stderr)
         setattr(namespace, f.name, value)
 
 

@@ -162,3 +162,12 @@ def test_help_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--batchsize" in result.stdout
+
+
+def test_a_repeated_single_flag_keeps_the_last_and_says_so(capsys):
+    """compose's entrypoints pass --outf=/out first; the user's --outf comes after it."""
+    given = cli.parse(["train", "keypoints", "--outf=/out", "--outf", "/out/run2", "--data", "a",
+                       "--data", "b"])[1]
+    assert given["outf"] == "/out/run2" and given["data"] == "b"
+    err = capsys.readouterr().err
+    assert "--outf given twice; using the last, /out/run2" in err and "--data given twice" in err
