@@ -7,12 +7,12 @@ function receives (``namespace``), the container command line (``to_argv``), the
 (``continue_line``). Nothing here imports torch: the host launcher reads it.
 """
 import importlib
-import shlex
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Optional, Tuple
 
 from pose_train.errors import UserError
+from pose_train.training.signals import continue_command
 
 MODERN, LEGACY, HOST = "modern", "legacy", "host"   # HOST: runs in the launcher's own process
 IN, OUT, OUT_FILE = "in", "out", "out_file"         # mount roles of path fields
@@ -62,9 +62,6 @@ class Job:
             object.__setattr__(self, "words", tuple(self.name.split("-")))
         if not self.container_words:
             object.__setattr__(self, "container_words", self.words)
-
-    def field(self, name):
-        return self._by_name()[name]
 
     def _by_name(self):
         table = {}
@@ -208,14 +205,14 @@ def namespace(job, **given):
 # ---------------------------------------------------------------------------------------------
 # Command lines built from a namespace.
 
-def to_argv(values, skip=()):
+def to_argv(values):
     """``{"data": ["/a"], "save": True, "net": None}`` -> ["--data=/a", "--save"], in order.
 
     False, None and [] are left out: every flag's default is what its absence means.
     """
     flags = []
     for key, value in values.items():
-        if key in skip or value is None or value is False or value == []:
+        if value is None or value is False or value == []:
             continue
         if value is True:
             flags.append("--%s" % key)
@@ -226,24 +223,22 @@ def to_argv(values, skip=()):
     return flags
 
 
-def continue_line(job, args, resume=("--resume", "auto")):
+def continue_line(job, args):
     """The shell command that continues this run: its non-default flags, then --resume auto."""
     values = vars(args) if not isinstance(args, dict) else args
-    changed = {f.name: values.get(f.name) for f in job.fields
-               if f.resumes and values.get(f.name) != f.default
-               and not (f.many and not values.get(f.name) and not f.default)}
     words = ["pose-train"] + list(job.words)
-    for key, value in changed.items():
-        if value is True:
-            words.append("--" + key)
-        elif value is False:
-            words.append("--no-" + key)
+    for f in job.fields:
+        value = values.get(f.name)
+        if not f.resumes or value == f.default or (f.many and not value):
+            continue
+        if isinstance(value, bool):
+            words.append(("--" if value else "--no-") + f.name)
         elif isinstance(value, (list, tuple)):
             for v in value:
-                words += ["--" + key, str(v)]
+                words += ["--" + f.name, str(v)]
         elif value is not None:
-            words += ["--" + key, str(value)]
-    return " ".join(shlex.quote(w) for w in words + list(resume))
+            words += ["--" + f.name, str(value)]
+    return continue_command(words)
 
 
 def help_default(f):
