@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pose_train.dope.augment import IMAGENET_MEAN, IMAGENET_STD
+from pose_train_py27.dope_io import IMAGENET_MEAN, IMAGENET_STD
 
 MEAN = np.array(IMAGENET_MEAN, np.float32)
 STD = np.array(IMAGENET_STD, np.float32)

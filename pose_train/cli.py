@@ -15,7 +15,7 @@ import sys
 
 from pose_train.errors import UserError, interrupt_exit_code
 from pose_train.jobs import HOST, JOBS, finish, resolve, resolve_entry
-from pose_train.jobs.spec import coerce, help_default
+from pose_train.jobs.spec import coerce, for_runtime, help_default
 
 GROUPS = {
     "train": "train a network (modern image)",
@@ -23,6 +23,7 @@ GROUPS = {
     "synth": "write synthetic datasets (no download needed)",
     "prepare": "prepare training annotations",
     "eval": "evaluate trained networks",
+    "infer": "run trained networks on images (either runtime)",
     "images": "build and list the runtime images",
 }
 _METAVAR = {"int": "N", "float": "X", "seq": "SEQ", "path": "PATH", "str": "TEXT"}
@@ -150,6 +151,7 @@ def parse(argv):
 def run_job(job, given, local=False, dry_run=False):
     """Run one job here or in its image, then its follow-up (convert --verify); exit code."""
     args = finish(job, given)
+    job = for_runtime(job, args, local)
     if local or job.image == HOST:
         code = resolve_entry(job)(args) or 0
     else:

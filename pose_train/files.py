@@ -10,55 +10,25 @@ import shutil
 import tempfile
 
 from pose_train.errors import UserError
-
-TEMP_SUFFIX = ".tmp"
-
-
-def _temp_prefix(path):
-    # Hidden and named after the target: globs for the real file never match it, and
-    # remove_stale_temps knows which leftovers are ours.
-    return "." + os.path.basename(path) + "."
+from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix, write_atomic
 
 
 def atomic_write(path, write, binary=True, check=None):
-    """Call ``write(file)`` on a temp file beside ``path``, fsync, then os.replace it over path.
-
-    ``check(temp_path)``, if given, runs on the complete temp file before it replaces
-    ``path`` and may raise to abandon the write (convert reads its output back this way).
-    The temp file sits in the same folder because os.replace is atomic only within one
-    filesystem. On any failure (a KeyboardInterrupt too) the temp file is removed and the
-    target is untouched; an OSError becomes one UserError line naming the file.
-    """
+    """pose_train_py27.atomic.write_atomic: ``write(file)`` on a temp file beside ``path``,
+    fsync, ``check(temp_path)`` if given, then rename it over ``path``; on any failure the
+    target is untouched. An OSError becomes one UserError line naming the file."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:   # the folder must exist: a mistyped path is an error, not a new folder
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=folder)
-    except OSError as err:
-        raise UserError("%s: cannot write it (%s)" % (path, err.strerror or err))
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if check is not None:
-            check(tmp)
-        # mkstemp makes 0600 files; other users (and containers running as another uid)
-        # should read a checkpoint as they would any file this user writes.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        return write_atomic(path, write, binary, check)
     except OSError as err:
         raise UserError("%s: cannot write it (%s)" % (path, err.strerror or err))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def atomic_folder(path, fill):
     """Call ``fill(temp_folder)`` on a hidden folder beside ``path``, then rename it to
     ``path``: a folder that exists under its name is complete. On failure nothing is left."""
     path = os.fspath(path)
-    tmp = tempfile.mkdtemp(prefix=_temp_prefix(path), dir=os.path.dirname(os.path.abspath(path)))
+    tmp = tempfile.mkdtemp(prefix=temp_prefix(path), dir=os.path.dirname(os.path.abspath(path)))
     try:
         fill(tmp)
         os.replace(tmp, path)
@@ -99,8 +69,3 @@ def report_stale_temps(folder):
         print("removed %d temp file(s) a killed save left in %s" % (removed, folder))
     return removed
 
-
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

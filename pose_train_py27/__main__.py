@@ -1,6 +1,52 @@
-"""``python2.7 -m pose_train_py27 verify ...``: the legacy image's entrypoint."""
+"""``python2.7 -m pose_train_py27 verify|infer dope ...``: the legacy image's entrypoint.
+
+``verify`` keeps its own parser; the other jobs' flags come from pose_train_py27.job_fields,
+the table pose-train's own CLI is built from too, so both accept the same command lines.
+"""
+from __future__ import absolute_import, print_function
+
+import argparse
 import sys
 
-from pose_train_py27.verify import main
+from pose_train_py27 import job_fields
 
-sys.exit(main())
+JOBS = {("infer", "dope"): (job_fields.INFER_DOPE, "pose_train_py27.dope_infer")}
+_TYPES = {"int": int, "float": float, "str": str, "path": str}
+
+
+def _parser(words, fields):
+    parser = argparse.ArgumentParser(prog="python -m pose_train_py27 " + " ".join(words))
+    for f in fields:
+        names = ["--" + f["name"], "--" + f["name"].replace("_", "-")]
+        names = sorted(set(names), key=names.index)
+        if f.get("type") == "bool":
+            parser.add_argument(*names, dest=f["name"], action="store_true", help=f["help"])
+            continue
+        kwargs = dict(dest=f["name"], type=_TYPES[f.get("type", "str")], help=f["help"],
+                      default=[] if f.get("many") else f.get("default"))
+        if f.get("choices"):
+            kwargs["choices"] = f["choices"]
+        if f.get("many"):
+            kwargs["action"] = "append"
+        parser.add_argument(*names, **kwargs)
+        if f.get("positional"):
+            parser.add_argument("_" + f["name"], nargs="?", metavar=f["name"].upper())
+    # The launcher turns pose-train's --gpus into a device for this image.
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    return parser
+
+
+def main(argv):
+    words = tuple(argv[:2])
+    if words not in JOBS:
+        from pose_train_py27.verify import main as verify_main
+        return verify_main()
+    fields, module = JOBS[words]
+    args = _parser(words, fields).parse_args(argv[2:])
+    for f in fields:
+        if f.get("positional") and getattr(args, "_" + f["name"]) is not None:
+            setattr(args, f["name"], getattr(args, "_" + f["name"]))
+    return __import__(module, fromlist=["main"]).main(args)
+
+
+sys.exit(main(sys.argv[1:]))

@@ -92,7 +92,7 @@ def max_abs_diff(outputs, expected):
     return worst
 
 
-def _load_checked(path):
+def load_checked(path):
     """Refuse by reading (pose_train_py27.legacy_format) before torch.load may execute anything.
 
     A reading check, not only an allowlist unpickler: torch 1.4 aborts the interpreter (a c10
@@ -114,16 +114,32 @@ def _load_checked(path):
     return torch.load(path, map_location="cpu")
 
 
+def load_weights_file(path):
+    """A weights file in whichever runtime this is, never running its code: a torch with
+    ``weights_only`` (>= 1.13) uses that loader (any format it reads); torch 1.4 load_checked."""
+    import inspect
+    signature = getattr(inspect, "signature", None)   # Python 2 has none: torch 1.4 then
+    if signature is None or "weights_only" not in signature(torch.load).parameters:
+        return load_checked(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (IOError, OSError) as err:
+        raise VerifyError("%s: cannot read it (%s)" % (path, err))
+    except Exception as err:   # pickle, zip and weights_only errors share no base class
+        raise VerifyError("%s: not a loadable weights file (%s)"
+                          % (path, str(err).strip().splitlines()[0][:200]))
+
+
 # GPU kernels round differently from the CPU that made the reference.
 GPU_TOLERANCE = 1e-3
 
 
 def verify(ckpt, reference=None, model="auto", device="cpu"):
     """Return (exit code, one-line report) for CKPT against its parity reference."""
-    state_dict = _load_checked(ckpt)
+    state_dict = load_checked(ckpt)
     if not isinstance(state_dict, dict):
         raise VerifyError("%s: holds a %s, not a state dict" % (ckpt, type(state_dict).__name__))
-    ref = _load_checked(reference) if reference and os.path.exists(reference) else None
+    ref = load_checked(reference) if reference and os.path.exists(reference) else None
     name = CONSUMERS.get(model) or (ref or {}).get("model") or infer_model(state_dict)[0]
     if name not in ("dope", "fastpose"):
         raise VerifyError("%s: cannot tell which network it is for; pass --model dope|keypoints"

@@ -6,7 +6,8 @@ import os
 import cv2
 import numpy as np
 
-from pose_train.dope.geometry import cuboid_vertices, intrinsics_matrix, project
+from pose_train.dope.geometry import intrinsics_matrix, project
+from pose_train_py27.cuboid import cuboid_vertices
 from pose_train.dope.synth import OBJECT_SIZE, cached_dataset, write_dataset
 
 

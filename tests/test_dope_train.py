@@ -231,6 +231,8 @@ def test_convert_writes_the_ros_nodes_config_from_the_training_data(baseline, tm
     assert (config["thresh_angle"], config["thresh_map"], config["thresh_points"]) == (0.5, 0.01, 0.1)
     # 64x48 training frames, 32 px crops over the shorter side: the node should see 32 px high.
     assert config["downscale_height"] == 32
+    # The node's sigma 3 belongs to 400 px crops; 32 px crops get the same smoothing in cells.
+    assert config["sigma"] == pytest.approx(3 * 32 / 400.0)
     cli_main(["convert", str(tmp_path / "net_epoch_01.pth"), "--to", "melodic", "--local",
               "--out", str(tmp_path / "b.pth"), "--dimensions", "1,2,3"])
     assert yaml.safe_load(open(tmp_path / "b.yaml"))["dimensions"]["cube"] == [1.0, 2.0, 3.0]

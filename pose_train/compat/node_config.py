@@ -11,9 +11,9 @@ import yaml
 
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
+from pose_train_py27 import dope_io
+from pose_train_py27.dope_decode import decode_settings
 
-# The node's own defaults (the Melodic-era config_pose.yaml).
-THRESHOLDS = {"thresh_angle": 0.5, "thresh_map": 0.01, "sigma": 3, "thresh_points": 0.1}
 IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 DRAW_COLOR = [13, 255, 128]
 
@@ -21,19 +21,9 @@ DRAW_COLOR = [13, 255, 128]
 def parse_dimensions(text):
     """``--dimensions 10,8,6`` (cm, as the node takes them) -> [10.0, 8.0, 6.0]."""
     try:
-        dims = [float(v) for v in str(text).replace(" ", "").split(",")]
-    except ValueError:
-        dims = []
-    if len(dims) != 3 or not all(d > 0 for d in dims):
-        raise UserError("--dimensions takes the cuboid's x,y,z in cm, e.g. 10,8,6; got %r" % text)
-    return dims
-
-
-def downscale_height(meta):
-    """The frame height at which the node shows objects at the scale the network trained on:
-    the trainer's crop (--imagesize, jittered 0.8-1.25) spans the frame's shorter side."""
-    width, height = meta["frame_size"]
-    return int(round(meta["imagesize"] * float(height) / min(width, height)))
+        return dope_io.parse_dimensions(text)
+    except dope_io.InputError as err:
+        raise UserError(str(err))
 
 
 def node_config(meta, weights_file, dimensions_cm):
@@ -42,9 +32,8 @@ def node_config(meta, weights_file, dimensions_cm):
               "dimensions": {name: [float(v) for v in dimensions_cm]},
               "class_ids": {name: 1}, "draw_colors": {name: list(DRAW_COLOR)},
               "model_transforms": {name: IDENTITY}}
-    config.update(THRESHOLDS)
-    if meta.get("frame_size") and meta.get("imagesize"):
-        config["downscale_height"] = downscale_height(meta)
+    # The node's thresholds, with the smoothing and frame scale of the trained crop size.
+    config.update(decode_settings(meta))
     return config
 
 

@@ -20,18 +20,9 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# What the network is fed, RGB in [0, 1] -> (x - mean) / std. "ros" is what every deployment
-# target feeds (DOPE's Melodic-era and ros1 nodes, Isaac ROS DOPE's encoder); "imagenet" is
-# what DOPE's own trainer and inference.py use.
-NORMALIZATIONS = {
-    "ros": {"name": "ros", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-            "note": "RGB in [0,1], (x - 0.5) / 0.5: what DOPE's ROS nodes and Isaac ROS feed"},
-    "imagenet": {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                 "note": "RGB in [0,1], (x - mean) / std: DOPE's trainer; its ROS nodes feed "
-                         "0.5/0.5 instead"},
-}
+# The one table of input normalisations (inference in both runtimes reads it too).
+from pose_train_py27.dope_io import IMAGENET_MEAN, NORMALIZATIONS
+
 FILL_RGB = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)   # a neutral grey border
 
 

@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pose_train.errors import UserError
+from pose_train_py27.dope_io import is_frame_file
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg")
-# Auxiliary renders written beside the RGB image by NDDS / NViSII: not training images.
-AUX_SUFFIXES = (".depth", ".seg", ".cs", ".is", ".normals", ".flow")
 SIDE_FILES = ("_camera_settings.json", "_object_settings.json")
 
 
@@ -122,8 +120,7 @@ def find_images(roots):
                             % root)
         for folder, _, files in os.walk(root, followlinks=True):
             for name in files:
-                stem, ext = os.path.splitext(name)
-                if ext.lower() in IMAGE_EXTS and not stem.lower().endswith(AUX_SUFFIXES):
+                if is_frame_file(name):
                     found.append(os.path.join(folder, name))
     return sorted(found)
 

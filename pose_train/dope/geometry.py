@@ -1,4 +1,5 @@
-"""Cuboid geometry shared by the generator, the tests and PnP-style checks.
+"""Cuboid geometry for the generator and the tests (the parts inference shares live in
+pose_train_py27.cuboid, the one copy both runtimes import).
 
 Object frame = OpenCV axes (x right, y down, z forward); the front face is the one at +z.
 Vertex order is DOPE's Cuboid3d order, centroid last:
@@ -6,6 +7,8 @@ Vertex order is DOPE's Cuboid3d order, centroid last:
   4 RearTopRight   5 RearTopLeft   6 RearBottomLeft   7 RearBottomRight   8 Center
 """
 import numpy as np
+
+from pose_train_py27.cuboid import quat_xyzw_to_matrix
 
 # Faces as vertex indices, ordered so each quad is a simple polygon.
 FACES = {
@@ -16,29 +19,6 @@ FACE_NORMALS = {
     "front": (0, 0, 1), "rear": (0, 0, -1), "top": (0, -1, 0),
     "bottom": (0, 1, 0), "right": (1, 0, 0), "left": (-1, 0, 0),
 }
-# The 12 edges, for drawing.
-EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
-         (0, 4), (1, 5), (2, 6), (3, 7)]
-
-
-def cuboid_vertices(size):
-    """9x3 vertices (8 corners + centre) of a cuboid of size (width x, height y, depth z)."""
-    w, h, d = (float(s) / 2.0 for s in size)
-    right, left, top, bottom, front, rear = w, -w, -h, h, d, -d
-    return np.array([
-        [right, top, front], [left, top, front], [left, bottom, front], [right, bottom, front],
-        [right, top, rear], [left, top, rear], [left, bottom, rear], [right, bottom, rear],
-        [0.0, 0.0, 0.0]], dtype=np.float64)
-
-
-def quat_xyzw_to_matrix(q):
-    x, y, z, w = (float(v) for v in q)
-    n = np.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 def random_quat_xyzw(rng):

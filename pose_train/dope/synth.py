@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pose_train.dope.geometry import (FACE_NORMALS, FACES, cuboid_vertices, intrinsics_matrix,
-                                      project, quat_xyzw_to_matrix, random_quat_xyzw)
+from pose_train.dope.geometry import (FACE_NORMALS, FACES, intrinsics_matrix, project,
+                                      quat_xyzw_to_matrix, random_quat_xyzw)
 from pose_train.files import atomic_folder
+from pose_train_py27.cuboid import cuboid_vertices
 
 # Physical size (metres) of the generated object and of the distractor: not a cube on purpose,
 # distinct face textures + unequal sides keep the pose unambiguous.

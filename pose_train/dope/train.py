@@ -26,6 +26,7 @@ from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
 from pose_train.training.signals import TimeLimit
+from pose_train_py27.dope_decode import decode_settings
 
 DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's value
 
@@ -241,11 +242,13 @@ def _run_meta(args, first_epoch, cfg, samples):
     config["first_epoch"] = first_epoch
     dims = dimensions_of(samples)
     sizes = np.array([s.size for s in samples], np.float64)
-    return {"object": args.object.lower(), "imagesize": args.imagesize,
+    meta = {"object": args.object.lower(), "imagesize": args.imagesize,
             "sigma_output_px": cfg.sigma, "stride": 8, "num_belief": 9, "num_affinity": 16,
             "normalization": cfg.normalization, "config": config,
             "dimensions_cm": None if dims is None else [round(100.0 * v, 4) for v in dims],
             "frame_size": [int(v) for v in np.median(sizes, axis=0)]}
+    meta["decode"] = decode_settings(meta)   # what infer, eval and the node config use
+    return meta
 
 
 def _save_state(args, model, optimizer, scaler, epoch, step, meta):

@@ -1,6 +1,7 @@
 """DOPE's jobs: train, validate, synthetic data."""
 from pose_train.jobs.fields import COMPILE, GPUS, OUTF, SEED, TIME_LIMIT
 from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
+from pose_train_py27 import job_fields
 
 DATA = Field("data", "path", [], "dataset folder (repeatable); default: a synthetic set of "
              "--synth_n images, generated once", role=IN, many=True)
@@ -59,4 +60,13 @@ SYNTH = Job("synth-dope", MODERN, "pose_train.dope.synth:main",
                 OBJECT,
             ), uses_gpu=False)
 
-JOBS = (TRAIN, VALIDATE, SYNTH)
+INFER = Job("infer-dope", MODERN, "pose_train_py27.dope_infer:main", """Detect the object and its 6D pose in images or a video.
+
+DOPE's post-processing as its ROS node runs it (smoothed belief peaks, affinity assignment,
+cv2.solvePnP on the cuboid), with the weights' normalisation and trained scale. Writes
+OUTF/detections.json, and per frame NAME.json (DOPE's annotation layout: location in m,
+quaternion_xyzw, projected_cuboid) and an overlay NAME.png. --runtime melodic runs the
+same code in the ROS Melodic image (Python 2.7 + torch 1.4).""",
+            fields=tuple(Field(**f) for f in job_fields.INFER_DOPE) + (GPUS,))
+
+JOBS = (TRAIN, VALIDATE, SYNTH, INFER)

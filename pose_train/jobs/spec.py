@@ -7,7 +7,7 @@ function receives (``namespace``), the container command line (``to_argv``), the
 (``continue_line``). Nothing here imports torch: the host launcher reads it.
 """
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any, Optional, Tuple
 
@@ -85,6 +85,18 @@ class Job:
     @property
     def command(self):
         return " ".join(("pose-train",) + self.words)
+
+
+def for_runtime(job, args, local=False):
+    """The job as it will run: ``--runtime melodic`` moves it to the legacy image (its entry
+    is then code of pose_train_py27, which that image runs under Python 2.7)."""
+    if getattr(args, "runtime", None) != "melodic" or job.image != MODERN:
+        return job
+    if local:
+        raise UserError("--runtime melodic runs in the legacy image; drop --local, or run "
+                        "`python2.7 -m pose_train_py27 %s ...` where Python 2.7 + torch 1.4 "
+                        "are installed" % " ".join(job.words))
+    return replace(job, image=LEGACY)
 
 
 def resolve(ref):

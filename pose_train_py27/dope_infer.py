@@ -1,0 +1,282 @@
+# -*- coding: utf-8 -*-
+"""``infer dope``: DOPE weights + frames -> poses, the same code in both runtimes.
+
+Per frame: scaled to ``downscale_height`` as the node does, normalised as the weights were
+trained, the network's last stage decoded by pose_train_py27.dope_decode. Written to OUTF:
+  detections.json   the run: settings, weights, runtime versions, every frame's objects and
+                    its network / post-processing time;
+  NAME.json         per frame, in DOPE's annotation layout (objects[].class, location in m,
+                    quaternion_xyzw, projected_cuboid with the centroid last, camera_data);
+  NAME.png          the frame with each pose's cuboid, centroid, axes and the peaks used;
+  NAME.belief.png   with --belief_grid: the 9 belief maps.
+Points are in the pixels of the frame as given (not of the downscaled one).
+"""
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+import platform
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from pose_train_py27 import overlay
+from pose_train_py27.atomic import write_atomic
+from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
+from pose_train_py27.dope_decode import decode_settings, detect
+from pose_train_py27.dope_io import (NORMALIZATIONS, InputError, camera_beside, camera_from_file,
+                                     camera_matrix, check_camera_size, dimensions_from_settings,
+                                     list_inputs, parse_dimensions, read_frames, make_camera)
+from pose_train_py27.keys import add_prefix
+from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
+
+NODE_DOWNSCALE_HEIGHT = 500   # the node's shipped config
+EXIT_BAD_INPUT = 2
+
+
+def read_sidecar(weights):
+    """The trainer's json beside the weights (net_epoch_10.json), or {}."""
+    path = os.path.splitext(weights)[0] + ".json"
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except ValueError as err:
+        raise InputError("%s is not valid JSON (%s); fix or delete it" % (path, err))
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_network(weights, device):
+    """DopeNetwork loaded strictly as the node loads it (DataParallel, ``module.`` keys)."""
+    try:
+        state = load_weights_file(weights)
+    except VerifyError as err:
+        raise InputError("%s; pass DOPE weights (net_epoch_XX.pth)" % err)
+    name = infer_model(state)[0] if isinstance(state, dict) else None
+    if name != "dope":
+        what = "FastPose (keypoint) weights" if name else "not a network's state dict"
+        raise InputError("%s: %s, not DOPE's; pass DOPE weights (net_epoch_XX.pth)"
+                         % (weights, what))
+    try:
+        net = load_as_consumer("dope", add_prefix(state))
+    except (KeyError, RuntimeError) as err:
+        raise InputError("%s: does not load into DOPE's network (%s); pass weights of the "
+                         "standard 6-stage, 9-belief DopeNetwork" % (weights, str(err).strip()
+                                                                     .splitlines()[0]))
+    return net.to(device)
+
+
+def settings_for(args, meta):
+    settings = decode_settings(meta)
+    for key in ("sigma", "thresh_map", "thresh_points", "thresh_angle", "downscale_height"):
+        if getattr(args, key, None) is not None:
+            settings[key] = getattr(args, key)
+    settings.setdefault("downscale_height", NODE_DOWNSCALE_HEIGHT)
+    return settings
+
+
+def dimensions_for(args, meta, object_name):
+    given = getattr(args, "dimensions", None)
+    if given and os.path.isfile(given):
+        return dimensions_from_settings(given, object_name)
+    if given:
+        return parse_dimensions(given)
+    if meta.get("dimensions_cm"):
+        return [float(v) for v in meta["dimensions_cm"]]
+    raise InputError("%s: no cuboid dimensions (its json sidecar records none); pass "
+                     "--dimensions X,Y,Z in cm, as DOPE's node takes them" % args.weights)
+
+
+def fixed_camera(args):
+    """The camera the flags give (used for every frame), or None: then each frame's own."""
+    values = [getattr(args, k, None) for k in ("fx", "fy", "cx", "cy")]
+    if any(v is not None for v in values):
+        if any(v is None for v in values):
+            raise InputError("--fx --fy --cx --cy go together; give all four (pixels)")
+        return make_camera(*values, source="--fx --fy --cx --cy")
+    if getattr(args, "camera", None):
+        return camera_from_file(args.camera)
+    return None
+
+
+def to_network(rgb, norm, device):
+    """ToTensor + Normalize(mean, std), as the node's torchvision transform does."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255.0)
+    mean = torch.tensor(norm["mean"]).view(3, 1, 1)
+    std = torch.tensor(norm["std"]).view(3, 1, 1)
+    return ((x - mean) / std).unsqueeze(0).to(device)
+
+
+def infer_frame(net, device, rgb, cam, dims_cm, settings, norm):
+    """(detections, belief maps, timings) for one RGB frame, points in the frame's pixels."""
+    height, width = rgb.shape[:2]
+    K = camera_matrix(cam)
+    scale = float(settings["downscale_height"]) / height
+    if scale < 1.0:   # as the node: shrink the frame and the camera together
+        K[:2] *= scale
+        rgb = cv2.resize(rgb, (int(scale * width), int(scale * height)))
+    else:
+        scale = 1.0
+    start = time.time()
+    with torch.no_grad():
+        beliefs, affinities = net(to_network(rgb, norm, device))
+    belief = beliefs[-1][0].float().cpu().numpy()
+    affinity = affinities[-1][0].float().cpu().numpy()
+    network_done = time.time()
+    detections = detect(belief, affinity, K, dims_cm, settings)
+    post_done = time.time()
+    for d in detections:   # back to the pixels of the frame as given
+        if d["projected_cuboid"] is not None:
+            d["projected_cuboid"] = (np.asarray(d["projected_cuboid"]) / scale).tolist()
+        d["points_found"] = [None if p is None else [p[0] / scale, p[1] / scale]
+                             for p in d["points_found"]]
+    timing = {"network_ms": 1000.0 * (network_done - start),
+              "post_ms": 1000.0 * (post_done - network_done),
+              "network_input": [int(rgb.shape[1]), int(rgb.shape[0])]}
+    return detections, belief, timing
+
+
+def frame_annotation(name, cam, size, object_name, detections):
+    """One frame's result in DOPE's annotation layout (what its tools and our reader read)."""
+    objects = [{"class": object_name, "location": d["location"],
+                "quaternion_xyzw": d["quaternion_xyzw"], "projected_cuboid": d["projected_cuboid"],
+                "score": d["score"], "points_found": d["points_found"]}
+               for d in detections]
+    return {"camera_data": {"width": size[0], "height": size[1],
+                            "intrinsics": dict((k, cam[k]) for k in ("fx", "fy", "cx", "cy"))},
+            "image": name, "objects": objects}
+
+
+def draw_frame(rgb, cam, dims_cm, detections):
+    """The frame with every pose's cuboid, axes and the peaks it came from."""
+    img = rgb.copy()
+    thickness = max(1, int(round(min(img.shape[:2]) / 240.0)))
+    K = camera_matrix(cam)
+    for d in detections:
+        overlay.draw_points(img, d["points_found"], thickness)
+        if d["projected_cuboid"] is None:
+            continue
+        overlay.draw_cuboid(img, d["projected_cuboid"], thickness)
+        rvec = cv2.Rodrigues(quat_to_matrix(d["quaternion_xyzw"]))[0]
+        tvec = np.array(d["location"], np.float64) * 100.0   # cm, the cuboid's units
+        overlay.draw_axes(img, rvec, tvec, K, 0.5 * min(dims_cm), thickness)
+    label = "%d detection(s), %d with a pose" % (
+        len(detections), sum(d["location"] is not None for d in detections))
+    return overlay.caption(img, label)
+
+
+def belief_grid(belief):
+    size = (belief.shape[2] * 4, belief.shape[1] * 4)
+    return overlay.tile([overlay.caption(overlay.heat(b, size), str(k))
+                         for k, b in enumerate(belief)], cols=3)
+
+
+def _png(path, rgb):
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise InputError("%s: OpenCV could not encode the overlay" % path)
+    write_atomic(path, lambda f: f.write(data.tobytes()))
+
+
+def _json(path, data):
+    write_atomic(path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True)), binary=False)
+
+
+def _unique(name, used):
+    candidate, n = name, 2
+    while candidate in used:   # frames from two folders may share a name
+        candidate, n = "%s_%d" % (name, n), n + 1
+    used.add(candidate)
+    return candidate
+
+
+def _device(args):
+    want = getattr(args, "device", None)
+    if want is None:
+        gpus = getattr(args, "gpus", None)
+        want = "cuda" if (gpus is None or gpus > 0) and torch.cuda.is_available() else "cpu"
+    return torch.device(want)
+
+
+def runtime_versions():
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def run(args):
+    """Infer every frame; returns the run's record (also written as OUTF/detections.json)."""
+    if not getattr(args, "weights", None):
+        raise InputError("infer dope needs WEIGHTS, a DOPE net_epoch_XX.pth")
+    if not args.images:
+        raise InputError("--images: give at least one image, folder of images or video")
+    meta = read_sidecar(args.weights)
+    norm = NORMALIZATIONS[args.normalize or meta.get("normalization") or "ros"]
+    settings = settings_for(args, meta)
+    object_name = args.object or meta.get("object") or "object"
+    dims = dimensions_for(args, meta, object_name)
+    fixed = fixed_camera(args)
+    inputs = list_inputs(args.images)
+    if not os.path.isdir(args.outf):
+        os.makedirs(args.outf)
+    device = _device(args)
+    net = load_network(args.weights, device)
+    frames, used, cameras = [], set(), {}
+    for name, source, rgb in _progress(read_frames(inputs), inputs):
+        cam = fixed or camera_beside(source, cameras)
+        if cam is None:
+            raise InputError("%s: no camera (no JSON with intrinsics beside it); pass --camera "
+                             "FILE (DOPE/NViSII JSON or ROS camera_info.yaml) or --fx --fy --cx "
+                             "--cy" % source)
+        check_camera_size(cam, source, rgb.shape[1], rgb.shape[0])
+        detections, belief, timing = infer_frame(net, device, rgb, cam, dims, settings, norm)
+        name = _unique(name, used)
+        size = [int(rgb.shape[1]), int(rgb.shape[0])]
+        annotation = frame_annotation(name, cam, size, object_name, detections)
+        _json(os.path.join(args.outf, name + ".json"), annotation)
+        _png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, dims, detections))
+        if args.belief_grid:
+            _png(os.path.join(args.outf, name + ".belief.png"), belief_grid(belief))
+        frames.append(dict(timing, image=source, name=name, size=size, camera=cam,
+                           objects=annotation["objects"]))
+    record = {"weights": os.path.abspath(args.weights), "object": object_name,
+              "dimensions_cm": dims, "normalization": norm["name"], "settings": settings,
+              "device": str(device), "runtime": runtime_versions(), "frames": frames}
+    _json(os.path.join(args.outf, "detections.json"), record)
+    return record
+
+
+def _progress(frames, inputs):
+    """A tqdm bar over the frames (on stderr); plain iteration when tqdm is missing."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return frames
+    total = None if any(is_video for _, is_video in inputs) else len(inputs)
+    return tqdm(frames, total=total, unit="frame", desc="infer dope", file=sys.stderr)
+
+
+def summary(record, outf):
+    frames = record["frames"]
+    found = sum(len(f["objects"]) for f in frames)
+    posed = sum(o["location"] is not None for f in frames for o in f["objects"])
+    net = np.median([f["network_ms"] for f in frames]) if frames else 0.0
+    post = np.median([f["post_ms"] for f in frames]) if frames else 0.0
+    return ("%d frame(s): %d detection(s), %d with a pose; median %.1f ms network + %.2f ms "
+            "post-processing per frame (%s, torch %s); wrote %s"
+            % (len(frames), found, posed, net, post, record["device"],
+               record["runtime"]["torch"], os.path.join(outf, "detections.json")))
+
+
+def main(args):
+    """The job function (a namespace with the INFER_DOPE fields); returns the exit code."""
+    try:
+        record = run(args)
+    except InputError as err:
+        print("pose-train: error: %s" % err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(summary(record, args.outf))
+    return 0

@@ -1,0 +1,208 @@
+# -*- coding: utf-8 -*-
+"""What DOPE inference reads, in either runtime: frames, the camera, the cuboid's size.
+
+Every problem is an InputError: one line that names the file and says what to do.
+"""
+from __future__ import absolute_import, division
+
+import json
+import os
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# Auxiliary renders written beside the RGB image by NDDS / NViSII: not frames to run on.
+AUX_SUFFIXES = (".depth", ".seg", ".cs", ".is", ".normals", ".flow")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# What the network is fed, RGB in [0, 1] -> (x - mean) / std. "ros" is what every deployment
+# target feeds (DOPE's Melodic-era and ros1 nodes, Isaac ROS DOPE's encoder); "imagenet" is
+# what DOPE's own trainer and inference.py use.
+NORMALIZATIONS = {
+    "ros": {"name": "ros", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "note": "RGB in [0,1], (x - 0.5) / 0.5: what DOPE's ROS nodes and Isaac ROS feed"},
+    "imagenet": {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                 "note": "RGB in [0,1], (x - mean) / std: DOPE's trainer; its ROS nodes feed "
+                         "0.5/0.5 instead"},
+}
+CAMERA_FILES = ("_camera_settings.json",)
+
+
+class InputError(Exception):
+    """A bad input: printed as one line, exit code 2."""
+
+
+def is_frame_file(name):
+    stem, ext = os.path.splitext(name)
+    return ext.lower() in IMAGE_EXTS and not stem.lower().endswith(AUX_SUFFIXES)
+
+
+def list_inputs(paths):
+    """[(path, is_video)] for image files, folders (searched recursively, sorted) and videos."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            inside = []
+            for folder, _, files in os.walk(path, followlinks=True):
+                inside += [os.path.join(folder, n) for n in files if is_frame_file(n)]
+            if not inside:
+                raise InputError("%s: no .png/.jpg frames in this folder; pass a folder of "
+                                 "images, image files or a video" % path)
+            found += [(p, False) for p in sorted(inside)]
+        elif os.path.isfile(path):
+            ext = os.path.splitext(path)[1].lower()
+            if ext not in IMAGE_EXTS + VIDEO_EXTS:
+                raise InputError("%s: not an image (%s) or a video (%s); pass those only"
+                                 % (path, "/".join(IMAGE_EXTS), "/".join(VIDEO_EXTS)))
+            found.append((path, ext in VIDEO_EXTS))
+        else:
+            raise InputError("%s: no such file or folder; check the path" % path)
+    return found
+
+
+def read_frames(inputs):
+    """Yield (name, source path, RGB uint8 frame) for every frame; video frames are named
+    ``VIDEO_STEM_000123``."""
+    for path, is_video in inputs:
+        if not is_video:
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise InputError("%s: cannot decode it as an image (damaged or not a PNG/JPEG); "
+                                 "replace or remove it" % path)
+            yield os.path.splitext(os.path.basename(path))[0], path, bgr[:, :, ::-1].copy()
+            continue
+        capture = cv2.VideoCapture(path)
+        ok, bgr = capture.read()
+        if not ok:
+            raise InputError("%s: OpenCV cannot read frames from this video; re-encode it "
+                             "(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or pass images" % path)
+        stem, index = os.path.splitext(os.path.basename(path))[0], 0
+        while ok:
+            yield "%s_%06d" % (stem, index), path, bgr[:, :, ::-1].copy()
+            ok, bgr = capture.read()
+            index += 1
+        capture.release()
+
+
+def _load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as err:
+        raise InputError("%s: not valid JSON (%s); fix or replace it" % (path, err))
+    except (IOError, OSError) as err:
+        raise InputError("%s: cannot read it (%s)" % (path, err))
+
+
+def make_camera(fx, fy, cx, cy, width=None, height=None, source=""):
+    cam = {"fx": float(fx), "fy": float(fy), "cx": float(cx), "cy": float(cy),
+           "width": None if width is None else int(width),
+           "height": None if height is None else int(height), "source": source}
+    if not (cam["fx"] > 0 and cam["fy"] > 0):
+        raise InputError("%s: the camera's fx and fy must be positive; fix the file" % source)
+    return cam
+
+
+def camera_from_json(data, path):
+    """NViSII / DOPE frame JSON (camera_data.intrinsics) or NDDS _camera_settings.json; None
+    when the JSON has no camera."""
+    try:
+        cam = data.get("camera_data") or {}
+        if isinstance(cam.get("intrinsics"), dict):
+            i = cam["intrinsics"]
+            return make_camera(i["fx"], i["fy"], i["cx"], i["cy"], cam.get("width"),
+                           cam.get("height"), path)
+        if data.get("camera_settings"):
+            s = data["camera_settings"][0]
+            i, size = s["intrinsic_settings"], s.get("captured_image_size") or {}
+            return make_camera(i["fx"], i["fy"], i["cx"], i["cy"], size.get("width"),
+                           size.get("height"), path)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise InputError("%s: camera intrinsics incomplete (%s missing or not a number); "
+                         "fix the file or pass --fx --fy --cx --cy" % (path, err))
+    return None
+
+
+def camera_from_yaml(path):
+    """A ROS camera_info YAML (camera_calibration's ost.yaml / the node's camera_info)."""
+    import yaml
+    try:
+        with open(path) as f:
+            info = yaml.safe_load(f)
+        k = (info.get("camera_matrix") or {}).get("data") or info.get("K") or info.get("k")
+        k = [float(v) for v in k]
+        return make_camera(k[0], k[4], k[2], k[5], info.get("image_width") or info.get("width"),
+                       info.get("image_height") or info.get("height"), path)
+    except (IOError, OSError) as err:
+        raise InputError("%s: cannot read it (%s)" % (path, err))
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError, IndexError):
+        raise InputError("%s: not a ROS camera_info YAML (needs camera_matrix.data with 9 "
+                         "numbers); fix it or pass --fx --fy --cx --cy" % path)
+
+
+def camera_from_file(path):
+    if path.lower().endswith((".yaml", ".yml")):
+        return camera_from_yaml(path)
+    cam = camera_from_json(_load_json(path), path)
+    if cam is None:
+        raise InputError("%s: has no camera intrinsics (camera_data.intrinsics or "
+                         "camera_settings); pass a camera file or --fx --fy --cx --cy" % path)
+    return cam
+
+
+def camera_beside(image_path, cache):
+    """The camera a dataset gives its frame: the frame's own JSON, else the nearest
+    _camera_settings.json in its folder or a parent (NDDS writes one per scene)."""
+    own = os.path.splitext(image_path)[0] + ".json"
+    if os.path.isfile(own):
+        cam = camera_from_json(_load_json(own), own)
+        if cam is not None:
+            return cam
+    folder = os.path.dirname(os.path.abspath(image_path))
+    for _ in range(3):
+        for name in CAMERA_FILES:
+            path = os.path.join(folder, name)
+            if path not in cache and os.path.isfile(path):
+                cache[path] = camera_from_file(path)
+            if path in cache:
+                return cache[path]
+        folder = os.path.dirname(folder)
+    return None
+
+
+def check_camera_size(cam, frame_path, width, height):
+    if cam["width"] and cam["height"] and (cam["width"], cam["height"]) != (width, height):
+        raise InputError("%s: the camera (%s) is for %dx%d frames but this one is %dx%d; pass "
+                         "the camera of this image size, or scale fx, fy, cx, cy by the resize"
+                         % (frame_path, cam["source"], cam["width"], cam["height"], width, height))
+
+
+def camera_matrix(cam):
+    return np.array([[cam["fx"], 0.0, cam["cx"]], [0.0, cam["fy"], cam["cy"]], [0.0, 0.0, 1.0]])
+
+
+def parse_dimensions(text):
+    """``10,8,6`` (cm, as DOPE's node takes them) -> [10.0, 8.0, 6.0]; InputError otherwise."""
+    try:
+        dims = [float(v) for v in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        dims = []
+    if len(dims) != 3 or not all(d > 0 for d in dims):
+        raise InputError("--dimensions takes the cuboid's x,y,z in cm, e.g. 10,8,6, or an NDDS "
+                         "_object_settings.json; got %r" % (text,))
+    return dims
+
+
+def dimensions_from_settings(path, object_name):
+    """cuboid_dimensions (cm) of ``object_name`` in an NDDS _object_settings.json."""
+    data = _load_json(path)
+    objects = data.get("exported_objects", []) if isinstance(data, dict) else []
+    sizes = dict((str(o.get("class", "")).lower(), o.get("cuboid_dimensions")) for o in objects)
+    dims = sizes.get(str(object_name).lower())
+    if not dims:
+        raise InputError("%s: no cuboid_dimensions for class %r (classes: %s); pass --object or "
+                         "--dimensions X,Y,Z in cm" % (path, object_name,
+                                                       ", ".join(sorted(sizes)) or "none"))
+    return [float(v) for v in dims]
