@@ -6,6 +6,7 @@ The docker-marked tests drive the same tests/compat_helpers.check_* functions wi
 import pytest
 
 import compat_helpers as h
+import infer_helpers
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,8 @@ def test_py2_modules_byte_compile(legacy_python):
     h.check_byte_compile(legacy_python)
 
 
-@pytest.mark.parametrize("check", h.CHECKS, ids=[c.__name__ for c in h.CHECKS])
+@pytest.mark.parametrize("check", h.CHECKS + infer_helpers.CHECKS,
+                         ids=[c.__name__ for c in h.CHECKS + infer_helpers.CHECKS])
 def test_compat_check_in_local_py27(check, legacy_python, tmp_path):
     check(legacy_python, str(tmp_path))
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import compat_helpers as h
+import infer_helpers
 
 pytestmark = [pytest.mark.docker, pytest.mark.legacy, pytest.mark.slow]
 
@@ -15,7 +16,8 @@ def test_py2_modules_byte_compile_in_image(legacy_image, tmp_path):
     h.check_byte_compile(h.docker_python_argv(legacy_image, str(tmp_path)))
 
 
-@pytest.mark.parametrize("check", h.CHECKS, ids=[c.__name__ for c in h.CHECKS])
+@pytest.mark.parametrize("check", h.CHECKS + infer_helpers.CHECKS,
+                         ids=[c.__name__ for c in h.CHECKS + infer_helpers.CHECKS])
 def test_compat_check_in_legacy_image(check, legacy_image, tmp_path):
     check(h.docker_python_argv(legacy_image, str(tmp_path)), str(tmp_path))
 

@@ -51,3 +51,14 @@ def belief_peaks(beliefs):
     values, idx = beliefs.reshape(B, C, -1).max(dim=-1)
     xy = torch.stack([(idx % w).float(), (idx // w).float()], dim=-1)
     return to_crop_coords(xy), values
+
+
+def ideal_maps(points_px, size, sigma=0.5):
+    """What a perfect network outputs for a frame of ``size`` (width, height) whose objects
+    have the 9 keypoints ``points_px`` (O, 9, 2, pixels): numpy beliefs (9, h/8, w/8) and
+    affinities (16, h/8, w/8), as the trainer's targets. Tests and benchmarks decode these."""
+    width, height = size
+    pts = torch.as_tensor(points_px, dtype=torch.float32).reshape(1, -1, 9, 2)
+    valid = torch.ones(1, pts.shape[1], dtype=torch.bool)
+    beliefs, affinities = make_targets(pts, valid, (height // STRIDE, width // STRIDE), sigma)
+    return beliefs[0].numpy(), affinities[0].numpy()

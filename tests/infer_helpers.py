@@ -1,0 +1,126 @@
+"""DOPE inference in both runtimes: synthetic frames, the maps a perfect network gives for them,
+and checks that the legacy runtime (local python2.7 or the legacy image, as in compat_helpers)
+computes the same detections as this one."""
+import glob
+import json
+import os
+
+import numpy as np
+
+import compat_helpers as h
+from pose_train.dope.synth import OBJECT_SIZE, write_dataset
+from pose_train.dope.targets import ideal_maps
+from pose_train_py27.cuboid import rotation_angle_deg
+from pose_train_py27.dope_decode import decode_settings, detect
+from pose_train_py27.dope_io import camera_from_json, camera_matrix
+
+DIMS_CM = [100.0 * v for v in OBJECT_SIZE]
+SETTINGS = decode_settings({"imagesize": 128, "frame_size": [320, 240]})
+
+
+def synth_frames(folder, n, seed=3):
+    write_dataset(str(folder), n, seed=seed, width=320, height=240, progress=False)
+    return sorted(glob.glob(os.path.join(str(folder), "*.json")))
+
+
+def frame_maps(json_path, settings=SETTINGS, noise=0.0, rng=None):
+    """(beliefs, affinities, K, annotated cube objects, scale) at the network's input size."""
+    ann = json.load(open(json_path))
+    cam = camera_from_json(ann, json_path)
+    scale = min(1.0, settings["downscale_height"] / float(cam["height"]))
+    K = camera_matrix(cam)
+    K[:2] *= scale
+    cubes = [o for o in ann["objects"] if o["class"] == "cube"]
+    pts = np.array([o["projected_cuboid"] for o in cubes]) * scale
+    beliefs, affinities = ideal_maps(pts, (int(cam["width"] * scale), int(cam["height"] * scale)))
+    if noise:
+        beliefs = beliefs + rng.normal(0, noise, beliefs.shape).astype(np.float32)
+        affinities = affinities + rng.normal(0, noise, affinities.shape).astype(np.float32)
+    return beliefs, affinities, K, cubes, scale
+
+
+def assert_same_detections(ours, theirs, px=0.5, mm=1.0, deg=0.5):
+    """The tolerance the two runtimes must meet: 2D points, location, rotation."""
+    assert len(ours) == len(theirs), (len(ours), len(theirs))
+    for a, b in zip(ours, theirs):
+        assert [p is None for p in a["points_found"]] == [p is None for p in b["points_found"]]
+        assert (a["location"] is None) == (b["location"] is None)
+        if a["location"] is None:
+            continue
+        assert np.abs(np.array(a["projected_cuboid"]) - b["projected_cuboid"]).max() < px
+        assert 1000 * np.linalg.norm(np.subtract(a["location"], b["location"])) < mm
+        assert rotation_angle_deg(a["quaternion_xyzw"], b["quaternion_xyzw"]) < deg
+
+
+_DECODE_SCRIPT = """
+import json, sys
+import numpy as np
+from pose_train_py27.dope_decode import detect
+maps = np.load(sys.argv[1])
+cfg = json.load(open(sys.argv[2]))
+out = [detect(maps["b%d" % i], maps["a%d" % i], np.array(cfg["K"][i]), cfg["dims"], cfg["settings"])
+       for i in range(len(cfg["K"]))]
+json.dump(out, open(sys.argv[3], "w"))
+"""
+
+
+def check_decode_parity(python_argv, workdir):
+    """Maps of 8 frames (noisy, some with two objects) decode to the same poses in both."""
+    rng = np.random.default_rng(0)
+    arrays, Ks, ours = {}, [], []
+    for i, path in enumerate(synth_frames(os.path.join(workdir, "frames"), 8)):
+        b, a, K, _, _ = frame_maps(path, noise=0.01, rng=rng)
+        if i % 2:   # a second object: the same maps shifted sideways, merged by max
+            b, a = np.maximum(b, np.roll(b, 6, axis=2)), a + np.roll(a, 6, axis=2)
+        arrays["b%d" % i], arrays["a%d" % i] = b, a
+        Ks.append(K.tolist())
+        ours.append(detect(b, a, K, DIMS_CM, SETTINGS))
+    np.savez(os.path.join(workdir, "maps.npz"), **arrays)
+    with open(os.path.join(workdir, "cfg.json"), "w") as f:
+        json.dump({"K": Ks, "dims": DIMS_CM, "settings": SETTINGS}, f)
+    out = os.path.join(workdir, "legacy.json")
+    h.run_legacy(python_argv, ["-c", _DECODE_SCRIPT, os.path.join(workdir, "maps.npz"),
+                               os.path.join(workdir, "cfg.json"), out])
+    theirs = json.load(open(out))
+    assert sum(len(d) for d in ours) >= 12   # not a comparison of empty lists
+    for a, b in zip(ours, theirs):
+        assert_same_detections(a, b)
+
+
+def write_weights(folder, seed=0):
+    """Random-init DOPE weights with the trainer's sidecar (128 px crops of 320x240 frames)."""
+    import torch
+    from pose_train.dope.checkpoints import save_epoch_weights
+    from pose_train_py27.nets import DopeNetwork
+    torch.manual_seed(seed)
+    return save_epoch_weights(str(folder), DopeNetwork(), 1, {
+        "object": "cube", "imagesize": 128, "normalization": "ros", "dimensions_cm": DIMS_CM,
+        "frame_size": [320, 240], "decode": SETTINGS})
+
+
+def check_infer_parity(python_argv, workdir):
+    """infer dope on the same weights and frames: the same records from both runtimes."""
+    from pose_train.cli import main as cli_main
+    weights = write_weights(workdir)
+    synth_frames(os.path.join(workdir, "frames"), 3)
+    frames = os.path.join(workdir, "frames")
+    try:
+        cli_main(["--local", "infer", "dope", weights, "--images", frames, "--outf",
+                  os.path.join(workdir, "modern")])
+    except SystemExit as err:
+        assert not err.code, "modern infer dope failed"
+    h.run_legacy(python_argv, ["-m", "pose_train_py27", "infer", "dope", weights, "--images",
+                               frames, "--outf", os.path.join(workdir, "legacy")])
+    mine, legacy = (json.load(open(os.path.join(workdir, side, "detections.json")))
+                    for side in ("modern", "legacy"))
+    assert legacy["runtime"]["python"].startswith("2.7") and legacy["runtime"]["torch"] == "1.4.0"
+    assert [f["name"] for f in legacy["frames"]] == [f["name"] for f in mine["frames"]] \
+        == ["000000", "000001", "000002"]
+    assert legacy["settings"] == mine["settings"] and legacy["dimensions_cm"] == DIMS_CM
+    for a, b in zip(mine["frames"], legacy["frames"]):
+        assert a["network_input"] == b["network_input"] == [170, 128]
+        assert_same_detections(a["objects"], b["objects"])
+        assert os.path.isfile(os.path.join(workdir, "legacy", b["name"] + ".png"))
+
+
+CHECKS = [check_decode_parity, check_infer_parity]

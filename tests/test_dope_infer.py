@@ -1,0 +1,185 @@
+"""DOPE inference: the node's post-processing, PnP, the job's outputs and its bad-input lines."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+import infer_helpers as ih
+from benchmarks import dope_node_post
+from pose_train.cli import main as cli_main
+from pose_train_py27 import dope_decode
+from pose_train_py27.cuboid import cuboid_vertices, rotation_angle_deg, rvec_to_quat
+from pose_train_py27.dope_io import camera_from_yaml
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("frames")
+    return ih.synth_frames(folder, 30)
+
+
+def _decode_all(frames, settings):
+    posed, loc_mm, rot_deg = 0, [], []
+    for path in frames:
+        b, a, K, cubes, _ = ih.frame_maps(path, settings)
+        found = [d for d in dope_decode.detect(b, a, K, ih.DIMS_CM, settings) if d["location"]]
+        if len(found) == 1:
+            posed += 1
+            loc_mm.append(1000 * np.linalg.norm(np.subtract(found[0]["location"],
+                                                            cubes[0]["location"])))
+            rot_deg.append(rotation_angle_deg(found[0]["quaternion_xyzw"],
+                                              cubes[0]["quaternion_xyzw"]))
+    return posed, loc_mm, rot_deg
+
+
+def test_ideal_maps_decode_to_the_annotated_pose_with_the_trained_scale_smoothing(frames):
+    """128 px crops: the sidecar's sigma (0.96) poses all 30 frames; the node's 3 loses some."""
+    assert ih.SETTINGS["sigma"] == pytest.approx(0.96) and ih.SETTINGS["downscale_height"] == 128
+    posed, loc_mm, rot_deg = _decode_all(frames, ih.SETTINGS)
+    assert posed == 30
+    assert np.median(loc_mm) < 5.0 and np.median(rot_deg) < 1.0
+    node_posed, _, _ = _decode_all(frames, dict(ih.SETTINGS, sigma=3.0))
+    assert node_posed < posed
+
+
+@pytest.mark.parametrize("sigma", [0.96, 3.0])
+def test_vectorised_peaks_and_assignment_equal_the_node_loops(frames, sigma):
+    rng = np.random.default_rng(1)
+    settings = dict(ih.SETTINGS, sigma=sigma)
+    compared = 0
+    for path in frames[:10]:
+        b, a, _, _, _ = ih.frame_maps(path, noise=0.02, rng=rng)
+        b, a = np.maximum(b, np.roll(b, 7, axis=1)), a + np.roll(a, 7, axis=1)
+        ours = dope_decode.find_objects(b, a, settings)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            node = dope_node_post.find_objects(b, a, settings)
+        assert len(ours) == len(node)
+        for o, n in zip(ours, node):
+            assert np.allclose(o["centroid"], n["centroid"]) and o["score"] == n["score"]
+            for p, q in zip(o["corners"], n["corners"]):
+                assert (p is None) == (q is None)
+                compared += p is not None
+                assert p is None or np.allclose(p, q)
+    assert compared > 30   # corners actually compared, not only empty slots
+
+
+@pytest.mark.parametrize("keep", [9, 6, 5, 4])
+def test_pnp_recovers_the_pose_from_4_to_9_points(keep):
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    rvec, tvec = np.array([0.3, -0.5, 0.2]), np.array([5.0, -3.0, 60.0])   # cm
+    pts = cv2.projectPoints(cuboid_vertices(ih.DIMS_CM), rvec, tvec, K, None)[0].reshape(9, 2)
+    given = [tuple(p) if i in (0, 2, 5, 7, 8, 1, 3, 4, 6)[:keep] else None
+             for i, p in enumerate(pts)]
+    location, quat, projected = dope_decode.solve_pnp(given, ih.DIMS_CM, K)
+    assert np.allclose(location, tvec, atol=1e-3)
+    assert rotation_angle_deg(quat, rvec_to_quat(rvec)) < 1e-3
+    assert np.abs(projected - pts).max() < 1e-3
+
+
+def test_pnp_needs_four_points():
+    K = np.eye(3)
+    assert dope_decode.solve_pnp([(1.0, 1.0)] * 3 + [None] * 6, ih.DIMS_CM, K) == (None,) * 3
+
+
+def test_smoothing_is_scipys_gaussian_filter_kernel():
+    """scipy's filter (truncate 4, mode reflect) on a unit impulse is its normalised kernel."""
+    impulse = np.zeros((41, 41), np.float32)
+    impulse[20, 20] = 1
+    out = dope_decode.smooth(impulse, 3.0)
+    x = np.arange(-12, 13)
+    kernel = np.exp(-x ** 2 / 18.0)
+    kernel /= kernel.sum()
+    assert np.allclose(out[8:33, 20], kernel * kernel[12], atol=1e-7)
+    assert out[:8].max() == 0 and out.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def _infer(*args):
+    try:
+        cli_main(["--local", "infer", "dope"] + [str(a) for a in args])
+    except SystemExit as err:
+        return err.code
+    return 0
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return ih.write_weights(tmp_path_factory.mktemp("weights"))
+
+
+def test_infer_writes_the_run_and_each_frame(weights, frames, tmp_path):
+    out = tmp_path / "out"
+    assert _infer(weights, "--images", frames[0].replace(".json", ".png"), "--images",
+                  frames[1].replace(".json", ".png"), "--outf", out, "--belief_grid") == 0
+    run = json.load(open(out / "detections.json"))
+    assert [f["name"] for f in run["frames"]] == ["000000", "000001"]
+    assert run["normalization"] == "ros" and run["settings"]["sigma"] == pytest.approx(0.96)
+    assert run["object"] == "cube" and run["dimensions_cm"] == ih.DIMS_CM
+    frame = run["frames"][0]
+    assert frame["network_ms"] > 0 and frame["post_ms"] > 0 and frame["network_input"] == [170, 128]
+    assert frame["camera"]["fx"] > 0 and isinstance(frame["objects"], list)
+    annotation = json.load(open(out / "000000.json"))
+    assert set(annotation) == {"camera_data", "image", "objects"}
+    assert set(annotation["camera_data"]["intrinsics"]) == {"fx", "fy", "cx", "cy"}
+    for name in ("000000.png", "000001.png", "000000.belief.png"):
+        assert cv2.imread(str(out / name)) is not None
+
+
+def test_infer_takes_a_video_and_a_camera_info_yaml(weights, frames, tmp_path):
+    video = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for path in frames[:3]:
+        writer.write(cv2.imread(path.replace(".json", ".png")))
+    writer.release()
+    cam = tmp_path / "camera_info.yaml"
+    cam.write_text("image_width: 320\nimage_height: 240\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+                   "  data: [288.0, 0.0, 160.0, 0.0, 288.0, 120.0, 0.0, 0.0, 1.0]\n")
+    assert camera_from_yaml(str(cam))["cx"] == 160.0
+    assert _infer(weights, "--images", video, "--camera", cam, "--outf", tmp_path / "o") == 0
+    run = json.load(open(tmp_path / "o" / "detections.json"))
+    assert [f["name"] for f in run["frames"]] == ["clip_000000", "clip_000001", "clip_000002"]
+
+
+def _bad_cases(tmp_path, weights, frames):
+    from pose_train_py27.nets import FastPose
+    import torch
+    png = frames[0].replace(".json", ".png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    lonely = tmp_path / "lonely" / "f.png"
+    lonely.parent.mkdir()
+    lonely.write_bytes(open(png, "rb").read())
+    fastpose = tmp_path / "fastpose.pth"
+    torch.save(FastPose(num_classes=3).state_dict(), str(fastpose))
+    bare = tmp_path / "bare.pth"
+    bare.write_bytes(open(weights, "rb").read())   # no sidecar: no dimensions
+    cam = tmp_path / "cam.yaml"
+    cam.write_text("image_width: 640\nimage_height: 480\ncamera_matrix: {data: [1, 0, 1, 0, 1, "
+                   "1, 0, 0, 1]}\n")
+    return {
+        "unreadable image": ([weights, "--images", broken], broken, "cannot decode"),
+        "no camera": ([weights, "--images", lonely], lonely, "no camera"),
+        "other network": ([fastpose, "--images", png, "--dimensions", "1,2,3"], fastpose,
+                          "FastPose"),
+        "no dimensions": ([bare, "--images", png], bare, "--dimensions X,Y,Z"),
+        "camera size": ([weights, "--images", png, "--camera", cam], png, "640x480"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unreadable image", "no camera", "other network",
+                                  "no dimensions", "camera size"])
+def test_bad_input_is_one_line_naming_the_file(case, weights, frames, tmp_path, capsys):
+    args, named, says = _bad_cases(tmp_path, weights, frames)[case]
+    out = tmp_path / "out"
+    assert _infer(*(args + ["--outf", out])) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if "error" in line]
+    assert len(lines) == 1 and str(named) in lines[0] and says in lines[0], err
+    assert "Traceback" not in err
+    assert not (out / "detections.json").exists()
+
+
+def test_melodic_runtime_is_not_run_in_this_process(weights, capsys):
+    assert _infer(weights, "--images", "x.png", "--runtime", "melodic") == 2
+    assert "--runtime melodic runs in the legacy image" in capsys.readouterr().err
