@@ -5,6 +5,12 @@ keypoints for >= 90% of the visible keypoints on held-out synthetic images.
 
   python benchmarks/learn_dope.py --minutes 10            # on a GPU (bf16 + channels_last)
   python benchmarks/learn_dope.py --minutes 1 --size 64 --train 64 --heldout 16 --batch 4  # CPU smoke
+  python benchmarks/learn_dope.py --minutes 20 --size 128 --frame 320x240 --train 8 \
+      --heldout 8 --batch 8 --outf runs/overfit     # CPU: overfit a handful, then eval dope
+
+With --outf the weights are saved as the trainer saves them (net_epoch_01.pth + sidecar) and
+scored with `pose-train eval dope` on the training and held-out frames (results.md in
+OUTF/eval-train and OUTF/eval-heldout): detection rate, ADD < 0.1 d, 2D error.
 
 Uses the trainer's own pieces (scan, DopeDataset, engine) so it measures what `train dope` does.
 """
@@ -39,14 +45,17 @@ def _parse():
     p.add_argument("--heldout", type=int, default=200, help="held-out frames (other seed)")
     p.add_argument("--pretrained", default=None, help="local ImageNet VGG-19 state dict")
     p.add_argument("--workdir", default=None, help="keep the frames here (default: temp)")
+    p.add_argument("--frame", default="640x480", help="synthetic frame size WxH")
+    p.add_argument("--outf", default=None, help="save the weights here and run eval dope")
     p.add_argument("--json", default=None)
     return p.parse_args()
 
 
-def _set(root, name, n, seed, size):
+def _set(root, name, n, seed, size, frame):
     path = os.path.join(root, name)
     if not os.path.isdir(path):
-        write_dataset(path, n, seed=seed)
+        width, height = (int(v) for v in frame.lower().split("x"))
+        write_dataset(path, n, seed=seed, width=width, height=height)
     return scan([path], "cube", size)[0]
 
 
@@ -55,8 +64,10 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     root = args.workdir or tempfile.mkdtemp(prefix="learn-dope-")
-    train_set = DopeDataset(_set(root, "train", args.train, 1, args.size), args.size, seed=0)
-    held = DopeDataset(_set(root, "heldout", args.heldout, 99, args.size), args.size, train=False)
+    train_samples = _set(root, "train", args.train, 1, args.size, args.frame)
+    train_set = DopeDataset(train_samples, args.size, seed=0)
+    held = DopeDataset(_set(root, "heldout", args.heldout, 99, args.size, args.frame), args.size,
+                       train=False)
     torch.manual_seed(0)
     model = DopeNetwork().to(device)
     if args.pretrained:
@@ -86,10 +97,37 @@ def main():
     result = dict(scores, steps=step, epochs=epoch, minutes=args.minutes, size=args.size,
                   device=torch.cuda.get_device_name(device) if cuda else "cpu",
                   passed=scores["peak_within_2px"] >= 0.9)
+    if args.outf:
+        result["eval"] = _save_and_eval(args, model, train_samples, root)
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+
+
+def _save_and_eval(args, model, samples, root):
+    """Weights + sidecar as `train dope` writes them, then `eval dope` on both sets."""
+    from pose_train.dope.checkpoints import save_epoch_weights
+    from pose_train.dope.data import dimensions_of
+    from pose_train.jobs import namespace
+    from pose_train_py27.dope_decode import decode_settings
+    width, height = (int(v) for v in args.frame.lower().split("x"))
+    meta = {"object": "cube", "imagesize": args.size, "normalization": "ros",
+            "frame_size": [width, height],
+            "dimensions_cm": [100.0 * v for v in dimensions_of(samples)]}
+    meta["decode"] = decode_settings(meta)
+    os.makedirs(args.outf, exist_ok=True)
+    weights = save_epoch_weights(args.outf, model.cpu(), 1, meta)
+    print("saved %s" % weights, flush=True)
+    from pose_train.dope.evaluate import main as eval_main
+    scores = {}
+    for name in ("train", "heldout"):
+        out = os.path.join(args.outf, "eval-" + name)
+        eval_main(namespace("eval-dope", weights=weights, data=[os.path.join(root, name)],
+                            object="cube", outf=out))
+        with open(os.path.join(out, "results.json")) as f:
+            scores[name] = json.load(f)["summary"]
+    return scores
 
 
 if __name__ == "__main__":

@@ -156,6 +156,11 @@ def run_job(job, given, local=False, dry_run=False):
         code = resolve_entry(job)(args) or 0
     else:
         from pose_train.launcher.run import launch
+        before = resolve(job.first)(args) if job.first else None
+        if before is not None:
+            code = run_job(JOBS[before[0]], before[1], local, dry_run)
+            if code:
+                return code
         code = launch(job, vars(args), dry_run=dry_run)
         if code == 0 and job.then:
             follow = resolve(job.then)(args)

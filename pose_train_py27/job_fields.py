@@ -21,7 +21,7 @@ _CAMERA = (
     dict(name="cy", type="float", help="principal point y in pixels"),
 )
 
-_DECODE = (
+DECODE = (
     dict(name="dimensions", type="str",
          help="the cuboid's x,y,z in cm as DOPE's node takes them, or an NDDS "
               "_object_settings.json (default: the weights' sidecar)"),
@@ -48,7 +48,7 @@ INFER_DOPE = (
          help="an image, a folder of images (searched recursively) or a video"),
     dict(name="outf", type="path", default="infer", role="out",
          help="output folder: detections.json, one JSON and one overlay PNG per frame"),
-) + _CAMERA + _DECODE + (
+) + _CAMERA + DECODE + (
     dict(name="belief_grid", type="bool", default=False,
          help="also write the 9 belief maps of each frame as a PNG grid"),
     RUNTIME,

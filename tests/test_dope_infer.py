@@ -1,6 +1,5 @@
 """DOPE inference: the node's post-processing, PnP, the job's outputs and its bad-input lines."""
 import json
-import os
 
 import cv2
 import numpy as np

@@ -32,6 +32,7 @@ class Sample:
     intrinsics: dict = None        # fx, fy, cx, cy (None when the dataset does not say)
     locations_m: list = field(default_factory=list)
     dimensions_m: list = field(default_factory=list)   # cuboid x, y, z per object, or None
+    quaternions: list = field(default_factory=list)    # quaternion_xyzw per object, or None
 
 
 class DataReport:
@@ -207,7 +208,7 @@ def _check_image(image_path, imagesize, report):
 def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
     """Keypoints of the objects of our class; reasons for everything dropped go to the report."""
     wanted = object_name.lower()
-    points, locations, dims = [], [], []
+    points, locations, dims, quats = [], [], [], []
     for obj in ann["objects"]:
         cls = str(obj.get("class", ""))
         classes_seen[cls] = classes_seen.get(cls, 0) + 1
@@ -226,7 +227,8 @@ def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
         points.append(pts)
         locations.append(obj.get("location"))
         dims.append(obj.get("cuboid_dimensions"))
-    return points, locations, dims
+        quats.append(obj.get("quaternion_xyzw"))
+    return points, locations, dims, quats
 
 
 def scan(roots, object_name, imagesize, strict=False):
@@ -250,7 +252,7 @@ def scan(roots, object_name, imagesize, strict=False):
         if header is None:
             continue
         w, h = header
-        points, locations, dims = _matching_points(ann, object_name, image_path, w, h, report,
+        points, locations, dims, quats = _matching_points(ann, object_name, image_path, w, h, report,
                                                    classes_seen)
         if not points:
             present = sorted({str(o.get("class", "")) for o in ann["objects"]})
@@ -263,7 +265,7 @@ def scan(roots, object_name, imagesize, strict=False):
             locations = [None if l is None else [v / 100.0 for v in l] for l in locations]
             size = _ndds_sizes(os.path.dirname(image_path), root, cache).get(object_name.lower())
             dims = [size] * len(points)
-        samples.append(Sample(image_path, (w, h), arr, dialect, intr, locations, dims))
+        samples.append(Sample(image_path, (w, h), arr, dialect, intr, locations, dims, quats))
     if not any(len(s.points) for s in samples):
         listing = ", ".join("%s (%d)" % kv for kv in sorted(classes_seen.items())) or "none"
         raise UserError("no annotation of class %r in %s (matching ignores case); classes "

@@ -1,4 +1,6 @@
-"""DOPE's jobs: train, validate, synthetic data."""
+"""DOPE's jobs: train, validate, synthetic data, inference, evaluation."""
+import os
+
 from pose_train.jobs.fields import COMPILE, GPUS, OUTF, SEED, TIME_LIMIT
 from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
 from pose_train_py27 import job_fields
@@ -69,4 +71,43 @@ quaternion_xyzw, projected_cuboid) and an overlay NAME.png. --runtime melodic ru
 same code in the ROS Melodic image (Python 2.7 + torch 1.4).""",
             fields=tuple(Field(**f) for f in job_fields.INFER_DOPE) + (GPUS,))
 
-JOBS = (TRAIN, VALIDATE, SYNTH, INFER)
+EVAL = Job("eval-dope", MODERN, "pose_train.dope.evaluate:main", """Score DOPE weights on annotated frames: detections, 2D error, ADD(-S), ADD AUC.
+
+Per object: detected or not, the 9 points' 2D error, translation and rotation errors, ADD on
+the cuboid's corners (or --mesh; ADD-S with --symmetric). Summary: detection rate,
+ADD < 0.1 diameter, ADD AUC over 0-10 cm (as DOPE reports on YCB-Video); misses count as
+failures. Writes OUTF/results.md, OUTF/results.json and OUTF/worst/*.png. --runtime melodic
+detects in the ROS Melodic image (infer dope) and scores those poses here.""",
+           fields=(
+               Field("weights", "path", None, "DOPE weights (net_epoch_XX.pth)", role=IN,
+                     positional=True),
+               Field("data", "path", [], "annotated held-out folder (repeatable), either "
+                     "dialect", role=IN, many=True),
+               OBJECT,
+               Field("outf", "path", "eval", "output folder", role=OUT),
+               Field("mesh", "path", None, "object model (PLY or OBJ, in the dataset's units) "
+                     "for ADD instead of the cuboid's corners", role=IN),
+               Field("symmetric", "bool", False, "ADD-S: closest-point distance, for "
+                     "symmetric objects"),
+               Field("detections", "path", None, "score this detections.json of infer dope "
+                     "instead of running the network", role=IN),
+               Field("worst", "int", 8, "overlays of this many worst objects", low=0),
+           ) + tuple(Field(**f) for f in job_fields.DECODE if f["name"] != "object")
+           + (Field(**job_fields.RUNTIME), GPUS),
+           first="pose_train.jobs.dope:infer_before_eval")
+
+
+def infer_before_eval(args):
+    """Through the launcher, eval --runtime melodic first runs infer dope in the legacy image
+    on the same frames; the evaluation then scores its detections.json."""
+    if args.runtime != "melodic" or args.detections:
+        return None
+    out = os.path.join(args.outf, "infer-melodic")
+    args.detections = os.path.join(out, "detections.json")
+    given = {f["name"]: getattr(args, f["name"]) for f in job_fields.DECODE
+             if f["name"] != "object" and getattr(args, f["name"]) is not None}
+    return "infer-dope", dict(given, weights=args.weights, images=list(args.data), outf=out,
+                              object=args.object, runtime="melodic", gpus=args.gpus)
+
+
+JOBS = (TRAIN, VALIDATE, SYNTH, INFER, EVAL)

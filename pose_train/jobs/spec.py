@@ -56,6 +56,7 @@ class Job:
     container_words: Tuple[str, ...] = ()   # what the image's entrypoint takes; default: words
     defaults: str = ""          # "module:function(args)" filling defaults that depend on others
     then: str = ""              # "module:function(args) -> (job name, args) or None", host only
+    first: str = ""             # the same, run before the job (which it may adjust), host only
 
     def __post_init__(self):
         if not self.words:
@@ -88,9 +89,11 @@ class Job:
 
 
 def for_runtime(job, args, local=False):
-    """The job as it will run: ``--runtime melodic`` moves it to the legacy image (its entry
-    is then code of pose_train_py27, which that image runs under Python 2.7)."""
-    if getattr(args, "runtime", None) != "melodic" or job.image != MODERN:
+    """The job as it will run: ``--runtime melodic`` moves a job whose entry is code of
+    pose_train_py27 to the legacy image, which runs it under Python 2.7 (others, like eval,
+    use a ``first`` step for their legacy part)."""
+    if getattr(args, "runtime", None) != "melodic" or job.image != MODERN \
+            or not job.entry.startswith("pose_train_py27."):
         return job
     if local:
         raise UserError("--runtime melodic runs in the legacy image; drop --local, or run "

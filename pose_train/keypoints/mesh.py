@@ -32,6 +32,23 @@ def read_ply(path):
     return {"vertices": vertices, "faces": faces, "colors": colors}
 
 
+def read_vertices(path):
+    """(N, 3) vertices of a PLY or Wavefront OBJ model, in the file's units."""
+    if not path.lower().endswith(".obj"):
+        return read_ply(path)["vertices"]
+    try:
+        with open(path) as f:
+            rows = [line.split()[1:4] for line in f if line.startswith("v ")]
+        vertices = np.array(rows, dtype=np.float64)
+    except OSError as err:
+        raise UserError("%s: cannot read it (%s)" % (path, err.strerror or err))
+    except ValueError:
+        raise UserError("%s: its 'v x y z' lines are not numbers; pass a valid OBJ or PLY" % path)
+    if vertices.ndim != 2 or len(vertices) < 4:
+        raise UserError("%s: an OBJ needs at least 4 'v x y z' vertex lines" % path)
+    return vertices
+
+
 def _triangles(face_data, path):
     field = "vertex_indices" if "vertex_indices" in face_data.dtype.names else "vertex_index"
     if field not in face_data.dtype.names:

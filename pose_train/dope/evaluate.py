@@ -1,0 +1,210 @@
+"""`pose-train eval dope`: DOPE weights against annotated frames, scored as DOPE's paper does.
+
+Per annotated object: detected or not, the 2D error of the 9 projected points, the translation
+and rotation errors, and ADD (mean distance of the model's points under the two poses; the
+cuboid's 8 corners, or a mesh with --mesh; ADD-S with --symmetric). Summary: detection rate,
+ADD < 0.1 x diameter, and the area under the ADD accuracy curve over 0-10 cm (YCB-Video's
+ADD AUC). An undetected object is a miss everywhere. Writes OUTF/results.json,
+OUTF/results.md and overlays of the worst frames in OUTF/worst/.
+
+The detections come from the network run here (this runtime), or from a detections.json
+of `infer dope` (--detections): that is how --runtime melodic scores the legacy image's poses.
+"""
+import os
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pose_train.dope.data import scan
+from pose_train.errors import UserError
+from pose_train.files import atomic_write, atomic_write_json
+from pose_train.keypoints import mesh as meshlib
+from pose_train.keypoints.metrics import add_error, subsample
+from pose_train_py27 import dope_infer, overlay
+from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
+from pose_train_py27.dope_io import NORMALIZATIONS, InputError, make_camera
+
+AUC_MAX_M = 0.10
+ADD_FRACTION = 0.1
+
+
+def model_points(args, dims_cm, dialect):
+    """(points in metres, diameter in metres, what they are)."""
+    if not args.mesh:
+        pts = cuboid_vertices([d / 100.0 for d in dims_cm])[:8]
+        return pts, float(np.linalg.norm(np.asarray(dims_cm)) / 100.0), "cuboid corners"
+    scale = 0.01 if dialect == "ndds" else 1.0   # the mesh is in the dataset's units
+    pts = subsample(meshlib.read_vertices(args.mesh) * scale)
+    return pts, meshlib.diameter(pts), "mesh %s" % os.path.basename(args.mesh)
+
+
+def run_network(args, samples, meta, dims):
+    """{image path: posed detections} from the weights, in this process."""
+    settings = dope_infer.settings_for(args, meta)
+    norm = NORMALIZATIONS[args.normalize or meta.get("normalization") or "ros"]
+    device = dope_infer._device(args)
+    net = dope_infer.load_network(args.weights, device)
+    found = {}
+    for s in tqdm(samples, desc="eval dope", unit="frame"):
+        if not s.intrinsics or len(s.intrinsics) < 4:
+            raise UserError("%s: the dataset gives no camera intrinsics for it; eval needs "
+                            "them (camera_data.intrinsics or _camera_settings.json)" % s.image)
+        bgr = cv2.imread(s.image, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise UserError("%s: cannot decode it as an image; replace or remove it" % s.image)
+        cam = make_camera(source=s.image, **s.intrinsics)
+        found[os.path.abspath(s.image)] = dope_infer.infer_frame(
+            net, device, bgr[:, :, ::-1].copy(), cam, dims, settings, norm)[0]
+    return found, settings
+
+
+def read_detections(path):
+    import json
+    try:
+        with open(path) as f:
+            run = json.load(f)
+        return {os.path.abspath(fr["image"]): fr["objects"] for fr in run["frames"]}, \
+            run.get("settings")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError("%s: not a detections.json written by `pose-train infer dope` (%s); "
+                        "rerun infer dope" % (path, err))
+
+
+def _match(gt_centres, dets):
+    """Greedy by 2D centroid distance: {gt index: detection}; each detection used once."""
+    pairs = sorted((np.linalg.norm(np.subtract(d["projected_cuboid"][8], c)), g, k)
+                   for g, c in enumerate(gt_centres) for k, d in enumerate(dets))
+    used_g, used_k, out = set(), set(), {}
+    for _, g, k in pairs:
+        if g not in used_g and k not in used_k:
+            used_g.add(g)
+            used_k.add(k)
+            out[g] = dets[k]
+    return out
+
+
+def score_frame(sample, dets, points, symmetric):
+    """One row per annotated object of the class in this frame."""
+    posed = [d for d in dets if d.get("location") is not None]
+    matched = _match([p[8] for p in sample.points], posed)
+    rows = []
+    for g in range(len(sample.points)):
+        row = {"image": sample.image, "object": g, "detected": g in matched}
+        loc, quat = sample.locations_m[g], sample.quaternions[g]
+        if g in matched and loc is not None and quat is not None:
+            d = matched[g]
+            R, R_hat = quat_xyzw_to_matrix(quat), quat_xyzw_to_matrix(d["quaternion_xyzw"])
+            row.update(
+                reproj_px=float(np.linalg.norm(np.subtract(d["projected_cuboid"],
+                                                           sample.points[g]), axis=1).mean()),
+                trans_mm=1000.0 * float(np.linalg.norm(np.subtract(d["location"], loc))),
+                rot_deg=rotation_angle_deg(quat, d["quaternion_xyzw"]),
+                add_m=add_error(points, R, loc, R_hat, d["location"], symmetric),
+                projected_cuboid=d["projected_cuboid"])
+        rows.append(row)
+    return rows, max(0, len(posed) - len(matched))
+
+
+def summarize(rows, diameter, false_positives):
+    adds = np.array([r.get("add_m", np.inf) for r in rows], np.float64)
+    thresholds = np.linspace(0.0, AUC_MAX_M, 1001)
+    accuracy = [(adds < t).mean() if len(adds) else 0.0 for t in thresholds]
+    found = [r for r in rows if "add_m" in r]
+
+    def median(key):
+        return float(np.median([r[key] for r in found])) if found else None
+    return {"objects": len(rows), "detected": len(found),
+            "detection_rate": len(found) / max(1, len(rows)),
+            "add_below_0.1d": float((adds < ADD_FRACTION * diameter).mean()) if len(adds) else 0.0,
+            "add_auc_0_10cm": float(np.trapezoid(accuracy, thresholds) / AUC_MAX_M),
+            "median_reproj_px": median("reproj_px"), "median_trans_mm": median("trans_mm"),
+            "median_rot_deg": median("rot_deg"), "false_positives": false_positives,
+            "diameter_m": diameter}
+
+
+def _fmt(value, spec):
+    return "-" if value is None else spec % value
+
+
+def results_markdown(summary, info):
+    s = summary
+    lines = ["# eval dope: %s" % info["object"], "",
+             "weights `%s`, %d frames of %s; %s on %s, diameter %.1f cm; detections from %s."
+             % (info["weights"], info["frames"], ", ".join(info["data"]), info["metric"],
+                info["points"], 100 * s["diameter_m"], info["source"]), "",
+             "| objects | detected | %s < 0.1 d | %s AUC 0-10 cm | median 2D error (px) | "
+             "median translation (mm) | median rotation (deg) | false positives |"
+             % (info["metric"], info["metric"]),
+             "|---|---|---|---|---|---|---|---|",
+             "| %d | %d (%.1f%%) | %.1f%% | %.3f | %s | %s | %s | %d |"
+             % (s["objects"], s["detected"], 100 * s["detection_rate"],
+                100 * s["add_below_0.1d"], s["add_auc_0_10cm"], _fmt(s["median_reproj_px"], "%.2f"),
+                _fmt(s["median_trans_mm"], "%.1f"), _fmt(s["median_rot_deg"], "%.2f"),
+                s["false_positives"]), ""]
+    return "\n".join(lines)
+
+
+def write_worst(outf, rows, count):
+    """Overlays of the ``count`` worst objects (misses first, then the largest ADD)."""
+    folder = os.path.join(outf, "worst")
+    os.makedirs(folder, exist_ok=True)
+    worst = sorted(rows, key=lambda r: (r["detected"] and "add_m" in r, -r.get("add_m", 0)))
+    for rank, row in enumerate(worst[:count]):
+        bgr = cv2.imread(row["image"], cv2.IMREAD_COLOR)
+        rgb = bgr[:, :, ::-1].copy()
+        gt = row["gt_points"]
+        for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4),
+                     (1, 5), (2, 6), (3, 7)):   # ground truth in white under the estimate
+            cv2.line(rgb, tuple(int(round(v)) for v in gt[i]), tuple(int(round(v)) for v in gt[j]),
+                     (255, 255, 255), 1, cv2.LINE_AA)
+        if "projected_cuboid" in row:
+            overlay.draw_cuboid(rgb, row["projected_cuboid"])
+            text = "ADD %.1f cm, 2D %.1f px" % (100 * row["add_m"], row["reproj_px"])
+        else:
+            text = "missed"
+        overlay.caption(rgb, "%s: %s" % (os.path.basename(row["image"]), text))
+        name = "%02d_%s.png" % (rank, os.path.splitext(os.path.basename(row["image"]))[0])
+        ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+        atomic_write(os.path.join(folder, name), lambda f: f.write(data.tobytes()))
+
+
+def main(args):
+    if args.runtime == "melodic" and not args.detections:
+        raise UserError("eval dope --runtime melodic runs infer dope in the legacy image first; "
+                        "run it through the launcher (without --local), or pass --detections")
+    samples, _ = scan(args.data, args.object, 1)
+    samples = [s for s in samples if len(s.points)]
+    try:
+        meta = dope_infer.read_sidecar(args.weights)
+        dims = dope_infer.dimensions_for(args, meta, args.object)
+        if args.detections:
+            found, settings = read_detections(args.detections)
+            source = args.detections
+        else:
+            found, settings = run_network(args, samples, meta, dims)
+            source = "this runtime (%s)" % ", ".join("%s %s" % kv for kv in
+                                                       sorted(dope_infer.runtime_versions().items()))
+    except InputError as err:
+        raise UserError(str(err))
+    points, diameter, what = model_points(args, dims, samples[0].dialect)
+    rows, false_positives = [], 0
+    for s in samples:
+        frame_rows, extra = score_frame(s, found.get(os.path.abspath(s.image), []), points,
+                                        args.symmetric)
+        for row in frame_rows:
+            row["gt_points"] = s.points[row["object"]].tolist()
+        rows += frame_rows
+        false_positives += extra
+    summary = summarize(rows, diameter, false_positives)
+    info = {"object": args.object, "weights": args.weights, "frames": len(samples),
+            "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
+            "points": what, "source": source, "settings": settings}
+    os.makedirs(args.outf, exist_ok=True)
+    atomic_write_json(os.path.join(args.outf, "results.json"),
+                      {"summary": summary, "info": info, "objects": rows})
+    text = results_markdown(summary, info)
+    atomic_write(os.path.join(args.outf, "results.md"), lambda f: f.write(text), binary=False)
+    write_worst(args.outf, rows, args.worst)
+    print(text)
+    return 0

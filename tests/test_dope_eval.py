@@ -1,0 +1,117 @@
+"""eval dope: the metrics against poses whose errors are known exactly, and its outputs."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import infer_helpers as ih
+from pose_train.cli import main as cli_main
+from pose_train_py27.cuboid import axis_angle_quat, cuboid_vertices, quat_multiply
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval-frames")
+    ih.synth_frames(folder, 8, seed=5)
+    return str(folder)
+
+
+def _truth(folder):
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            ann = json.load(open(os.path.join(folder, name)))
+            cube = [o for o in ann["objects"] if o["class"] == "cube"][0]
+            out.append((os.path.join(folder, name[:-5] + ".png"), cube))
+    return out
+
+
+def _detections(tmp_path, frames, change):
+    """A detections.json holding the true poses, each passed through ``change(i, object)``."""
+    records = []
+    for i, (image, cube) in enumerate(_truth(frames)):
+        obj = change(i, dict(cube))
+        records.append({"image": image, "objects": [] if obj is None else [obj]})
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps({"frames": records, "settings": ih.SETTINGS}))
+    return str(path)
+
+
+def _eval(weights, frames, out, *extra):
+    try:
+        cli_main(["--local", "eval", "dope", weights, "--data", frames, "--outf", str(out)]
+                 + [str(e) for e in extra])
+    except SystemExit as err:
+        return err.code
+    return 0
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return ih.write_weights(tmp_path_factory.mktemp("eval-weights"))
+
+
+def test_true_poses_score_perfectly(weights, frames, tmp_path):
+    dets = _detections(tmp_path, frames, lambda i, o: o)
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets) == 0
+    s = json.load(open(tmp_path / "out" / "results.json"))["summary"]
+    assert s["objects"] == 8 and s["detection_rate"] == 1.0 and s["add_below_0.1d"] == 1.0
+    assert s["add_auc_0_10cm"] == pytest.approx(1.0, abs=2e-3)
+    assert s["median_reproj_px"] == pytest.approx(0, abs=1e-4) and s["median_rot_deg"] < 1e-3
+    assert "| 8 | 8 (100.0%) | 100.0% |" in open(tmp_path / "out" / "results.md").read()
+
+
+def test_misses_and_shifted_poses_give_the_expected_rates_and_auc(weights, frames, tmp_path):
+    """A pure 2 cm shift has ADD = 2 cm exactly; a miss counts as a failure everywhere."""
+    def change(i, o):
+        if i == 0:
+            return None
+        if i % 2:
+            o["location"] = list(np.add(o["location"], [0.02, 0.0, 0.0]))
+        return o
+    dets = _detections(tmp_path, frames, change)
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets, "--worst", 3) == 0
+    result = json.load(open(tmp_path / "out" / "results.json"))
+    s = result["summary"]
+    shifted = [r["add_m"] for r in result["objects"] if r["detected"]]
+    assert sorted(np.round(shifted, 6)) == [0.0] * 3 + [0.02] * 4
+    diameter = np.linalg.norm(ih.DIMS_CM) / 100.0             # 14.1 cm: 0.1 d = 1.4 cm
+    assert s["diameter_m"] == pytest.approx(diameter)
+    assert s["detection_rate"] == 7 / 8 and s["add_below_0.1d"] == 3 / 8
+    assert s["add_auc_0_10cm"] == pytest.approx((3 * 1.0 + 4 * 0.8) / 8, abs=2e-3)
+    worst = sorted(os.listdir(tmp_path / "out" / "worst"))
+    assert len(worst) == 3 and worst[0].startswith("00_000000")   # the miss first
+
+
+def test_add_s_forgives_a_symmetric_flip_and_a_mesh_gives_the_same_add(weights, frames, tmp_path):
+    half_turn = axis_angle_quat([0, 0, 1], np.pi)
+    dets = _detections(tmp_path, frames, lambda i, o: dict(
+        o, quaternion_xyzw=list(quat_multiply(o["quaternion_xyzw"], half_turn))))
+    assert _eval(weights, frames, tmp_path / "add", "--detections", dets) == 0
+    assert _eval(weights, frames, tmp_path / "adds", "--detections", dets, "--symmetric") == 0
+    add, adds = (json.load(open(tmp_path / d / "results.json"))["summary"] for d in ("add", "adds"))
+    assert add["add_below_0.1d"] == 0.0 and adds["add_below_0.1d"] == 1.0
+    obj = tmp_path / "cuboid.obj"
+    corners = cuboid_vertices(np.array(ih.DIMS_CM) / 100.0)[:8]
+    obj.write_text("".join("v %.9f %.9f %.9f\n" % tuple(v) for v in corners))
+    assert _eval(weights, frames, tmp_path / "mesh", "--detections", dets, "--mesh", obj) == 0
+    mesh = json.load(open(tmp_path / "mesh" / "results.json"))
+    cuboid = json.load(open(tmp_path / "add" / "results.json"))
+    assert [r["add_m"] for r in mesh["objects"]] == pytest.approx(
+        [r["add_m"] for r in cuboid["objects"]])
+
+
+def test_eval_runs_the_network_here(weights, frames, tmp_path, capsys):
+    """Random weights find nothing: every object a miss, the outputs still complete."""
+    assert _eval(weights, frames, tmp_path / "out", "--worst", 2) == 0
+    result = json.load(open(tmp_path / "out" / "results.json"))
+    assert result["summary"]["detection_rate"] == 0.0 and result["summary"]["objects"] == 8
+    assert result["info"]["source"].startswith("this runtime")
+    assert len(os.listdir(tmp_path / "out" / "worst")) == 2
+    assert "eval dope: cube" in capsys.readouterr().out
+
+
+def test_melodic_eval_needs_the_launcher_or_detections(weights, frames, tmp_path, capsys):
+    assert _eval(weights, frames, tmp_path / "o", "--runtime", "melodic") == 2
+    assert "runs infer dope in the legacy image first" in capsys.readouterr().err
