@@ -59,7 +59,10 @@ def find_objects(beliefs, affinities, settings):
                 continue
             best, best_dist, best_angle = -1, 10000.0, 100.0
             for o, obj in enumerate(objects):
-                cx, cy = int(cand[0]), int(cand[1])
+                # A weighted mean over negative map values can leave the map, where the node
+                # raises IndexError (or wraps round, below 0); clipped here as in dope_decode.
+                cx = min(max(int(cand[0]), 0), affinities.shape[2] - 1)
+                cy = min(max(int(cand[1]), 0), affinities.shape[1] - 1)
                 v_aff = np.array([affinities[2 * k, cy, cx], affinities[2 * k + 1, cy, cx]]) * 10
                 v_aff = v_aff / np.sqrt((v_aff ** 2).sum())
                 v_centre = np.array(obj[0]) - np.array(cand[:2])

@@ -64,30 +64,34 @@ def smooth(belief, sigma):
                             borderType=cv2.BORDER_REFLECT)
 
 
-def find_peaks(belief, sigma, thresh_map):
-    """(N, 3) array of x, y (map cells, offset included) and score, in row-major order."""
-    raw = np.asarray(belief, dtype=np.float32)
-    s = smooth(raw, sigma)
-    h, w = s.shape
-    pad = np.pad(s, 1, mode="constant")   # outside the map counts as 0, as in the node
-    peaks = ((s >= pad[:-2, 1:-1]) & (s >= pad[2:, 1:-1]) & (s >= pad[1:-1, :-2])
-             & (s >= pad[1:-1, 2:]) & (s > thresh_map))
-    ys, xs = np.nonzero(peaks)
-    if not len(ys):
-        return np.zeros((0, 3))
+def find_peaks(beliefs, sigma, thresh_map):
+    """Per map, an (N, 3) array of x, y (map cells, offset included) and score, in row-major
+    order. All maps at once: the node's per-peak loops become one gather."""
+    raw = np.asarray(beliefs, dtype=np.float32)
+    n, h, w = raw.shape
+    s = np.zeros((n, h + 2, w + 2), np.float32)   # outside the map counts as 0, as in the node
+    for k in range(n):
+        s[k, 1:-1, 1:-1] = smooth(raw[k], sigma)
+    c = s[:, 1:-1, 1:-1]
+    peaks = ((c >= s[:, :-2, 1:-1]) & (c >= s[:, 2:, 1:-1]) & (c >= s[:, 1:-1, :-2])
+             & (c >= s[:, 1:-1, 2:]) & (c > thresh_map))
+    ks, ys, xs = np.nonzero(peaks)
     r = WINDOW // 2
-    padded = np.pad(raw.astype(np.float64), r, mode="constant")
+    padded = np.zeros((n, h + 2 * r, w + 2 * r))
+    padded[:, r:-r, r:-r] = raw
     offsets = np.arange(-r, r + 1)
     wy = ys[:, None, None] + offsets[None, :, None]           # (N, 5, 1) window rows
     wx = xs[:, None, None] + offsets[None, None, :]           # (N, 1, 5) window columns
-    weights = padded[wy + r, wx + r]                         # (N, 5, 5), 0 outside the map
+    weights = padded[ks[:, None, None], wy + r, wx + r]      # (N, 5, 5), 0 outside the map
     total = weights.sum(axis=(1, 2))
     ok = total != 0
     safe = np.where(ok, total, 1.0)
     mx = np.where(ok, (weights * wx).sum(axis=(1, 2)) / safe, xs)
     my = np.where(ok, (weights * wy).sum(axis=(1, 2)) / safe, ys)
-    return np.stack([mx + UPSAMPLING_OFFSET, my + UPSAMPLING_OFFSET,
-                     raw[ys, xs].astype(np.float64)], axis=1)
+    found = np.stack([mx + UPSAMPLING_OFFSET, my + UPSAMPLING_OFFSET,
+                      raw[ks, ys, xs].astype(np.float64)], axis=1).reshape(-1, 3)
+    bounds = np.searchsorted(ks, np.arange(n + 1))
+    return [found[bounds[k]:bounds[k + 1]] for k in range(n)]
 
 
 def _unit(v):
@@ -101,7 +105,7 @@ def find_objects(beliefs, affinities, settings):
     Returns a list of dicts: centroid (map cells), corners (8 entries, each (x, y) in map
     cells or None), score.
     """
-    peaks = [find_peaks(b, settings["sigma"], settings["thresh_map"]) for b in beliefs]
+    peaks = find_peaks(beliefs, settings["sigma"], settings["thresh_map"])
     centres = peaks[-1][peaks[-1][:, 2] > settings["thresh_points"]]
     objects = [{"centroid": c[:2], "score": float(c[2]), "corners": [None] * 8} for c in centres]
     if not objects:

@@ -66,7 +66,13 @@ def test_compose_services_and_defaults():
     import yaml
     compose = yaml.safe_load(open(os.path.join(REPO, "compose.yaml")))
     services = compose["services"]
-    assert {"train-dope", "train-keypoints", "prepare-keypoints", "convert", "melodic"} <= set(services)
+    assert {"train-dope", "train-keypoints", "prepare-keypoints", "convert", "melodic",
+            "infer-dope", "eval-dope"} <= set(services)
+    from pose_train.cli import parse
+    for name in ("infer-dope", "eval-dope"):   # the entrypoint's words are a job of ours
+        words = services[name]["entrypoint"][2:]
+        assert parse(words + ["w.pth"])[0].name == name
+    assert "${POSE_TRAIN_DATA:-./data}:/data:ro" in services["melodic"]["volumes"]
     for name, svc in services.items():
         assert svc["init"] is True, name
         assert any(v.endswith(":/out") for v in svc["volumes"]), name
