@@ -16,6 +16,7 @@ import sys
 from pose_train.errors import UserError, interrupt_exit_code
 from pose_train.jobs import HOST, JOBS, finish, resolve, resolve_entry
 from pose_train.jobs.spec import coerce, for_runtime, help_default
+from pose_train.training.signals import STOP_WAIT_ENV
 
 GROUPS = {
     "train": "train a network (modern image)",
@@ -93,6 +94,10 @@ def _add_globals(parser, top):
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                         default=default, help="print the docker command, run nothing" if top
                         else argparse.SUPPRESS)
+    parser.add_argument("--stop-wait", "--stop_wait", dest="stop_wait", type=float,
+                        default=None if top else argparse.SUPPRESS, metavar="S",
+                        help="after Ctrl-C, wait this long for the job to save (default 600)"
+                        if top else argparse.SUPPRESS)
 
 
 def build_parser():
@@ -145,6 +150,8 @@ def parse(argv):
                                                               job.command))
     given = {f.name: getattr(ns, f.name) for f in job.fields if hasattr(ns, f.name)}
     local = ns.local or os.environ.get("POSE_TRAIN_LOCAL") == "1"  # set inside our images
+    if ns.stop_wait is not None:   # read by the launcher, and by any job a follow-up starts
+        os.environ[STOP_WAIT_ENV] = str(ns.stop_wait)
     return job, given, local, ns.dry_run
 
 

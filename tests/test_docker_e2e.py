@@ -88,20 +88,49 @@ def test_exit_code_propagates(modern_image, tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_signal_stops_and_removes_container(docker_client, modern_image, tmp_path, signum):
-    """Ctrl-C, a SIGTERM (a scheduler's stop) or a SIGHUP (terminal closed): container stopped
-    and removed, exit 128 + signal."""
+def test_signal_saves_the_job_and_exits_with_its_code(docker_client, modern_image, tmp_path, signum):
+    """Ctrl-C, a SIGTERM (a scheduler's stop) or a SIGHUP (terminal closed) mid-training: the job
+    is asked to stop, saves its state, its "continue with:" lines reach the terminal and the
+    log, the exit code is the job's 0, and the container is removed."""
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "train", "dope", "--outf", str(tmp_path),
                              "--epochs", "1000", "--imagesize", "64", "--batchsize", "2", "--synth_n", "4"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     label = {"label": "io.pose-train.job=train-dope"}
-    deadline = time.time() + 120
-    while not docker_client.containers.list(filters=label) and time.time() < deadline:
+    deadline = time.time() + 300
+    # Inside the training loop for sure (its stop handler installed) once an epoch is saved.
+    while not (tmp_path / "net_epoch_01.pth").exists() and time.time() < deadline:
         assert proc.poll() is None, proc.stdout.read().decode()
         time.sleep(0.5)
-    assert docker_client.containers.list(filters=label), "the container never started"
+    assert docker_client.containers.list(filters=label), "the container is not running"
     proc.send_signal(signum)
-    assert proc.wait(timeout=60) == 128 + signum
+    out = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, out
+    assert "state saved in" in out and "continue with: pose-train train dope" in out, out
+    assert (tmp_path / "training_state.pt").exists()
+    log = [p for p in (tmp_path / "logs").iterdir() if p.suffix == ".log"]
+    assert "continue with:" in log[0].read_text()
+    assert docker_client.containers.list(all=True, filters=label) == []
+
+
+def test_a_job_slower_than_the_stop_wait_is_killed_with_the_loss_said(docker_client, modern_image,
+                                                                      tmp_path):
+    """The wait is bounded: a step longer than --stop-wait ends in a kill, exit 130, and the
+    launcher says what is lost (a second Ctrl-C takes the same path at once)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--stop-wait", "1", "train", "dope",
+                             "--outf", str(tmp_path), "--epochs", "1", "--imagesize", "320",
+                             "--batchsize", "8", "--synth_n", "8", "--workers", "0"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    label = {"label": "io.pose-train.job=train-dope"}
+    lines = []
+    for raw in proc.stdout:   # "training 'cube': ..." comes just before the loop starts
+        lines.append(raw.decode(errors="replace"))
+        if lines[-1].startswith("training "):
+            break
+    time.sleep(20)            # well inside the first (multi-second) step
+    proc.send_signal(signal.SIGINT)
+    out = "".join(lines) + proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, out
+    assert "did not stop within 1 s" in out and "since its last saved checkpoint is lost" in out
     assert docker_client.containers.list(all=True, filters=label) == []
 
 

@@ -1,5 +1,6 @@
 """Launcher argument building, mounts, GPU decisions (fakes only for NVML answers)."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -165,3 +166,43 @@ def test_interrupts_exit_128_plus_the_signal(monkeypatch, capsys):
             cli.main(["doctor"])
         assert stopped.value.code == code
         assert "interrupted" in capsys.readouterr().err
+
+
+class _FakeContainer:
+    """Records what the launcher asks of a container (the real path: test_docker_e2e)."""
+
+    def __init__(self, wait):
+        self.kills, self._wait = [], wait
+
+    def kill(self, signal="SIGKILL"):
+        self.kills.append(signal)
+
+    def wait(self, timeout=None):
+        return self._wait(timeout)
+
+
+def test_first_stop_asks_the_job_and_returns_its_exit_code(capsys, monkeypatch):
+    from pose_train.errors import Interrupted
+    from pose_train.launcher import run
+    monkeypatch.setenv("POSE_TRAIN_STOP_WAIT", "42")
+    waits = []
+    c = _FakeContainer(lambda timeout: waits.append(timeout) or {"StatusCode": 0})
+    assert run._stop_gracefully(c, "pose-train-x", Interrupted(signal.SIGTERM)) == 0
+    assert c.kills == ["SIGTERM"] and waits == [42.0]
+    assert "waiting up to 42 s" in capsys.readouterr().err
+
+
+def test_a_stop_that_runs_out_of_time_kills_and_says_so(capsys, monkeypatch):
+    import requests.exceptions
+    from pose_train.launcher import run
+    monkeypatch.setenv("POSE_TRAIN_STOP_WAIT", "1")
+
+    def too_slow(timeout):
+        raise requests.exceptions.ReadTimeout()
+    c = _FakeContainer(too_slow)
+    assert run._stop_gracefully(c, "pose-train-x", KeyboardInterrupt()) == 130
+    assert c.kills == ["SIGTERM", "SIGKILL"]
+    assert "did not stop within 1 s" in capsys.readouterr().err
+    monkeypatch.setenv("POSE_TRAIN_STOP_WAIT", "soon")
+    with pytest.raises(Exception, match="POSE_TRAIN_STOP_WAIT must be a number"):
+        run.stop_wait()

@@ -4,6 +4,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import uuid
 
 from pose_train import __version__
@@ -13,8 +14,12 @@ from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images
 from pose_train.launcher.paths import plan_mounts
+from pose_train.training.signals import STOP_WAIT_ENV
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# How long the first Ctrl-C / SIGTERM waits for the job to save and exit: a DOPE state save is
+# a few seconds on a local disk, a minute on a slow network one; --stop-wait S overrides it.
+STOP_WAIT_S = 600.0
 SHM_SIZE = "8g"  # DataLoader workers pass batches through /dev/shm; Docker's 64 MB default fails
 
 
@@ -126,26 +131,28 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
     manifest = _manifest(client, spec, run_id, labels, report)
     # A closed terminal (SIGHUP) stops the job as a scheduler's SIGTERM does: never an orphan.
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in STOP_SIGNALS}
-    log, code = None, None
+    log, code, streamer = None, None, None
     try:
         if log_dir:
             os.makedirs(log_dir, exist_ok=True)
             log = open(os.path.join(log_dir, run_id + ".log"), "wb")
         container.start()
-        for chunk in container.logs(stream=True, follow=True):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-            if log:
-                log.write(chunk)
-        code = container.wait()["StatusCode"]
-    except KeyboardInterrupt as err:
-        print("\npose-train: stopping container %s" % spec["name"], file=sys.stderr)
-        code = interrupt_exit_code(err)
-        raise
+        # The logs stream from a thread so that the main thread, waiting for the exit, is free
+        # to handle Ctrl-C while the job's last lines ("state saved ... continue with:") still
+        # reach the terminal and the log.
+        streamer = threading.Thread(target=_stream, args=(container, log), daemon=True)
+        streamer.start()
+        try:
+            code = container.wait()["StatusCode"]
+        except KeyboardInterrupt as err:
+            code = _stop_gracefully(container, spec["name"], err)
+        streamer.join(timeout=10)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _stop_and_remove(container)
+        if streamer is not None:
+            streamer.join(timeout=5)
         if log:
             log.close()
         if log_dir:
@@ -153,6 +160,54 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
             manifest["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
             atomic_write_json(os.path.join(log_dir, run_id + ".json"), manifest, indent=2)
     return code
+
+
+def _stream(container, log):
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            if log and not log.closed:
+                log.write(chunk)
+    except (OSError, ValueError):
+        pass   # the log was closed or the engine went away: the exit code still tells
+
+
+def stop_wait():
+    try:
+        return float(os.environ.get(STOP_WAIT_ENV, STOP_WAIT_S))
+    except ValueError:
+        raise UserError("%s must be a number of seconds, got %r"
+                        % (STOP_WAIT_ENV, os.environ[STOP_WAIT_ENV]))
+
+
+def _stop_gracefully(container, name, err):
+    """First Ctrl-C / SIGTERM / SIGHUP: SIGTERM to the job (its trainer saves at the next step
+    and exits 0) and wait for it; a second one, or the wait running out, kills it."""
+    import docker.errors
+    import requests.exceptions
+    wait = stop_wait()
+    print("\npose-train: %s: asking %s to save and stop at its next step; waiting up to %.0f s "
+          "(press Ctrl-C again to stop it now, losing what it has not saved)"
+          % (signal.Signals(getattr(err, "signum", 2)).name, name, wait), file=sys.stderr,
+          flush=True)
+    try:
+        container.kill(signal="SIGTERM")   # docker-init (--init) passes it on to the job
+    except docker.errors.APIError:
+        pass   # it has exited already: the wait below returns at once
+    try:
+        return container.wait(timeout=wait)["StatusCode"]
+    except KeyboardInterrupt:
+        why = "stopped at once as asked"
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        why = "it did not stop within %.0f s (--stop-wait S waits longer)" % wait
+    print("pose-train: killing %s: %s; what it did since its last saved checkpoint is lost"
+          % (name, why), file=sys.stderr, flush=True)
+    try:
+        container.kill()
+    except docker.errors.APIError:
+        pass
+    return interrupt_exit_code(err)
 
 
 def _raise_interrupt(signum, frame):
