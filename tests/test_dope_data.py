@@ -119,3 +119,37 @@ def test_trailing_metadata_is_not_truncation(tmp_path):
     cut = data[:data.index(b"\xff\xd9")]
     (tmp_path / "cut.jpg").write_bytes(cut)
     assert image_size(str(tmp_path / "cut.jpg"))[2] is False
+
+
+def _damage_idat(path):
+    """Flip a byte of the IDAT chunk's CRC: header and IEND intact, libpng's "IDAT: CRC error"."""
+    import struct
+    data = bytearray(open(path, "rb").read())
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", bytes(data[start:start + 4]))[0]
+    data[start + 8 + length] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def test_png_damaged_inside_is_reported_skipped_and_fatal_under_strict(tmp_path, capfd):
+    _nvisii(tmp_path, "good")
+    _nvisii(tmp_path, "crc")
+    _damage_idat(tmp_path / "crc.png")
+    # Headers and trailer pass; only decoding fails, where the loader used to put a blank
+    # frame in its place and libpng's message names no file.
+    assert image_size(str(tmp_path / "crc.png"))[2] is True
+    assert cv2.imread(str(tmp_path / "crc.png")) is None
+    samples, report = scan([str(tmp_path)], "cube", imagesize=64)
+    assert [os.path.basename(s.image) for s in samples] == ["good.png"]
+    assert report.counts == {"damaged image": 1}
+    assert "crc.png" in report.lines[0] and "IDAT" in report.lines[0] and "CRC" in report.lines[0]
+    with pytest.raises(UserError, match="--strict: 1 data problems.*crc.png"):
+        scan([str(tmp_path)], "cube", imagesize=64, strict=True)
+
+
+def test_infer_refuses_a_damaged_png_by_name(tmp_path):
+    from pose_train_py27.dope_io import InputError, list_inputs, read_frames
+    _nvisii(tmp_path, "crc")
+    _damage_idat(tmp_path / "crc.png")
+    with pytest.raises(InputError, match="crc.png: damaged PNG .*IDAT.*CRC"):
+        list(read_frames(list_inputs([str(tmp_path / "crc.png")])))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pose_train.errors import UserError
-from pose_train_py27.dope_io import is_frame_file
+from pose_train_py27.dope_io import is_frame_file, png_damage
 
 SIDE_FILES = ("_camera_settings.json", "_object_settings.json")
 
@@ -198,6 +198,10 @@ def _check_image(image_path, imagesize, report):
     w, h, complete = header
     if not complete:
         report.add("truncated image", image_path, "file is truncated (skipped)")
+        return None
+    damage = png_damage(image_path)
+    if damage:   # decoders train on such a file as a black frame and say nothing
+        report.add("damaged image", image_path, "damaged PNG: %s (skipped)" % damage)
         return None
     if min(w, h) < imagesize:
         report.add("smaller than crop", image_path, "image %dx%d is smaller than the %d px crop "

@@ -11,6 +11,7 @@ crops, which keeps both the per-sample CPU cost and the host->device copy low.
 import hashlib
 import os
 import shutil
+import sys
 
 import cv2
 import numpy as np
@@ -134,9 +135,11 @@ class DopeDataset(Dataset):
                 return cached, True
         img = cv2.imread(sample.image, IMREAD_FLAGS)
         if img is None:
-            # The scan checks headers and trailers; a file damaged inside still must not stop
-            # a long run: train on a blank frame with no objects and count it.
+            # The scan checks headers, trailers and PNG CRCs; a file damaged after it still must
+            # not stop a long run: train on a blank frame with no objects, and say which.
             self.decode_failures += 1
+            print("pose-train: warning: %s: cannot decode it now (changed since the scan?); "
+                  "trained as an empty frame this time" % sample.image, file=sys.stderr, flush=True)
             w, h = sample.size
             return np.zeros((h, w, 3), np.uint8), False
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
