@@ -285,7 +285,7 @@ def breaker_sources(workdir):
         src[name] = (path, kw)
     put("numpy2", {"model": dict(base, arr=np.ones((2, 2), np.float32)), "best": np.float64(1)})
     put("pathlib", {"model": base, "root": __import__("pathlib").Path("/data")})
-    put("module", torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), trust=True)
+    put("module", torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), trust=["torch.nn"])
     put("negbit", {"w": torch._neg_view(torch.arange(4.))})
     put("protocol4", base, save={"pickle_protocol": 4})
     put("half_bf16", {"h": torch.ones(3).half(), "b": torch.ones(3).bfloat16()})

@@ -62,7 +62,8 @@ def test_pathlib_metadata_is_dropped_without_trust(tmp_path):
 def test_custom_classes_need_trust(tmp_path, extra):
     with pytest.raises(UserError, match=r"test_compat_convert\.(TrainConfig|Mode).*--trust"):
         melodic(tmp_path, {"model": small_state(), "cfg": extra})
-    out, _ = melodic(tmp_path, {"model": small_state(), "cfg": extra}, name="b.pth", trust=True)
+    out, _ = melodic(tmp_path, {"model": small_state(), "cfg": extra}, name="b.pth",
+                     trust=["test_compat_convert"])
     assert list(out) == list(small_state())
 
 
@@ -75,7 +76,7 @@ def test_class_missing_at_load_time_is_stubbed_with_trust(tmp_path):
     finally:
         del __main__.Config
     dst = tmp_path / "out.pth"
-    assert h.run_convert(tmp_path / "src.pth", dst, trust=True) == 0
+    assert h.run_convert(tmp_path / "src.pth", dst, trust=["__main__.Config"]) == 0
     assert list(torch.load(dst, weights_only=True)) == list(small_state())
 
 
@@ -83,7 +84,7 @@ def test_pickled_module_needs_trust_then_converts(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     with pytest.raises(UserError, match=r"torch\.nn\.modules\..*--trust"):
         melodic(tmp_path, net)
-    out, _ = melodic(tmp_path, net, name="m.pth", trust=True)
+    out, _ = melodic(tmp_path, net, name="m.pth", trust=["torch.nn"])
     assert all(torch.equal(out[k], v) for k, v in net.state_dict().items())
 
 
@@ -254,7 +255,7 @@ def test_pickled_network_whose_class_is_gone_gives_its_weights_with_trust(tmp_pa
     finally:
         del __main__.GoneNet
     dst = tmp_path / "out.pth"
-    assert h.run_convert(tmp_path / "src.pth", dst, trust=True) == 0
+    assert h.run_convert(tmp_path / "src.pth", dst, trust=["__main__", "torch.nn"]) == 0
     out = torch.load(dst, weights_only=True)
     assert list(out) == list(expected) and "module.scratch" not in out
     assert all(torch.equal(out[k], v) for k, v in expected.items())

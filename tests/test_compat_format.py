@@ -68,7 +68,8 @@ def test_scanner_names_os_system_in_every_flavour(evil_files):
 
 
 @pytest.mark.parametrize("command", [["convert", "--to", "melodic"], ["convert", "--to", "modern"],
-                                     ["inspect"], ["convert", "--to", "melodic", "--trust"]])
+                                     ["inspect"], ["convert", "--to", "melodic", "--trust", "os",
+                                                   "--trust", "builtins", "--trust", "torch"]])
 def test_os_system_refused_one_line_nothing_executed(evil_files, tmp_path, capsys, command):
     files, marker = evil_files
     for name, path in files.items():
@@ -162,7 +163,7 @@ def test_zip_missing_storage_member(tmp_path):
         lf.scan_file(str(bad))
 
 
-def test_tar_era_file_is_named_and_needs_trust(tmp_path, capsys):
+def test_tar_era_file_is_named(tmp_path, capsys):
     import tarfile
     path = tmp_path / "old.tar.pth"
     member = tmp_path / "pickle"
@@ -170,5 +171,32 @@ def test_tar_era_file_is_named_and_needs_trust(tmp_path, capsys):
     with tarfile.open(path, "w") as tar:
         tar.add(member, arcname="pickle")
     code, out, _ = run_cli(["inspect", str(path)], capsys)
-    assert code == 0 and "tar (torch <= 0.3)" in out and "--trust" in out
+    assert code == 0 and "tar (torch <= 0.3)" in out and "modern runtime (torch 2.x): " in out
     assert "legacy runtime (Python 2.7 + torch 1.4, ROS Melodic): no" in out
+
+
+class _CallsOnLoad:
+    """Its pickle calls ``func(code)`` on load: the issue's timeit / cProfile repro."""
+
+    def __init__(self, func, marker):
+        self.func, self.marker = func, marker
+
+    def __reduce__(self):
+        return (self.func, ("open(%r, 'w').close()" % self.marker,))
+
+
+@pytest.mark.parametrize("func", ["timeit.timeit", "cProfile.run"])
+def test_code_runners_missing_from_any_deny_list_are_refused_without_advice(tmp_path, capsys, func):
+    import importlib
+    module, _, name = func.rpartition(".")
+    marker = str(tmp_path / "ran")
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.ones(2), "x": _CallsOnLoad(getattr(importlib.import_module(module), name),
+                                                      marker)}, path)
+    for argv in (["inspect", str(path)], ["convert", str(path), "--to", "melodic"],
+                 ["convert", str(path), "--to", "melodic", "--trust", "test_compat_format"]):
+        code, out, err = run_cli(argv, capsys)
+        text = out + "\n".join(err)
+        assert func in text and "calls" in text and "nothing was executed" in text, text
+        assert "rerun with --trust" not in text
+        assert not os.path.exists(marker)

@@ -219,7 +219,7 @@ def run_local_verifier(out, model):
 
 
 def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, verify=False,
-            fmt="pth", trust=False, dimensions=None):
+            fmt="pth", trust=(), dimensions=None):
     """Convert SRC into OUT; returns the exit code of the verifier (0 when not run)."""
     started = time.time()
     state, note = read_weights(src, trust)
@@ -272,4 +272,4 @@ def main(args):
         parse_dimensions(args.dimensions)      # a bad value fails before anything is written
     return convert(str(args.src), to, str(args.out), str(args.model or "auto"),
                    bool(args.keep_prefix), bool(args.strip_prefix), bool(args.verify),
-                   str(args.format or "pth").lower(), bool(args.trust), args.dimensions)
+                   str(args.format or "pth").lower(), tuple(args.trust or ()), args.dimensions)

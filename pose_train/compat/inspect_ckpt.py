@@ -1,7 +1,7 @@
 """pose-train inspect: what a checkpoint file is and who can load it, read without running it.
 
 Everything up to "loaded:" comes from walking the pickle's opcodes (pose_train_py27.legacy_format);
-the tensor summary loads the file with weights_only=True (or, with --trust, fully) only
+the tensor summary loads the file with weights_only=True (or the allow-list widened by --trust) only
 after that walk found nothing that could run a command.
 """
 import collections
@@ -53,7 +53,7 @@ def _weights_summary(obj):
     return lines
 
 
-def inspect_file(path, trust=False):
+def inspect_file(path, trust=()):
     """Return the report as a list of lines; UserError when the file is not a checkpoint."""
     scan = scan_or_fail(path)
     lines = ["file: %s (%s bytes)" % (path, format(os.path.getsize(path), ",")),
@@ -74,7 +74,7 @@ def inspect_file(path, trust=False):
         modern = "no: %s" % str(err).replace(path + ": ", "")
         lines.append("loaded: no")
     if trust and modern.startswith("yes"):
-        modern = "yes with --trust (a full unpickle); see globals above"
+        modern = "yes with --trust %s; see globals above" % " --trust ".join(trust)
     lines += ["modern runtime (torch 2.x): %s" % modern,
               "legacy runtime (Python 2.7 + torch 1.4, ROS Melodic): %s"
               % legacy_verdict(path, scan)]
@@ -110,6 +110,6 @@ def legacy_verdict(path, scan):
 
 def main(args):
     """Job entry (declared in pose_train.jobs.checkpoints): args has ckpt, trust."""
-    for line in inspect_file(str(args.ckpt), bool(getattr(args, "trust", False))):
+    for line in inspect_file(str(args.ckpt), getattr(args, "trust", None) or ()):
         print(line)
     return 0

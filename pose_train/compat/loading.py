@@ -3,8 +3,11 @@
 Default: ``torch.load(weights_only=True)``, which only rebuilds tensors and plain
 containers, plus a short list of extra classes whose reconstruction cannot run code
 (numpy arrays and scalars, pathlib paths, argparse.Namespace): old training scripts
-pickled those beside the weights. Anything else needs ``--trust``; even then the
-globals that only ever serve to run commands (os.system, eval, ...) are refused.
+pickled those beside the weights. An allow-list, never a deny-list: ``--trust NAME``
+adds one global (``train.TrainConfig``) or a whole module (``train``), only those the user
+names. A name that looks like a function (``timeit.timeit``) is code the file runs at load,
+and the error says so instead of suggesting --trust. The classic command runners (os.system,
+eval, ...) are refused even when named.
 """
 import argparse
 import codecs
@@ -68,30 +71,43 @@ class _Stub:
         self.state = state
 
 
-class _TolerantUnpickler(pickle.Unpickler):
+def trusted(name, trust):
+    """Whether the user's --trust names this global, its module or a package above it."""
+    module = name.rpartition(".")[0]
+    return any(name == t or module == t or module.startswith(t + ".") for t in trust)
+
+
+def looks_callable(name):
+    """A lower-case last part (timeit.timeit, cProfile.run) names a function, code the pickle
+    calls; classes (TrainConfig, Mode) are capitalised. Only used to word the advice."""
+    attr = name.rpartition(".")[2].lstrip("_")
+    return not attr[:1].isupper()
+
+
+class _AllowlistUnpickler(pickle.Unpickler):
+    """Plain globals plus what --trust names: for the opcodes weights_only lacks (FRAME, p4+)
+    and for the user's own classes. A named class this process cannot import is stubbed."""
+    trust = ()
+
     def find_class(self, module, name):
-        if is_dangerous(module + "." + name):
-            raise pickle.UnpicklingError("refusing %s.%s" % (module, name))
+        full = module + "." + name
+        if not _plain_global(full) and not (trusted(full, self.trust) and not is_dangerous(full)):
+            raise pickle.UnpicklingError("global %s is not allowed" % full)
         try:
             return super().find_class(module, name)
         except (ImportError, AttributeError):
+            if _plain_global(full):
+                raise
             # The training script's own classes (configs, enums) are only metadata here.
             return type(name, (_Stub,), {"__module__": module})
 
 
-class _AllowlistUnpickler(pickle.Unpickler):
-    """Plain globals only: what weights_only allows, for the opcodes it lacks (FRAME, p4+)."""
-
-    def find_class(self, module, name):
-        if not _plain_global(module + "." + name):
-            raise pickle.UnpicklingError("global %s.%s is not allowed" % (module, name))
-        return super().find_class(module, name)
-
-
-_tolerant_pickle = types.SimpleNamespace(Unpickler=_TolerantUnpickler, load=pickle.load,
-                                         __name__="pickle")
-_allowlist_pickle = types.SimpleNamespace(Unpickler=_AllowlistUnpickler, load=pickle.load,
-                                          __name__="pickle")
+def _pickle_module(trust):
+    """What torch.load takes as ``pickle_module``: its header pickles go through ``load``, the
+    data through ``Unpickler``; both are held to the allow-list."""
+    unpickler = type("Unpickler", (_AllowlistUnpickler,), {"trust": tuple(trust)})
+    return types.SimpleNamespace(Unpickler=unpickler, __name__="pickle",
+                                 load=lambda f, **kw: unpickler(f, **kw).load())
 
 
 def scan_or_fail(path):
@@ -110,14 +126,11 @@ def scan_or_fail(path):
 
 
 def _torch_load(path, trust, encoding, scan):
-    if trust:
+    if trust or scan.protocol > 2 or scan.format == "tar":
+        # torch's weights-only unpickler stops at protocol-4 framing and knows no --trust;
+        # ours allows the same plain globals, every opcode, and exactly what the user named.
         return torch.load(path, map_location="cpu", weights_only=False,
-                          pickle_module=_tolerant_pickle, encoding=encoding)
-    if scan.protocol > 2 and all(_plain_global(g) for g in scan.globals):
-        # torch's weights-only unpickler stops at protocol-4 framing; ours allows the same
-        # globals and every opcode.
-        return torch.load(path, map_location="cpu", weights_only=False,
-                          pickle_module=_allowlist_pickle, encoding=encoding)
+                          pickle_module=_pickle_module(trust), encoding=encoding)
     extra = {} if encoding == "utf-8" else {"encoding": encoding}
     with torch.serialization.safe_globals(harmless_globals()), warnings.catch_warnings():
         # torch warns that encoding is ignored with weights_only; its unpickler does use it.
@@ -125,12 +138,29 @@ def _torch_load(path, trust, encoding, scan):
         return torch.load(path, map_location="cpu", weights_only=True, **extra)
 
 
-def load_checkpoint(path, trust=False):
-    """Return (object, scan). Python 2 pickles (byte strings, latin1 numpy) load too."""
+def refuse_unlisted(path, scan, trust):
+    """UserError before anything loads when the pickle names globals outside the allow-list."""
+    odd = [g for g in scan.globals if not _plain_global(g) and not trusted(g, trust)]
+    if not odd:
+        return
+    code = [g for g in odd if looks_callable(g)]
+    if code:
+        raise UserError("%s: its pickle calls %s when loaded: code, which weights never need; "
+                        "refusing to load it (nothing was executed). Re-save the weights alone "
+                        "(torch.save(model.state_dict(), ...)) where the file was made"
+                        % (path, ", ".join(code)))
+    raise UserError("%s: not a weights-only checkpoint (its pickle references %s); if you trust "
+                    "its source, rerun with %s (each names a class the file may rebuild)"
+                    % (path, ", ".join(odd), " ".join("--trust " + g for g in odd)))
+
+
+def load_checkpoint(path, trust=()):
+    """Return (object, scan). Python 2 pickles (byte strings, latin1 numpy) load too.
+
+    ``trust``: globals or modules (``--trust`` values) allowed beyond the plain ones."""
+    trust = tuple(trust or ())
     scan = scan_or_fail(path)
-    if scan.format == "tar" and not trust:
-        raise UserError("%s: a torch <= 0.3 tar-format file; torch cannot load it weights-only: "
-                        "rerun with --trust if you trust its source" % (path,))
+    refuse_unlisted(path, scan, trust)
     try:
         try:
             obj = _torch_load(path, trust, "utf-8", scan)
@@ -138,13 +168,8 @@ def load_checkpoint(path, trust=False):
             # Python 2 str objects (numpy buffers, byte keys) are not UTF-8 text.
             obj = _torch_load(path, trust, "latin1", scan)
     except pickle.UnpicklingError as err:
-        if trust:
-            raise UserError("%s: cannot unpickle it even with --trust (%s)"
-                            % (path, str(err).splitlines()[0]))
-        odd = [g for g in scan.globals if not _plain_global(g)]
-        raise UserError("%s: not a weights-only checkpoint (its pickle references %s); "
-                        "rerun with --trust if you trust its source"
-                        % (path, ", ".join(odd) or str(err).splitlines()[0]))
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise UserError("%s: torch cannot load it (%s)" % (path, str(err).splitlines()[0]))
+        raise UserError("%s: cannot unpickle it (%s)" % (path, str(err).splitlines()[0]))
+    except (RuntimeError, EOFError, ValueError, KeyError) as err:
+        raise UserError("%s: torch cannot load it (%s)"
+                        % (path, (str(err).splitlines() or [type(err).__name__])[0]))
     return obj, scan

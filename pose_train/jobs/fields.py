@@ -12,5 +12,6 @@ GPUS = Field("gpus", "int", None, "GPUs to use (0 = CPU); default every visible 
 TIME_LIMIT = Field("time_limit", "float", None, "hours; save and exit 0 before this much "
                    "wall-clock time has passed (Kaggle: 8.5)", positive=True)
 COMPILE = Field("compile", "bool", False, "torch.compile the network")
-TRUST = Field("trust", "bool", False, "allow a pickle's non-tensor globals (runs its code)")
+TRUST = Field("trust", "str", [], "also allow this global (train.TrainConfig) or module (train) "
+              "in the pickle; what it names may run as the file loads", many=True)
 NET_KIND = Field("model", "str", "auto", "network in the file", choices=("auto", "dope", "keypoints"))
