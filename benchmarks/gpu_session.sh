@@ -31,7 +31,7 @@ case "${1:-}" in
         step bench_keypoints 210 python3 benchmarks/bench_keypoints.py --compile ;;
     learn-dope)
         step learn_dope 540 python3 benchmarks/learn_dope.py --minutes 6 --train 1500 \
-            --json "$out/learn_dope.json" ;;
+            --outf "$out/learn_dope" --json "$out/learn_dope.json" ;;
     learn-kp)
         step learn_keypoints 540 python3 benchmarks/learn_keypoints.py --minutes 6 \
             --json "$out/learn_keypoints.json" ;;

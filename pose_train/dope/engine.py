@@ -127,13 +127,17 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
 
 @torch.no_grad()
 def evaluate(model, loader, cfg, max_px=2.0):
-    """Mean loss and the fraction of visible keypoints whose final-stage peak is within
-    ``max_px`` output pixels of the truth (the issue's learning criterion)."""
+    """Mean loss, the loss of all-zero maps on the same targets (what a network that has
+    learnt nothing reaches), and the fraction of visible keypoints whose final-stage peak is
+    within ``max_px`` output pixels of the truth."""
     model.eval()
-    total, batches, hits, visible = 0.0, 0, 0, 0
+    total, empty, batches, hits, visible = 0.0, 0.0, 0, 0, 0
     for batch in loader:
         images, tb, ta, points, valid = prepare_batch(batch, cfg, 0, 0, train=False)
         loss, final = forward_loss(model, images, tb, ta, cfg)
+        stages = getattr(model, "module", model).stages
+        empty += dope_loss([torch.zeros_like(tb)] * stages, [torch.zeros_like(ta)] * stages,
+                           tb, ta).item()
         total, batches = total + loss.item(), batches + 1
         peaks, _ = belief_peaks(final.float())                       # (B, 9, 2) crop px
         size = images.shape[-1]
@@ -145,5 +149,6 @@ def evaluate(model, loader, cfg, max_px=2.0):
                 hits += int(((dist <= max_px) & inside).sum())
                 visible += int(inside.sum())
     model.train()
-    return {"loss": total / max(1, batches), "peak_within_2px": hits / max(1, visible),
+    return {"loss": total / max(1, batches), "empty_map_loss": empty / max(1, batches),
+            "peak_within_2px": hits / max(1, visible),
             "visible_keypoints": visible}
