@@ -212,3 +212,34 @@ def test_keypoint_pipeline_through_launcher_and_to_melodic(modern_image, legacy_
         assert result.returncode == 0, (step, result.stdout[-2000:], result.stderr[-2000:])
     assert (tmp_path / "eval" / "results.md").read_text().count("| 01 | fps | 8 |") == 1
     assert (tmp_path / "run" / "best_melodic.pth").exists()
+
+
+def test_doctor_finds_and_stops_what_a_killed_launcher_left(docker_client, modern_image, tmp_path):
+    """After a SIGKILL of the launcher its container trains on; doctor names it by its labels
+    and --stop_orphans stops and removes it; the next launch warns about it."""
+    import socket
+    from pose_train.launcher import orphans
+    gone = subprocess.Popen(["true"])
+    gone.wait()   # a launcher PID that no longer exists
+    c = docker_client.containers.run(modern_image, ["300"], entrypoint=["sleep"], detach=True,
+                                     name="pose-train-orphan-check", labels={
+                                         orphans.RUN_LABEL: "orphan-check",
+                                         orphans.PID_LABEL: str(gone.pid),
+                                         orphans.HOST_LABEL: socket.gethostname(),
+                                         "io.pose-train.job": "train-dope"})
+    try:
+        report = _launcher("doctor")
+        assert "pose-train-orphan-check (job train-dope" in report.stdout, report.stdout
+        assert "--stop_orphans" in report.stdout and report.returncode == 1
+        launch = _launcher("synth", "dope", "--out", str(tmp_path / "d"), "--n", "1", "--width",
+                           "64", "--height", "48")
+        assert launch.returncode == 0 and "warning: pose-train-orphan-check" in launch.stderr
+        stopped = _launcher("doctor", "--stop_orphans")
+        assert "stopped and removed pose-train-orphan-check" in stopped.stdout, stopped.stdout
+        assert docker_client.containers.list(all=True, filters={"name": "pose-train-orphan-check"}) == []
+    finally:
+        import docker.errors
+        try:
+            c.remove(force=True)
+        except docker.errors.NotFound:
+            pass   # the test removed it

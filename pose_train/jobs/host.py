@@ -20,7 +20,10 @@ LIST = Job("images-list", HOST, "pose_train.launcher.images:list_job",
 
 DOCTOR = Job("doctor", HOST, "pose_train.launcher.doctor:main",
              "Check GPU, Docker and images, each problem with its fix.\n\nGPU through NVML, "
-             "the Docker engine step by step, and the runtime images' labels.",
+             "the Docker engine step by step, containers a killed launcher left running, and "
+             "the runtime images' labels.",
+             fields=(Field("stop_orphans", "bool", False, "stop and remove the containers a "
+                           "killed launcher left running"),),
              uses_gpu=False)
 
 JOBS = (BUILD, LIST, DOCTOR)

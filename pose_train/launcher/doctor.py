@@ -1,8 +1,8 @@
 """`pose-train doctor`: GPU, Docker and image state in one report, each problem with its fix."""
-from pose_train.launcher import engine, gpu, images
+from pose_train.launcher import engine, gpu, images, orphans
 
 
-def doctor():
+def doctor(stop_orphans=False):
     ok = True
     print("GPU (NVML)")
     report = gpu.probe()
@@ -23,6 +23,7 @@ def doctor():
     has_runtime = engine.nvidia_runtime(client)
     print("  %s NVIDIA container runtime%s" % ("ok" if has_runtime else "--", "" if has_runtime else
           " not configured: GPUs cannot reach containers (install nvidia-container-toolkit)"))
+    ok = _orphans(client, stop_orphans) and ok
     print("Images")
     for name in ("modern", "legacy"):
         tag = images.image_tag(name)
@@ -39,6 +40,24 @@ def doctor():
     return 0 if ok else 1
 
 
+def _orphans(client, stop):
+    """The leftovers of killed launchers; True when there are none (or they were stopped)."""
+    found = orphans.find(client)
+    print("Containers")
+    if not found:
+        print("  ok no pose-train container left behind by a killed launcher")
+        return True
+    for c in found:
+        print("  FAIL %s" % orphans.describe(c))
+    if stop:
+        for name in orphans.stop(found):
+            print("  stopped and removed %s (a trainer saves its state on the way)" % name)
+        return True
+    print("     -> pose-train doctor --stop_orphans stops and removes them (SIGTERM first: "
+          "trainers save), or docker rm -f NAME")
+    return False
+
+
 def main(args):
     """`pose-train doctor` (declared in pose_train.jobs.host)."""
-    return doctor()
+    return doctor(getattr(args, "stop_orphans", False))

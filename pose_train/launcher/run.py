@@ -12,7 +12,7 @@ from pose_train.errors import Interrupted, UserError, interrupt_exit_code
 from pose_train.files import atomic_write_json
 from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
-from pose_train.launcher import images
+from pose_train.launcher import images, orphans
 from pose_train.launcher.paths import plan_mounts
 from pose_train.training.signals import STOP_WAIT_ENV
 
@@ -64,8 +64,9 @@ def container_spec(job, args, use_gpu, run_id, create=True):
         user="%d:%d" % (os.getuid(), os.getgid()), shm_size=SHM_SIZE, init=True,
         gpu_count=(gpus or -1) if use_gpu else 0, name="pose-train-%s-%s" % (job.name, run_id),
         environment={"PYTHONUNBUFFERED": "1", "POSE_TRAIN_RUN_ID": run_id},
-        labels={"io.pose-train.job": job.name, "io.pose-train.run-id": run_id,
-                "io.pose-train.launcher-version": __version__})
+        labels=dict(orphans.launcher_labels(), **{
+            "io.pose-train.job": job.name, orphans.RUN_LABEL: run_id,
+            "io.pose-train.launcher-version": __version__}))
 
 
 def docker_run_command(spec):
@@ -90,6 +91,7 @@ def launch(job, args, dry_run=False):
     if not dry_run:
         from pose_train.launcher.engine import connect
         client = connect()
+        _warn_orphans(client)
         labels = images.labels(client, images.image_tag(job.image))
         if labels is None:
             raise UserError("image %s not found: build it with `pose-train images build %s`"
@@ -104,6 +106,12 @@ def launch(job, args, dry_run=False):
         return 0
     log_dir = _log_dir(job, args)
     return _run_container(client, spec, log_dir, run_id, labels, report)
+
+
+def _warn_orphans(client):
+    for c in orphans.find(client):
+        print("pose-train: warning: %s; `pose-train doctor --stop_orphans` stops it"
+              % orphans.describe(c), file=sys.stderr)
 
 
 def _log_dir(job, args):
