@@ -29,25 +29,13 @@ from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
 from pose_train_py27.dope_decode import decode_settings, detect
 from pose_train_py27.dope_io import (NORMALIZATIONS, InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, dimensions_from_settings,
-                                     list_inputs, parse_dimensions, read_frames, make_camera)
+                                     list_inputs, make_camera, parse_dimensions, read_frames,
+                                     read_sidecar)
 from pose_train_py27.keys import add_prefix
 from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
 
 NODE_DOWNSCALE_HEIGHT = 500   # the node's shipped config
 EXIT_BAD_INPUT = 2
-
-
-def read_sidecar(weights):
-    """The trainer's json beside the weights (net_epoch_10.json), or {}."""
-    path = os.path.splitext(weights)[0] + ".json"
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except ValueError as err:
-        raise InputError("%s is not valid JSON (%s); fix or delete it" % (path, err))
-    return meta if isinstance(meta, dict) else {}
 
 
 def load_network(weights, device):

@@ -58,6 +58,8 @@ def png_damage(path):
     pos = 8
     while pos + 12 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if not kind.isalpha():
+            return "no PNG chunk at byte %d (the data is overwritten)" % pos
         end = pos + 8 + length
         if end + 4 > len(data):
             return "chunk %s at byte %d is cut short" % (kind.decode("latin-1"), pos)
@@ -118,6 +120,19 @@ def read_frames(inputs):
             ok, bgr = capture.read()
             index += 1
         capture.release()
+
+
+def read_sidecar(weights):
+    """The trainer's json beside DOPE weights (net_epoch_10.pth -> net_epoch_10.json), or {}."""
+    path = os.path.splitext(weights)[0] + ".json"
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except ValueError as err:
+        raise InputError("%s is not valid JSON (%s); fix or delete it" % (path, err))
+    return meta if isinstance(meta, dict) else {}
 
 
 def _load_json(path):

@@ -144,8 +144,8 @@ def _bad_cases(tmp_path, weights, frames):
     from pose_train_py27.nets import FastPose
     import torch
     png = frames[0].replace(".json", ".png")
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8" + b"\0" * 64)
     lonely = tmp_path / "lonely" / "f.png"
     lonely.parent.mkdir()
     lonely.write_bytes(open(png, "rb").read())

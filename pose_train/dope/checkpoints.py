@@ -8,7 +8,6 @@ read: the seed's "convert the .pth for Python 2" step is not needed. Facts a use
 the weights cannot carry (input normalisation, object, crop size) go in ``net_epoch_XX.json``.
 """
 import collections
-import json
 import os
 import re
 
@@ -16,6 +15,7 @@ from pose_train.errors import UserError
 from pose_train.compat.legacy_writer import write_legacy
 from pose_train.files import atomic_write, atomic_write_json
 from pose_train.training.checkpoint import load_file, load_weights, unwrap
+from pose_train_py27.dope_io import InputError, read_sidecar
 from pose_train_py27.keys import add_prefix, strip_prefix
 
 
@@ -38,15 +38,10 @@ def save_epoch_weights(outf, model, epoch, meta):
 
 def sidecar_of(path):
     """The json beside a weights file (net_epoch_10.json), or {} when there is none."""
-    sidecar = os.path.splitext(path)[0] + ".json"
-    if not os.path.isfile(sidecar):
-        return {}
     try:
-        with open(sidecar) as f:
-            meta = json.load(f)
-    except ValueError as err:
-        raise UserError("%s is not valid JSON (%s); fix or delete it" % (sidecar, err))
-    return meta if isinstance(meta, dict) else {}
+        return read_sidecar(path)
+    except InputError as err:
+        raise UserError(str(err))
 
 
 def epoch_from_name(path):

@@ -23,7 +23,7 @@ from pose_train.keypoints import mesh as meshlib
 from pose_train.keypoints.metrics import add_error, subsample
 from pose_train_py27 import dope_infer, overlay
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
-from pose_train_py27.dope_io import NORMALIZATIONS, InputError, make_camera
+from pose_train_py27.dope_io import NORMALIZATIONS, InputError, make_camera, read_sidecar
 
 AUC_MAX_M = 0.10
 ADD_FRACTION = 0.1
@@ -176,7 +176,7 @@ def main(args):
     samples, _ = scan(args.data, args.object, 1)
     samples = [s for s in samples if len(s.points)]
     try:
-        meta = dope_infer.read_sidecar(args.weights)
+        meta = read_sidecar(args.weights)
         dims = dope_infer.dimensions_for(args, meta, args.object)
         if args.detections:
             found, settings = read_detections(args.detections)
