@@ -39,6 +39,16 @@ def frame_maps(json_path, settings=SETTINGS, noise=0.0, rng=None):
     return beliefs, affinities, K, cubes, scale
 
 
+def local_cli(*argv):
+    """pose-train --local ARGV in this process; its exit code."""
+    from pose_train.cli import main as cli_main
+    try:
+        cli_main(["--local"] + [str(a) for a in argv])
+    except SystemExit as err:
+        return err.code
+    return 0
+
+
 def assert_same_detections(ours, theirs, px=0.5, mm=1.0, deg=0.5):
     """The tolerance the two runtimes must meet: 2D points, location, rotation."""
     assert len(ours) == len(theirs), (len(ours), len(theirs))
@@ -100,15 +110,11 @@ def write_weights(folder, seed=0):
 
 def check_infer_parity(python_argv, workdir):
     """infer dope on the same weights and frames: the same records from both runtimes."""
-    from pose_train.cli import main as cli_main
     weights = write_weights(workdir)
     synth_frames(os.path.join(workdir, "frames"), 3)
     frames = os.path.join(workdir, "frames")
-    try:
-        cli_main(["--local", "infer", "dope", weights, "--images", frames, "--outf",
-                  os.path.join(workdir, "modern")])
-    except SystemExit as err:
-        assert not err.code, "modern infer dope failed"
+    assert local_cli("infer", "dope", weights, "--images", frames, "--outf",
+                     os.path.join(workdir, "modern")) == 0
     h.run_legacy(python_argv, ["-m", "pose_train_py27", "infer", "dope", weights, "--images",
                                frames, "--outf", os.path.join(workdir, "legacy")])
     mine, legacy = (json.load(open(os.path.join(workdir, side, "detections.json")))

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import infer_helpers as ih
-from pose_train.cli import main as cli_main
 from pose_train_py27.cuboid import axis_angle_quat, cuboid_vertices, quat_multiply
 
 
@@ -39,12 +38,7 @@ def _detections(tmp_path, frames, change):
 
 
 def _eval(weights, frames, out, *extra):
-    try:
-        cli_main(["--local", "eval", "dope", weights, "--data", frames, "--outf", str(out)]
-                 + [str(e) for e in extra])
-    except SystemExit as err:
-        return err.code
-    return 0
+    return ih.local_cli("eval", "dope", weights, "--data", frames, "--outf", out, *extra)
 
 
 @pytest.fixture(scope="module")

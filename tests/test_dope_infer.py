@@ -7,7 +7,6 @@ import pytest
 
 import infer_helpers as ih
 from benchmarks import dope_node_post
-from pose_train.cli import main as cli_main
 from pose_train_py27 import dope_decode
 from pose_train_py27.cuboid import cuboid_vertices, rotation_angle_deg, rvec_to_quat
 from pose_train_py27.dope_io import camera_from_yaml
@@ -95,11 +94,7 @@ def test_smoothing_is_scipys_gaussian_filter_kernel():
 
 
 def _infer(*args):
-    try:
-        cli_main(["--local", "infer", "dope"] + [str(a) for a in args])
-    except SystemExit as err:
-        return err.code
-    return 0
+    return ih.local_cli("infer", "dope", *args)
 
 
 @pytest.fixture(scope="module")
