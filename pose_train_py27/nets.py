@@ -135,7 +135,9 @@ class SEResnet(nn.Module):
         depths = self.DEPTHS[architecture]
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-5, momentum=0.01, affine=True)
+        # AlphaPose train_sppe uses momentum 0.1 in every BatchNorm (its stem and downsample
+        # layers included); 0.01 would track running statistics ten times slower.
+        self.bn1 = nn.BatchNorm2d(64, eps=1e-5, momentum=0.1, affine=True)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(64, depths[0])
@@ -148,7 +150,7 @@ class SEResnet(nn.Module):
         if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
             downsample = nn.Sequential(
                 nn.Conv2d(self.inplanes, planes * 4, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes * 4, momentum=0.01))
+                nn.BatchNorm2d(planes * 4, momentum=0.1))
         layers = [Bottleneck(self.inplanes, planes, stride, downsample, reduction=downsample is not None)]
         self.inplanes = planes * 4
         for _ in range(1, blocks):

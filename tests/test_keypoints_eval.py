@@ -106,3 +106,16 @@ def test_targets_decode_back_to_image_pixels(prepared):
         back = kp_crop[n] / fr["crop"]["scale"] + np.array(fr["crop"]["origin"])
         err = np.linalg.norm(back - np.array(fr["kp2d"]), axis=1)[weight[n].numpy() > 0]
         assert err.size and err.max() < 0.05 / fr["crop"]["scale"] + 0.05, err
+
+
+def test_eval_takes_the_seeds_loadModel_flag():
+    from pose_train.cli import parse
+    given = parse(["eval", "keypoints", "--loadModel", "w.pkl"])[1]
+    assert given["model"] == "w.pkl"
+
+
+def test_every_fastpose_batchnorm_has_train_sppes_momentum():
+    import torch.nn as nn
+    from pose_train_py27.nets import FastPose
+    moms = {m.momentum for m in FastPose(num_classes=3).modules() if isinstance(m, nn.BatchNorm2d)}
+    assert moms == {0.1}

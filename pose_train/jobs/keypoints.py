@@ -89,7 +89,7 @@ EVAL = Job("eval-keypoints", MODERN, "pose_train.keypoints.evaluate:main",
            "results.md and overlay PNGs in --outf.",
            fields=(
                Field("model", "path", None, "FastPose weights (arch and K are read from them)",
-                     role=IN, positional=True),
+                     aliases=("loadModel", "load_model"), role=IN, positional=True),
                KP_DATA, OUTF, SEQ, KPTYPE,
                Field("detections", "path", None, "boxes from a detector (JSON)", role=IN),
                Field("topk", "int", None, "keypoints used for PnP (default 3/4 of K)", low=4),
