@@ -83,3 +83,25 @@ def test_cli_prepare_accepts_01(lm, tmp_path, capsys):
           "--data", lm, "--outf", str(tmp_path), "--crop_size", "32"])
     ann = json.load(open(tmp_path / "kp_01_fps_5" / "annotations.json"))
     assert ann["seq"] == 1 and ann["crop_size"] == 32
+
+
+@pytest.mark.parametrize("form", ["ply", "txt", "json"])
+def test_given_keypoints_are_imported_in_order_with_their_source(lm, tmp_path, form):
+    """kp6d ships designated keypoints as vertex-only PLY (kps/N/TYPE/obj_XX.ply)."""
+    from pose_train.keypoints import mesh
+    given = np.array([[10.0, -5, 3], [0, 20, -8], [-15, 0, 0], [4, 4, 12], [1, -9, 6]])
+    path = tmp_path / ("obj_01." + form)
+    if form == "ply":
+        mesh.write_ply(str(path), given)           # vertices only, as kp6d's files
+        assert mesh.read_ply(str(path), faces=False)["faces"].shape == (0, 3)
+        with pytest.raises(UserError, match="needs vertex and face"):
+            mesh.read_ply(str(path))
+    elif form == "txt":
+        path.write_text("\n".join(" ".join(str(v) for v in row) for row in given))
+    else:
+        path.write_text(json.dumps({"keypoints": given.tolist()}))
+    folder = run_prepare(lm, tmp_path, kptype="sift", kpnum=17, keypoints=str(path))
+    ann, _ = kpdata.load_prepared(folder)
+    np.testing.assert_allclose(ann["keypoints_3d"], given)
+    assert ann["kpnum"] == 5 and ann["keypoints_source"] == str(path)
+    assert folder.endswith("kp_01_sift_5")

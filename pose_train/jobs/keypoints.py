@@ -30,6 +30,9 @@ PREPARE = Job("prepare-keypoints", MODERN, "pose_train.keypoints.prepare:main",
                   Field("crop_size", "int", 384, "side of the stored context crops, pixels",
                         low=32),
                   Field("context", "float", 2.0, "crop side / box side", positive=True),
+                  Field("keypoints", "path", None, "use these 3D keypoints, in this order, "
+                        "instead of designating (kp6d's kps/N/TYPE/obj_XX.ply, x y z text, "
+                        "JSON); sets --kpnum", role=IN),
               ), uses_gpu=False)
 
 # The backbone downsamples 32x and the head upsamples 8x: other sizes misalign the heatmaps.

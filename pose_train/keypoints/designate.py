@@ -134,6 +134,33 @@ def sift_keypoints(seq, frames, k, rng, max_frames=60, max_per_frame=300):
     return _spread_select(points[cand], score, k, 0.1 * seq.diameter)
 
 
+def read_given(path):
+    """(k, 3) keypoints from a file, in its order: a PLY (vertex-only as kp6d ships them in
+    kps/N/TYPE/obj_XX.ply, or with faces), text with one x y z per line, or JSON
+    ([[x, y, z], ...] or {"keypoints": [...]}). Model units (LINEMOD: mm)."""
+    import json
+    from pose_train.keypoints.mesh import read_ply
+    lower = path.lower()
+    try:
+        if lower.endswith(".ply"):
+            pts = read_ply(path, faces=False)["vertices"]
+        elif lower.endswith(".json"):
+            with open(path) as f:
+                data = json.load(f)
+            pts = np.asarray(data["keypoints"] if isinstance(data, dict) else data, np.float64)
+        else:
+            pts = np.loadtxt(path, dtype=np.float64, ndmin=2, delimiter=None)
+    except OSError as err:
+        raise UserError("%s: cannot read it (%s)" % (path, err.strerror or err))
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError("%s: not a list of 3D keypoints (%s); give x y z per line, a JSON list "
+                        "or a PLY" % (path, str(err).splitlines()[0] if str(err) else "bad value"))
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 4:
+        raise UserError("%s: needs at least 4 keypoints of 3 coordinates, got shape %s"
+                        % (path, tuple(pts.shape)))
+    return pts
+
+
 def designate(kptype, k, seq, frames, seed=0):
     """(k,3) keypoints in model coordinates for sequence ``seq``, from ``frames`` (training)."""
     rng = np.random.default_rng(seed)

@@ -11,8 +11,11 @@ import plyfile
 
 from pose_train.errors import UserError
 
-def read_ply(path):
-    """Return dict(vertices (N,3) float64, faces (M,3) int64, colors (N,3) uint8 or None)."""
+def read_ply(path, faces=True):
+    """Return dict(vertices (N,3) float64, faces (M,3) int64, colors (N,3) uint8 or None).
+
+    ``faces=False`` also takes vertex-only files (kp6d ships its keypoints so); faces is then
+    an empty (0, 3) array when the file has none."""
     try:
         ply = plyfile.PlyData.read(path)
     except (plyfile.PlyParseError, plyfile.PlyHeaderParseError, ValueError, EOFError) as err:
@@ -21,21 +24,22 @@ def read_ply(path):
     except OSError as err:
         raise UserError("%s: cannot read it (%s)" % (path, err.strerror or err))
     names = [e.name for e in ply.elements]
-    if "vertex" not in names or "face" not in names:
-        raise UserError("%s: PLY needs vertex and face elements, has %s" % (path, names))
+    if "vertex" not in names or (faces and "face" not in names):
+        raise UserError("%s: PLY needs vertex%s elements, has %s"
+                        % (path, " and face" if faces else "", names))
     vert = ply["vertex"].data
     vertices = np.stack([vert["x"], vert["y"], vert["z"]], 1).astype(np.float64)
-    faces = _triangles(ply["face"].data, path)
+    tris = _triangles(ply["face"].data, path) if "face" in names else np.zeros((0, 3), np.int64)
     colors = None
     if all(k in vert.dtype.names for k in ("red", "green", "blue")):
         colors = np.stack([vert["red"], vert["green"], vert["blue"]], 1).astype(np.uint8)
-    return {"vertices": vertices, "faces": faces, "colors": colors}
+    return {"vertices": vertices, "faces": tris, "colors": colors}
 
 
 def read_vertices(path):
-    """(N, 3) vertices of a PLY or Wavefront OBJ model, in the file's units."""
+    """(N, 3) vertices of a PLY (faces optional) or Wavefront OBJ model, in the file's units."""
     if not path.lower().endswith(".obj"):
-        return read_ply(path)["vertices"]
+        return read_ply(path, faces=False)["vertices"]
     try:
         with open(path) as f:
             rows = [line.split()[1:4] for line in f if line.startswith("v ")]
@@ -60,9 +64,11 @@ def _triangles(face_data, path):
 
 
 def write_ply(path, vertices, faces=None, colors=None, binary=True):
-    """Write x,y,z (+ red,green,blue) and triangle faces; faces=None writes a point cloud."""
+    """Write x,y,z (+ red,green,blue) and triangle faces; faces=None writes a point cloud
+    (vertex element only, as kp6d's keypoint files)."""
     vertices = np.asarray(vertices, dtype=np.float32)
-    faces = np.zeros((0, 3), np.int32) if faces is None else np.asarray(faces, dtype=np.int32)
+    cloud = faces is None
+    faces = np.zeros((0, 3), np.int32) if cloud else np.asarray(faces, dtype=np.int32)
     fields = [("x", "f4"), ("y", "f4"), ("z", "f4")]
     if colors is not None:
         fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
@@ -74,8 +80,10 @@ def write_ply(path, vertices, faces=None, colors=None, binary=True):
             rows[ch] = np.asarray(colors)[:, i]
     tris = np.zeros(len(faces), dtype=[("vertex_indices", "i4", (3,))])
     tris["vertex_indices"] = faces
-    elements = [plyfile.PlyElement.describe(rows, "vertex"),
-                plyfile.PlyElement.describe(tris, "face", len_types={"vertex_indices": "u1"})]
+    elements = [plyfile.PlyElement.describe(rows, "vertex")]
+    if not cloud:
+        elements.append(plyfile.PlyElement.describe(tris, "face",
+                                                    len_types={"vertex_indices": "u1"}))
     plyfile.PlyData(elements, text=not binary, byte_order="<").write(path)
 
 

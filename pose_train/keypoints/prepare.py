@@ -137,7 +137,15 @@ def main(args):
     seq = linemod.load_sequence(args.data, args.seq)
     split_of = choose_split([f.id for f in seq.frames], args.split, args.test_ratio, args.seed)
     train_frames = [f for f in seq.frames if split_of[f.id] == "train"] or seq.frames
-    kp3d = designation.designate(args.kptype, args.kpnum, seq, train_frames, args.seed)
+    if args.keypoints:
+        kp3d = designation.read_given(args.keypoints)
+        if len(kp3d) != args.kpnum:
+            print("prepare keypoints: %s holds %d keypoints; --kpnum %d -> %d"
+                  % (args.keypoints, len(kp3d), args.kpnum, len(kp3d)))
+        args.kpnum, source = len(kp3d), os.path.abspath(args.keypoints)
+    else:
+        kp3d = designation.designate(args.kptype, args.kpnum, seq, train_frames, args.seed)
+        source = "designated here (--kptype %s, --seed %d)" % (args.kptype, args.seed)
     out = prepared_dir(args.outf, args.seq, args.kptype, args.kpnum)
     os.makedirs(out, exist_ok=True)
     size = args.crop_size
@@ -154,7 +162,8 @@ def main(args):
     ann = {"format": FORMAT, "version": 1, "seq": args.seq, "kptype": args.kptype,
            "kpnum": args.kpnum, "layout": seq.layout, "data_root": os.path.abspath(seq.root),
            "diameter": seq.diameter, "symmetric": bool(seq.symmetric),
-           "keypoints_3d": kp3d.tolist(), "crop_size": size, "context": args.context,
+           "keypoints_3d": kp3d.tolist(), "keypoints_source": source,
+           "crop_size": size, "context": args.context,
            "frames": frames}
     # Written last: its presence marks a complete folder.
     atomic_write_json(os.path.join(out, "annotations.json"), ann, indent=None, sort_keys=False)
