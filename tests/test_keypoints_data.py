@@ -120,3 +120,14 @@ def test_split_file_and_ratio_are_deterministic(tmp_path):
     split.write_text("99\n")
     with pytest.raises(UserError, match="lacks"):
         prepare.choose_split(ids, str(split), 0.25, seed=0)
+
+
+def test_symmetry_follows_the_classic_protocol_unless_told():
+    """BOP's lm marks 3, 7, 10, 11 symmetric; the classic protocol uses ADD-S for 10, 11 only."""
+    marked = {"diameter": 100.0, "symmetries_discrete": [[1, 0, 0, 0] * 4]}
+    assert linemod.symmetry(3, marked)[0] is False and linemod.symmetry(10, {})[0] is True
+    assert "eggbox (10) and glue (11)" in linemod.symmetry(3, marked)[1]
+    assert linemod.symmetry(3, marked, "bop") == (True, "BOP models_info.json symmetry fields")
+    assert linemod.symmetry(3, {}, "3,7")[0] is True and linemod.symmetry(11, {}, "3, 7")[0] is False
+    with pytest.raises(UserError, match="--symmetric takes classic, bop or object ids"):
+        linemod.symmetry(3, {}, "eggbox")

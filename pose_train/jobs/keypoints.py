@@ -30,6 +30,9 @@ PREPARE = Job("prepare-keypoints", MODERN, "pose_train.keypoints.prepare:main",
                   Field("crop_size", "int", 384, "side of the stored context crops, pixels",
                         low=32),
                   Field("context", "float", 2.0, "crop side / box side", positive=True),
+                  Field("symmetric", "str", "classic", "which objects get ADD-S: classic "
+                        "(eggbox 10, glue 11: the LINEMOD protocol), bop (models_info "
+                        "symmetry: 3, 7, 10, 11 in lm) or ids such as 10,11"),
                   Field("keypoints", "path", None, "use these 3D keypoints, in this order, "
                         "instead of designating (kp6d's kps/N/TYPE/obj_XX.ply, x y z text, "
                         "JSON); sets --kpnum", role=IN),

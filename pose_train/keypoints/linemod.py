@@ -23,8 +23,25 @@ import numpy as np
 from pose_train.errors import UserError
 from pose_train.keypoints import mesh as meshlib
 
-# LINEMOD objects whose ADD is replaced by ADD-S: eggbox (10) and glue (11).
+# LINEMOD objects whose ADD is replaced by ADD-S in the classic protocol (BB8, PVNet, kp6d's
+# evaluation): eggbox (10) and glue (11). BOP's models_info marks 3, 7, 10 and 11 symmetric.
 SYMMETRIC_IDS = (10, 11)
+
+
+def symmetry(seq, info, rule="classic"):
+    """(symmetric, how it was decided) for object ``seq``: rule "classic" (eggbox and glue),
+    "bop" (models_info.json's symmetry fields) or object ids such as "10,11,3"."""
+    rule = str(rule).strip().lower()
+    if rule == "classic":
+        return seq in SYMMETRIC_IDS, "classic LINEMOD rule: ADD-S for eggbox (10) and glue (11)"
+    if rule == "bop":
+        marked = "symmetries_discrete" in info or "symmetries_continuous" in info
+        return marked, "BOP models_info.json symmetry fields"
+    try:
+        ids = {int(v) for v in rule.replace(" ", "").split(",") if v}
+    except ValueError:
+        raise UserError("--symmetric takes classic, bop or object ids like 10,11; got %r" % rule)
+    return seq in ids, "--symmetric %s" % ",".join(str(i) for i in sorted(ids))
 
 
 @dataclass
@@ -48,6 +65,7 @@ class Sequence:
     diameter: float
     symmetric: bool
     frames: List[Frame] = field(default_factory=list)
+    symmetry_rule: str = "classic LINEMOD rule: ADD-S for eggbox (10) and glue (11)"
 
 
 def _load_json(path):
@@ -166,14 +184,14 @@ def _sixd_frames(scene, seq):
     return frames
 
 
-def load_sequence(root, seq):
+def load_sequence(root, seq, symmetric_rule="classic"):
     """Read one LINEMOD object sequence from ROOT in whichever layout it is."""
     layout, scene, model_path = detect_layout(root, seq)
     model = meshlib.read_ply(model_path)
     info = _model_info(root, seq, layout)
     dia = float(info["diameter"]) if "diameter" in info else meshlib.diameter(model["vertices"])
-    symmetric = seq in SYMMETRIC_IDS or "symmetries_discrete" in info or "symmetries_continuous" in info
+    symmetric, rule = symmetry(seq, info, symmetric_rule)
     frames = _bop_frames(scene, seq) if layout == "bop" else _sixd_frames(scene, seq)
     if not frames:
         raise UserError("%s has no annotated frames" % scene)
-    return Sequence(layout, root, seq, model_path, model, dia, symmetric, frames)
+    return Sequence(layout, root, seq, model_path, model, dia, symmetric, frames, rule)

@@ -134,7 +134,9 @@ def annotate(seq, kp3d, split_of, crops, args, on_surface):
 
 
 def main(args):
-    seq = linemod.load_sequence(args.data, args.seq)
+    seq = linemod.load_sequence(args.data, args.seq, args.symmetric)
+    print("prepare keypoints: object %d uses %s (%s)" % (args.seq, "ADD-S" if seq.symmetric
+                                                          else "ADD", seq.symmetry_rule))
     split_of = choose_split([f.id for f in seq.frames], args.split, args.test_ratio, args.seed)
     train_frames = [f for f in seq.frames if split_of[f.id] == "train"] or seq.frames
     if args.keypoints:
@@ -162,6 +164,7 @@ def main(args):
     ann = {"format": FORMAT, "version": 1, "seq": args.seq, "kptype": args.kptype,
            "kpnum": args.kpnum, "layout": seq.layout, "data_root": os.path.abspath(seq.root),
            "diameter": seq.diameter, "symmetric": bool(seq.symmetric),
+           "symmetry_rule": seq.symmetry_rule,
            "keypoints_3d": kp3d.tolist(), "keypoints_source": source,
            "crop_size": size, "context": args.context,
            "frames": frames}
