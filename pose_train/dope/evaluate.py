@@ -20,7 +20,7 @@ from pose_train.dope.data import scan
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json
 from pose_train.keypoints import mesh as meshlib
-from pose_train.keypoints.metrics import add_error, subsample
+from pose_train.keypoints.metrics import add_error
 from pose_train_py27 import dope_infer, overlay
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
 from pose_train_py27.dope_io import NORMALIZATIONS, InputError, make_camera, read_sidecar
@@ -35,7 +35,7 @@ def model_points(args, dims_cm, dialect):
         pts = cuboid_vertices([d / 100.0 for d in dims_cm])[:8]
         return pts, float(np.linalg.norm(np.asarray(dims_cm)) / 100.0), "cuboid corners"
     scale = 0.01 if dialect == "ndds" else 1.0   # the mesh is in the dataset's units
-    pts = subsample(meshlib.read_vertices(args.mesh) * scale)
+    pts = meshlib.read_vertices(args.mesh) * scale   # every point: ADD(-S) is exact
     return pts, meshlib.diameter(pts), "mesh %s" % os.path.basename(args.mesh)
 
 

@@ -132,7 +132,7 @@ def evaluate_frames(args, ann, crops, mesh, net, device):
     boxes, have = eval_boxes(args, ann, data, idx)
     kp_crop, conf = predict(net, data, boxes, (args.input_res_h, args.input_res_w), device)
     kp3d = np.array(ann["keypoints_3d"])
-    verts = metrics.subsample(mesh["vertices"])
+    verts = np.asarray(mesh["vertices"], np.float64)   # every point: ADD(-S) is exact
     topk = args.topk or max(4, math.ceil(0.75 * ann["kpnum"]))
     rows = []
     for n, i in enumerate(idx):
