@@ -131,3 +131,32 @@ def test_symmetry_follows_the_classic_protocol_unless_told():
     assert linemod.symmetry(3, {}, "3,7")[0] is True and linemod.symmetry(11, {}, "3, 7")[0] is False
     with pytest.raises(UserError, match="--symmetric takes classic, bop or object ids"):
         linemod.symmetry(3, {}, "eggbox")
+
+
+def test_split_files_in_every_form_the_field_uses(tmp_path):
+    """BB8 training_range.txt (ints), kp6d train.txt (0000 lines), YOLO-6D / singleshotpose /
+    PVNet train.txt + test.txt (image paths), random:F; the test list is honoured."""
+    ids = list(range(20))
+    (tmp_path / "training_range.txt").write_text("0\n3\n7\n")
+    (tmp_path / "kp6d.txt").write_text("0000\n0003\n0007\n")
+    (tmp_path / "train.txt").write_text("".join("LINEMOD/ape/JPEGImages/%06d.jpg\n" % i
+                                                for i in (0, 3, 7)))
+    (tmp_path / "test.txt").write_text("".join("LINEMOD/ape/JPEGImages/%06d.jpg\n" % i
+                                               for i in (1, 2, 4)))
+    for name in ("training_range.txt", "kp6d.txt", "train.txt"):
+        split = prepare.choose_split(ids, str(tmp_path / name), 0.2, 0)
+        assert sorted(i for i, s in split.items() if s == "train") == [0, 3, 7], name
+        assert sum(s == "test" for s in split.values()) == 17
+    both = prepare.choose_split(ids, str(tmp_path / "train.txt"), 0.2, 0, str(tmp_path / "test.txt"))
+    assert sorted(i for i, s in both.items() if s == "test") == [1, 2, 4]
+    assert sum(s == "unused" for s in both.values()) == 14
+    only_test = prepare.choose_split(ids, None, 0.2, 0, str(tmp_path / "test.txt"))
+    assert sum(s == "train" for s in only_test.values()) == 17
+    rand = prepare.choose_split(ids, "random:0.15", 0.2, 5)
+    assert sum(s == "train" for s in rand.values()) == 3 and rand == prepare.choose_split(
+        ids, "random:0.15", 0.2, 5)
+    with pytest.raises(UserError, match="share 3 frames"):
+        prepare.choose_split(ids, str(tmp_path / "train.txt"), 0.2, 0, str(tmp_path / "train.txt"))
+    (tmp_path / "bad.txt").write_text("ape\n")
+    with pytest.raises(UserError, match="names no frame number"):
+        prepare.choose_split(ids, str(tmp_path / "bad.txt"), 0.2, 0)

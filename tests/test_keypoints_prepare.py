@@ -105,3 +105,13 @@ def test_given_keypoints_are_imported_in_order_with_their_source(lm, tmp_path, f
     np.testing.assert_allclose(ann["keypoints_3d"], given)
     assert ann["kpnum"] == 5 and ann["keypoints_source"] == str(path)
     assert folder.endswith("kp_01_sift_5")
+
+
+def test_train_and_test_lists_leave_other_frames_out(lm, tmp_path):
+    (tmp_path / "train.txt").write_text("LINEMOD/ape/JPEGImages/000000.jpg\nLINEMOD/ape/JPEGImages/000001.jpg\n")
+    (tmp_path / "test.txt").write_text("0005\n")
+    folder = run_prepare(lm, tmp_path, kptype="fps", kpnum=8, split=str(tmp_path / "train.txt"),
+                         test_split=str(tmp_path / "test.txt"))
+    ann, crops = kpdata.load_prepared(folder)
+    assert [(f["id"], f["split"]) for f in ann["frames"]] == [(0, "train"), (1, "train"), (5, "test")]
+    assert crops.shape[0] == 3

@@ -23,9 +23,14 @@ PREPARE = Job("prepare-keypoints", MODERN, "pose_train.keypoints.prepare:main",
                   Field("kpnum", "int", 17, "keypoints (corner: 9; PnP needs 4)", low=4),
                   Field("data", "path", "data", "LINEMOD root (BOP or SIXD layout)", role=IN),
                   OUTF,
-                  Field("split", "path", None, "training ids: JSON {\"train\": [...]} or one id a "
-                        "line; else a random split by --test_ratio and --seed", role=IN),
-                  Field("test_ratio", "float", 0.2, "held-out fraction of a random split", low=0),
+                  Field("split", "path", None, "training frames: a file (BB8 training_range.txt, "
+                        "kp6d or YOLO-6D/PVNet train.txt, JSON {\"train\": [...]}) or random:F "
+                        "(a seeded fraction F); default: random, --test_ratio held out",
+                        role=IN, words=("random:",)),
+                  Field("test_split", "path", None, "test frames: a file in the same forms "
+                        "(test.txt); default: every frame not in --split", role=IN),
+                  Field("test_ratio", "float", 0.2, "held-out fraction of the default random "
+                        "split", low=0),
                   SEED,
                   Field("crop_size", "int", 384, "side of the stored context crops, pixels",
                         low=32),
@@ -72,7 +77,7 @@ in one: E epochs without DPG, then from the best weights with DPG.""",
                 Field("arch", "str", "resnet101", "SE-ResNet backbone",
                       choices=("resnet101", "resnet50")),
                 Field("resume", "path", None, "'auto' (newest state in --outf) or a "
-                      "training_state.pt", role=IN, resumes=False),
+                      "training_state.pt", role=IN, resumes=False, words=("auto",)),
                 SEED,
                 Field("pretrained", "path", None, "local ImageNet ResNet weights", role=IN,
                       resumes=False),

@@ -33,6 +33,7 @@ class Field:
     positive: bool = False      # > 0
     multiple: Optional[int] = None  # value % multiple == 0
     resumes: bool = True        # False: left out of the "continue with:" line (--net, --resume)
+    words: Tuple[str, ...] = ()     # IN values that are not paths: "auto", "random:" (prefixes)
 
     @property
     def flag(self):
@@ -75,6 +76,11 @@ class Job:
         return tuple(f.name for f in self.fields if f.role == role)
 
     inputs = property(lambda self: self._role(IN))
+
+    def is_word(self, name, value):
+        """Whether an IN field's value is one of its keywords (--resume auto), not a path."""
+        f = next(f for f in self.fields if f.name == name)
+        return any(str(value).startswith(w) for w in f.words)
     outputs = property(lambda self: self._role(OUT))
     out_files = property(lambda self: self._role(OUT_FILE))
 

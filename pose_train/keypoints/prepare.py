@@ -24,6 +24,7 @@ OUTF/kp_SS_KPTYPE_KPNUM/ (SS = two-digit --seq):
 """
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -42,34 +43,72 @@ def prepared_dir(outf, seq, kptype, kpnum):
     return os.path.join(outf, "kp_%02d_%s_%d" % (seq, kptype, kpnum))
 
 
-def read_split(path, ids):
-    """A split file: JSON {"train": [...], "test": [...]} or text with one training id a line."""
+def _frame_id(word, path):
+    """A frame id from a split line: 42, kp6d's 0042, or an image path such as
+    LINEMOD/ape/JPEGImages/000042.jpg (YOLO-6D, singleshotpose, PVNet lists)."""
+    stem = os.path.splitext(os.path.basename(word))[0]
+    digits = re.findall(r"\d+", stem)
+    if not digits:
+        raise UserError("%s: %r names no frame number; lines are ids (42, 0042) or image paths "
+                        "(LINEMOD/ape/JPEGImages/000042.jpg)" % (path, word))
+    return int(digits[-1])
+
+
+def read_split(path, ids, key="train"):
+    """Frame ids from a split file: JSON {"train": [...], "test": [...]}, or one id or image
+    path a line (BB8 training_range.txt, kp6d train.txt, YOLO-6D/PVNet train.txt, test.txt)."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError as err:
         raise UserError("cannot read split file %s (%s)" % (path, err))
     if text.lstrip().startswith("{"):
-        train = set(int(i) for i in json.loads(text)["train"])
+        try:
+            chosen = set(int(i) for i in json.loads(text)[key])
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError("%s: a JSON split needs a %r list of frame ids (%s)" % (path, key, err))
     else:
-        train = set(int(w) for w in text.split())
-    unknown = train - set(ids)
+        chosen = set(_frame_id(w, path) for w in text.split())
+    unknown = chosen - set(ids)
     if unknown:
         raise UserError("split file %s names frames the sequence lacks: %s"
                         % (path, sorted(unknown)[:5]))
-    return train
+    return chosen
 
 
-def choose_split(ids, split, test_ratio, seed):
-    if split:
+def _random_train(ids, fraction, seed):
+    if not 0.0 < fraction <= 1.0:
+        raise UserError("--split random:F takes the training fraction F in (0, 1], got %r"
+                        % fraction)
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    n_train = int(round(fraction * len(ids)))
+    return set(int(ids[i]) for i in perm[:n_train])
+
+
+def choose_split(ids, split, test_ratio, seed, test_split=None):
+    """{id: "train" | "test" | "unused"}. --split FILE or random:F picks the training frames,
+    --test_split FILE the test frames (default: every other frame); neither given: a seeded
+    random split holding out --test_ratio."""
+    if split and str(split).lower().startswith("random:"):
+        try:
+            fraction = float(str(split).split(":", 1)[1])
+        except ValueError:
+            raise UserError("--split random:F takes a number F, got %r" % split)
+        train = _random_train(ids, fraction, seed)
+    elif split:
         train = read_split(split, ids)
+    elif test_split:
+        train = set(ids) - read_split(test_split, ids, "test")
     else:
         if not 0.0 <= test_ratio < 1.0:
             raise UserError("--test_ratio must be in [0, 1), got %r" % test_ratio)
-        perm = np.random.default_rng(seed).permutation(len(ids))
-        n_test = int(round(test_ratio * len(ids)))
-        train = set(int(ids[i]) for i in perm[n_test:])
-    return {i: ("train" if i in train else "test") for i in ids}
+        train = _random_train(ids, 1.0 - test_ratio, seed) if test_ratio else set(ids)
+    test = read_split(test_split, ids, "test") if test_split else set(ids) - train
+    both = train & test
+    if both:
+        raise UserError("%s and %s share %d frames (e.g. %s); a frame is either train or test"
+                        % (split, test_split, len(both), sorted(both)[:3]))
+    return {i: ("train" if i in train else "test" if i in test else "unused") for i in ids}
 
 
 def frame_box(frame, model, width, height):
@@ -137,7 +176,9 @@ def main(args):
     seq = linemod.load_sequence(args.data, args.seq, args.symmetric)
     print("prepare keypoints: object %d uses %s (%s)" % (args.seq, "ADD-S" if seq.symmetric
                                                           else "ADD", seq.symmetry_rule))
-    split_of = choose_split([f.id for f in seq.frames], args.split, args.test_ratio, args.seed)
+    split_of = choose_split([f.id for f in seq.frames], args.split, args.test_ratio, args.seed,
+                            args.test_split)
+    seq.frames = [f for f in seq.frames if split_of[f.id] != "unused"]
     train_frames = [f for f in seq.frames if split_of[f.id] == "train"] or seq.frames
     if args.keypoints:
         kp3d = designation.read_given(args.keypoints)

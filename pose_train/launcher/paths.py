@@ -33,7 +33,7 @@ def plan_mounts(job, args, create=True):
     --dry-run), return (container args, mounts)."""
     new_args, mounts = dict(args), {}
     for name in job.inputs:
-        paths = [p for p in _as_list(args.get(name)) if p != "auto"]  # --resume auto: not a path
+        paths = [p for p in _as_list(args.get(name)) if not job.is_word(name, p)]
         for path in paths:
             if not os.path.exists(path):
                 raise UserError("--%s %s: no such file or folder; check the path (relative paths are "
