@@ -160,3 +160,39 @@ def test_split_files_in_every_form_the_field_uses(tmp_path):
     (tmp_path / "bad.txt").write_text("ape\n")
     with pytest.raises(UserError, match="names no frame number"):
         prepare.choose_split(ids, str(tmp_path / "bad.txt"), 0.2, 0)
+
+
+def test_synthetic_set_has_bop_depth_in_mm(tmp_path):
+    """depth/ PNGs in BOP's convention (uint16, x depth_scale = mm) agree with the pose."""
+    data = make_sequence(tmp_path, n=2, seed=3)
+    scene = os.path.join(str(data), "test", "000001")
+    cam = json.load(open(os.path.join(scene, "scene_camera.json")))["0"]
+    gt = json.load(open(os.path.join(scene, "scene_gt.json")))["0"][0]
+    depth = cv2.imread(os.path.join(scene, "depth", "000000.png"), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(os.path.join(scene, "mask", "000000_000000.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert depth.dtype == np.uint16 and ((depth > 0) == mask).all()
+    z = depth[mask] * cam["depth_scale"]
+    half = np.linalg.norm(synth.BOX_SIZE_MM) / 2
+    assert abs(np.median(z) - gt["cam_t_m2c"][2]) < half
+
+
+def test_a_model_in_metres_with_poses_in_mm_is_refused(tmp_path):
+    data = make_sequence(tmp_path, n=2, seed=3)
+    path = os.path.join(str(data), "models", "obj_000001.ply")
+    model = meshlib.read_ply(path)
+    meshlib.write_ply(path, model["vertices"] / 1000.0, model["faces"], model["colors"])
+    info_path = os.path.join(str(data), "models", "models_info.json")
+    info = json.load(open(info_path))
+    info["1"]["diameter"] /= 1000.0
+    json.dump(info, open(info_path, "w"))
+    with pytest.raises(UserError, match="different units"):
+        linemod.load_sequence(str(data), 1)
+
+
+def test_mask_without_mask_visib_is_warned(tmp_path, capsys):
+    import shutil
+    data = make_sequence(tmp_path, n=2, seed=3)
+    shutil.rmtree(os.path.join(str(data), "test", "000001", "mask_visib"))
+    linemod.load_sequence(str(data), 1)
+    err = capsys.readouterr().err
+    assert "no mask_visib/" in err and "will count as visible" in err

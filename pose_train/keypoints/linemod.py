@@ -15,6 +15,7 @@ SIXD (the SIXD challenge 2017 release of Hinterstoisser's LINEMOD):
 import glob
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -194,4 +195,26 @@ def load_sequence(root, seq, symmetric_rule="classic"):
     frames = _bop_frames(scene, seq) if layout == "bop" else _sixd_frames(scene, seq)
     if not frames:
         raise UserError("%s has no annotated frames" % scene)
+    check_units(model_path, dia, frames)
+    if layout == "bop" and all(f.mask_visib is None for f in frames) \
+            and os.path.isdir(os.path.join(scene, "mask")):
+        print("pose-train: warning: %s has mask/ but no mask_visib/: keypoints hidden by other "
+              "objects will count as visible (only the object's own surface hides them); "
+              "add mask_visib/ (bop_toolkit's calc_gt_masks) for occlusion labels" % scene,
+              file=sys.stderr)
     return Sequence(layout, root, seq, model_path, model, dia, symmetric, frames, rule)
+
+
+# Distance to the camera over object diameter: LINEMOD's objects sit at 3-10 diameters; a
+# model in metres with poses in millimetres gives ~5,000, the reverse ~0.005.
+PLAUSIBLE_DISTANCE = (0.3, 300.0)
+
+
+def check_units(model_path, diameter, frames):
+    """Refuse a model and poses in different units, with the fix."""
+    distance = float(np.median([np.linalg.norm(f.t) for f in frames]))
+    ratio = distance / max(diameter, 1e-12)
+    if not PLAUSIBLE_DISTANCE[0] <= ratio <= PLAUSIBLE_DISTANCE[1]:
+        raise UserError("%s: the object is %.4g across but %.4g away (%.3g diameters): the model "
+                        "and the poses use different units (LINEMOD: both mm); rescale the model "
+                        "(e.g. metres x 1000)" % (model_path, diameter, distance, ratio))

@@ -20,6 +20,7 @@ from pose_train.keypoints import mesh as meshlib
 # LINEMOD's Kinect intrinsics at 640x480; scaled for other image sizes.
 LINEMOD_K = np.array([[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
 BOX_SIZE_MM = (90.0, 64.0, 48.0)
+DEPTH_SCALE = 1.0   # BOP: depth PNG value x depth_scale = mm
 TILES = 4
 
 
@@ -95,7 +96,7 @@ def bbox_of(mask):
 
 
 def render_frame(rng, obj, K, width, height, occlude_p=0.3):
-    """One frame: (rgb uint8 BGR, mask, mask_visib, R, t)."""
+    """One frame: (rgb uint8 BGR, mask, mask_visib, R, t, depth in mm with 0 off the object)."""
     R, t = random_pose(rng, K, width, height)
     rgb, depth = meshlib.rasterize(obj, K, R, t, width, height, shade=face_shading(obj, R))
     mask = depth > 0
@@ -112,7 +113,12 @@ def render_frame(rng, obj, K, width, height, occlude_p=0.3):
         visib[oy:oy + oh, ox:ox + ow] = False
     noise = rng.normal(0.0, 3.0, img.shape)
     img = np.clip(img.astype(np.float64) + noise, 0, 255).astype(np.uint8)
-    return img, mask, visib, R, t
+    return img, mask, visib, R, t, np.where(mask, depth, 0.0)
+
+
+def depth_png(depth_mm, depth_scale=DEPTH_SCALE):
+    """BOP's depth image: uint16, value x depth_scale = millimetres, 0 = no depth."""
+    return np.clip(np.round(depth_mm / depth_scale), 0, 65535).astype(np.uint16)
 
 
 def _dump(path, obj):
@@ -140,19 +146,20 @@ def main(args):
     obj = make_object(rng)
     write_model(args.out, args.seq, obj)
     _dump(os.path.join(args.out, "camera.json"), {
-        "cx": K[0, 2], "cy": K[1, 2], "fx": K[0, 0], "fy": K[1, 1], "depth_scale": 1.0,
+        "cx": K[0, 2], "cy": K[1, 2], "fx": K[0, 0], "fy": K[1, 1], "depth_scale": DEPTH_SCALE,
         "width": width, "height": height})
     scene = os.path.join(args.out, "test", "%06d" % args.seq)
-    for sub in ("rgb", "mask", "mask_visib"):
+    for sub in ("rgb", "depth", "mask", "mask_visib"):
         os.makedirs(os.path.join(scene, sub), exist_ok=True)
     gt, cams, infos = {}, {}, {}
     for i in range(args.n):
-        img, mask, visib, R, t = render_frame(rng, obj, K, width, height)
+        img, mask, visib, R, t, depth = render_frame(rng, obj, K, width, height)
         cv2.imwrite(os.path.join(scene, "rgb", "%06d.png" % i), img)
+        cv2.imwrite(os.path.join(scene, "depth", "%06d.png" % i), depth_png(depth))
         cv2.imwrite(os.path.join(scene, "mask", "%06d_000000.png" % i), mask.astype(np.uint8) * 255)
         cv2.imwrite(os.path.join(scene, "mask_visib", "%06d_000000.png" % i), visib.astype(np.uint8) * 255)
         gt[str(i)] = [{"cam_R_m2c": R.reshape(-1).tolist(), "cam_t_m2c": t.tolist(), "obj_id": args.seq}]
-        cams[str(i)] = {"cam_K": K.reshape(-1).tolist(), "depth_scale": 1.0}
+        cams[str(i)] = {"cam_K": K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}
         n_all, n_vis = int(mask.sum()), int(visib.sum())
         infos[str(i)] = [{"bbox_obj": bbox_of(mask), "bbox_visib": bbox_of(visib),
                           "px_count_all": n_all, "px_count_valid": n_all, "px_count_visib": n_vis,
