@@ -44,6 +44,8 @@ def _parse():
     p.add_argument("--train", type=int, default=2000, help="synthetic training frames")
     p.add_argument("--heldout", type=int, default=200, help="held-out frames (other seed)")
     p.add_argument("--pretrained", default=None, help="local ImageNet VGG-19 state dict")
+    p.add_argument("--init", default=None, help="DOPE weights to continue from (a previous "
+                   "run's net_epoch_01.pth)")
     p.add_argument("--workdir", default=None, help="keep the frames here (default: temp)")
     p.add_argument("--frame", default="640x480", help="synthetic frame size WxH")
     p.add_argument("--outf", default=None, help="save the weights here and run eval dope")
@@ -72,6 +74,9 @@ def main():
     model = DopeNetwork().to(device)
     if args.pretrained:
         load_pretrained_vgg(model, args.pretrained)
+    if args.init:
+        from pose_train.dope.checkpoints import load_weights_into
+        load_weights_into(model, args.init)
     cfg = StepConfig(device=device, sigma=0.5, amp_dtype=torch.bfloat16 if cuda else None,
                      channels_last=cuda)
     if cuda:
