@@ -196,3 +196,30 @@ def test_mask_without_mask_visib_is_warned(tmp_path, capsys):
     linemod.load_sequence(str(data), 1)
     err = capsys.readouterr().err
     assert "no mask_visib/" in err and "will count as visible" in err
+
+
+def test_multi_object_multi_scene_bop_set(tmp_path):
+    """An LM-O-like set: scenes not named after the object, other objects hiding it, frames
+    without it and with it twice; every instance read, visibility filtered on request."""
+    from pose_train.jobs import namespace
+    out = tmp_path / "lmo"
+    synth.main(namespace("synth-linemod", out=str(out), n=6, seq=1, others="5,6", scene=2,
+                         scenes=2, width=160, height=120))
+    assert sorted(os.listdir(out / "test")) == ["000002", "000003"]
+    gt = json.load(open(out / "test" / "000002" / "scene_gt.json"))
+    assert sorted({e["obj_id"] for es in gt.values() for e in es}) == [1, 5, 6]
+    per_frame = [sum(e["obj_id"] == 1 for e in gt[str(i)]) for i in range(6)]
+    assert per_frame == [1, 1, 2, 0, 1, 2]          # absent in frame 3, twice in 2 and 5
+    seq = linemod.load_sequence(str(out), 1)
+    assert len(seq.frames) == 2 * sum(per_frame)
+    assert len({f.id for f in seq.frames}) == len(seq.frames)
+    assert {f.id // 1000000 for f in seq.frames} == {2, 3}
+    info = json.load(open(out / "test" / "000002" / "scene_gt_info.json"))
+    fracts = [e["visib_fract"] for i in range(6) for e, g in zip(info[str(i)], gt[str(i)])
+              if g["obj_id"] == 1]
+    assert min(fracts) < 1.0                         # hidden by another object somewhere
+    cut = sorted(fracts)[len(fracts) // 2]
+    kept = linemod.load_sequence(str(out), 1, min_visib=cut)
+    assert 0 < len(kept.frames) < len(seq.frames)
+    five = linemod.load_sequence(str(out), 5)
+    assert len(five.frames) == 12 and five.model["vertices"].shape[1] == 3

@@ -115,3 +115,14 @@ def test_train_and_test_lists_leave_other_frames_out(lm, tmp_path):
     ann, crops = kpdata.load_prepared(folder)
     assert [(f["id"], f["split"]) for f in ann["frames"]] == [(0, "train"), (1, "train"), (5, "test")]
     assert crops.shape[0] == 3
+
+
+def test_prepare_reads_an_lmo_like_set(tmp_path):
+    from pose_train.jobs import namespace
+    out = tmp_path / "lmo"
+    synth.main(namespace("synth-linemod", out=str(out), n=4, seq=1, others="5", scene=2,
+                         width=128, height=96))
+    folder = run_prepare(str(out), tmp_path, kptype="fps", kpnum=8, min_visib=0.1)
+    ann, crops = kpdata.load_prepared(folder)
+    assert len(ann["frames"]) == crops.shape[0] >= 3
+    assert all(f["id"] >= 2000000 for f in ann["frames"])   # scene 2, instance-aware ids

@@ -13,6 +13,11 @@ SYNTH = Job("synth-linemod", MODERN, "pose_train.keypoints.synth:main",
                 Field("n", "int", 60, "frames", low=1), SEQ, SEED,
                 Field("width", "int", 640, "image width", low=32),
                 Field("height", "int", 480, "image height", low=32),
+                Field("others", "str", "", "more objects in every frame, ids such as 5,6 (an "
+                      "LM-O-like set: objects hide each other)"),
+                Field("scene", "int", None, "first scene folder number (default: the object's)",
+                      low=0),
+                Field("scenes", "int", 1, "scene folders, --n frames each", low=1),
             ), uses_gpu=False)
 
 PREPARE = Job("prepare-keypoints", MODERN, "pose_train.keypoints.prepare:main",
@@ -35,6 +40,8 @@ PREPARE = Job("prepare-keypoints", MODERN, "pose_train.keypoints.prepare:main",
                   Field("crop_size", "int", 384, "side of the stored context crops, pixels",
                         low=32),
                   Field("context", "float", 2.0, "crop side / box side", positive=True),
+                  Field("min_visib", "float", 0.0, "leave out instances less visible than this "
+                        "(BOP scene_gt_info visib_fract, 0..1)", low=0),
                   Field("symmetric", "str", "classic", "which objects get ADD-S: classic "
                         "(eggbox 10, glue 11: the LINEMOD protocol), bop (models_info "
                         "symmetry: 3, 7, 10, 11 in lm) or ids such as 10,11"),

@@ -12,6 +12,7 @@ SIXD (the SIXD challenge 2017 release of Hinterstoisser's LINEMOD):
     ROOT/models/obj_01.ply  ROOT/models/models_info.yml
     ROOT/[test/]01/gt.yml  info.yml  rgb/0000.png
 """
+import collections
 import glob
 import json
 import os
@@ -103,21 +104,43 @@ def _entry_for(entries, seq, path, key):
     raise UserError("%s: frame %s has no annotation for object %d" % (path, key, seq))
 
 
+BOP_SPLITS = ("test", "train", "val", "train_pbr", "")
+
+
+def _annotates(gt_path, seq):
+    return any(int(e.get("obj_id", -1)) == seq for entries in _load_json(gt_path).values()
+               for e in entries)
+
+
+def bop_scenes(root, seq):
+    """Every scene of the first BOP split folder (test, train, val, train_pbr) that annotates
+    object ``seq``: LINEMOD's own scene, LM-O's scene 2, or the many scenes of train_pbr."""
+    for split in BOP_SPLITS:
+        own = os.path.join(root, split, "%06d" % seq)
+        gts = sorted(glob.glob(os.path.join(root, split, "[0-9]" * 6, "scene_gt.json")))
+        hits = [os.path.dirname(p) for p in gts if _annotates(p, seq)]
+        if hits:
+            return sorted(hits, key=lambda scene: scene != own)   # its own scene first
+    return []
+
+
 def detect_layout(root, seq):
-    """('bop'|'sixd', scene folder, model path) or a UserError that names what is missing."""
+    """('bop', [scene folders], model) | ('sixd', [scene folder], model), else a UserError
+    that names what is missing."""
     bop_model = os.path.join(root, "models", "obj_%06d.ply" % seq)
     sixd_model = os.path.join(root, "models", "obj_%02d.ply" % seq)
+    if os.path.isfile(bop_model):
+        scenes = bop_scenes(root, seq)
+        if scenes:
+            return "bop", scenes, bop_model
     for split in ("test", "train", "val", ""):
-        scene = os.path.join(root, split, "%06d" % seq)
-        if os.path.isfile(os.path.join(scene, "scene_gt.json")) and os.path.isfile(bop_model):
-            return "bop", scene, bop_model
         scene = os.path.join(root, split, "%02d" % seq)
         if os.path.isfile(os.path.join(scene, "gt.yml")) and os.path.isfile(sixd_model):
-            return "sixd", scene, sixd_model
+            return "sixd", [scene], sixd_model
     raise UserError(
-        "no LINEMOD sequence %d under %s: expected BOP (models/obj_%06d.ply + test/%06d/scene_gt.json) "
-        "or SIXD (models/obj_%02d.ply + %02d/gt.yml); pass --data DATASET_ROOT"
-        % (seq, root, seq, seq, seq, seq))
+        "no LINEMOD object %d under %s: expected BOP (models/obj_%06d.ply + a scene whose "
+        "scene_gt.json annotates obj_id %d, e.g. test/%06d/) or SIXD (models/obj_%02d.ply + "
+        "%02d/gt.yml); pass --data DATASET_ROOT" % (seq, root, seq, seq, seq, seq, seq))
 
 
 def _model_info(root, seq, layout):
@@ -140,31 +163,57 @@ def _find_image(folder, stems):
     return hits[0]
 
 
-def _bop_frames(scene, seq):
+def _bop_entries(scene, seq, min_visib):
+    """(image key, gt index, entry, info) of every annotation of ``seq`` in one scene."""
     gt_path = os.path.join(scene, "scene_gt.json")
     gts = _load_json(gt_path)
-    cams = _load_json(os.path.join(scene, "scene_camera.json"))
     info_path = os.path.join(scene, "scene_gt_info.json")
     infos = _load_json(info_path) if os.path.isfile(info_path) else {}
-    frames = []
     for key in sorted(gts, key=int):
-        gi, entry = _entry_for(gts[key], seq, gt_path, key)
-        R, t = _pose(entry, gt_path)
+        for gi, entry in enumerate(gts[key]):
+            if int(entry.get("obj_id", seq)) != seq:
+                continue
+            info = infos.get(key, [])[gi] if gi < len(infos.get(key, [])) else {}
+            if min_visib and info.get("visib_fract", 1.0) < min_visib:
+                continue
+            yield key, gi, entry, info
+
+
+def _bop_frames(scenes, seq, min_visib=0.0):
+    """One Frame per annotation of the object. Ids are the image ids while one scene holds
+    the object once per frame (split files speak of those); otherwise scene * 1e6 + image *
+    10 + instance, so a second instance or another scene never collides."""
+    found = [(scene,) + e for scene in scenes for e in _bop_entries(scene, seq, min_visib)]
+    per_image = collections.Counter((scene, key) for scene, key, _, _, _ in found)
+    plain = len(scenes) == 1 and max(per_image.values() or [1]) == 1
+    seen, frames = collections.Counter(), []
+    for scene, key, gi, entry, info in found:
+        R, t = _pose(entry, os.path.join(scene, "scene_gt.json"))
+        cams = _scene_cameras(scene)
         if key not in cams:
             raise UserError("%s: frame %s missing from scene_camera.json" % (scene, key))
         K = np.asarray(cams[key]["cam_K"], np.float64).reshape(3, 3)
-        bbox = None
-        if key in infos:
-            info = infos[key][gi]
-            # The whole object's box, as SIXD's obj_bb is: every keypoint lies inside it.
-            bbox = info.get("bbox_obj")
-            if bbox is None or bbox[2] <= 0:
-                bbox = info.get("bbox_visib")
-            bbox = None if bbox is None or bbox[2] <= 0 else [float(v) for v in bbox]
+        # The whole object's box, as SIXD's obj_bb is: every keypoint lies inside it.
+        bbox = info.get("bbox_obj")
+        if bbox is None or bbox[2] <= 0:
+            bbox = info.get("bbox_visib")
+        bbox = None if bbox is None or bbox[2] <= 0 else [float(v) for v in bbox]
         mask = os.path.join(scene, "mask_visib", "%06d_%06d.png" % (int(key), gi))
-        frames.append(Frame(int(key), _find_image(os.path.join(scene, "rgb"), ["%06d" % int(key)]),
+        instance = seen[(scene, key)]
+        seen[(scene, key)] += 1
+        fid = int(key) if plain else int(os.path.basename(scene)) * 1000000 + int(key) * 10 + instance
+        frames.append(Frame(fid, _find_image(os.path.join(scene, "rgb"), ["%06d" % int(key)]),
                             K, R, t, bbox, mask if os.path.isfile(mask) else None))
     return frames
+
+
+_CAMERAS = {}
+
+
+def _scene_cameras(scene):
+    if scene not in _CAMERAS:
+        _CAMERAS[scene] = _load_json(os.path.join(scene, "scene_camera.json"))
+    return _CAMERAS[scene]
 
 
 def _sixd_frames(scene, seq):
@@ -185,19 +234,22 @@ def _sixd_frames(scene, seq):
     return frames
 
 
-def load_sequence(root, seq, symmetric_rule="classic"):
-    """Read one LINEMOD object sequence from ROOT in whichever layout it is."""
-    layout, scene, model_path = detect_layout(root, seq)
+def load_sequence(root, seq, symmetric_rule="classic", min_visib=0.0):
+    """Read one LINEMOD object from ROOT in whichever layout it is: every frame of every scene
+    that shows it (one Frame per instance), those less visible than ``min_visib`` left out."""
+    layout, scenes, model_path = detect_layout(root, seq)
+    scene = scenes[0]
     model = meshlib.read_ply(model_path)
     info = _model_info(root, seq, layout)
     dia = float(info["diameter"]) if "diameter" in info else meshlib.diameter(model["vertices"])
     symmetric, rule = symmetry(seq, info, symmetric_rule)
-    frames = _bop_frames(scene, seq) if layout == "bop" else _sixd_frames(scene, seq)
+    frames = _bop_frames(scenes, seq, min_visib) if layout == "bop" else _sixd_frames(scene, seq)
     if not frames:
-        raise UserError("%s has no annotated frames" % scene)
+        raise UserError("%s has no annotated frames of object %d%s" % (
+            ", ".join(scenes), seq, " visible >= %g" % min_visib if min_visib else ""))
     check_units(model_path, dia, frames)
     if layout == "bop" and all(f.mask_visib is None for f in frames) \
-            and os.path.isdir(os.path.join(scene, "mask")):
+            and any(os.path.isdir(os.path.join(sc, "mask")) for sc in scenes):
         print("pose-train: warning: %s has mask/ but no mask_visib/: keypoints hidden by other "
               "objects will count as visible (only the object's own surface hides them); "
               "add mask_visib/ (bop_toolkit's calc_gt_masks) for occlusion labels" % scene,

@@ -173,7 +173,7 @@ def annotate(seq, kp3d, split_of, crops, args, on_surface):
 
 
 def main(args):
-    seq = linemod.load_sequence(args.data, args.seq, args.symmetric)
+    seq = linemod.load_sequence(args.data, args.seq, args.symmetric, args.min_visib)
     print("prepare keypoints: object %d uses %s (%s)" % (args.seq, "ADD-S" if seq.symmetric
                                                           else "ADD", seq.symmetry_rule))
     split_of = choose_split([f.id for f in seq.frames], args.split, args.test_ratio, args.seed,

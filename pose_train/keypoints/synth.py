@@ -7,7 +7,11 @@ are exact, so every later stage (prepare, train, eval) can be tested without a
 download. Output:
 
     OUT/camera.json  OUT/models/obj_XXXXXX.ply  OUT/models/models_info.json
-    OUT/test/XXXXXX/{rgb,mask,mask_visib}/  scene_gt.json scene_camera.json scene_gt_info.json
+    OUT/test/XXXXXX/{rgb,depth,mask,mask_visib}/  scene_gt.json scene_camera.json scene_gt_info.json
+
+With --others (more objects per frame, an LM-O-like set) the scenes need not be numbered after
+the object (--scene, --scenes), the object is missing from every fourth frame and appears
+twice in every third, and the objects hide each other (mask vs mask_visib, visib_fract).
 """
 import json
 import os
@@ -126,15 +130,66 @@ def _dump(path, obj):
         json.dump(obj, f, indent=1)
 
 
-def write_model(out, seq, obj):
+def write_models(out, objects):
+    """models/obj_XXXXXX.ply per object and one models_info.json ({id: mesh})."""
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
-    meshlib.write_ply(os.path.join(out, "models", "obj_%06d.ply" % seq), obj["vertices"],
-                      obj["faces"], obj["colors"])
-    lo, hi = obj["vertices"].min(0), obj["vertices"].max(0)
-    info = {str(seq): {"diameter": meshlib.diameter(obj["vertices"]),
-                       "min_x": lo[0], "min_y": lo[1], "min_z": lo[2],
-                       "size_x": hi[0] - lo[0], "size_y": hi[1] - lo[1], "size_z": hi[2] - lo[2]}}
+    info = {}
+    for seq, obj in sorted(objects.items()):
+        meshlib.write_ply(os.path.join(out, "models", "obj_%06d.ply" % seq), obj["vertices"],
+                          obj["faces"], obj["colors"])
+        lo, hi = obj["vertices"].min(0), obj["vertices"].max(0)
+        info[str(seq)] = {"diameter": meshlib.diameter(obj["vertices"]),
+                          "min_x": lo[0], "min_y": lo[1], "min_z": lo[2],
+                          "size_x": hi[0] - lo[0], "size_y": hi[1] - lo[1], "size_z": hi[2] - lo[2]}
     _dump(os.path.join(out, "models", "models_info.json"), info)
+
+
+def render_objects(rng, objects, ids, K, width, height):
+    """Several objects in one frame, hiding each other: (BGR image, depth mm, [(obj_id, R, t,
+    mask, mask_visib)])."""
+    img = random_background(rng, width, height)
+    zbuf = np.full((height, width), np.inf)
+    drawn = []
+    for obj_id in ids:
+        R, t = random_pose(rng, K, width, height)
+        rgb, depth = meshlib.rasterize(objects[obj_id], K, R, t, width, height,
+                                       shade=face_shading(objects[obj_id], R))
+        mask = depth > 0
+        front = mask & (depth < zbuf)
+        img[front] = np.clip(rgb[front][:, ::-1], 0, 255).astype(np.uint8)
+        zbuf[front] = depth[front]
+        drawn.append((obj_id, R, t, mask, depth))
+    instances = [(obj_id, R, t, mask, mask & (depth <= zbuf)) for obj_id, R, t, mask, depth in drawn]
+    noise = rng.normal(0.0, 3.0, img.shape)
+    img = np.clip(img.astype(np.float64) + noise, 0, 255).astype(np.uint8)
+    return img, np.where(np.isfinite(zbuf), zbuf, 0.0), instances
+
+
+def frame_objects(seq, others, i):
+    """Which objects frame i shows: the object (absent every 4th frame, twice every 3rd)."""
+    ids = ([seq] if i % 4 != 3 else []) + list(others)
+    return ids + ([seq] if i % 3 == 2 else [])
+
+
+def _info(mask, visib):
+    n_all, n_vis = int(mask.sum()), int(visib.sum())
+    return {"bbox_obj": bbox_of(mask), "bbox_visib": bbox_of(visib), "px_count_all": n_all,
+            "px_count_valid": n_all, "px_count_visib": n_vis, "visib_fract": n_vis / max(n_all, 1)}
+
+
+def _write_frame(scene, i, img, depth, instances, K, tables):
+    gt, cams, infos = tables
+    cv2.imwrite(os.path.join(scene, "rgb", "%06d.png" % i), img)
+    cv2.imwrite(os.path.join(scene, "depth", "%06d.png" % i), depth_png(depth))
+    gt[str(i)], infos[str(i)] = [], []
+    for k, (obj_id, R, t, mask, visib) in enumerate(instances):
+        cv2.imwrite(os.path.join(scene, "mask", "%06d_%06d.png" % (i, k)), mask.astype(np.uint8) * 255)
+        cv2.imwrite(os.path.join(scene, "mask_visib", "%06d_%06d.png" % (i, k)),
+                    visib.astype(np.uint8) * 255)
+        gt[str(i)].append({"cam_R_m2c": R.reshape(-1).tolist(), "cam_t_m2c": t.tolist(),
+                           "obj_id": obj_id})
+        infos[str(i)].append(_info(mask, visib))
+    cams[str(i)] = {"cam_K": K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}
 
 
 def main(args):
@@ -143,29 +198,31 @@ def main(args):
     K = LINEMOD_K.copy()
     K[0] *= width / 640.0
     K[1] *= height / 480.0
-    obj = make_object(rng)
-    write_model(args.out, args.seq, obj)
+    others = [int(v) for v in str(getattr(args, "others", "") or "").split(",") if v.strip()]
+    objects = {args.seq: make_object(rng)}
+    for obj_id in others:
+        objects[obj_id] = make_object(rng, size=tuple(rng.uniform(40.0, 100.0, 3)))
+    write_models(args.out, objects)
     _dump(os.path.join(args.out, "camera.json"), {
         "cx": K[0, 2], "cy": K[1, 2], "fx": K[0, 0], "fy": K[1, 1], "depth_scale": DEPTH_SCALE,
         "width": width, "height": height})
-    scene = os.path.join(args.out, "test", "%06d" % args.seq)
-    for sub in ("rgb", "depth", "mask", "mask_visib"):
-        os.makedirs(os.path.join(scene, sub), exist_ok=True)
-    gt, cams, infos = {}, {}, {}
-    for i in range(args.n):
-        img, mask, visib, R, t, depth = render_frame(rng, obj, K, width, height)
-        cv2.imwrite(os.path.join(scene, "rgb", "%06d.png" % i), img)
-        cv2.imwrite(os.path.join(scene, "depth", "%06d.png" % i), depth_png(depth))
-        cv2.imwrite(os.path.join(scene, "mask", "%06d_000000.png" % i), mask.astype(np.uint8) * 255)
-        cv2.imwrite(os.path.join(scene, "mask_visib", "%06d_000000.png" % i), visib.astype(np.uint8) * 255)
-        gt[str(i)] = [{"cam_R_m2c": R.reshape(-1).tolist(), "cam_t_m2c": t.tolist(), "obj_id": args.seq}]
-        cams[str(i)] = {"cam_K": K.reshape(-1).tolist(), "depth_scale": DEPTH_SCALE}
-        n_all, n_vis = int(mask.sum()), int(visib.sum())
-        infos[str(i)] = [{"bbox_obj": bbox_of(mask), "bbox_visib": bbox_of(visib),
-                          "px_count_all": n_all, "px_count_valid": n_all, "px_count_visib": n_vis,
-                          "visib_fract": n_vis / max(n_all, 1)}]
-    _dump(os.path.join(scene, "scene_gt.json"), gt)
-    _dump(os.path.join(scene, "scene_camera.json"), cams)
-    _dump(os.path.join(scene, "scene_gt_info.json"), infos)
-    print("synth linemod: %d frames of object %d in %s" % (args.n, args.seq, scene))
+    first = args.seq if getattr(args, "scene", None) is None else args.scene
+    n_scenes = getattr(args, "scenes", 1) or 1
+    for j in range(n_scenes):
+        scene = os.path.join(args.out, "test", "%06d" % (first + j))
+        for sub in ("rgb", "depth", "mask", "mask_visib"):
+            os.makedirs(os.path.join(scene, sub), exist_ok=True)
+        tables = ({}, {}, {})
+        for i in range(args.n):
+            if others:
+                img, depth, instances = render_objects(rng, objects, frame_objects(
+                    args.seq, others, i), K, width, height)
+            else:
+                img, mask, visib, R, t, depth = render_frame(rng, objects[args.seq], K, width, height)
+                instances = [(args.seq, R, t, mask, visib)]
+            _write_frame(scene, i, img, depth, instances, K, tables)
+        for name, table in zip(("scene_gt.json", "scene_camera.json", "scene_gt_info.json"), tables):
+            _dump(os.path.join(scene, name), table)
+        print("synth linemod: %d frames of object %d%s in %s" % (
+            args.n, args.seq, " with objects %s" % others if others else "", scene))
     return 0
