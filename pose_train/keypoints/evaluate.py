@@ -174,4 +174,5 @@ def main(args):
     metrics.write_overlay(os.path.join(out, "overlay.png"), crops, ann, idx, rows)
     table = metrics.merge_results(args.outf, summary)
     print(table)
+    print("object %02d scored with %s (%s)" % (ann["seq"], summary["metric"], summary["symmetry_rule"]))
     return 0

@@ -56,7 +56,8 @@ def summarize(rows, ann, arch, args):
             "pck": sum(r["pck"] for r in rows) / n,
             "proj_5px": sum(r["proj_ok"] for r in rows) / n,
             "add_0.1d": sum(r["add_ok"] for r in rows) / n,
-            "metric": "ADD-S" if ann["symmetric"] else "ADD"}
+            "metric": "ADD-S" if ann["symmetric"] else "ADD",
+            "symmetry_rule": ann.get("symmetry_rule", "the prepared folder's symmetric flag")}
 
 
 def table(results):
