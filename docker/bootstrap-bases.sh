@@ -7,8 +7,8 @@ set -euo pipefail
 CACHE=${POSE_TRAIN_CI_CACHE:-/var/cache/pose-train-ci}/bases
 mkdir -p "$CACHE"
 
-bootstrap() {  # name suite packages
-  local name=$1 suite=$2 pkgs=$3 tarball="$CACHE/$2.tar"
+bootstrap() {  # name suite packages [tarball name]
+  local name=$1 suite=$2 pkgs=$3 tarball="$CACHE/${4:-$2}.tar"
   if docker image inspect "$name" >/dev/null 2>&1; then return; fi
   if [ ! -s "$tarball" ]; then
     local root; root=$(mktemp -d)
@@ -23,5 +23,8 @@ bootstrap() {  # name suite packages
 }
 
 bootstrap pose-train-base/bookworm-python3:local bookworm python3,python3-venv,python3-pip,ca-certificates
-bootstrap pose-train-base/bullseye-python2:local bullseye python2.7,ca-certificates
-echo pose-train-base/bookworm-python3:local pose-train-base/bullseye-python2:local
+# libglib2.0-0: the legacy image's OpenCV wheel links libgthread-2.0, as ROS bases carry it
+# (a new name, so a cached base without it is not reused).
+bootstrap pose-train-base/bullseye-python2-glib:local bullseye python2.7,ca-certificates,libglib2.0-0 \
+  bullseye-glib
+echo pose-train-base/bookworm-python3:local pose-train-base/bullseye-python2-glib:local

@@ -42,7 +42,7 @@ DECODE = (
 )
 
 INFER_DOPE = (
-    dict(name="weights", type="path", role="in", positional=True,
+    dict(name="weights", type="path", role="in", positional=True, beside=True,
          help="DOPE weights: net_epoch_XX.pth (or any DOPE .pth the node loads)"),
     dict(name="images", type="path", role="in", many=True,
          help="an image, a folder of images (searched recursively) or a video"),

@@ -206,3 +206,17 @@ def test_a_stop_that_runs_out_of_time_kills_and_says_so(capsys, monkeypatch):
     monkeypatch.setenv("POSE_TRAIN_STOP_WAIT", "soon")
     with pytest.raises(Exception, match="POSE_TRAIN_STOP_WAIT must be a number"):
         run.stop_wait()
+
+
+def test_weights_are_mounted_with_their_folder_so_the_sidecar_is_seen(tmp_path):
+    """infer dope reads net_epoch_01.json beside the weights: the folder goes in, read-only."""
+    weights = tmp_path / "run" / "net_epoch_01.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(b"x")
+    (tmp_path / "f.png").write_bytes(b"x")
+    args = {"weights": str(weights), "images": [str(tmp_path / "f.png")], "outf": str(tmp_path / "o")}
+    new_args, mounts = plan_mounts(JOBS["infer-dope"], args)
+    assert new_args["weights"] == "/host" + str(weights)
+    by_source = {m.source: m.read_only for m in mounts}
+    assert by_source[str(weights.parent)] is True and str(weights) not in by_source
+    assert by_source[str(tmp_path / "o")] is False

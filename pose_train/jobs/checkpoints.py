@@ -11,7 +11,8 @@ CONVERT = Job("convert", MODERN, "pose_train.compat.convert:main",
               "Convert a checkpoint for ROS Melodic or modern torch.\n\n--verify loads the "
               "result in the real Python 2.7 + torch 1.4 runtime and compares outputs.",
               fields=(
-                  Field("src", "path", None, "checkpoint to convert", role=IN, positional=True),
+                  Field("src", "path", None, "checkpoint to convert", role=IN, positional=True,
+                        beside=True),
                   Field("to", "str", "melodic", "target runtime", choices=("melodic", "modern")),
                   Field("out", "path", None, "output file (default: beside SRC, "
                         "NAME_melodic.pth)", role=OUT_FILE),

@@ -80,7 +80,7 @@ failures. Writes OUTF/results.md, OUTF/results.json and OUTF/worst/*.png. --runt
 detects in the ROS Melodic image (infer dope) and scores those poses here.""",
            fields=(
                Field("weights", "path", None, "DOPE weights (net_epoch_XX.pth)", role=IN,
-                     positional=True),
+                     positional=True, beside=True),
                Field("data", "path", [], "annotated held-out folder (repeatable), either "
                      "dialect", role=IN, many=True),
                OBJECT,

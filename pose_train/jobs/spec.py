@@ -34,6 +34,7 @@ class Field:
     multiple: Optional[int] = None  # value % multiple == 0
     resumes: bool = True        # False: left out of the "continue with:" line (--net, --resume)
     words: Tuple[str, ...] = ()     # IN values that are not paths: "auto", "random:" (prefixes)
+    beside: bool = False        # IN file whose folder is mounted too: its json sidecar is read
 
     @property
     def flag(self):
@@ -77,10 +78,12 @@ class Job:
 
     inputs = property(lambda self: self._role(IN))
 
+    def field(self, name):
+        return next(f for f in self.fields if f.name == name)
+
     def is_word(self, name, value):
         """Whether an IN field's value is one of its keywords (--resume auto), not a path."""
-        f = next(f for f in self.fields if f.name == name)
-        return any(str(value).startswith(w) for w in f.words)
+        return any(str(value).startswith(w) for w in self.field(name).words)
     outputs = property(lambda self: self._role(OUT))
     out_files = property(lambda self: self._role(OUT_FILE))
 

@@ -38,7 +38,10 @@ def plan_mounts(job, args, create=True):
             if not os.path.exists(path):
                 raise UserError("--%s %s: no such file or folder; check the path (relative paths are "
                                 "taken from %s)" % (name, path, os.getcwd()))
-            mounts.setdefault(os.path.abspath(path), True)
+            # A weights file's sidecar (net_epoch_10.json) is read beside it: mount its folder.
+            beside = job.field(name).beside and os.path.isfile(path)
+            mounts.setdefault(os.path.dirname(os.path.abspath(path)) if beside
+                              else os.path.abspath(path), True)
         if paths and len(paths) == len(_as_list(args[name])):
             mapped = [container_path(p) for p in paths]
             new_args[name] = mapped if isinstance(args[name], (list, tuple)) else mapped[0]
