@@ -243,3 +243,14 @@ def test_doctor_finds_and_stops_what_a_killed_launcher_left(docker_client, moder
             c.remove(force=True)
         except docker.errors.NotFound:
             pass   # the test removed it
+
+
+def test_progress_reaches_the_terminal_before_the_first_epoch_ends(modern_image, tmp_path):
+    """No TTY between container and launcher: a plain progress line, not a buffered bar."""
+    result = _launcher("train", "dope", "--outf", str(tmp_path), "--epochs", "1", "--imagesize",
+                       "64", "--batchsize", "2", "--synth_n", "6", "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout + result.stderr
+    first = text.index("epoch 1: step 1/3, loss ")
+    assert "img/s, epoch ETA " in text[first:first + 200]
+    assert first < text.index("epoch 1: loss ")   # the end-of-epoch line comes after it

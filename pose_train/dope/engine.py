@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from pose_train.dope.augment import (NORMALIZATIONS, PhotometricParams, normalize, photometric, step_generator,
                                      warp_batch)
 from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
 from pose_train.errors import UserError
+from pose_train.training.progress import Progress
 from pose_train.training.distributed import sum_ranks
 
 
@@ -83,16 +83,17 @@ class EpochResult:
 
 
 def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, should_stop,
-                    log, info, show_progress=True):
-    """Train until the loader ends or ``should_stop()`` (checked on every rank, every step)."""
+                    log, info, show_progress=True, steps_after=0):
+    """Train until the loader ends or ``should_stop()`` (checked on every rank, every step).
+    steps_after: steps of the later epochs, for the progress line's run ETA."""
     model.train()
     stop = False
     step, total, count, seen, wait = start_step, 0.0, 0, 0, 0.0
     t0 = time.perf_counter()
-    bar = tqdm(loader, desc="epoch %d" % epoch, initial=start_step,
-               total=start_step + len(loader), disable=not show_progress, unit="step")
+    progress = Progress("epoch %d" % epoch, start_step + len(loader), initial=start_step,
+                        steps_after=steps_after, enabled=show_progress)
     ready = time.perf_counter()
-    for batch in bar:
+    for batch in loader:
         # Time blocked on the loader (the step before ended with a device sync in .item()):
         # the "is the GPU starved?" number.
         wait += time.perf_counter() - ready
@@ -114,12 +115,12 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
         step += 1
         total, count, seen = total + value, count + 1, seen + images.shape[0]
         log.write(kind="step", epoch=epoch, step=step, loss=value)
-        bar.set_postfix(loss="%.5f" % value)
+        progress.update(value, images.shape[0] * info.world_size)
         stop = should_stop()     # the same answer on every rank
         ready = time.perf_counter()
         if stop:
-            bar.close()
             break
+    progress.close()
     return EpochResult("stopped" if stop else "done", step if stop else 0,
                        total / max(1, count), int(sum_ranks(seen, info)),
                        time.perf_counter() - t0, wait)

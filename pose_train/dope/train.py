@@ -86,7 +86,8 @@ def _train(args, info):
         # Same order as an uninterrupted run; a resumed epoch skips the batches it did.
         sampler.set_epoch(epoch, skip=first_step * args.batchsize)
         result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch, first_step,
-                                 loop.should_stop, loop.log, info, show_progress=info.is_main)
+                                 loop.should_stop, loop.log, info, show_progress=info.is_main,
+                                 steps_after=(end_epoch - epoch) * len(loader))
         _log_epoch(loop.log, epoch, result, info)
         results[epoch] = result
         return result.next_step if result.status == "stopped" else None

@@ -6,6 +6,7 @@ import torch
 
 from pose_train.keypoints import heatmaps, transforms
 from pose_train.training import checkpoint as ckpt
+from pose_train.training.progress import Progress
 
 
 def autocast(device, amp):
@@ -49,7 +50,10 @@ def train_epoch(run, epoch, start_step, should_stop):
     # host wait for the GPU every step and starve the queue.
     total, count, seen, t0 = torch.zeros((), device=run.device), 0, 0, time.time()
     model.train()
-    for step in range(start_step, steps_per_epoch(n, batch)):
+    steps = steps_per_epoch(n, batch)
+    progress = Progress("epoch %d" % epoch, steps, initial=start_step, enabled=run.info.is_main,
+                        steps_after=(run.last_epoch - epoch) * steps)
+    for step in range(start_step, steps):
         lo = step * batch + run.info.rank * per_rank
         idx = order[lo:lo + per_rank].to(run.device)
         gen = batch_generator(run.device, run.seed, epoch, step, run.info.rank)
@@ -65,8 +69,11 @@ def train_epoch(run, epoch, start_step, should_stop):
         loss.backward()
         opt.step()
         total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
+        progress.update(loss.detach(), len(idx) * run.info.world_size)
         if should_stop():
+            progress.close()
             return float(total) / max(count, 1), step + 1
+    progress.close()
     mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
     run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)
     return mean, None

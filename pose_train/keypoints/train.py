@@ -53,6 +53,7 @@ class Run:
     augment: transforms.Augment = field(default_factory=transforms.Augment)
     time_limit: TimeLimit = None
     last_rate: float = 0.0
+    last_epoch: int = 0          # for the progress line's run ETA
     meta: dict = field(default_factory=dict)   # what a weights file's json sidecar says
     info: ddp.DistInfo = field(default_factory=ddp.DistInfo)
 
@@ -206,6 +207,7 @@ def train(args, info):
     if info.is_main:
         report_stale_temps(args.outf)
     run = setup(args, info)
+    run.last_epoch = args.epochs - 1
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
     run.model = ddp.wrap_model(run.model, info, args.compile)
     loop = EpochLoop(JOBS["train-keypoints"], args, info, run.time_limit, STATE_NAME,
