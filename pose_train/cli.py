@@ -26,6 +26,7 @@ GROUPS = {
     "eval": "evaluate trained networks",
     "infer": "run trained networks on images (either runtime)",
     "images": "build and list the runtime images",
+    "export": "export weights for other runtimes (ONNX)",
 }
 _METAVAR = {"int": "N", "float": "X", "seq": "SEQ", "path": "PATH", "str": "TEXT"}
 

@@ -70,4 +70,33 @@ def verify_after_convert(args):
                                   model=args.model)
 
 
-JOBS = (CONVERT, INSPECT, VERIFY)
+EXPORT_ONNX = Job("export-onnx", MODERN, "pose_train.compat.onnx_export:main",
+                  "Export weights to ONNX for Isaac ROS DOPE / TensorRT.\n\nDOPE: one input "
+                  "(1x3xHxW, normalised RGB) and one output, the last stage's 9 beliefs + 16 "
+                  "affinities (1x25xH/8xW/8), as Isaac ROS DOPE binds them; FastPose: "
+                  "(1xKxH/4xW/4) heatmaps. Checked with onnx.checker and against torch in "
+                  "onnxruntime (max |diff| <= 1e-4, stored in OUT.parity.json).",
+                  fields=(
+                      Field("weights", "path", None, "DOPE or FastPose weights", role=IN,
+                            positional=True, beside=True),
+                      NET_KIND,
+                      Field("height", "int", 480, "input height (FastPose: the sidecar's, "
+                            "else 320)", low=32, multiple=8),
+                      Field("width", "int", 640, "input width (FastPose: else 256)", low=32,
+                            multiple=8),
+                      Field("input_name", "str", "input", "input binding name"),
+                      Field("output_name", "str", "output", "output binding name"),
+                      Field("dynamic", "bool", False, "batch, height and width as dynamic axes"),
+                      Field("out", "path", None, "output file (default: beside the weights, "
+                            "NAME.onnx)", role=OUT_FILE),
+                  ), uses_gpu=False, words=("export", "onnx"),
+                  defaults="pose_train.jobs.checkpoints:export_defaults")
+
+
+def export_defaults(args):
+    if args["weights"] is not None and not args["out"]:
+        args["out"] = os.path.splitext(args["weights"])[0] + ".onnx"
+    return args
+
+
+JOBS = (CONVERT, INSPECT, VERIFY, EXPORT_ONNX)
