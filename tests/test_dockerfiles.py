@@ -73,6 +73,8 @@ def test_compose_services_and_defaults():
         words = services[name]["entrypoint"][2:]
         assert parse(words + ["w.pth"])[0].name == name
     assert "${POSE_TRAIN_DATA:-./data}:/data:ro" in services["melodic"]["volumes"]
+    tb = services["tensorboard"]
+    assert "--logdir=/out" in tb["entrypoint"] and tb["ports"][0].startswith("127.0.0.1:")
     for name, svc in services.items():
         assert svc["init"] is True, name
         assert any(v.endswith(":/out") for v in svc["volumes"]), name

@@ -241,3 +241,23 @@ def test_convert_writes_the_ros_nodes_config_from_the_training_data(baseline, tm
                   "--out", str(tmp_path / "c.pth"), "--dimensions", "1,2"])
     assert "--dimensions takes the cuboid's x,y,z in cm" in capsys.readouterr().err
     assert not (tmp_path / "c.pth").exists()
+
+
+def _events(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_gets_the_scalars_and_the_pictures(data6, tmp_path, monkeypatch):
+    monkeypatch.setenv("POSE_TRAIN_TB_IMAGES_EVERY", "2")
+    _train(data6, tmp_path, "--epochs", "1")
+    acc = _events(tmp_path / "tensorboard")
+    tags = acc.Tags()
+    assert {"step/loss", "epoch/loss_mean", "epoch/img_per_s",
+            "epoch/loader_wait_fraction"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("step/loss")] == [1, 2, 3]
+    assert {"train/targets", "train/predicted"} <= set(tags["images"])
+    assert [e.step for e in acc.Images("train/predicted")] == [1, 3]
+    assert os.path.isfile(tmp_path / "metrics.jsonl")   # the JSON lines stay

@@ -241,3 +241,17 @@ def test_two_processes_ddp_on_cpu(prepared, tmp_path):
 def test_batch_must_split_over_processes(prepared, tmp_path):
     with pytest.raises(UserError, match="multiple of 2"):
         train.main(train_args(prepared, tmp_path, kptype="corner", trainBatch=3, gpus=2))
+
+
+def test_tensorboard_gets_the_scalars_and_the_heatmaps(prepared, tmp_path, tiny, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    monkeypatch.setenv("POSE_TRAIN_TB_IMAGES_EVERY", "1")
+    out = tmp_path / "run"
+    train.main(train_args(prepared, out, kptype="corner", epochs=2))
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"epoch/loss", "epoch/val_pck", "epoch/lr", "epoch/img_per_s",
+            "step/loss"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("epoch/val_pck")] == [1, 2]
+    assert "train/input_target_predicted" in tags["images"]

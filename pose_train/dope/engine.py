@@ -97,8 +97,8 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
         # Time blocked on the loader (the step before ended with a device sync in .item()):
         # the "is the GPU starved?" number.
         wait += time.perf_counter() - ready
-        images, tb, ta, _, _ = prepare_batch(batch, cfg, epoch, step)
-        loss, _ = forward_loss(model, images, tb, ta, cfg)
+        images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step)
+        loss, final = forward_loss(model, images, tb, ta, cfg)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None and scaler.is_enabled():
             scaler.scale(loss).backward()
@@ -115,6 +115,8 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
         step += 1
         total, count, seen = total + value, count + 1, seen + images.shape[0]
         log.write(kind="step", epoch=epoch, step=step, loss=value)
+        if log.wants_images():
+            _log_images(log, images, points, valid, tb, final, cfg)
         progress.update(value, images.shape[0] * info.world_size)
         stop = should_stop()     # the same answer on every rank
         ready = time.perf_counter()
@@ -124,6 +126,18 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
     return EpochResult("stopped" if stop else "done", step if stop else 0,
                        total / max(1, count), int(sum_ranks(seen, info)),
                        time.perf_counter() - t0, wait)
+
+
+@torch.no_grad()
+def _log_images(log, images, points, valid, targets, final, cfg, n=4):
+    """TensorBoard: the first crops with their cuboids, beside the target belief maps and the
+    final stage's prediction (max over the 9 maps)."""
+    from pose_train.dope.draw import batch_grid
+    norm = cfg.normalization
+    images = images.detach().float().cpu()[:n]    # NCHW, as batch_grid takes them
+    pts, ok = points[:n].cpu(), valid[:n].cpu()
+    log.image("train/targets", batch_grid(images.clone(), pts, ok, targets[:n], normalization=norm))
+    log.image("train/predicted", batch_grid(images.clone(), pts, ok, final[:n], normalization=norm))
 
 
 @torch.no_grad()

@@ -2,11 +2,14 @@
 import contextlib
 import time
 
+import numpy as np
 import torch
 
 from pose_train.keypoints import heatmaps, transforms
 from pose_train.training import checkpoint as ckpt
 from pose_train.training.progress import Progress
+
+LOG_EVERY = 20   # keypoint steps between step records (each costs a device sync)
 
 
 def autocast(device, amp):
@@ -34,7 +37,7 @@ def steps_per_epoch(n, batch):
     return max(1, n // batch)  # drop the last partial batch, as AlphaPose's loader does
 
 
-def train_epoch(run, epoch, start_step, should_stop):
+def train_epoch(run, epoch, start_step, should_stop, log=None):
     """Train one epoch from start_step; returns (mean loss, next step or None when complete).
 
     run carries model, optimizer, data, device and the settings (see train.Run);
@@ -70,6 +73,11 @@ def train_epoch(run, epoch, start_step, should_stop):
         opt.step()
         total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
         progress.update(loss.detach(), len(idx) * run.info.world_size)
+        if log is not None and step % LOG_EVERY == 0:
+            # One host-device sync per LOG_EVERY steps, not per step.
+            log.write(kind="step", epoch=epoch + 1, step=step + 1, loss=float(loss.detach()))
+            if log.wants_images():
+                _log_images(log, inputs, target, out)
         if should_stop():
             progress.close()
             return float(total) / max(count, 1), step + 1
@@ -77,6 +85,23 @@ def train_epoch(run, epoch, start_step, should_stop):
     mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
     run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)
     return mean, None
+
+
+@torch.no_grad()
+def _log_images(log, inputs, target, out, n=4):
+    """TensorBoard: input crops beside the target and predicted heatmaps (max over keypoints)."""
+    crops = inputs[:n].detach().float().cpu()
+    crops = (crops - crops.amin()) / (crops.amax() - crops.amin()).clamp_min(1e-6)
+    h, w = crops.shape[2:]
+    rows = []
+    for b in range(crops.shape[0]):
+        row = [crops[b].permute(1, 2, 0).numpy()]
+        for maps in (target, out):
+            heat = torch.nn.functional.interpolate(maps[b:b + 1].detach().float().amax(1, True),
+                                                   size=(h, w), mode="nearest")[0, 0].cpu()
+            row.append(heat.clamp(0, 1)[..., None].expand(h, w, 3).numpy())
+        rows.append(np.concatenate(row, axis=1))
+    log.image("train/input_target_predicted", (np.concatenate(rows, axis=0) * 255).astype(np.uint8))
 
 
 @torch.no_grad()

@@ -224,7 +224,8 @@ def train(args, info):
                                               args.epochs, epoch)
         elif epoch > start_epoch:
             schedule.step()
-        losses[epoch], next_step = engine.train_epoch(run, epoch, first_step, loop.should_stop)
+        losses[epoch], next_step = engine.train_epoch(run, epoch, first_step, loop.should_stop,
+                                                      loop.log)
         return next_step
 
     def finish(epoch):

@@ -43,6 +43,7 @@ class EpochLoop:
         end_epoch(epoch) and save_state(epoch, step) run on the main rank only.
         """
         with self.stop, MetricsLog(os.path.join(self.args.outf, "metrics.jsonl"),
+                                   tensorboard=os.path.join(self.args.outf, "tensorboard"),
                                    enabled=self.info.is_main) as self.log:
             for epoch, first_step in epochs:
                 next_step = train_epoch(epoch, first_step)

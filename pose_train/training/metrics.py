@@ -1,30 +1,64 @@
-"""Metrics as JSON lines in the output folder: readable with any tool, no TensorBoard needed.
+"""Metrics as JSON lines in the output folder (readable with any tool) and, beside them,
+TensorBoard event files in OUTF/tensorboard/ (scalars per step and epoch, images now and then).
 """
 import json
 import os
 import time
 
+# Images go to TensorBoard every this many steps (POSE_TRAIN_TB_IMAGES_EVERY; 0: never).
+IMAGES_ENV, IMAGES_EVERY = "POSE_TRAIN_TB_IMAGES_EVERY", 500
+
 
 class MetricsLog:
-    """Appends one JSON object per line; a resumed run keeps appending to the same file."""
+    """Appends one JSON object per line; a resumed run keeps appending to the same file.
 
-    def __init__(self, path, enabled=True):
+    Each record's numbers also become TensorBoard scalars named ``KIND/FIELD`` (kind "step"
+    records count steps, the others epochs), in ``tensorboard`` (a folder) when given.
+    """
+
+    def __init__(self, path, enabled=True, tensorboard=None):
         self.path = os.fspath(path)
         self.enabled = enabled
-        self._f = None
+        self._f, self._tb, self.global_step = None, None, 0
+        self.images_every = int(os.environ.get(IMAGES_ENV, IMAGES_EVERY))
         if enabled:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self._f = open(self.path, "a", buffering=1)  # line-buffered: survives a kill
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(log_dir=tensorboard)
 
     def write(self, **fields):
-        if self._f is not None:
-            fields.setdefault("time", round(time.time(), 3))
-            self._f.write(json.dumps(fields, sort_keys=True) + "\n")
+        if self._f is None:
+            return
+        fields.setdefault("time", round(time.time(), 3))
+        self._f.write(json.dumps(fields, sort_keys=True) + "\n")
+        if self._tb is not None:
+            kind = fields.get("kind", "epoch")
+            if kind == "step":
+                self.global_step += 1
+            at = self.global_step if kind == "step" else int(fields.get("epoch", 0))
+            for key, value in fields.items():
+                if key not in ("time", "epoch", "step", "kind") and isinstance(value, (int, float)):
+                    self._tb.add_scalar("%s/%s" % (kind, key), float(value), at)
+
+    def wants_images(self):
+        """Whether this step's batch should be drawn (the step just written)."""
+        return (self._tb is not None and self.images_every > 0
+                and self.global_step % self.images_every == 1 % self.images_every)
+
+    def image(self, tag, rgb):
+        """An RGB uint8 (H, W, 3) picture at the current step."""
+        if self._tb is not None:
+            self._tb.add_image(tag, rgb, self.global_step, dataformats="HWC")
 
     def close(self):
         if self._f is not None:
             self._f.close()
             self._f = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def __enter__(self):
         return self
