@@ -19,6 +19,7 @@ from pose_train.dope.engine import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
 from pose_train.dope.synth import cached_dataset
+from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import report_stale_temps
 from pose_train.jobs import JOBS
@@ -182,14 +183,12 @@ def _starting_point(args, model, say):
             say("--resume auto: no %s in %s yet; starting a new run" % (state_io.STATE_NAME,
                                                                        args.outf))
     if path is None:
-        if args.pretrained:
-            ckpt.load_pretrained_vgg(model, args.pretrained)
-            say("VGG-19 conv1_1..conv4_2 initialised from %s" % args.pretrained)
-        else:
-            say("note: no --pretrained ImageNet VGG-19 given; the trunk starts random, which "
-                "converges more slowly than DOPE's recipe")
+        weights = pretrained.resolve(args.pretrained, "vgg19", say)
+        if weights:
+            ckpt.load_pretrained_vgg(model, weights)
+            say("VGG-19 conv1_1..conv4_2 initialised from %s" % weights)
         return 1, 0, 1, None
-    if args.pretrained:
+    if args.pretrained not in (None, "none"):
         say("note: --pretrained is ignored when continuing from %s" % path)
     obj = state_io.load_file(path)
     if state_io.is_state(obj):

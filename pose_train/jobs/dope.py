@@ -3,6 +3,7 @@ import os
 
 from pose_train.jobs.fields import COMPILE, GPUS, OUTF, SEED, TIME_LIMIT
 from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
+from pose_train.pretrained import WORDS
 from pose_train_py27 import job_fields
 
 DATA = Field("data", "path", [], "dataset folder (repeatable); default: a synthetic set of "
@@ -34,8 +35,9 @@ training_state.pt (exact resume). Several nodes: torchrun --nnodes N --nproc_per
         Field("resume", "str", None, "'auto': continue from the newest state in --outf (for "
               "a file, use --net)", choices=("auto",), resumes=False),
         TIME_LIMIT, SEED, IMAGESIZE,
-        Field("pretrained", "path", None, "local ImageNet VGG-19 weights for the trunk",
-              role=IN, resumes=False),
+        Field("pretrained", "path", None, "trunk start: imagenet (torchvision's VGG-19 from "
+              "torch's hub cache; the default when cached), none (random), or a file",
+              role=IN, resumes=False, words=WORDS),
         STRICT, NORMALIZE,
         Field("sigma", "float", None, "belief Gaussian sigma in crop pixels (default 4)",
               positive=True),

@@ -5,6 +5,7 @@ snake_case names, so the seed's commands run as written.
 """
 from pose_train.jobs.fields import COMPILE, GPUS, KP_DATA, KPTYPE, OUTF, SEED, SEQ, TIME_LIMIT
 from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
+from pose_train.pretrained import WORDS
 
 SYNTH = Job("synth-linemod", MODERN, "pose_train.keypoints.synth:main",
             "Write a synthetic LINEMOD sequence in the BOP layout (textured mesh, exact poses).",
@@ -86,8 +87,9 @@ in one: E epochs without DPG, then from the best weights with DPG.""",
                 Field("resume", "path", None, "'auto' (newest state in --outf) or a "
                       "training_state.pt", role=IN, resumes=False, words=("auto",)),
                 SEED,
-                Field("pretrained", "path", None, "local ImageNet ResNet weights", role=IN,
-                      resumes=False),
+                Field("pretrained", "path", None, "backbone start: imagenet (torchvision's "
+                      "ResNet of --arch from torch's hub cache; the default when cached), none, "
+                      "or a file", role=IN, resumes=False, words=WORDS),
                 Field("lr_schedule", "str", "none", "learning-rate schedule over --epochs",
                       choices=("none", "step", "cosine")),
                 INPUT_H, INPUT_W,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import atomic_write_json, report_stale_temps
 from pose_train.jobs import JOBS
@@ -89,8 +90,9 @@ def load_data(args, device, say=print):
 
 def build_model(args, kpnum, device, say=print):
     net = kpmodel.build(kpnum, args.arch)
-    if args.pretrained:
-        kpmodel.load_pretrained(net, args.pretrained)
+    weights = None if args.load_model else pretrained.resolve(args.pretrained, args.arch, say)
+    if weights:
+        kpmodel.load_pretrained(net, weights)
     if args.load_model:
         kpmodel.load_weights(net, args.load_model)
         say("loaded %s (strict)" % args.load_model)

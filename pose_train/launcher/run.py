@@ -13,7 +13,8 @@ from pose_train.files import atomic_write_json
 from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images, orphans
-from pose_train.launcher.paths import plan_mounts
+from pose_train import pretrained
+from pose_train.launcher.paths import BindMount, container_path, plan_mounts
 from pose_train.training.signals import STOP_WAIT_ENV
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -52,8 +53,21 @@ def _nvidia_runtime():
     return nvidia_runtime(connect())
 
 
+def _torch_cache(job):
+    """(mount, environment) that show a job with --pretrained torch's hub cache of this host."""
+    if not any(f.name == "pretrained" for f in job.fields):
+        return [], {}
+    home = pretrained.torch_home()
+    if not os.path.isdir(os.path.join(home, "hub", "checkpoints")):
+        return [], {}
+    target = container_path(home)
+    return [BindMount(os.path.abspath(home), target, True)], {"TORCH_HOME": target}
+
+
 def container_spec(job, args, use_gpu, run_id, create=True):
     new_args, mounts = plan_mounts(job, args, create=create)
+    cache_mounts, cache_env = _torch_cache(job)
+    mounts = mounts + cache_mounts
     gpus = args.get("gpus")
     if job.image == LEGACY:  # the py2.7 verifier takes a device, not a GPU count
         new_args.pop("gpus", None)
@@ -63,7 +77,7 @@ def container_spec(job, args, use_gpu, run_id, create=True):
         image=images.image_tag(job.image), command=container_argv(job, new_args), mounts=mounts,
         user="%d:%d" % (os.getuid(), os.getgid()), shm_size=SHM_SIZE, init=True,
         gpu_count=(gpus or -1) if use_gpu else 0, name="pose-train-%s-%s" % (job.name, run_id),
-        environment={"PYTHONUNBUFFERED": "1", "POSE_TRAIN_RUN_ID": run_id},
+        environment=dict(cache_env, PYTHONUNBUFFERED="1", POSE_TRAIN_RUN_ID=run_id),
         labels=dict(orphans.launcher_labels(), **{
             "io.pose-train.job": job.name, orphans.RUN_LABEL: run_id,
             "io.pose-train.launcher-version": __version__}))
