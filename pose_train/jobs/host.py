@@ -32,6 +32,6 @@ FETCH = Job("fetch-weights", HOST, "pose_train.pretrained:fetch_job",
             "them from the cache ($TORCH_HOME, mounted into the containers), never downloads.",
             fields=(Field("name", "str", [], "which (repeatable; default: all)", many=True,
                           choices=("vgg19", "resnet50", "resnet101")),),
-            uses_gpu=False)
+            uses_gpu=False, words=("fetch-weights",))
 
 JOBS = (BUILD, LIST, DOCTOR, FETCH)
