@@ -30,7 +30,7 @@ FETCH = Job("fetch-weights", HOST, "pose_train.pretrained:fetch_job",
             "Download torchvision's ImageNet trunks into torch's hub cache, once.\n\nVGG-19 "
             "(DOPE) and ResNet-50/101 (the keypoint localizer), hash-checked; training reads "
             "them from the cache ($TORCH_HOME, mounted into the containers), never downloads.",
-            fields=(Field("name", "str", [], "which (repeatable; default: all)", many=True,
+            fields=(Field("name", "str", [], "which (default: all three)", many=True,
                           choices=("vgg19", "resnet50", "resnet101")),),
             uses_gpu=False, words=("fetch-weights",))
 
