@@ -74,8 +74,10 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
         total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
         progress.update(loss.detach(), len(idx) * run.info.world_size)
         if log is not None and step % LOG_EVERY == 0:
-            # One host-device sync per LOG_EVERY steps, not per step.
-            log.write(kind="step", epoch=epoch + 1, step=step + 1, loss=float(loss.detach()))
+            # One host-device sync per LOG_EVERY steps, not per step; TensorBoard only, so
+            # metrics.jsonl keeps one record per epoch as before.
+            log.scalars(kind="step", at=epoch * steps + step + 1, epoch=epoch + 1, step=step + 1,
+                        loss=float(loss.detach()))
             if log.wants_images():
                 _log_images(log, inputs, target, out)
         if should_stop():

@@ -33,14 +33,22 @@ class MetricsLog:
             return
         fields.setdefault("time", round(time.time(), 3))
         self._f.write(json.dumps(fields, sort_keys=True) + "\n")
-        if self._tb is not None:
-            kind = fields.get("kind", "epoch")
-            if kind == "step":
-                self.global_step += 1
+        self.scalars(**fields)
+
+    def scalars(self, at=None, **fields):
+        """The record's numbers to TensorBoard only (metrics.jsonl untouched); ``at``: the
+        global step, when the caller logs only some steps."""
+        if self._tb is None:
+            return
+        kind = fields.get("kind", "epoch")
+        if kind == "step":
+            self.global_step = self.global_step + 1 if at is None else at
+        if at is None:
             at = self.global_step if kind == "step" else int(fields.get("epoch", 0))
-            for key, value in fields.items():
-                if key not in ("time", "epoch", "step", "kind") and isinstance(value, (int, float)):
-                    self._tb.add_scalar("%s/%s" % (kind, key), float(value), at)
+        for key, value in fields.items():
+            if key not in ("time", "epoch", "step", "kind") and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool):
+                self._tb.add_scalar("%s/%s" % (kind, key), float(value), at)
 
     def wants_images(self):
         """Whether this step's batch should be drawn (the step just written)."""
