@@ -40,13 +40,17 @@ def _expected_hash(path):
     return stem.rsplit("-", 1)[-1]
 
 
-def check(path):
-    """The file's SHA-256 must start with the hash in its name (torch's check_hash)."""
+def _sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    if not digest.hexdigest().startswith(_expected_hash(path)):
+    return digest.hexdigest()
+
+
+def check(path):
+    """The file's SHA-256 must start with the hash in its name (torch's check_hash)."""
+    if not _sha256(path).startswith(_expected_hash(path)):
         raise UserError("%s: its SHA-256 does not start with %s (a damaged or partial "
                         "download); delete it and run `pose-train fetch-weights` again"
                         % (path, _expected_hash(path)))
@@ -95,14 +99,10 @@ def fetch(name, say=print):
 
 
 def _verify_download(tmp, name):
-    expected = _expected_hash(cache_path(name))
-    digest = hashlib.sha256()
-    with open(tmp, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(expected):
+    expected, digest = _expected_hash(cache_path(name)), _sha256(tmp)
+    if not digest.startswith(expected):
         raise UserError("%s: the download's SHA-256 starts %s, not %s; try again"
-                        % (URLS[name], digest.hexdigest()[:8], expected))
+                        % (URLS[name], digest[:8], expected))
 
 
 def fetch_job(args):

@@ -182,7 +182,7 @@ def _unique(name, used):
     return candidate
 
 
-def _device(args):
+def device_for(args):
     want = getattr(args, "device", None)
     if want is None:
         gpus = getattr(args, "gpus", None)
@@ -210,7 +210,7 @@ def run(args):
     inputs = list_inputs(args.images)
     if not os.path.isdir(args.outf):
         os.makedirs(args.outf)
-    device = _device(args)
+    device = device_for(args)
     net = load_network(args.weights, device)
     frames, used, cameras = [], set(), {}
     for name, source, rgb in _progress(read_frames(inputs), inputs):

@@ -43,7 +43,7 @@ def run_network(args, samples, meta, dims):
     """{image path: posed detections} from the weights, in this process."""
     settings = dope_infer.settings_for(args, meta)
     norm = NORMALIZATIONS[args.normalize or meta.get("normalization") or "ros"]
-    device = dope_infer._device(args)
+    device = dope_infer.device_for(args)
     net = dope_infer.load_network(args.weights, device)
     found = {}
     for s in tqdm(samples, desc="eval dope", unit="frame"):
