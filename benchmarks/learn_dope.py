@@ -115,12 +115,10 @@ def _save_and_eval(args, model, samples, root):
     from pose_train.dope.checkpoints import save_epoch_weights
     from pose_train.dope.data import dimensions_of
     from pose_train.jobs import namespace
-    from pose_train_py27.dope_decode import decode_settings
+    from pose_train_py27.sidecar import dope_meta
     width, height = (int(v) for v in args.frame.lower().split("x"))
-    meta = {"object": "cube", "imagesize": args.size, "normalization": "ros",
-            "frame_size": [width, height],
-            "dimensions_cm": [100.0 * v for v in dimensions_of(samples)]}
-    meta["decode"] = decode_settings(meta)
+    meta = dope_meta("cube", args.size, "ros", 0.5, [100.0 * v for v in dimensions_of(samples)],
+                     [width, height])
     os.makedirs(args.outf, exist_ok=True)
     weights = save_epoch_weights(args.outf, model.cpu(), 1, meta)
     print("saved %s" % weights, flush=True)

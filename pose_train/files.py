@@ -69,3 +69,26 @@ def report_stale_temps(folder):
         print("removed %d temp file(s) a killed save left in %s" % (removed, folder))
     return removed
 
+
+def write_sidecar(weights, meta):
+    """pose_train_py27.sidecar.write with its errors as one UserError line."""
+    from pose_train_py27 import sidecar     # numpy and cv2: not for the launcher's start-up
+    from pose_train_py27.dope_io import InputError
+    try:
+        return sidecar.write(weights, meta)
+    except InputError as err:
+        raise UserError(str(err))
+    except OSError as err:
+        raise UserError("%s: cannot write it (%s)" % (sidecar.path_of(weights), err.strerror or err))
+
+
+def read_sidecar(path, normalization=False):
+    """The json beside a weights file (net_epoch_10.json), or {} when there is none; with
+    ``normalization``, the input normalisation it names (the ROS node's when none)."""
+    from pose_train_py27 import sidecar
+    from pose_train_py27.dope_io import InputError
+    try:
+        meta = sidecar.read(path)
+        return sidecar.normalization_of(meta, source=sidecar.path_of(path)) if normalization else meta
+    except InputError as err:
+        raise UserError(str(err))

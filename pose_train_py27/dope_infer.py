@@ -23,14 +23,13 @@ import cv2
 import numpy as np
 import torch
 
-from pose_train_py27 import overlay
+from pose_train_py27 import overlay, sidecar
 from pose_train_py27.atomic import write_atomic
 from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
-from pose_train_py27.dope_decode import decode_settings, detect
-from pose_train_py27.dope_io import (NORMALIZATIONS, InputError, camera_beside, camera_from_file,
+from pose_train_py27.dope_decode import detect
+from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, dimensions_from_settings,
-                                     list_inputs, make_camera, parse_dimensions, read_frames,
-                                     read_sidecar)
+                                     list_inputs, make_camera, parse_dimensions, read_frames)
 from pose_train_py27.keys import add_prefix
 from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
 
@@ -59,7 +58,7 @@ def load_network(weights, device):
 
 
 def settings_for(args, meta):
-    settings = decode_settings(meta)
+    settings = sidecar.decode_of(meta)
     for key in ("sigma", "thresh_map", "thresh_points", "thresh_angle", "downscale_height"):
         if getattr(args, key, None) is not None:
             settings[key] = getattr(args, key)
@@ -201,8 +200,8 @@ def run(args):
         raise InputError("infer dope needs WEIGHTS, a DOPE net_epoch_XX.pth")
     if not args.images:
         raise InputError("--images: give at least one image, folder of images or video")
-    meta = read_sidecar(args.weights)
-    norm = NORMALIZATIONS[args.normalize or meta.get("normalization") or "ros"]
+    meta = sidecar.read(args.weights)
+    norm = sidecar.normalization_of(meta, args.normalize, sidecar.path_of(args.weights))
     settings = settings_for(args, meta)
     object_name = args.object or meta.get("object") or "object"
     dims = dimensions_for(args, meta, object_name)

@@ -122,19 +122,6 @@ def read_frames(inputs):
         capture.release()
 
 
-def read_sidecar(weights):
-    """The trainer's json beside DOPE weights (net_epoch_10.pth -> net_epoch_10.json), or {}."""
-    path = os.path.splitext(weights)[0] + ".json"
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except ValueError as err:
-        raise InputError("%s is not valid JSON (%s); fix or delete it" % (path, err))
-    return meta if isinstance(meta, dict) else {}
-
-
 def _load_json(path):
     try:
         with open(path) as f:

@@ -101,11 +101,12 @@ def write_weights(folder, seed=0):
     """Random-init DOPE weights with the trainer's sidecar (128 px crops of 320x240 frames)."""
     import torch
     from pose_train.dope.checkpoints import save_epoch_weights
+    from pose_train_py27.sidecar import dope_meta
     from pose_train_py27.nets import DopeNetwork
     torch.manual_seed(seed)
-    return save_epoch_weights(str(folder), DopeNetwork(), 1, {
-        "object": "cube", "imagesize": 128, "normalization": "ros", "dimensions_cm": DIMS_CM,
-        "frame_size": [320, 240], "decode": SETTINGS})
+    meta = dope_meta("cube", 128, "ros", 0.5, DIMS_CM, [320, 240])
+    assert meta["decode"] == SETTINGS
+    return save_epoch_weights(str(folder), DopeNetwork(), 1, meta)
 
 
 def check_infer_parity(python_argv, workdir):

@@ -22,7 +22,8 @@ from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic,
                                set_prefix, strip_compile_prefix)
 from pose_train.compat.node_config import parse_dimensions, write_node_config
 from pose_train.errors import UserError
-from pose_train.files import atomic_write, atomic_write_json
+from pose_train.files import atomic_write, read_sidecar as read_upgraded, write_sidecar
+from pose_train_py27 import sidecar
 
 PARITY_SUFFIX = ".parity.pt"
 PARITY_TOLERANCE = 1e-5
@@ -154,18 +155,8 @@ def write_modern(state, out, fmt, metadata=None):
 
 
 def read_sidecar(src):
-    """The json beside SRC (net_epoch_XX.json) as a dict, or None."""
-    sidecar = os.path.splitext(src)[0] + ".json"
-    if not os.path.isfile(sidecar):
-        return None
-    import json
-    with open(sidecar) as handle:
-        try:
-            meta = json.load(handle)
-        except ValueError:
-            _say("%s is not JSON; not copied" % sidecar)
-            return None
-    return meta if isinstance(meta, dict) else None
+    """The upgraded json beside SRC (net_epoch_XX.json) as a dict, or None."""
+    return read_upgraded(src) or None
 
 
 def _for_the_node(state, name, src):
@@ -187,13 +178,13 @@ def _for_the_node(state, name, src):
 def copy_sidecar(src, out, updates=None):
     """net_epoch_XX.json (normalisation, object, key prefix) travels with the weights: the
     melodic file itself can hold nothing but the state dict the ROS node loads."""
-    target = os.path.splitext(out)[0] + ".json"
+    target = sidecar.path_of(out)
     meta = read_sidecar(src)
-    if meta is None or os.path.abspath(os.path.splitext(src)[0] + ".json") == os.path.abspath(target):
+    if meta is None or os.path.abspath(sidecar.path_of(src)) == os.path.abspath(target):
         return
     meta.update(weights=os.path.basename(out), converted_from=os.path.basename(src), **(updates or {}))
-    atomic_write_json(target, meta)
-    _say("copied %s -> %s" % (os.path.splitext(src)[0] + ".json", target))
+    write_sidecar(out, meta)
+    _say("copied %s -> %s" % (sidecar.path_of(src), target))
 
 
 def verifier_argv(python_argv, ckpt, reference, model="auto"):

@@ -11,8 +11,7 @@ import yaml
 
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
-from pose_train_py27 import dope_io
-from pose_train_py27.dope_decode import decode_settings
+from pose_train_py27 import dope_io, sidecar
 
 IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 DRAW_COLOR = [13, 255, 128]
@@ -33,7 +32,7 @@ def node_config(meta, weights_file, dimensions_cm):
               "class_ids": {name: 1}, "draw_colors": {name: list(DRAW_COLOR)},
               "model_transforms": {name: IDENTITY}}
     # The node's thresholds, with the smoothing and frame scale of the trained crop size.
-    config.update(decode_settings(meta))
+    config.update(sidecar.decode_of(meta))
     return config
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from pose_train.errors import UserError
-from pose_train.files import atomic_write, atomic_write_json
+from pose_train.files import atomic_write, atomic_write_json, read_sidecar
 from pose_train.training.checkpoint import load_file, weights_of
-from pose_train_py27.dope_io import NORMALIZATIONS, read_sidecar
+from pose_train_py27 import sidecar
 from pose_train_py27.keys import strip_prefix
 from pose_train_py27.nets import create_model
 from pose_train_py27.verify import infer_model
@@ -109,7 +109,7 @@ def parity(path, graph, x, input_name):
 def main(args):
     graph, name = load_network(args.weights, args.model)
     meta = read_sidecar(args.weights)
-    norm = NORMALIZATIONS[meta.get("normalization") or "ros"]
+    norm = read_sidecar(args.weights, normalization=True)
     height, width = args.height, args.width
     if name == "fastpose" and (height, width) == (480, 640):
         height, width = meta.get("input_hw") or (320, 256)   # FastPose's own input size

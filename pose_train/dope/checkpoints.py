@@ -13,9 +13,8 @@ import re
 
 from pose_train.errors import UserError
 from pose_train.compat.legacy_writer import write_legacy
-from pose_train.files import atomic_write, atomic_write_json
+from pose_train.files import atomic_write, write_sidecar
 from pose_train.training.checkpoint import load_file, load_weights, unwrap
-from pose_train_py27.dope_io import InputError, read_sidecar
 from pose_train_py27.keys import add_prefix, strip_prefix
 
 
@@ -25,23 +24,24 @@ def weights_name(epoch):
     return "net_epoch_%02d.pth" % epoch
 
 
+BEST_NAME = "net_best.pth"
+
+
 def save_epoch_weights(outf, model, epoch, meta):
     """Write the ROS-loadable weights file and its json sidecar (both atomically)."""
+    return save_weights(os.path.join(outf, weights_name(epoch)), model, dict(meta, epoch=epoch))
+
+
+def save_weights(path, model, meta):
+    """``path`` (DOPE's node layout, legacy format) and its sidecar, each written atomically;
+    the sidecar last, so a sidecar never describes weights that are not there yet."""
     state = collections.OrderedDict(
         (k, v.detach().cpu().contiguous()) for k, v in add_prefix(unwrap(model).state_dict()).items())
-    path = atomic_write(os.path.join(outf, weights_name(epoch)), lambda f: write_legacy(state, f))
-    sidecar = dict(meta, epoch=epoch, weights=os.path.basename(path), key_prefix="module.",
-                   serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)")
-    atomic_write_json(path[:-4] + ".json", sidecar)
+    path = atomic_write(path, lambda f: write_legacy(state, f))
+    write_sidecar(path, dict(meta, weights=os.path.basename(path),
+                             key_prefix="module.",
+                             serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)"))
     return path
-
-
-def sidecar_of(path):
-    """The json beside a weights file (net_epoch_10.json), or {} when there is none."""
-    try:
-        return read_sidecar(path)
-    except InputError as err:
-        raise UserError(str(err))
 
 
 def epoch_from_name(path):

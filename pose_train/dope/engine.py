@@ -83,9 +83,10 @@ class EpochResult:
 
 
 def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, should_stop,
-                    log, info, show_progress=True, steps_after=0):
+                    log, info, show_progress=True, steps_after=0, every=None):
     """Train until the loader ends or ``should_stop()`` (checked on every rank, every step).
-    steps_after: steps of the later epochs, for the progress line's run ETA."""
+    steps_after: steps of the later epochs, for the progress line's run ETA. every: (N, f)
+    calls f(step) after every N-th step of the epoch (validation between steps)."""
     model.train()
     stop = False
     step, total, count, seen, wait = start_step, 0.0, 0, 0, 0.0
@@ -118,6 +119,8 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
         if log.wants_images():
             _log_images(log, images, points, valid, tb, final, cfg)
         progress.update(value, images.shape[0] * info.world_size)
+        if every and step % every[0] == 0:
+            every[1](step)
         stop = should_stop()     # the same answer on every rank
         ready = time.perf_counter()
         if stop:

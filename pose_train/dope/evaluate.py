@@ -23,7 +23,8 @@ from pose_train.keypoints import mesh as meshlib
 from pose_train.keypoints.metrics import add_error
 from pose_train_py27 import dope_infer, overlay
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
-from pose_train_py27.dope_io import NORMALIZATIONS, InputError, make_camera, read_sidecar
+from pose_train_py27 import sidecar
+from pose_train_py27.dope_io import InputError, make_camera
 
 AUC_MAX_M = 0.10
 ADD_FRACTION = 0.1
@@ -42,7 +43,7 @@ def model_points(args, dims_cm, dialect):
 def run_network(args, samples, meta, dims):
     """{image path: posed detections} from the weights, in this process."""
     settings = dope_infer.settings_for(args, meta)
-    norm = NORMALIZATIONS[args.normalize or meta.get("normalization") or "ros"]
+    norm = sidecar.normalization_of(meta, args.normalize, sidecar.path_of(args.weights))
     device = dope_infer.device_for(args)
     net = dope_infer.load_network(args.weights, device)
     found = {}
@@ -176,7 +177,7 @@ def main(args):
     samples, _ = scan(args.data, args.object, 1)
     samples = [s for s in samples if len(s.points)]
     try:
-        meta = read_sidecar(args.weights)
+        meta = sidecar.read(args.weights)
         dims = dope_infer.dimensions_for(args, meta, args.object)
         if args.detections:
             found, settings = read_detections(args.detections)

@@ -1,13 +1,21 @@
 """`pose-train synth dope`: a synthetic NViSII-format DOPE dataset, no download needed.
 
 Each image shows one textured cuboid of the requested class (sometimes with a distractor cuboid
-of another class) in a random pose over a random background, seen by a pinhole camera. The json
+of another class) in a random pose over a random background, seen by a pinhole camera.
+
+What makes the pose learnable: the object class keeps ONE appearance across the whole dataset
+(six distinct face textures drawn from a generator seeded by the class name, as a real product
+looks the same in every photo), and its sides are unequal. A 10 x 8 x 6 cm box has four
+rotations with the same silhouette; only its faces tell FrontTopRight from RearBottomLeft, so
+textures drawn anew per frame would make the corner labels ambiguous. Pose, distance, lighting,
+background and noise vary per frame; the distractor's look varies freely. The json
 beside each PNG carries exactly what current DOPE data carries: objects[].class / visibility /
 projected_cuboid (8 corners + centroid) / location (metres) / quaternion_xyzw, and
 camera_data.intrinsics. Projections are exact (no rounding), so they are also a geometry oracle.
 """
 import json
 import os
+import zlib
 
 import cv2
 import numpy as np
@@ -15,6 +23,7 @@ from tqdm import tqdm
 
 from pose_train.dope.geometry import (FACE_NORMALS, FACES, intrinsics_matrix, project,
                                       quat_xyzw_to_matrix, random_quat_xyzw)
+from pose_train.errors import UserError
 from pose_train.files import atomic_folder
 from pose_train_py27.cuboid import cuboid_vertices
 
@@ -23,6 +32,9 @@ from pose_train_py27.cuboid import cuboid_vertices
 OBJECT_SIZE = (0.10, 0.08, 0.06)
 DISTRACTOR_SIZE = (0.07, 0.07, 0.12)
 DISTRACTOR_CLASS = "distractor"
+# Metres from the camera to the object's centre. At 640x480 (fx = 0.9 x width) the object then
+# spans ~70-180 px; see README for the range that suits a small crop.
+DEFAULT_DISTANCE = (0.35, 0.9)
 
 
 def _texture(rng, size=64):
@@ -39,6 +51,40 @@ def _texture(rng, size=64):
         c = tuple(int(v) for v in rng.integers(0, size, 2))
         cv2.circle(tex, c, int(rng.integers(3, 12)), rng.integers(0, 256, 3).tolist(), -1)
     return tex
+
+
+def class_textures(object_name):
+    """The six face textures of a class: the same for every frame and every run."""
+    rng = np.random.default_rng(zlib.crc32(str(object_name).lower().encode("utf-8")))
+    hue0 = rng.uniform(0, 180)
+    looks = {}
+    for k, face in enumerate(sorted(FACES)):
+        # Each face half its own saturated hue, 60 degrees apart: faces that differ at a glance,
+        # even at the few pixels a small crop leaves them.
+        hsv = np.uint8([[[int(hue0 + 30 * k) % 180, 200, 230]]])
+        tint = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
+        looks[face] = (0.5 * _texture(rng) + 0.5 * tint).astype(np.uint8)
+    return looks
+
+
+def parse_distance(text):
+    """``--distance 0.35,0.9`` (metres, the object's centre from the camera) -> (0.35, 0.9)."""
+    try:
+        low, high = (float(v) for v in str(text).split(","))
+    except ValueError:
+        low = high = 0.0
+    if not 0 < low <= high:
+        raise UserError("--distance takes MIN,MAX in metres with 0 < MIN <= MAX, e.g. "
+                        "0.35,0.9; got %r" % (text,))
+    return low, high
+
+
+def _light(rng):
+    """The direction light travels and the ambient level, per frame. It travels away from
+    the camera's side (+z), so the faces the camera sees are the lit ones."""
+    d = rng.normal(size=3)
+    d[2] = abs(d[2]) + 0.5
+    return d / np.linalg.norm(d), float(rng.uniform(0.25, 0.6))
 
 
 def _background(rng, width, height):
@@ -60,13 +106,13 @@ def _background(rng, width, height):
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
-def _render_cuboid(img, ids, obj_id, uv, cam, quat, textures, rng):
+def _render_cuboid(img, ids, obj_id, uv, cam, quat, textures, light=None):
     """Paint the visible faces of one cuboid (convex: back-face culling is enough).
 
     textures=None only marks the silhouette in ``ids`` and leaves ``img`` alone.
     """
     R = quat_xyzw_to_matrix(quat)
-    light = np.array([0.3, -0.5, -0.8]) / np.linalg.norm([0.3, -0.5, -0.8])
+    light, ambient = light or (np.array([0.3, -0.5, -0.8]) / np.linalg.norm([0.3, -0.5, -0.8]), 0.45)
     height, width = img.shape[:2]
     for name, quad in FACES.items():
         normal = R @ np.asarray(FACE_NORMALS[name], dtype=np.float64)
@@ -83,31 +129,35 @@ def _render_cuboid(img, ids, obj_id, uv, cam, quat, textures, rng):
         src = np.float32([[t, 0], [0, 0], [0, t], [t, t]])
         H = cv2.getPerspectiveTransform(src, uv[list(quad)].astype(np.float32))
         warped = cv2.warpPerspective(tex, H, (width, height), flags=cv2.INTER_LINEAR)
-        shade = 0.45 + 0.55 * max(0.0, float(-(normal @ light)))
+        shade = ambient + (1.0 - ambient) * max(0.0, float(-(normal @ light)))
         sel = mask.astype(bool)
         img[sel] = np.clip(warped[sel].astype(np.float32) * shade, 0, 255).astype(np.uint8)
         ids[sel] = obj_id
 
 
-def _sample_pose(rng, K, width, height, size):
+def _sample_pose(rng, K, width, height, distance):
     """A pose whose centroid projects inside the central part of the image."""
-    z = rng.uniform(0.35, 0.9) * max(size) / 0.1
+    z = rng.uniform(*distance)
     u = rng.uniform(0.15 * width, 0.85 * width)
     v = rng.uniform(0.15 * height, 0.85 * height)
     location = np.linalg.inv(K) @ np.array([u, v, 1.0]) * z
     return random_quat_xyzw(rng), location
 
 
-def render_sample(rng, width, height, object_name, K):
-    """One image + its objects list (DOPE NViSII fields)."""
+def render_sample(rng, width, height, object_name, K, distance=DEFAULT_DISTANCE, look=None):
+    """One image + its objects list (DOPE NViSII fields). ``look``: the object's face
+    textures (default: its class's)."""
     img = _background(rng, width, height)
     ids = np.zeros((height, width), np.int16)
     objects = [(object_name, OBJECT_SIZE)]
     if rng.random() < 0.3:
         objects.append((DISTRACTOR_CLASS, DISTRACTOR_SIZE))
+    looks = [look or class_textures(object_name)] + [None] * (len(objects) - 1)
+    light = _light(rng)
     posed = []
     for name, size in objects:
-        quat, loc = _sample_pose(rng, K, width, height, size)
+        scale = max(size) / max(OBJECT_SIZE)   # the distractor sits at a similar apparent size
+        quat, loc = _sample_pose(rng, K, width, height, [d * scale for d in distance])
         uv, cam = project(cuboid_vertices(size), quat, loc, K)
         posed.append((name, size, quat, loc, uv, cam))
     # Painter's order: far first. Pixel counts drawn alone give the visibility denominators.
@@ -116,12 +166,12 @@ def render_sample(rng, width, height, object_name, K):
     for i in range(len(posed)):
         alone = np.zeros_like(ids)
         name, size, quat, loc, uv, cam = posed[i]
-        _render_cuboid(img, alone, 1, uv, cam, quat, None, rng)
+        _render_cuboid(img, alone, 1, uv, cam, quat, None)
         full.append(int(alone.sum()))
     for i in order:
         name, size, quat, loc, uv, cam = posed[i]
-        textures = {f: _texture(rng) for f in FACES}
-        _render_cuboid(img, ids, i + 1, uv, cam, quat, textures, rng)
+        textures = looks[i] or {f: _texture(rng) for f in FACES}
+        _render_cuboid(img, ids, i + 1, uv, cam, quat, textures, light)
     records = []
     for i, (name, size, quat, loc, uv, cam) in enumerate(posed):
         seen = int((ids == i + 1).sum())
@@ -136,7 +186,8 @@ def render_sample(rng, width, height, object_name, K):
     return img, records
 
 
-def write_dataset(out, n, seed=0, width=640, height=480, object_name="cube", progress=True):
+def write_dataset(out, n, seed=0, width=640, height=480, object_name="cube", progress=True,
+                  distance=DEFAULT_DISTANCE):
     """Write ``n`` PNG + json pairs into ``out`` (created). Returns ``out``."""
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -145,7 +196,7 @@ def write_dataset(out, n, seed=0, width=640, height=480, object_name="cube", pro
     camera = {"intrinsics": {"fx": f, "fy": f, "cx": width / 2.0, "cy": height / 2.0},
               "width": width, "height": height}
     for i in tqdm(range(n), desc="synth dope", disable=not progress, unit="img"):
-        img, objects = render_sample(rng, width, height, object_name, K)
+        img, objects = render_sample(rng, width, height, object_name, K, distance)
         stem = os.path.join(out, "%06d" % i)
         cv2.imwrite(stem + ".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         with open(stem + ".json", "w") as fh:
@@ -153,26 +204,30 @@ def write_dataset(out, n, seed=0, width=640, height=480, object_name="cube", pro
     return out
 
 
-def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube"):
+def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube",
+                   distance=DEFAULT_DISTANCE):
     """The embedded default dataset: generated once per (n, seed, size, object), then reused.
 
     Lives in $POSE_TRAIN_CACHE if set, else <outf>/.cache. Generated into a temp folder and
     renamed, so an interrupted generation is never mistaken for a complete one.
     """
     root = os.environ.get("POSE_TRAIN_CACHE") or os.path.join(outf, ".cache")
-    key = "synth-dope-%s-n%d-seed%d-%dx%d" % (object_name.lower(), n, seed, width, height)
+    key = "synth-dope-%s-n%d-seed%d-%dx%d-%g-%gm" % (object_name.lower(), n, seed, width, height,
+                                                     distance[0], distance[1])
     path = os.path.join(root, key)
     if os.path.isdir(path):
         return path, False
     os.makedirs(root, exist_ok=True)
     atomic_folder(path, lambda tmp: write_dataset(tmp, n, seed, width, height,
-                                                  object_name.lower()))
+                                                  object_name.lower(), distance=distance))
     return path, True
 
 
 def main(args):
     """Job entry: args.out, args.n, args.seed, args.width, args.height, args.object."""
-    write_dataset(args.out, args.n, args.seed, args.width, args.height, args.object.lower())
-    print("wrote %d images + json to %s (class %r, NViSII format)" % (args.n, args.out,
-                                                                       args.object.lower()))
+    distance = parse_distance(args.distance)
+    write_dataset(args.out, args.n, args.seed, args.width, args.height, args.object.lower(),
+                  distance=distance)
+    print("wrote %d images + json to %s (class %r, NViSII format, %g-%g m away)"
+          % (args.n, args.out, args.object.lower(), distance[0], distance[1]))
     return 0

@@ -18,16 +18,18 @@ from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.engine import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
+from pose_train.dope import validation
 from pose_train.dope.synth import cached_dataset
 from pose_train import pretrained
 from pose_train.errors import UserError
-from pose_train.files import report_stale_temps
+from pose_train.files import read_sidecar, report_stale_temps
 from pose_train.jobs import JOBS
 from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
+from pose_train.training.metrics import read_metrics
 from pose_train.training.signals import TimeLimit
-from pose_train_py27.dope_decode import decode_settings
+from pose_train_py27 import sidecar
 
 DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's value
 
@@ -52,6 +54,7 @@ def _run(args):
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
     samples = _scan(args, info, say)
+    samples, held_out = _split(args, info, samples, say)
 
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
@@ -79,18 +82,21 @@ def _train(args, info):
     sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
     loader = make_loader(dataset, sampler, args.batchsize, workers,
                          pin_memory=cfg.device.type == "cuda", drop_last=False)
-    meta = _run_meta(args, first_epoch, cfg, samples)
+    meta = _run_meta(args, first_epoch, cfg, samples + held_out)
     loop = EpochLoop(JOBS["train-dope"], args, info, TimeLimit(args.time_limit), state_io.STATE_NAME,
                      "--net")
+    watch = _watch(args, info, cfg, meta, held_out, loop, say)
 
     def one_epoch(epoch, first_step):
         # Same order as an uninterrupted run; a resumed epoch skips the batches it did.
         sampler.set_epoch(epoch, skip=first_step * args.batchsize)
         result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch, first_step,
                                  loop.should_stop, loop.log, info, show_progress=info.is_main,
-                                 steps_after=(end_epoch - epoch) * len(loader))
-        _log_epoch(loop.log, epoch, result, info)
+                                 steps_after=(end_epoch - epoch) * len(loader),
+                                 every=_every_steps(args, watch, loop, model, epoch))
         results[epoch] = result
+        if result.status == "stopped":
+            _log_epoch(loop.log, epoch, result, info)
         return result.next_step if result.status == "stopped" else None
 
     def finish(epoch):
@@ -99,6 +105,9 @@ def _train(args, info):
         say("epoch %d: loss %.6f, %.1f img/s, %.0f%% of the time waiting for data -> %s"
             % (epoch, r.loss_mean, r.samples / max(r.seconds, 1e-9),
                100.0 * r.loader_wait / max(r.seconds, 1e-9), path))
+        figures = watch.epoch_end(model, epoch, r.seconds, lambda f: ckpt.save_weights(
+            os.path.join(args.outf, ckpt.BEST_NAME), model, dict(meta, epoch=epoch, val=f)))
+        _log_epoch(loop.log, epoch, r, info, **figures)
 
     def save_state(epoch, step):
         _save_state(args, model, optimizer, scaler, epoch, step, meta)
@@ -108,7 +117,53 @@ def _train(args, info):
     if not loop.run(epochs, one_epoch, finish, save_state):
         return 0
     say("done: epochs %d..%d in %s" % (start_epoch, end_epoch, args.outf))
+    if watch.best:
+        say("best on the %d held-out frames: %s\n  -> %s (point infer, eval, export and convert "
+            "at it)" % (watch.best["val_frames"], validation.describe(watch.best),
+                        os.path.join(args.outf, ckpt.BEST_NAME)))
     return 0
+
+
+def _split(args, info, samples, say):
+    """(training frames, held-out frames): --val, or a seeded slice of --data (never trained)."""
+    given = None
+    if args.val:
+        given, report = validation.scan_val(args.val, args.object, args.imagesize, args.strict,
+                                            scan)
+        if info.is_main:
+            say("--val: " + report.summary(len(given)))
+    train, held_out = validation.split(samples, args, say, info.is_main, given)
+    if not held_out:
+        say("validation off: %d frame(s) are too few to hold any out; pass --val DIR"
+            % len(samples))
+    elif given is None:
+        say("validation: %d of %d frames held out, never trained on (list: %s)"
+            % (len(held_out), len(samples), os.path.join(args.outf, validation.SPLIT_FILE)))
+    if not train:
+        raise UserError("%s: no frames left to train on; pass more --data" % args.outf)
+    return train, held_out
+
+
+def _watch(args, info, cfg, meta, held_out, loop, say):
+    validator = None
+    if info.is_main and held_out:
+        validator = validation.Validator(held_out, cfg, meta, args.batchsize)
+    path = os.path.join(args.outf, "metrics.jsonl")
+    history = read_metrics(path) if info.is_main and os.path.isfile(path) else []
+    return validation.Watch(validator, args.outf, say, loop.time_limit,
+                            [r for r in history if r.get("kind") == "epoch"])
+
+
+def _every_steps(args, watch, loop, model, epoch):
+    """--val_every N: (N, callback) for the step loop; the figures go to metrics as kind val."""
+    if not args.val_every or not watch.validator:
+        return None
+
+    def check(step):
+        figures = watch.figures(model, "epoch %d step %d" % (epoch, step))
+        if figures:
+            loop.log.write(kind="val", epoch=epoch, step=step, **figures)
+    return args.val_every, check
 
 
 def _scan(args, info, say):
@@ -135,12 +190,12 @@ def _build(args, info, cfg, model, state):
     return ddp.wrap_model(model, info, args.compile), optimizer, scaler
 
 
-def _log_epoch(log, epoch, result, info):
+def _log_epoch(log, epoch, result, info, **figures):
     log.write(kind="epoch", epoch=epoch, status=result.status, loss_mean=result.loss_mean,
               samples=result.samples, seconds=round(result.seconds, 3),
               img_per_s=round(result.samples / max(result.seconds, 1e-9), 2),
               loader_wait_fraction=round(result.loader_wait / max(result.seconds, 1e-9), 4),
-              world_size=info.world_size)
+              world_size=info.world_size, **figures)
 
 
 def _data_roots(args, info, say):
@@ -200,7 +255,7 @@ def _starting_point(args, model, say):
         _same_normalization(path, state["extra"].get("normalization"), args)
         say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
         return state["epoch"], state["step"], int(saved["first_epoch"]), state
-    trained = ckpt.sidecar_of(path).get("normalization")
+    trained = read_sidecar(path).get("normalization")
     _same_normalization(path, trained, args)
     if trained is None:
         say("note: %s has no json sidecar naming its input normalisation; training goes on with "
@@ -242,13 +297,9 @@ def _run_meta(args, first_epoch, cfg, samples):
     config["first_epoch"] = first_epoch
     dims = dimensions_of(samples)
     sizes = np.array([s.size for s in samples], np.float64)
-    meta = {"object": args.object.lower(), "imagesize": args.imagesize,
-            "sigma_output_px": cfg.sigma, "stride": 8, "num_belief": 9, "num_affinity": 16,
-            "normalization": cfg.normalization, "config": config,
-            "dimensions_cm": None if dims is None else [round(100.0 * v, 4) for v in dims],
-            "frame_size": [int(v) for v in np.median(sizes, axis=0)]}
-    meta["decode"] = decode_settings(meta)   # what infer, eval and the node config use
-    return meta
+    return sidecar.dope_meta(args.object, args.imagesize, cfg.normalization, cfg.sigma,
+                             None if dims is None else [round(100.0 * v, 4) for v in dims],
+                             np.median(sizes, axis=0), config)
 
 
 def _save_state(args, model, optimizer, scaler, epoch, step, meta):

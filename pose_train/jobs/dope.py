@@ -19,7 +19,12 @@ NORMALIZE = Field("normalize", "str", "ros", "input normalisation: ros = (x - 0.
 TRAIN = Job("train-dope", MODERN, "pose_train.dope.train:main", """Train DOPE on one object.
 
 Writes net_epoch_XX.pth (+ .json naming the input normalisation) after every epoch, and
-training_state.pt (exact resume). Several nodes: torchrun --nnodes N --nproc_per_node G
+training_state.pt (exact resume). Every epoch it validates on held-out frames (--val, or 5%
+of --data never trained on): loss against the empty-map loss, peaks, and poses through
+infer dope's decode and PnP (detection rate, ADD < 0.1 d, AUC, 2D error), into metrics.jsonl
+and TensorBoard; net_best.pth (+ .json) is rewritten whenever ADD < 0.1 d improves.
+
+Several nodes: torchrun --nnodes N --nproc_per_node G
 --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m pose_train --local train dope ... on each.""",
     fields=(
         DATA, OBJECT, OUTF,
@@ -46,6 +51,11 @@ training_state.pt (exact resume). Several nodes: torchrun --nnodes N --nproc_per
         Field("synth_n", "int", 200, "images in the default synthetic set", low=1),
         Field("decode_cache", "str", "auto", "keep decoded frames on disk after epoch 1",
               choices=("auto", "off")),
+        Field("val", "path", [], "held-out folder (either dialect); default: a "
+              "seeded 5%% of --data (8-200 frames), listed in OUTF/val_frames.txt", role=IN,
+              many=True),
+        Field("val_every", "int", None, "also validate every N steps (default: each epoch "
+              "only)", low=1),
     ))
 
 VALIDATE = Job("validate-dope", MODERN, "pose_train.dope.validate:main",
@@ -54,14 +64,20 @@ VALIDATE = Job("validate-dope", MODERN, "pose_train.dope.validate:main",
                fields=(DATA, OBJECT, OUTF, IMAGESIZE, STRICT, SEED, NORMALIZE), uses_gpu=False)
 
 SYNTH = Job("synth-dope", MODERN, "pose_train.dope.synth:main",
-            "Write a synthetic NViSII-format DOPE dataset: textured cuboids over random "
-            "backgrounds.",
+            """Write a synthetic NViSII-format DOPE dataset: textured cuboids over random backgrounds.
+
+The object keeps one look in every frame: six distinct face textures seeded by its class name,
+on a 10 x 8 x 6 cm box. The faces are what make its pose unambiguous (four rotations of the box
+share a silhouette). Pose, distance, lighting, background and noise change per frame; a
+distractor box (class "distractor") appears in ~30% of frames with a new look each time.""",
             fields=(
                 Field("out", "path", "data/synth-dope", "output folder", role=OUT),
                 Field("n", "int", 200, "images", low=1), SEED,
                 Field("width", "int", 640, "image width", low=32),
                 Field("height", "int", 480, "image height", low=32),
                 OBJECT,
+                Field("distance", "str", "0.35,0.9", "MIN,MAX metres from the camera to the "
+                      "object's centre (closer = bigger in the frame; see README for crops)"),
             ), uses_gpu=False)
 
 INFER = Job("infer-dope", MODERN, "pose_train_py27.dope_infer:main", """Detect the object and its 6D pose in images or a video.

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pose_train.errors import UserError
+from pose_train.files import read_sidecar
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import dpg, engine, heatmaps, metrics, transforms
 from pose_train.keypoints import model as kpmodel
@@ -149,12 +150,9 @@ def input_size(args):
     """--inputResH/W, else the size in the weights' json sidecar, else kp6d's 320x256."""
     if args.input_res_h and args.input_res_w:
         return args.input_res_h, args.input_res_w
-    sidecar = os.path.splitext(args.model)[0] + ".json"
-    if os.path.isfile(sidecar):
-        with open(sidecar) as f:
-            hw = json.load(f).get("input_hw")
-        if hw:
-            return int(hw[0]), int(hw[1])
+    hw = read_sidecar(args.model).get("input_hw")
+    if hw:
+        return int(hw[0]), int(hw[1])
     return 320, 256
 
 

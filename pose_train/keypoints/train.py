@@ -23,7 +23,7 @@ import torch
 
 from pose_train import pretrained
 from pose_train.errors import UserError
-from pose_train.files import atomic_write_json, report_stale_temps
+from pose_train.files import report_stale_temps, write_sidecar
 from pose_train.jobs import JOBS
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
@@ -117,8 +117,7 @@ def save_weights(run, path, **facts):
     """Weights (kp6d layout, no prefix) and PATH-without-.pkl + .json, both written atomically."""
     net = ckpt.unwrap(run.model)
     ckpt.atomic_save({k: v.detach().float().cpu() for k, v in net.state_dict().items()}, path)
-    atomic_write_json(os.path.splitext(path)[0] + ".json",
-                      dict(run.meta, weights=os.path.basename(path), **facts))
+    write_sidecar(path, dict(run.meta, weights=os.path.basename(path), **facts))
 
 
 def switch_to_dpg(run, args, outf):

@@ -1,0 +1,218 @@
+"""Validation while `train dope` trains: a held-out split, the figures that say whether the
+network finds the object, the best weights, and the warning users need most.
+
+DOPE's own trainer has none, and its users' most common report is "trained for hours, detects
+nothing". The pose figures come from the same decode and PnP `infer dope` runs, with the
+weights' own decode settings, so `val_add_01d` here is what `eval dope` reports later.
+"""
+import os
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from pose_train.dope import evaluate as scoring
+from pose_train.dope.engine import evaluate as map_figures
+from pose_train.dope.loader import DopeDataset, make_loader
+from pose_train.errors import UserError
+from pose_train.files import atomic_write
+from pose_train.training.checkpoint import unwrap
+from pose_train_py27 import dope_infer, sidecar
+from pose_train_py27.cuboid import cuboid_vertices
+from pose_train_py27.dope_io import make_camera
+
+SPLIT_FILE = "val_frames.txt"
+FRACTION, LEAST, MOST = 0.05, 8, 200
+EMPTY_MARGIN, EMPTY_EPOCHS = 0.02, 3
+EMPTY_WARNING = (
+    "WARNING: the network is predicting empty maps: val_loss has stayed within {margin:.0%} of "
+    "the loss all-zero maps get ({loss:.5f} vs {empty:.5f}) for {epochs} epochs. Usual causes: "
+    "the data (check {outf}/data_report.txt and `pose-train validate dope`), a random trunk "
+    "(`pose-train fetch-weights`, then --pretrained imagenet), the learning rate (--lr), or an "
+    "object that spans too few map cells at --imagesize (crop it larger or move the camera "
+    "closer: it should span >= 8 cells of 8 px).")
+
+
+def held_out_count(n):
+    """5% of the frames, at least 8 and at most 200, always leaving half to train on."""
+    return int(min(MOST, max(LEAST, round(FRACTION * n)), n // 2))
+
+
+def split(samples, args, say, is_main, val_samples=None):
+    """(training frames, validation frames). ``val_samples`` (from --val) keep every --data
+    frame for training; otherwise a seeded slice of --data is held out. The list is written
+    to OUTF/val_frames.txt and read back on resume, so a continued run keeps its split."""
+    path = os.path.join(args.outf, SPLIT_FILE)
+    if val_samples is not None:
+        chosen = val_samples
+        train = samples
+    elif os.path.isfile(path):
+        with open(path) as f:
+            names = set(line.strip() for line in f if line.strip())
+        chosen = [s for s in samples if os.path.abspath(s.image) in names]
+        train = [s for s in samples if os.path.abspath(s.image) not in names]
+        if len(chosen) < len(names):
+            say("note: %d of the %d frames in %s are not in --data now; validating on the other "
+                "%d" % (len(names) - len(chosen), len(names), path, len(chosen)))
+        return train, chosen
+    else:
+        count = held_out_count(len(samples))
+        picked = set(np.random.default_rng(args.seed).permutation(len(samples))[:count].tolist())
+        chosen = [s for i, s in enumerate(samples) if i in picked]
+        train = [s for i, s in enumerate(samples) if i not in picked]
+    if is_main and chosen:
+        text = "".join(os.path.abspath(s.image) + "\n" for s in chosen)
+        atomic_write(path, lambda f: f.write(text), binary=False)
+    return train, chosen
+
+
+class Validator:
+    """One validation pass = the map figures on fixed centre crops + poses on whole frames."""
+
+    def __init__(self, samples, cfg, meta, batchsize):
+        self.samples = [s for s in samples if len(s.points)]
+        self.cfg, self.meta = cfg, meta
+        self.dataset = DopeDataset(self.samples, meta["imagesize"], seed=0, train=False)
+        self.batchsize = batchsize
+        self.settings = sidecar.decode_of(meta)
+        dims = meta.get("dimensions_cm")
+        self.dims = list(dims) if dims else None
+        if self.dims:
+            self.points = cuboid_vertices([d / 100.0 for d in self.dims])[:8]
+            self.diameter = float(np.linalg.norm(self.dims) / 100.0)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def run(self, model):
+        """The figures (plain floats), measured without touching the training RNG."""
+        start = time.perf_counter()
+        net = unwrap(model)
+        devices = [self.cfg.device] if self.cfg.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            loader = make_loader(self.dataset, None, self.batchsize, 0, drop_last=False)
+            maps = map_figures(net, loader, self.cfg)
+            poses = self._poses(net) if self.dims else {}
+        out = {"val_frames": len(self.samples), "val_loss": maps["loss"],
+               "val_empty_map_loss": maps["empty_map_loss"],
+               "val_peaks_within_2px": maps["peak_within_2px"]}
+        out.update(poses)
+        out["val_seconds"] = round(time.perf_counter() - start, 3)
+        return out
+
+    @torch.no_grad()
+    def _poses(self, net):
+        was_training = net.training
+        net.eval()
+        rows, false_positives = [], 0
+        try:
+            for s in self.samples:
+                bgr = cv2.imread(s.image, cv2.IMREAD_COLOR)
+                if bgr is None or not s.intrinsics:
+                    continue
+                cam = make_camera(source=s.image, **s.intrinsics)
+                dets = dope_infer.infer_frame(net, self.cfg.device, bgr[:, :, ::-1].copy(), cam,
+                                              self.dims, self.settings,
+                                              self.cfg.normalization)[0]
+                frame_rows, extra = scoring.score_frame(s, dets, self.points, False)
+                rows += frame_rows
+                false_positives += extra
+        finally:
+            net.train(was_training)
+        summary = scoring.summarize(rows, self.diameter, false_positives)
+        return {"val_detection_rate": summary["detection_rate"],
+                "val_add_01d": summary["add_below_0.1d"],
+                "val_add_auc": summary["add_auc_0_10cm"],
+                "val_median_px": summary["median_reproj_px"]}
+
+
+def is_better(figures, best):
+    """Higher val_add_01d wins; a tie goes to the lower val_loss."""
+    if best is None:
+        return True
+    mine, theirs = figures.get("val_add_01d") or 0.0, best.get("val_add_01d") or 0.0
+    if mine != theirs:
+        return mine > theirs
+    return figures["val_loss"] < best["val_loss"]
+
+
+def best_so_far(outf):
+    """The figures net_best.json recorded (a resumed run keeps beating the same bar)."""
+    meta = sidecar.read(os.path.join(outf, "net_best.pth")) if os.path.isfile(
+        os.path.join(outf, "net_best.pth")) else {}
+    return meta.get("val")
+
+
+def empty_map_warning(history, outf):
+    """The warning text when the last EMPTY_EPOCHS epochs all sat at the empty-map loss."""
+    recent = [h for h in history if h.get("val_loss") is not None][-EMPTY_EPOCHS:]
+    if len(recent) < EMPTY_EPOCHS:
+        return None
+    if all(h["val_loss"] >= (1.0 - EMPTY_MARGIN) * h["val_empty_map_loss"] for h in recent):
+        last = recent[-1]
+        return EMPTY_WARNING.format(margin=EMPTY_MARGIN, loss=last["val_loss"],
+                                    empty=last["val_empty_map_loss"], epochs=EMPTY_EPOCHS,
+                                    outf=outf)
+    return None
+
+
+class Watch:
+    """What the trainer asks after an epoch (or every --val_every steps): the figures, the
+    best weights when they improve, and the empty-map warning. Main rank only."""
+
+    def __init__(self, validator, outf, say, time_limit, history=()):
+        self.validator, self.outf, self.say, self.time_limit = validator, outf, say, time_limit
+        self.history = [h for h in history if h.get("val_loss") is not None]
+        self.best = best_so_far(outf)
+        self.last_seconds = 0.0
+
+    def figures(self, model, where):
+        """The validation figures, or {} when there is no validation or no time for it."""
+        if not self.validator:
+            return {}
+        if self.last_seconds > self.time_limit.remaining():
+            self.say("validation at %s skipped: the last pass took %.0f s and --time_limit "
+                     "leaves less" % (where, self.last_seconds))
+            return {}
+        figures = self.validator.run(model)
+        self.last_seconds = figures["val_seconds"]
+        self.say("validation at %s (%d frames, %.1f s): %s" % (where, figures["val_frames"],
+                                                              figures["val_seconds"],
+                                                              describe(figures)))
+        return figures
+
+    def epoch_end(self, model, epoch, epoch_seconds, save_best):
+        """Figures for the epoch record; ``save_best(figures)`` writes net_best.* if better."""
+        figures = self.figures(model, "epoch %d" % epoch)
+        if not figures:
+            return {}
+        figures["val_fraction_of_epoch"] = round(figures["val_seconds"] / max(epoch_seconds, 1e-9), 4)
+        self.history.append(figures)
+        warning = empty_map_warning(self.history, self.outf)
+        if warning:
+            self.say(warning, flush=True)
+        if is_better(figures, self.best):
+            path = save_best(dict(figures, epoch=epoch))
+            self.best = figures
+            self.say("new best (val_add_01d %.1f%%, val_loss %.5f): %s"
+                     % (100 * (figures.get("val_add_01d") or 0.0), figures["val_loss"], path))
+        return figures
+
+
+def describe(f):
+    text = "loss %.5f (empty maps %.5f), peaks within 2 cells %.1f%%" % (
+        f["val_loss"], f["val_empty_map_loss"], 100 * f["val_peaks_within_2px"])
+    if "val_detection_rate" in f:
+        text += ", detected %.1f%%, ADD < 0.1 d %.1f%%, ADD AUC %.3f, median 2D error %s" % (
+            100 * f["val_detection_rate"], 100 * f["val_add_01d"], f["val_add_auc"],
+            "-" if f["val_median_px"] is None else "%.1f px" % f["val_median_px"])
+    return text
+
+
+def scan_val(roots, object_name, imagesize, strict, scan):
+    samples, report = scan(list(roots), object_name, imagesize, strict=strict)
+    if not samples:
+        raise UserError("--val %s: no annotated frames of %r; pass a folder of DOPE frames "
+                        "that show the object" % (", ".join(roots), object_name))
+    return samples, report
