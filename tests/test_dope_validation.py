@@ -1,0 +1,119 @@
+"""train dope's validation: the held-out split, the figures per epoch, net_best, the
+empty-map warning, and a resumed run keeping its split. Every run is the real trainer."""
+import glob
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from infer_helpers import local_cli
+from pose_train.dope.synth import write_dataset
+from pose_train.dope.validation import held_out_count
+from pose_train.training.metrics import read_metrics
+
+pytestmark = pytest.mark.slow
+VAL_KEYS = {"val_loss", "val_empty_map_loss", "val_peaks_within_2px", "val_detection_rate",
+            "val_add_01d", "val_add_auc", "val_median_px", "val_seconds",
+            "val_fraction_of_epoch", "val_frames"}
+
+
+def _data(folder, n, seed=3, constant=False):
+    write_dataset(str(folder), n=n, seed=seed, width=96, height=72, progress=False,
+                  distance=(0.25, 0.4))
+    if constant:     # labels intact, nothing in the pixels to learn them from
+        for path in glob.glob(str(folder / "*.png")):
+            cv2.imwrite(path, np.full((72, 96, 3), 128, np.uint8))
+    return str(folder)
+
+
+def _train(data, outf, *extra):
+    code = local_cli("train", "dope", "--data", data, "--object", "cube", "--outf", outf,
+                     "--imagesize", "32", "--batchsize", "4", "--workers", "0",
+                     "--pretrained", "none", *extra)
+    assert code == 0
+
+
+def _epochs(outf):
+    return [r for r in read_metrics(os.path.join(outf, "metrics.jsonl")) if r["kind"] == "epoch"]
+
+
+def _split(outf):
+    with open(os.path.join(outf, "val_frames.txt")) as f:
+        return f.read().split()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_held_out_count_follows_the_rule():
+    assert [held_out_count(n) for n in (1, 6, 20, 400, 1000, 10000)] == [0, 3, 8, 20, 50, 200]
+
+
+def test_a_tiny_run_validates_each_epoch_and_keeps_the_best(tmp_path):
+    data = _data(tmp_path / "d", 20)
+    _train(data, tmp_path / "run", "--epochs", "2")
+    held = _split(tmp_path / "run")
+    assert len(held) == 8 and len(set(held)) == 8
+    epochs = _epochs(tmp_path / "run")
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    for r in epochs:
+        assert VAL_KEYS <= set(r) and r["val_frames"] == 8
+        assert r["samples"] == 12            # the 8 held-out frames never train
+        assert r["val_empty_map_loss"] > 0 and 0 <= r["val_add_01d"] <= 1
+    best = json.load(open(tmp_path / "run" / "net_best.json"))
+    assert best["val"]["val_frames"] == 8 and best["epoch"] in (1, 2)
+    assert best["normalization"]["name"] == "ros"
+    state = torch.load(tmp_path / "run" / "net_best.pth", weights_only=True)
+    assert all(k.startswith("module.") for k in state)
+
+
+def test_resume_keeps_the_split(tmp_path):
+    data = _data(tmp_path / "d", 20)
+    _train(data, tmp_path / "run", "--epochs", "1")
+    first = _split(tmp_path / "run")
+    # Another --seed would draw another slice: the saved list must win.
+    _train(data, tmp_path / "run", "--epochs", "2", "--resume", "auto", "--seed", "9")
+    assert _split(tmp_path / "run") == first
+    assert [r["epoch"] for r in _epochs(tmp_path / "run")] == [1, 2]
+    assert _epochs(tmp_path / "run")[-1]["samples"] == 12
+
+
+def test_val_folder_keeps_all_of_data_for_training(tmp_path):
+    data = _data(tmp_path / "d", 8)
+    val = _data(tmp_path / "v", 3, seed=8)
+    _train(data, tmp_path / "run", "--epochs", "1", "--val", val)
+    assert sorted(_split(tmp_path / "run")) == sorted(glob.glob(os.path.join(val, "*.png")))
+    record = _epochs(tmp_path / "run")[0]
+    assert record["samples"] == 8 and record["val_frames"] == 3
+
+
+def test_val_every_validates_between_steps(tmp_path):
+    data = _data(tmp_path / "d", 20)
+    _train(data, tmp_path / "run", "--epochs", "1", "--val_every", "2")
+    mids = [r for r in read_metrics(str(tmp_path / "run" / "metrics.jsonl")) if r["kind"] == "val"]
+    assert [r["step"] for r in mids] == [2] and "val_loss" in mids[0]
+
+
+def test_constant_images_trigger_the_empty_map_warning(tmp_path, capsys):
+    data = _data(tmp_path / "d", 12, constant=True)
+    _train(data, tmp_path / "run", "--epochs", "3")
+    out = capsys.readouterr().out
+    assert "WARNING: the network is predicting empty maps" in out
+    assert "--pretrained imagenet" in out and "--lr" in out
+    assert out.count("WARNING: the network is predicting empty maps") == 1   # from epoch 3
+
+
+def test_the_warning_survives_a_resume(tmp_path, capsys):
+    data = _data(tmp_path / "d", 12, constant=True)
+    _train(data, tmp_path / "run", "--epochs", "2")
+    assert "predicting empty maps" not in capsys.readouterr().out
+    _train(data, tmp_path / "run", "--epochs", "3", "--resume", "auto")
+    assert "predicting empty maps" in capsys.readouterr().out
