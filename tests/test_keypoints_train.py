@@ -80,8 +80,12 @@ def test_optimizers_and_schedules():
 def test_train_job_end_to_end_with_fastpose(prepared, tmp_path):
     out = tmp_path / "run"
     train.main(train_args(prepared, out, kptype="corner", epochs=2, trainBatch=4))
-    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    records = read_metrics(out / "metrics.jsonl")
+    losses = [r["loss"] for r in records]
     assert len(losses) == 2 and losses[-1] < losses[0]
+    for r in records:    # poses through eval keypoints' PnP, and the learnt-nothing level
+        assert 0 <= r["val_add_01d"] <= 1 and 0 <= r["val_proj_5px"] <= 1
+        assert 0 < r["val_empty_map_loss"] and r["val_pose_failures"] >= 0
     assert os.path.isfile(out / "best.pkl") and os.path.isfile(out / "final.pkl")
     kpmodel.load_weights(FastPose(9, architecture="resnet50"), str(out / "final.pkl"))
     side = json.load(open(out / "best.json"))
@@ -251,7 +255,7 @@ def test_tensorboard_gets_the_scalars_and_the_heatmaps(prepared, tmp_path, tiny,
     acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"epoch/loss", "epoch/val_pck", "epoch/lr", "epoch/img_per_s",
-            "step/loss"} <= set(tags["scalars"])
+    assert {"epoch/loss", "epoch/val_pck", "epoch/lr", "epoch/img_per_s", "epoch/val_add_01d",
+            "epoch/val_empty_map_loss", "step/loss"} <= set(tags["scalars"])
     assert [e.step for e in acc.Scalars("epoch/val_pck")] == [1, 2]
     assert "train/input_target_predicted" in tags["images"]

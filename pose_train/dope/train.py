@@ -32,6 +32,12 @@ from pose_train.training.signals import TimeLimit
 from pose_train_py27 import sidecar
 
 DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's value
+RECIPE = {"epochs": 30, "imagesize": 400, "batchsize": 32, "synth_n": 200}
+# No --data and no GPU: the first run a user tries, sized to end within 10 minutes on 2 cores
+# (~4 s a step at 128 px, batch 8; README has the measured time). The object sits close
+# enough to span 8-12 belief cells at 128 px crops of 192x144 frames (fx 173 px: 72-108 px).
+CPU_FIRST_RUN = {"epochs": 8, "imagesize": 128, "batchsize": 8, "synth_n": 96}
+FIRST_RUN_FRAMES = {"width": 192, "height": 144, "distance": (0.16, 0.24)}
 
 
 def main(args):
@@ -53,6 +59,7 @@ def _run(args):
 
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
+    _size_the_run(args, info, say)
     samples = _scan(args, info, say)
     samples, held_out = _split(args, info, samples, say)
 
@@ -122,6 +129,20 @@ def _train(args, info):
             "at it)" % (watch.best["val_frames"], validation.describe(watch.best),
                         os.path.join(args.outf, ckpt.BEST_NAME)))
     return 0
+
+
+def _size_the_run(args, info, say):
+    """Fill the size flags not given: the seed's recipe, or without --data and without a GPU
+    a first run that ends in minutes. Explicit flags always win."""
+    args.first_run = not args.data and info.device.type != "cuda"
+    sizes = CPU_FIRST_RUN if args.first_run else RECIPE
+    unset = [k for k in sizes if getattr(args, k) is None]
+    for key in unset:
+        setattr(args, key, sizes[key])
+    if args.first_run and unset:
+        say("no --data and no GPU: a first run sized for a CPU (%s; under 10 minutes on 2 "
+            "cores). The seed's recipe, for a GPU: --epochs 30 --imagesize 400 --batchsize 32 "
+            "--synth_n 200" % " ".join("--%s %s" % (k, getattr(args, k)) for k in unset))
 
 
 def _split(args, info, samples, say):
@@ -202,13 +223,15 @@ def _data_roots(args, info, say):
     """--data folders, or the embedded synthetic set (rank 0 generates it once, others wait)."""
     if args.data:
         return list(args.data)
+    frames = FIRST_RUN_FRAMES if args.first_run else {}
     if info.is_main:
         path, made = cached_dataset(args.outf, args.synth_n, seed=args.seed,
-                                    object_name=args.object)
+                                    object_name=args.object, **frames)
         say("%s synthetic dataset (%d images): %s" % ("generated" if made else "using cached",
                                                        args.synth_n, path))
     ddp.barrier(info)
-    path, _ = cached_dataset(args.outf, args.synth_n, seed=args.seed, object_name=args.object)
+    path, _ = cached_dataset(args.outf, args.synth_n, seed=args.seed, object_name=args.object,
+                             **frames)
     return [path]
 
 

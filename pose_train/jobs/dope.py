@@ -28,18 +28,22 @@ Several nodes: torchrun --nnodes N --nproc_per_node G
 --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m pose_train --local train dope ... on each.""",
     fields=(
         DATA, OBJECT, OUTF,
-        Field("epochs", "int", 30, "epochs to train, counted from where this run starts", low=1),
+        Field("epochs", "int", None, "epochs to train, counted from where this run starts "
+              "(default: 30, the seed's recipe; 8 for the embedded data on a CPU)", low=1),
         Field("net", "path", None, "weights to start from (numbering continues from the file "
               "name) or a training_state.pt (exact resume)", role=IN, resumes=False),
         Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),
-        Field("batchsize", "int", 32, "batch per process", low=1),
+        Field("batchsize", "int", None, "batch per process (default: 32; 8 for the embedded "
+              "data on a CPU)", low=1),
         Field("lr", "float", 1e-4, "Adam learning rate", positive=True),
         Field("workers", "int", None, "data loader processes (default: from the CPU count)",
               low=0),
         GPUS,
         Field("resume", "str", None, "'auto': continue from the newest state in --outf (for "
               "a file, use --net)", choices=("auto",), resumes=False),
-        TIME_LIMIT, SEED, IMAGESIZE,
+        TIME_LIMIT, SEED,
+        Field("imagesize", "int", None, "square crop side in pixels, stride 8 (default: 400; "
+              "128 for the embedded data on a CPU)", low=32, multiple=8),
         Field("pretrained", "path", None, "trunk start: imagenet (torchvision's VGG-19 from "
               "torch's hub cache; the default when cached), none (random), or a file",
               role=IN, resumes=False, words=WORDS),
@@ -48,7 +52,8 @@ Several nodes: torchrun --nnodes N --nproc_per_node G
               positive=True),
         Field("amp", "str", "auto", "mixed precision", choices=("auto", "bf16", "fp16", "off")),
         COMPILE,
-        Field("synth_n", "int", 200, "images in the default synthetic set", low=1),
+        Field("synth_n", "int", None, "images in the embedded synthetic set (default: 200 "
+              "of 640x480; 96 of 192x144 on a CPU)", low=1),
         Field("decode_cache", "str", "auto", "keep decoded frames on disk after epoch 1",
               choices=("auto", "off")),
         Field("val", "path", [], "held-out folder (either dialect); default: a "

@@ -108,13 +108,14 @@ def _log_images(log, inputs, target, out, n=4):
 
 @torch.no_grad()
 def validate(run, alpha=0.05):
-    """PCK on the validation frames with ground-truth boxes: AlphaPose's accuracy measure,
-    keypoints within alpha * heatmap height (4 cells at 80x64)."""
+    """(PCK, loss, empty-heatmap loss) on the validation frames with ground-truth boxes. PCK is
+    AlphaPose's accuracy measure: keypoints within alpha * heatmap height (4 cells at 80x64);
+    the empty-heatmap loss is what all-zero maps score, i.e. a network that learnt nothing."""
     # The bare module: only rank 0 validates, and a DDP forward would wait for the others.
     model, data = ckpt.unwrap(run.model), run.val_data
     model.eval()
     n = data["crops"].shape[0]
-    hits, total, loss_sum = 0.0, 0.0, 0.0
+    hits, total, loss_sum, empty_sum = 0.0, 0.0, 0.0, 0.0
     for s in range(0, n, run.batch):
         idx = torch.arange(s, min(s + run.batch, n), device=run.device)
         inputs, target, weight, _ = transforms.make_batch(data, idx, run.input_hw, run.sigma,
@@ -124,6 +125,7 @@ def validate(run, alpha=0.05):
         with autocast(run.device, run.amp):
             out = model(inputs)
         loss_sum += float(heatmaps.masked_mse(out, target, weight)) * len(idx)
+        empty_sum += float(heatmaps.masked_mse(torch.zeros_like(target), target, weight)) * len(idx)
         pred, _ = heatmaps.decode(out.float())
         true, _ = heatmaps.decode(target)
         ref = torch.full((len(idx),), float(target.shape[2]), device=run.device)
@@ -131,4 +133,4 @@ def validate(run, alpha=0.05):
         hits += heatmaps.pck(pred, true, w, ref, alpha) * float(w.sum())
         total += float(w.sum())
     model.train()
-    return hits / max(total, 1.0), loss_sum / max(n, 1)
+    return hits / max(total, 1.0), loss_sum / max(n, 1), empty_sum / max(n, 1)

@@ -24,7 +24,7 @@ import torch
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import report_stale_temps, write_sidecar
-from pose_train.jobs import JOBS
+from pose_train.jobs import JOBS, namespace
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
 from pose_train.training import checkpoint as ckpt
@@ -56,6 +56,7 @@ class Run:
     last_rate: float = 0.0
     last_epoch: int = 0          # for the progress line's run ETA
     meta: dict = field(default_factory=dict)   # what a weights file's json sidecar says
+    pose_check: tuple = None     # (annotations, crops, model) for the validation poses
     info: ddp.DistInfo = field(default_factory=ddp.DistInfo)
 
     def say(self, *a, **kw):
@@ -156,19 +157,45 @@ def save_state(run, args, outf, epoch, step, best_acc):
 
 def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     """Validate, write best/snapshot weights, log; returns the new best accuracy."""
-    acc, val_loss = engine.validate(run)
+    acc, val_loss, empty = engine.validate(run)
+    poses = pose_figures(run, args)
     if acc > best_acc:
         best_acc = acc
         save_weights(run, os.path.join(outf, "best.pkl"), epoch=epoch + 1, pck=acc)
     if args.snapshot and (epoch + 1) % args.snapshot == 0:
         save_weights(run, os.path.join(outf, "model_%d.pkl" % (epoch + 1)), epoch=epoch + 1, pck=acc)
     lr = run.optimizer.param_groups[0]["lr"]
-    log.write(epoch=epoch + 1, loss=loss, val_loss=val_loss, val_pck=acc, lr=lr,
-              dpg=run.use_dpg(epoch), img_per_s=run.last_rate)
-    run.say("epoch %d/%d  loss %.6f  val loss %.6f  val PCK %.3f  lr %.2g  dpg %s  %.1f img/s"
-          % (epoch + 1, args.epochs, loss, val_loss, acc, lr, run.use_dpg(epoch), run.last_rate),
-          flush=True)  # docker logs -f shows each epoch as it ends
+    log.write(epoch=epoch + 1, loss=loss, val_loss=val_loss, val_empty_map_loss=empty,
+              val_pck=acc, lr=lr, dpg=run.use_dpg(epoch), img_per_s=run.last_rate, **poses)
+    run.say("epoch %d/%d  loss %.6f  val loss %.6f (empty maps %.6f)  val PCK %.3f  ADD < 0.1 d "
+            "%.1f%%  2D proj < 5 px %.1f%%  lr %.2g  dpg %s  %.1f img/s"
+            % (epoch + 1, args.epochs, loss, val_loss, empty, acc, 100 * poses["val_add_01d"],
+               100 * poses["val_proj_5px"], lr, run.use_dpg(epoch), run.last_rate),
+            flush=True)  # docker logs -f shows each epoch as it ends
     return best_acc
+
+
+def pose_figures(run, args):
+    """ADD(-S) < 0.1 d and 2D projection < 5 px on the validation frames with ground-truth
+    boxes, through the PnP `eval keypoints` runs (its figures, measured while training)."""
+    from pose_train.keypoints import evaluate
+    if run.pose_check is None:   # read once: the crops and the model do not change
+        folder = kpdata.find_prepared(args.data, args.seq, args.kptype, args.n_classes)
+        ann, crops = kpdata.load_prepared(folder)
+        run.pose_check = (ann, crops, kpdata.load_model_mesh(folder))
+    ann, crops, mesh = run.pose_check
+    eval_args = namespace("eval-keypoints", boxes="gt", input_res_h=run.input_hw[0],
+                          input_res_w=run.input_hw[1])
+    net = ckpt.unwrap(run.model)
+    net.eval()
+    try:
+        rows, _ = evaluate.evaluate_frames(eval_args, ann, crops, mesh, net, run.device)
+    finally:
+        net.train()
+    n = max(len(rows), 1)
+    return {"val_add_01d": sum(r["add_ok"] for r in rows) / n,
+            "val_proj_5px": sum(r["proj_ok"] for r in rows) / n,
+            "val_pose_failures": sum(r["failed"] for r in rows)}
 
 
 def main(args):
