@@ -3,7 +3,7 @@
 # (torch, cv2, numpy, yaml and tqdm are all the scripts need; no image, no fire):
 #
 #   bash benchmarks/gpu_session.sh speed        # ~8 min: DOPE + keypoint img/s vs the original recipes
-#   bash benchmarks/gpu_session.sh learn-dope   # ~9 min: belief peaks within 2 px on held-out frames
+#   bash benchmarks/gpu_session.sh learn-dope   # ~9 min: synth -> train dope --val -> eval dope on held-out frames
 #   bash benchmarks/gpu_session.sh learn-kp     # ~9 min: PCK / 2D projection / ADD after training
 #
 # Logs and JSON go to $OUT (the lent machine's return folder) or benchmarks/out.
@@ -31,7 +31,8 @@ case "${1:-}" in
         step bench_keypoints 210 python3 benchmarks/bench_keypoints.py --compile ;;
     learn-dope)
         step learn_dope 540 python3 benchmarks/learn_dope.py --minutes 6 --train 1500 \
-            --outf "$out/learn_dope" --json "$out/learn_dope.json" ;;
+            --heldout 48 --size 400 --frame 640x480 --distance 0.35,0.6 --batch 32 --lr 1e-4 \
+            --workers 8 --outf "$out/learn_dope" ;;
     learn-kp)
         step learn_keypoints 540 python3 benchmarks/learn_keypoints.py --minutes 6 \
             --json "$out/learn_keypoints.json" ;;

@@ -25,8 +25,13 @@ class MetricsLog:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self._f = open(self.path, "a", buffering=1)  # line-buffered: survives a kill
             if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-                self._tb = SummaryWriter(log_dir=tensorboard)
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:     # outside the images (a bare benchmark machine)
+                    print("note: tensorboard is not installed; metrics go to %s only"
+                          % self.path)
+                else:
+                    self._tb = SummaryWriter(log_dir=tensorboard)
 
     def write(self, **fields):
         if self._f is None:
