@@ -55,10 +55,44 @@ def upgrade(meta, path="sidecar"):
     meta = dict(meta)
     if "normalisation" in meta and "normalization" not in meta:
         meta["normalization"] = meta.pop("normalisation")
-    if meta.get("normalization") is not None:
+    norm = meta.get("normalization")
+    if isinstance(norm, dict) or norm in NORMALIZATIONS:
         meta["normalization"] = normalization_of(meta, source=path)
+    # An unknown name stays as written: a --normalize flag may still override it, and
+    # normalization_of refuses it when nothing does.
+    _check(meta, path)
     meta["sidecar_version"] = VERSION
     return meta
+
+
+def _numbers(value, count=None):
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    return values if count is None or len(values) == count else None
+
+
+def _check(meta, path):
+    """The values consumers compute with: wrong ones stop here, naming the file."""
+    dims = meta.get("dimensions_cm")
+    if dims is not None and not (_numbers(dims, 3) and all(d > 0 for d in _numbers(dims, 3))):
+        raise InputError("%s: dimensions_cm must be the cuboid's 3 sizes in cm (e.g. [10, 8, 6]), "
+                         "got %r; fix the file" % (path, dims))
+    for key in ("imagesize", "stride"):
+        if meta.get(key) is not None and not (_numbers([meta[key]]) and float(meta[key]) > 0):
+            raise InputError("%s: %s must be a positive number, got %r; fix the file"
+                             % (path, key, meta[key]))
+    decode = meta.get("decode")
+    if decode is None:
+        return
+    if not isinstance(decode, dict):
+        raise InputError("%s: decode must be an object of settings; fix or remove it" % path)
+    for key, value in decode.items():
+        number = _numbers([value])
+        if number is None or number[0] < 0:
+            raise InputError("%s: decode.%s must be a number >= 0, got %r; fix the file or "
+                             "remove decode (it is derived from imagesize)" % (path, key, value))
 
 
 def write(weights, meta):
@@ -78,15 +112,17 @@ def normalization_of(meta, override=None, source="sidecar"):
     value = override or (meta or {}).get("normalization") or DEFAULT_NORMALIZATION
     if isinstance(value, dict):
         if value.get("mean") is not None and value.get("std") is not None:
-            if len(value["mean"]) != 3 or len(value["std"]) != 3:
-                raise InputError("%s: normalization mean and std need 3 values each; fix the "
-                                 "file" % source)
+            mean, std = _numbers(value["mean"], 3), _numbers(value["std"], 3)
+            if not mean or not std or not all(v > 0 for v in std):
+                raise InputError("%s: normalization needs 3 mean and 3 positive std values; "
+                                 "fix the file" % source)
             return dict(value, name=value.get("name") or "custom")
         value = value.get("name") or DEFAULT_NORMALIZATION
     name = str(value)
     if name not in NORMALIZATIONS:
-        raise InputError("%s: unknown normalization %r (known: %s); fix the sidecar or pass "
-                         "--normalize" % (source, name, ", ".join(sorted(NORMALIZATIONS))))
+        raise InputError("%s: unknown normalization %r; set it to one of %s in the file (infer, "
+                         "eval and train also take --normalize)"
+                         % (source, name, ", ".join(sorted(NORMALIZATIONS))))
     return dict(NORMALIZATIONS[name])
 
 

@@ -129,6 +129,6 @@ def test_distance_is_parsed_and_bad_values_named():
     from pose_train.dope.synth import parse_distance
     from pose_train.errors import UserError
     assert parse_distance("0.2,0.4") == (0.2, 0.4)
-    for bad in ("0.4", "0.5,0.2", "a,b", "0,1"):
+    for bad in ("0.4", "0.5,0.2", "a,b", "0,1", "0.001,0.002", "inf,inf", "nan,1", "50,60"):
         with pytest.raises(UserError, match="--distance takes MIN,MAX"):
             parse_distance(bad)

@@ -117,3 +117,60 @@ def test_the_warning_survives_a_resume(tmp_path, capsys):
     assert "predicting empty maps" not in capsys.readouterr().out
     _train(data, tmp_path / "run", "--epochs", "3", "--resume", "auto")
     assert "predicting empty maps" in capsys.readouterr().out
+
+
+def _fake(tmp_path, n):
+    from types import SimpleNamespace
+    return [SimpleNamespace(image=str(tmp_path / ("%06d.png" % i))) for i in range(n)]
+
+
+def test_val_frames_that_are_also_in_data_never_train(tmp_path):
+    from types import SimpleNamespace
+    from pose_train.dope.validation import split
+    samples, said = _fake(tmp_path, 10), []
+    args = SimpleNamespace(outf=str(tmp_path), seed=0)
+    train, held = split(samples, args, said.append, True, val_samples=samples[:3])
+    assert [s.image for s in train] == [s.image for s in samples[3:]] and len(held) == 3
+    assert "3 --val frame(s) are also in --data" in said[0]
+
+
+def test_the_default_split_is_seeded_and_saved(tmp_path):
+    from types import SimpleNamespace
+    from pose_train.dope.validation import split
+    samples = _fake(tmp_path, 200)
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    a = split(samples, SimpleNamespace(outf=str(tmp_path / "a"), seed=1), print, True)
+    b = split(samples, SimpleNamespace(outf=str(tmp_path / "b"), seed=1), print, True)
+    c = split(samples, SimpleNamespace(outf=str(tmp_path / "c"), seed=2), print, True)
+    assert [s.image for s in a[1]] == [s.image for s in b[1]] != [s.image for s in c[1]]
+    assert len(a[1]) == 10 and not set(s.image for s in a[0]) & set(s.image for s in a[1])
+    assert _split(tmp_path / "a") == [s.image for s in a[1]]
+
+
+def test_a_saved_split_wins_and_a_disagreeing_val_is_refused(tmp_path):
+    from types import SimpleNamespace
+    from pose_train.dope.validation import split
+    from pose_train.errors import UserError
+    data, val = _fake(tmp_path / "d", 10), _fake(tmp_path / "v", 3)
+    args = SimpleNamespace(outf=str(tmp_path), seed=0)
+    first = split(data, args, print, True, val_samples=val)
+    # Resumed with the same --val: the same split; with --val lost or changed: refused.
+    again = split(data, args, print, True, val_samples=val)
+    assert [s.image for s in again[1]] == [s.image for s in first[1]] and len(again[0]) == 10
+    with pytest.raises(UserError, match="in neither --data nor --val now"):
+        split(data, args, print, True)
+    with pytest.raises(UserError, match="--val names others"):
+        split(data, args, print, True, val_samples=val[:2])
+
+
+def test_a_default_split_refuses_a_val_added_on_resume(tmp_path):
+    from types import SimpleNamespace
+    from pose_train.dope.validation import split
+    from pose_train.errors import UserError
+    data = _fake(tmp_path, 40)
+    args = SimpleNamespace(outf=str(tmp_path), seed=0)
+    train, held = split(data, args, print, True)
+    assert split(data, args, print, True) == (train, held)
+    with pytest.raises(UserError, match="holds the held-out frames this run started with"):
+        split(data, args, print, True, val_samples=_fake(tmp_path / "v", 3))

@@ -41,8 +41,13 @@ def test_british_spelling_of_older_states_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("text, says", [
-    ('{"normalization": "zscore"}', "unknown normalization 'zscore'"),
-    ('{"normalization": {"mean": [1, 2], "std": [1, 2]}}', "need 3 values"),
+    ('{"normalization": {"mean": [1, 2], "std": [1, 2]}}', "needs 3 mean and 3 positive std"),
+    ('{"normalization": {"mean": [0, 0, 0], "std": [0, 0, 0]}}', "positive std"),
+    ('{"dimensions_cm": [1, 2]}', "dimensions_cm must be the cuboid's 3 sizes"),
+    ('{"dimensions_cm": "big"}', "dimensions_cm must be"),
+    ('{"decode": {"sigma": "abc"}}', "decode.sigma must be a number >= 0"),
+    ('{"decode": {"sigma": -1}}', "decode.sigma must be a number >= 0"),
+    ('{"imagesize": "x"}', "imagesize must be a positive number"),
     ("[1, 2]", "a sidecar is a JSON object"),
     ("{not json", "is not valid JSON"),
 ])
@@ -51,6 +56,14 @@ def test_a_bad_sidecar_is_one_line_naming_the_file(tmp_path, text, says):
     with pytest.raises(InputError) as err:
         sidecar.read(str(tmp_path / "net.pth"))
     assert says in str(err.value) and str(tmp_path / "net.json") in str(err.value)
+
+
+def test_an_unknown_name_is_refused_unless_a_flag_overrides_it(tmp_path):
+    (tmp_path / "net.json").write_text('{"normalization": "zscore"}')
+    meta = sidecar.read(str(tmp_path / "net.pth"))
+    assert sidecar.normalization_of(meta, "ros")["name"] == "ros"
+    with pytest.raises(InputError, match="unknown normalization 'zscore'; set it to one of"):
+        sidecar.normalization_of(meta, source="net.json")
 
 
 def test_no_sidecar_is_an_empty_dict(tmp_path):

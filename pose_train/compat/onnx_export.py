@@ -114,6 +114,7 @@ def main(args):
     if name == "fastpose" and (height, width) == (480, 640):
         height, width = meta.get("input_hw") or (320, 256)   # FastPose's own input size
     out = args.out
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     x = preprocess(sample_frame(width, height), norm)
     info = {"network": name, "normalization": norm["name"], "mean": norm["mean"],
             "std": norm["std"], "input": "%s: 1x3x%dx%d RGB float32, (x/255 - mean) / std"

@@ -35,6 +35,7 @@ DISTRACTOR_CLASS = "distractor"
 # Metres from the camera to the object's centre. At 640x480 (fx = 0.9 x width) the object then
 # spans ~70-180 px; see README for the range that suits a small crop.
 DEFAULT_DISTANCE = (0.35, 0.9)
+NEAREST, FARTHEST = 0.1, 20.0
 
 
 def _texture(rng, size=64):
@@ -73,9 +74,11 @@ def parse_distance(text):
         low, high = (float(v) for v in str(text).split(","))
     except ValueError:
         low = high = 0.0
-    if not 0 < low <= high:
-        raise UserError("--distance takes MIN,MAX in metres with 0 < MIN <= MAX, e.g. "
-                        "0.35,0.9; got %r" % (text,))
+    # Nearer than ~1.5 box diagonals puts the camera at or inside the box; past 20 m the
+    # box is a speck at any frame size this generator makes.
+    if not NEAREST <= low <= high <= FARTHEST:
+        raise UserError("--distance takes MIN,MAX in metres with %g <= MIN <= MAX <= %g, e.g. "
+                        "0.35,0.9; got %r" % (NEAREST, FARTHEST, text))
     return low, high
 
 

@@ -26,8 +26,8 @@ SPLIT_FILE = "val_frames.txt"
 FRACTION, LEAST, MOST = 0.05, 8, 200
 EMPTY_MARGIN, EMPTY_EPOCHS = 0.02, 3
 EMPTY_WARNING = (
-    "WARNING: the network is predicting empty maps: val_loss has stayed within {margin:.0%} of "
-    "the loss all-zero maps get ({loss:.5f} vs {empty:.5f}) for {epochs} epochs. Usual causes: "
+    "WARNING: the network is predicting empty maps: for {epochs} epochs val_loss has not fallen "
+    "{margin:.0%} below the loss all-zero maps get ({loss:.5f} vs {empty:.5f}). Usual causes: "
     "the data (check {outf}/data_report.txt and `pose-train validate dope`), a random trunk "
     "(`pose-train fetch-weights`, then --pretrained imagenet), the learning rate (--lr), or an "
     "object that spans too few map cells at --imagesize (crop it larger or move the camera "
@@ -39,32 +39,55 @@ def held_out_count(n):
     return int(min(MOST, max(LEAST, round(FRACTION * n)), n // 2))
 
 
+def _key(sample):
+    # The real file: the same frame reached through a symlink or "dir/" is one frame.
+    return os.path.realpath(sample.image)
+
+
 def split(samples, args, say, is_main, val_samples=None):
     """(training frames, validation frames). ``val_samples`` (from --val) keep every --data
-    frame for training; otherwise a seeded slice of --data is held out. The list is written
-    to OUTF/val_frames.txt and read back on resume, so a continued run keeps its split."""
+    frame not among them for training; otherwise a seeded slice of --data is held out. The
+    list is written to OUTF/val_frames.txt and read back whenever it is there, so a resumed
+    run keeps its split; a --val that disagrees with it is refused, never silently mixed."""
     path = os.path.join(args.outf, SPLIT_FILE)
+    if os.path.isfile(path):
+        return _saved_split(path, samples, val_samples)
     if val_samples is not None:
         chosen = val_samples
-        train = samples
-    elif os.path.isfile(path):
-        with open(path) as f:
-            names = set(line.strip() for line in f if line.strip())
-        chosen = [s for s in samples if os.path.abspath(s.image) in names]
-        train = [s for s in samples if os.path.abspath(s.image) not in names]
-        if len(chosen) < len(names):
-            say("note: %d of the %d frames in %s are not in --data now; validating on the other "
-                "%d" % (len(names) - len(chosen), len(names), path, len(chosen)))
-        return train, chosen
+        held = set(_key(s) for s in chosen)
+        train = [s for s in samples if _key(s) not in held]
+        if len(train) < len(samples):
+            say("note: %d --val frame(s) are also in --data; they are held out, not trained on"
+                % (len(samples) - len(train)))
     else:
         count = held_out_count(len(samples))
         picked = set(np.random.default_rng(args.seed).permutation(len(samples))[:count].tolist())
         chosen = [s for i, s in enumerate(samples) if i in picked]
         train = [s for i, s in enumerate(samples) if i not in picked]
     if is_main and chosen:
-        text = "".join(os.path.abspath(s.image) + "\n" for s in chosen)
+        text = "".join(_key(s) + "\n" for s in chosen)
         atomic_write(path, lambda f: f.write(text), binary=False)
     return train, chosen
+
+
+def _saved_split(path, samples, val_samples):
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    wanted = set(names)
+    if val_samples is not None and set(_key(s) for s in val_samples) != wanted:
+        raise UserError("%s holds the held-out frames this run started with, and --val names "
+                        "others; resume with the --val it started with (its continue line has "
+                        "it), or start a new --outf" % path)
+    found = {}
+    for s in list(val_samples or []) + list(samples):
+        if _key(s) in wanted:
+            found.setdefault(_key(s), s)
+    if len(found) < len(wanted):
+        raise UserError("%s lists %d held-out frame(s) that are in neither --data nor --val now "
+                        "(e.g. %s); pass the --val the run started with, or start a new --outf"
+                        % (path, len(wanted) - len(found),
+                           next(n for n in names if n not in found)))
+    return [s for s in samples if _key(s) not in wanted], [found[n] for n in names]
 
 
 class Validator:
@@ -211,7 +234,14 @@ def describe(f):
 
 
 def scan_val(roots, object_name, imagesize, strict, scan):
-    samples, report = scan(list(roots), object_name, imagesize, strict=strict)
+    for root in roots:
+        if not os.path.isdir(root):
+            raise UserError("--val %s: no such folder; pass a folder of annotated DOPE frames "
+                            "(PNG/JPEG + JSON)" % root)
+    try:
+        samples, report = scan(list(roots), object_name, imagesize, strict=strict)
+    except UserError as err:
+        raise UserError("--val: %s" % err)
     if not samples:
         raise UserError("--val %s: no annotated frames of %r; pass a folder of DOPE frames "
                         "that show the object" % (", ".join(roots), object_name))

@@ -6,7 +6,7 @@ from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
 from pose_train.pretrained import WORDS
 from pose_train_py27 import job_fields
 
-DATA = Field("data", "path", [], "dataset folder (repeatable); default: a synthetic set of "
+DATA = Field("data", "path", [], "dataset folder; default: a synthetic set of "
              "--synth_n images, generated once", role=IN, many=True)
 OBJECT = Field("object", "str", "cube", "object class to train on (case-insensitive)")
 IMAGESIZE = Field("imagesize", "int", 400, "square crop side in pixels (the network has stride 8)",
