@@ -274,7 +274,9 @@ def test_refused_conversion_leaves_no_file_and_unwritable_out_is_one_line(tmp_pa
 def test_sidecar_json_travels_with_melodic_weights(tmp_path):
     import json
     torch.save({"w": torch.ones(2)}, tmp_path / "net_epoch_60.pth")
-    (tmp_path / "net_epoch_60.json").write_text(json.dumps({"normalization": {"name": "imagenet"}}))
+    from pose_train_py27 import sidecar
+    sidecar.write(str(tmp_path / "net_epoch_60.pth"),
+                  sidecar.dope_meta("cube", 400, "imagenet", 0.5, [10, 8, 6], [640, 480]))
     assert h.run_convert(tmp_path / "net_epoch_60.pth", tmp_path / "net_epoch_60_melodic.pth") == 0
     meta = json.loads((tmp_path / "net_epoch_60_melodic.json").read_text())
     assert meta["normalization"]["name"] == "imagenet"
@@ -287,7 +289,10 @@ def test_imagenet_weights_are_folded_for_the_nodes_input(tmp_path, dope_state):
     import json
     from pose_train.dope.augment import NORMALIZATIONS
     from pose_train.compat.fold import normalize
-    (tmp_path / "src.json").write_text(json.dumps({"normalization": NORMALIZATIONS["imagenet"]}))
+    from pose_train_py27 import sidecar
+    sidecar.write(str(tmp_path / "src.pth"),     # what train dope --normalize imagenet writes
+                  sidecar.dope_meta("cube", 400, NORMALIZATIONS["imagenet"], 0.5, [10, 8, 6],
+                                    [640, 480]))
     folded, _ = melodic(tmp_path, dope_state)
     meta = json.loads((tmp_path / "src.pth.json").read_text())
     norm = meta["normalization"]

@@ -73,6 +73,12 @@ def test_a_tiny_run_validates_each_epoch_and_keeps_the_best(tmp_path):
     assert best["normalization"]["name"] == "ros"
     state = torch.load(tmp_path / "run" / "net_best.pth", weights_only=True)
     assert all(k.startswith("module.") for k in state)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    board = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    board.Reload()
+    assert {"epoch/val_loss", "epoch/val_empty_map_loss", "epoch/val_add_01d",
+            "epoch/val_detection_rate"} <= set(board.Tags()["scalars"])
+    assert [e.step for e in board.Scalars("epoch/val_add_01d")] == [1, 2]
 
 
 def test_resume_keeps_the_split(tmp_path):
