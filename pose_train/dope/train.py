@@ -71,13 +71,9 @@ def _train(args, info):
         say("nothing to train: the run already reached epoch %d (its last, --epochs %d from "
             "epoch %d)" % (end_epoch, args.epochs, first_epoch))
         return 0
-
     cfg = _step_config(args, info)
     net, optimizer, scaler = _build(args, info, cfg, model, state)
-    device_warp = cfg.device.type == "cuda" and device_warp_pays(samples, args.imagesize)
-    dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True,
-                          cache=_decode_cache(args, samples, info, say), device_warp=device_warp)
-    workers = default_workers(info.world_size) if args.workers is None else args.workers
+    dataset, device_warp = _dataset(args, info, cfg, samples, say)
     say("training %r: %d images, epochs %d..%d, batch %d x %d process(es), %s, %s, crops cut "
         "on the %s" % (args.object, len(samples), start_epoch, end_epoch, args.batchsize,
                        info.world_size, cfg.device, "amp " + str(cfg.amp_dtype).replace(
@@ -85,8 +81,8 @@ def _train(args, info):
                        "GPU" if device_warp else "CPU (loader workers)"))
     if args.save and info.is_main:
         _save_previews(args, dataset, cfg, say)
-
     sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
+    workers = default_workers(info.world_size) if args.workers is None else args.workers
     loader = make_loader(dataset, sampler, args.batchsize, workers,
                          pin_memory=cfg.device.type == "cuda", drop_last=False)
     meta = _run_meta(args, first_epoch, cfg, samples + held_out)
@@ -123,12 +119,16 @@ def _train(args, info):
     epochs = [(e, start_step if e == start_epoch else 0) for e in range(start_epoch, end_epoch + 1)]
     if not loop.run(epochs, one_epoch, finish, save_state):
         return 0
+    _done(args, watch, start_epoch, end_epoch, say)
+    return 0
+
+
+def _done(args, watch, start_epoch, end_epoch, say):
     say("done: epochs %d..%d in %s" % (start_epoch, end_epoch, args.outf))
     if watch.best:
         say("best on the %d held-out frames: %s\n  -> %s (point infer, eval, export and convert "
             "at it)" % (watch.best["val_frames"], validation.describe(watch.best),
                         os.path.join(args.outf, ckpt.BEST_NAME)))
-    return 0
 
 
 def _size_the_run(args, info, say):
@@ -185,6 +185,14 @@ def _every_steps(args, watch, loop, model, epoch):
         if figures:
             loop.log.write(kind="val", epoch=epoch, step=step, **figures)
     return args.val_every, check
+
+
+def _dataset(args, info, cfg, samples, say):
+    """The training frames as crops: cut on the GPU when whole frames can be batched there."""
+    device_warp = cfg.device.type == "cuda" and device_warp_pays(samples, args.imagesize)
+    return DopeDataset(samples, args.imagesize, seed=args.seed, train=True,
+                       cache=_decode_cache(args, samples, info, say),
+                       device_warp=device_warp), device_warp
 
 
 def _scan(args, info, say):
