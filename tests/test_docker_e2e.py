@@ -118,7 +118,8 @@ def test_a_job_slower_than_the_stop_wait_is_killed_with_the_loss_said(docker_cli
     launcher says what is lost (a second Ctrl-C takes the same path at once)."""
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--stop-wait", "1", "train", "dope",
                              "--outf", str(tmp_path), "--epochs", "1", "--imagesize", "320",
-                             "--batchsize", "8", "--synth_n", "8", "--workers", "0"],
+                             "--batchsize", "8", "--synth_n", "8", "--workers", "0",
+                             "--val", "off"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     label = {"label": "io.pose-train.job=train-dope"}
     lines = []
@@ -248,7 +249,7 @@ def test_doctor_finds_and_stops_what_a_killed_launcher_left(docker_client, moder
 def test_progress_reaches_the_terminal_before_the_first_epoch_ends(modern_image, tmp_path):
     """No TTY between container and launcher: a plain progress line, not a buffered bar."""
     result = _launcher("train", "dope", "--outf", str(tmp_path), "--epochs", "1", "--imagesize",
-                       "64", "--batchsize", "2", "--synth_n", "6", "--workers", "0")
+                       "64", "--batchsize", "2", "--synth_n", "6", "--workers", "0", "--val", "off")
     assert result.returncode == 0, result.stderr
     text = result.stdout + result.stderr
     first = text.index("epoch 1: step 1/3, loss ")

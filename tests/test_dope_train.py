@@ -20,7 +20,8 @@ from pose_train.dope.synth import write_dataset
 from pose_train.training.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
-SIZE = ["--imagesize", "32", "--local"]
+# Training mechanics on 6 frames: validation (tests/test_dope_validation.py) would hold half out.
+SIZE = ["--imagesize", "32", "--val", "off", "--local"]
 
 
 @pytest.fixture(scope="module", autouse=True)

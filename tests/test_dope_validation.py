@@ -180,3 +180,12 @@ def test_a_default_split_refuses_a_val_added_on_resume(tmp_path):
     assert split(data, args, print, True) == (train, held)
     with pytest.raises(UserError, match="holds the held-out frames this run started with"):
         split(data, args, print, True, val_samples=_fake(tmp_path / "v", 3))
+
+
+def test_val_off_trains_on_every_frame(tmp_path, capsys):
+    data = _data(tmp_path / "d", 8)
+    _train(data, tmp_path / "run", "--epochs", "1", "--val", "off")
+    assert "validation off (--val off)" in capsys.readouterr().out
+    record = _epochs(tmp_path / "run")[0]
+    assert record["samples"] == 8 and "val_loss" not in record
+    assert not os.path.exists(tmp_path / "run" / "val_frames.txt")

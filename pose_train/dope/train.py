@@ -147,6 +147,9 @@ def _size_the_run(args, info, say):
 
 def _split(args, info, samples, say):
     """(training frames, held-out frames): --val, or a seeded slice of --data (never trained)."""
+    if list(args.val) == ["off"]:
+        say("validation off (--val off): every frame trains, no net_best.pth")
+        return samples, []
     given = None
     if args.val:
         given, report = validation.scan_val(args.val, args.object, args.imagesize, args.strict,

@@ -57,8 +57,8 @@ Several nodes: torchrun --nnodes N --nproc_per_node G
         Field("decode_cache", "str", "auto", "keep decoded frames on disk after epoch 1",
               choices=("auto", "off")),
         Field("val", "path", [], "held-out folder (either dialect); default: a "
-              "seeded 5%% of --data (8-200 frames), listed in OUTF/val_frames.txt", role=IN,
-              many=True),
+              "seeded 5%% of --data (8-200 frames), listed in OUTF/val_frames.txt; off: no "
+              "validation, every frame trains", role=IN, many=True, words=("off",)),
         Field("val_every", "int", None, "also validate every N steps (default: each epoch "
               "only)", low=1),
     ))
