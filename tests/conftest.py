@@ -41,3 +41,13 @@ def modern_image(docker_client):
 @pytest.fixture(scope="session")
 def legacy_image(docker_client):
     return _build("legacy", "POSE_TRAIN_LEGACY_BASE")
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """Both cores of the CI box for one module's in-process training, restored after."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

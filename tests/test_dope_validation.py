@@ -14,7 +14,7 @@ from pose_train.dope.synth import write_dataset
 from pose_train.dope.validation import held_out_count
 from pose_train.training.metrics import read_metrics
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_torch_threads")]
 VAL_KEYS = {"val_loss", "val_empty_map_loss", "val_peaks_within_2px", "val_detection_rate",
             "val_add_01d", "val_add_auc", "val_median_px", "val_seconds",
             "val_fraction_of_epoch", "val_frames"}
@@ -44,13 +44,6 @@ def _split(outf):
     with open(os.path.join(outf, "val_frames.txt")) as f:
         return f.read().split()
 
-
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_held_out_count_follows_the_rule():

@@ -8,21 +8,13 @@ import json
 import os
 
 import pytest
-import torch
 
 import compat_helpers as h
 from infer_helpers import assert_same_detections, local_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_torch_threads")]
 SMALL = ["--width", "160", "--height", "120", "--distance", "0.25,0.4"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(*argv):
