@@ -23,13 +23,14 @@ def docker_client():
     return engine.connect()
 
 
-def _build(name, base_env):
+def _build(name, base_env, variant=None, tag=None):
     from pose_train.launcher import images
     base = os.environ.get(base_env)
     if not base:
         _unavailable("set %s to a local base image (tests/run-all.sh bootstraps one with debootstrap)" % base_env)
-    variant = os.environ.get("POSE_TRAIN_MODERN_VARIANT", "cpu") if name == "modern" else None
-    return images.build(name, base=base, variant=variant, quiet=True)
+    if name == "modern" and variant is None:
+        variant = os.environ.get("POSE_TRAIN_MODERN_VARIANT", "cpu")
+    return images.build(name, base=base, variant=variant, tag=tag, quiet=True)
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,14 @@ def modern_image(docker_client):
 @pytest.fixture(scope="session")
 def legacy_image(docker_client):
     return _build("legacy", "POSE_TRAIN_LEGACY_BASE")
+
+
+@pytest.fixture(scope="session")
+def cuda_image(docker_client):
+    """The modern image's CUDA variant (what GPU users train in), on a base with the CUDA lock's
+    Python 3.12; its dependency stage is cached by the lock, so only a changed lock rebuilds it."""
+    from pose_train.launcher import images
+    return _build("modern", "POSE_TRAIN_CUDA_BASE", variant="cuda", tag=images.image_tag("modern") + "-cuda")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
   export DOCKER_HOST
 fi
 bases=$(bash docker/bootstrap-bases.sh)
-export POSE_TRAIN_MODERN_BASE=${bases%% *} POSE_TRAIN_LEGACY_BASE=${bases##* }
+read -r POSE_TRAIN_MODERN_BASE POSE_TRAIN_LEGACY_BASE POSE_TRAIN_CUDA_BASE <<< "$bases"
+export POSE_TRAIN_MODERN_BASE POSE_TRAIN_LEGACY_BASE POSE_TRAIN_CUDA_BASE
 export POSE_TRAIN_MODERN_VARIANT=cpu POSE_TRAIN_REQUIRE_DOCKER=1
 export POSE_TRAIN_WHEELHOUSE=${POSE_TRAIN_WHEELHOUSE:-$POSE_TRAIN_CI_CACHE/wheelhouse}
 # A local py2.7 + torch 1.4 too (where pyenv has 2.7.18), for the compat tests that drive an

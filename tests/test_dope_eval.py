@@ -109,3 +109,46 @@ def test_eval_runs_the_network_here(weights, frames, tmp_path, capsys):
 def test_melodic_eval_needs_the_launcher_or_detections(weights, frames, tmp_path, capsys):
     assert _eval(weights, frames, tmp_path / "o", "--runtime", "melodic") == 2
     assert "runs infer dope in the legacy image first" in capsys.readouterr().err
+
+
+def _relocated(path, root):
+    """The detections.json as the launcher writes it: every frame under the container's mount."""
+    record = json.load(open(path))
+    for frame in record["frames"]:
+        frame["image"] = root + frame["image"]
+    with open(path, "w") as f:
+        json.dump(record, f)
+    return path
+
+
+def test_detections_written_through_the_launcher_match_by_path_ending(weights, frames, tmp_path):
+    """A detections.json from the launcher records /host/... paths: eval --local on the host
+    must still find every frame (it scored 0% with exit 0 before)."""
+    dets = _relocated(_detections(tmp_path, frames, lambda i, o: o), "/host")
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets) == 0
+    s = json.load(open(tmp_path / "out" / "results.json"))["summary"]
+    assert s["detection_rate"] == 1.0 and s["add_below_0.1d"] == 1.0
+
+
+def test_detections_of_other_frames_are_refused(weights, frames, tmp_path, capsys):
+    other = tmp_path / "other"
+    ih.synth_frames(other, 3, seed=9)
+    dets = str(tmp_path / "detections.json")
+    with open(dets, "w") as f:
+        json.dump({"frames": [{"image": str(other / ("x%d.png" % i)), "objects": []} for i in range(3)],
+                   "settings": ih.SETTINGS}, f)
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert dets in err and "none of its 3 frames" in err and "run infer dope on these frames" in err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_frames_missing_from_the_detections_are_named_and_count_as_missed(weights, frames, tmp_path, capsys):
+    dets = _detections(tmp_path, frames, lambda i, o: o)
+    record = json.load(open(dets))
+    record["frames"] = record["frames"][2:]
+    with open(dets, "w") as f:
+        json.dump(record, f)
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets) == 0
+    assert "2 of 8 frames have no record in" in capsys.readouterr().err
+    assert json.load(open(tmp_path / "out" / "results.json"))["summary"]["detected"] == 6

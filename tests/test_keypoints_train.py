@@ -259,3 +259,45 @@ def test_tensorboard_gets_the_scalars_and_the_heatmaps(prepared, tmp_path, tiny,
             "epoch/val_empty_map_loss", "step/loss"} <= set(tags["scalars"])
     assert [e.step for e in acc.Scalars("epoch/val_pck")] == [1, 2]
     assert "train/input_target_predicted" in tags["images"]
+
+
+def _damaged_copy(prepared, tmp_path, change):
+    """The prepared folder `prepare keypoints` wrote, with its annotations passed through change()."""
+    import shutil
+    copy = tmp_path / "prep"
+    shutil.copytree(prepared, copy)
+    path = next(copy.rglob("annotations.json"))
+    ann = json.loads(path.read_text())
+    change(ann)
+    path.write_text(json.dumps(ann))
+    return str(copy), str(path)
+
+
+def test_nan_keypoints_are_refused_at_the_scan_naming_the_frame(prepared, tmp_path, tiny):
+    def nan_keypoint(ann):
+        ann["frames"][3]["kp2d"][0][1] = float("nan")
+    data, path = _damaged_copy(prepared, tmp_path, nan_keypoint)
+    with pytest.raises(UserError, match="frame 3 .* non-finite keypoint") as err:
+        train.main(train_args(data, tmp_path / "run", kptype="corner", epochs=1))
+    assert path in str(err.value)
+    assert not (tmp_path / "run" / "best.pkl").exists()
+
+
+def test_a_set_without_a_visible_keypoint_is_refused(prepared, tmp_path, tiny):
+    def all_hidden(ann):
+        for frame in ann["frames"]:
+            frame["vis"] = [0] * len(frame["vis"])
+    data, path = _damaged_copy(prepared, tmp_path, all_hidden)
+    with pytest.raises(UserError, match="no keypoint is visible"):
+        train.main(train_args(data, tmp_path / "run", kptype="corner", epochs=1))
+
+
+def test_a_non_finite_loss_stops_before_a_nan_model_is_saved(prepared, tmp_path, tiny):
+    """Extreme (finite) labels blow the loss up: the run stops, naming the step, and writes no weights."""
+    def far_keypoints(ann):
+        for frame in ann["frames"]:
+            frame["crop"]["scale"] = 1e30
+    data, _ = _damaged_copy(prepared, tmp_path, far_keypoints)
+    with pytest.raises(UserError, match=r"training loss became (nan|inf) by epoch 1 step \d+"):
+        train.main(train_args(data, tmp_path / "run", kptype="corner", epochs=1, lr=1e30))
+    assert not (tmp_path / "run" / "best.pkl").exists() and not (tmp_path / "run" / "final.pkl").exists()

@@ -11,6 +11,7 @@ The detections come from the network run here (this runtime), or from a detectio
 of `infer dope` (--detections): that is how --runtime melodic scores the legacy image's poses.
 """
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -70,6 +71,34 @@ def read_detections(path):
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError("%s: not a detections.json written by `pose-train infer dope` (%s); "
                         "rerun infer dope" % (path, err))
+
+
+def detections_per_sample(samples, found, source):
+    """Each sample's detections from a detections.json: by absolute path, else by the longest
+    path ending that names one frame only (a file the launcher wrote records container paths,
+    /host/...). Refuses a file that holds none of these frames; warns when some are missing."""
+    index = {}
+    for path in found:
+        parts = os.path.normpath(path).split(os.sep)
+        for k in range(1, min(4, len(parts)) + 1):
+            index.setdefault(tuple(parts[-k:]), []).append(path)
+    out, unmatched = {}, []
+    for s in samples:
+        key = os.path.abspath(s.image)
+        parts = os.path.normpath(key).split(os.sep)
+        hits = [index.get(tuple(parts[-k:]), []) for k in range(min(4, len(parts)), 0, -1)]
+        match = key if key in found else next((h[0] for h in hits if len(h) == 1), None)
+        if match is None:
+            unmatched.append(s.image)
+        out[key] = found.get(match, [])
+    if samples and len(unmatched) == len(samples):
+        raise UserError("%s: none of its %d frames is one of the %d frames of --data (it records e.g. "
+                        "%s); run infer dope on these frames, or eval against the data it was run on"
+                        % (source, len(found), len(samples), next(iter(found), "no frame")))
+    if unmatched:
+        print("pose-train: warning: %d of %d frames have no record in %s (e.g. %s); they count as "
+              "missed" % (len(unmatched), len(samples), source, unmatched[0]), file=sys.stderr)
+    return out
 
 
 def _match(gt_centres, dets):
@@ -181,6 +210,7 @@ def main(args):
         dims = dope_infer.dimensions_for(args, meta, args.object)
         if args.detections:
             found, settings = read_detections(args.detections)
+            found = detections_per_sample(samples, found, args.detections)
             source = args.detections
         else:
             found, settings = run_network(args, samples, meta, dims)

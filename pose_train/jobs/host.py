@@ -7,12 +7,14 @@ BUILD = Job("images-build", HOST, "pose_train.launcher.images:build_job",
             fields=(
                 Field("name", "str", "modern", "image", choices=("modern", "legacy"),
                       positional=True),
-                Field("base", "str", None, "base image (e.g. from a mirror)"),
+                Field("base", "str", None, "base image with the lock's Python (default: "
+                      "nvidia/cuda:13.0.1-base-ubuntu24.04 for cuda, python:3.11-slim-bookworm for "
+                      "cpu); e.g. a mirror's copy"),
                 Field("variant", "str", None, "modern image: CUDA or CPU-only torch",
                       choices=("cuda", "cpu")),
                 Field("wheelhouse", "path", None, "folder of the locked wheels"),
                 Field("tag", "str", None, "image tag (default pose-train/NAME:VERSION)"),
-                Field("no_cache", "bool", False, "rebuild every layer"),
+                Field("no_cache", "bool", False, "rebuild every layer, the dependency image too"),
             ), uses_gpu=False)
 
 LIST = Job("images-list", HOST, "pose_train.launcher.images:list_job",

@@ -37,11 +37,35 @@ def load_prepared(folder):
         raise UserError("cannot read %s (%s); re-run prepare keypoints" % (path, err))
     if ann.get("format") != FORMAT:
         raise UserError("%s is not a pose-train keypoint annotation file" % path)
+    check_labels(ann, path)
     crops = np.load(os.path.join(folder, "crops.npy"), mmap_mode="r")
     if len(crops) != len(ann["frames"]):
         raise UserError("%s: crops.npy has %d frames, annotations %d; re-run prepare keypoints"
                         % (folder, len(crops), len(ann["frames"])))
     return ann, crops
+
+
+def check_labels(ann, path):
+    """Refuse labels a network would learn NaN or nothing from, naming the frame: non-finite
+    keypoints, boxes, poses or crops, or a set where no keypoint is visible at all."""
+    visible = 0
+    for i, fr in enumerate(ann["frames"]):
+        try:
+            numbers = np.concatenate([np.ravel(np.asarray(fr[key], np.float64)) for key in ("kp2d", "bbox", "R", "t")]
+                                     + [np.asarray(fr["crop"]["origin"], np.float64), [fr["crop"]["scale"]]])
+            vis = np.asarray(fr["vis"], np.int64)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError("%s: frame %d (%s) is incomplete (%s); re-run prepare keypoints"
+                            % (path, i, fr.get("rgb", "?") if isinstance(fr, dict) else "?", err))
+        if not np.isfinite(numbers).all():
+            raise UserError("%s: frame %d (%s) has a non-finite keypoint, box, pose or crop (NaN or inf); "
+                            "check that frame's pose in the source data, then re-run prepare keypoints"
+                            % (path, i, fr.get("rgb", "?")))
+        visible += int((vis > 0).sum())
+    if ann["frames"] and not visible:
+        raise UserError("%s: no keypoint is visible in any of its %d frames, so there is nothing to learn; "
+                        "check the poses and the model's units, then re-run prepare keypoints"
+                        % (path, len(ann["frames"])))
 
 
 def load_model_mesh(folder):

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import torch
 
+from pose_train.errors import UserError
 from pose_train.keypoints import heatmaps, transforms
 from pose_train.training import checkpoint as ckpt
 from pose_train.training.progress import Progress
@@ -73,6 +74,8 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
         opt.step()
         total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
         progress.update(loss.detach(), len(idx) * run.info.world_size)
+        if step % LOG_EVERY == 0:
+            _check_finite(total, epoch, step, run)
         if log is not None and step % LOG_EVERY == 0:
             # One host-device sync per LOG_EVERY steps, not per step; TensorBoard only, so
             # metrics.jsonl keeps one record per epoch as before.
@@ -82,11 +85,22 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
                 _log_images(log, inputs, target, out)
         if should_stop():
             progress.close()
+            _check_finite(total, epoch, step, run)
             return float(total) / max(count, 1), step + 1
     progress.close()
+    _check_finite(total, epoch, steps - 1, run)
     mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
     run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)
     return mean, None
+
+
+def _check_finite(total, epoch, step, run):
+    """Stop before a NaN model is saved (one device sync, every LOG_EVERY steps)."""
+    if not bool(torch.isfinite(total)):
+        raise UserError("training loss became %s by epoch %d step %d; nothing of this epoch is saved, and "
+                        "the weights and state in --outf are from the last completed epoch. Likely cause: "
+                        "extreme labels in the prepared data or a too-high --lr (lower it)"
+                        % (float(total), epoch + 1, step + 1))
 
 
 @torch.no_grad()

@@ -1,32 +1,47 @@
 """The runtime images: names, labels, and an offline, reproducible build.
 
 A build is: fetch the hash-locked wheels on the host (docker/lock.py, pip), pack a
-deterministic build context (sorted, fixed mtimes), and let the engine build it
-with no network. The same inputs give the same context, lock and labels.
+deterministic build context (pose_train.launcher.context), and let the engine build it
+with no network. The modern image's dependencies are built once per lock and base, as their
+own image (pose-train/venv:<target>-<key>), so a rebuild with an unchanged lock sends no
+wheels. The built image is then probed and labelled with what it holds: its torch, its CUDA
+architectures and the digest of its content manifest.
 """
+import hashlib
+import importlib.util
 import io
+import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
-import time
 
 from pose_train import __version__
 from pose_train.errors import UserError
+from pose_train.launcher import context
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = context.REPO
 LABEL_RUNTIME = "io.pose-train.runtime"
 
-# What each image is built from; CI overrides the base and the variant. The torch/CUDA
-# labels of each variant are written in the Dockerfiles, so compose builds carry them too.
+# What each image is built from; CI overrides the base and the variant. A variant's default base
+# has the Python its lock was resolved for (docker/lock.py TARGETS). The torch/CUDA labels of each
+# variant are declared in the Dockerfiles too, so compose builds carry them.
 IMAGES = {
-    "modern": dict(dockerfile="docker/modern/Dockerfile", default_variant="cuda",
-                   default_base="nvidia/cuda:13.0.1-base-ubuntu24.04", variants=("cuda", "cpu")),
-    "legacy": dict(dockerfile="docker/legacy/Dockerfile", default_variant="cuda",
-                   default_base="ros:melodic-ros-base", variants=("cuda",)),
+    "modern": dict(dockerfile="docker/modern/Dockerfile", default_variant="cuda", variants=("cuda", "cpu"),
+                   default_base={"cuda": "nvidia/cuda:13.0.1-base-ubuntu24.04",
+                                 "cpu": "python:3.11-slim-bookworm"}, venv_stage=True),
+    "legacy": dict(dockerfile="docker/legacy/Dockerfile", default_variant="cuda", variants=("cuda",),
+                   default_base={"cuda": "ros:melodic-ros-base"}, venv_stage=False),
 }
-CONTEXT_PATHS = ["pyproject.toml", "README.md", "pose_train", "pose_train_py27", "docker"]
+# Inside a built image: its torch and what that torch was compiled for, and the manifest digest.
+PROBE = ("import json, subprocess, torch; "
+         "flags = getattr(torch._C, '_cuda_getArchFlags', lambda: '')() if torch.version.cuda else ''; "
+         "archs = ' '.join(sorted({'%d.%d' % divmod(int(f.split('_')[1]), 10) for f in flags.split() "
+         "if f.startswith('sm_')}, key=float)); "
+         "digest = subprocess.check_output(['python', '/opt/pose-train/manifest.py', 'digest'], text=True).strip(); "
+         "print(json.dumps({'io.pose-train.torch.version': torch.__version__, "
+         "'io.pose-train.cuda.version': torch.version.cuda or '', 'io.pose-train.cuda.archs': archs, "
+         "'io.pose-train.manifest.sha256': digest}))")
 
 
 def image_tag(name):
@@ -44,65 +59,12 @@ def lock_target(name, variant):
     return "legacy" if name == "legacy" else "modern-%s" % variant
 
 
-def source_date_epoch():
-    """SOURCE_DATE_EPOCH if set, else the last commit's time, else 0: never 'now'."""
-    if os.environ.get("SOURCE_DATE_EPOCH"):
-        return int(os.environ["SOURCE_DATE_EPOCH"])
-    try:
-        out = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%ct"], capture_output=True, text=True)
-        return int(out.stdout.strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def _git_revision():
-    try:
-        out = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def build_args(variant, base, base_digest, epoch):
-    return {
-        "BASE_IMAGE": base, "BASE_DIGEST": base_digest, "VARIANT": variant, "VERSION": __version__,
-        "CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)), "REVISION": _git_revision(),
-        "SOURCE_DATE_EPOCH": str(epoch),
-    }
-
-
-def _add_tree(tar, root, arcroot, epoch):
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".pytest_cache"))
-        for fname in sorted(filenames):
-            if fname.endswith(".pyc"):
-                continue
-            path = os.path.join(dirpath, fname)
-            _add_file(tar, path, os.path.join(arcroot, os.path.relpath(path, root)), epoch)
-
-
-def write_context(fileobj, target, wheelhouse, epoch):
-    """A deterministic tar of the sources, the Dockerfiles and the wheelhouse."""
-    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel in CONTEXT_PATHS:
-            path = os.path.join(REPO, rel)
-            if os.path.isdir(path):
-                _add_tree(tar, path, rel, epoch)
-            else:
-                _add_file(tar, path, rel, epoch)
-        wheel_dir = ".wheelhouse/%s" % target
-        info = tarfile.TarInfo(wheel_dir)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, epoch
-        tar.addfile(info)
-        _add_tree(tar, wheelhouse, wheel_dir, epoch)
-
-
-def _add_file(tar, path, arcname, epoch):
-    """Owner and mtime fixed, so the same tree always packs to the same bytes."""
-    info = tar.gettarinfo(path, arcname)
-    info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
-    with open(path, "rb") as f:
-        tar.addfile(info, f)
+def lock_module():
+    """docker/lock.py, the one list of targets (their Python, platforms and lock files)."""
+    spec = importlib.util.spec_from_file_location("pose_train_lock", os.path.join(REPO, "docker", "lock.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def fetch_wheels(target, wheelhouse):
@@ -111,6 +73,17 @@ def fetch_wheels(target, wheelhouse):
     if subprocess.call(cmd) != 0:
         raise UserError("could not fetch the wheels locked in docker/ for %s; check network/proxy "
                         "(pip download) or pass --wheelhouse DIR with the files" % target)
+
+
+def venv_tag(target, base_digest, dockerfile):
+    """The dependency image's tag: one per lock, base and dependency stages (the Dockerfile up to
+    its `AS venv-built` line), so a change to any of them rebuilds it and nothing else does."""
+    lock = lock_module()
+    stages = open(os.path.join(REPO, dockerfile), "rb").read().split(b" AS venv-built")[0]
+    digest = hashlib.sha256()
+    for part in (open(lock.lock_path(target), "rb").read(), base_digest.encode(), stages):
+        digest.update(hashlib.sha256(part).digest())
+    return "pose-train/venv:%s-%s" % (target, digest.hexdigest()[:12])
 
 
 def build(name, base=None, variant=None, wheelhouse=None, tag=None, no_cache=False, quiet=False):
@@ -123,22 +96,85 @@ def build(name, base=None, variant=None, wheelhouse=None, tag=None, no_cache=Fal
     if variant not in spec["variants"]:
         raise UserError("image %s has no variant %r; choose from %s" % (name, variant, sorted(spec["variants"])))
     client = connect()
-    base = base or spec["default_base"]
+    base = base or spec["default_base"][variant]
     target = lock_target(name, variant)
     wheelhouse = os.path.abspath(wheelhouse or wheelhouse_dir(target))
-    fetch_wheels(target, wheelhouse)
-    epoch = source_date_epoch()
+    epoch = context.source_date_epoch()
+    args = context.build_args(variant, base, _base_digest(client, base), epoch)
     tag = tag or image_tag(name)
-    with tempfile.TemporaryFile() as context:
-        write_context(context, target, wheelhouse, epoch)
-        context.seek(0)
-        args = build_args(variant, base, _base_digest(client, base), epoch)
-        stream = client.api.build(fileobj=context, custom_context=True, dockerfile=spec["dockerfile"],
-                                  tag=tag, buildargs=args, rm=True, forcerm=True, nocache=no_cache,
-                                  decode=True, pull=False)
-        _follow_build(stream, quiet)
+    if spec["venv_stage"]:
+        args["VENV_FROM"] = _venv_image(client, spec, target, wheelhouse, args, no_cache, quiet)
+        wheelhouse = None
+    else:
+        fetch_wheels(target, wheelhouse)
+    built = _engine_build(client, spec["dockerfile"], target, wheelhouse, args, quiet, nocache=no_cache)
+    if spec["venv_stage"]:
+        _stamp(client, built, tag)
+    else:
+        _tag(client, built, tag)
     print("built %s" % tag)
     return tag
+
+
+def _venv_image(client, spec, target, wheelhouse, args, no_cache, quiet):
+    """The image holding /opt/venv for this lock and base, built (from the wheelhouse) if missing."""
+    import docker.errors
+    name = venv_tag(target, args["BASE_DIGEST"], spec["dockerfile"])
+    if not no_cache:
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            pass
+    fetch_wheels(target, wheelhouse)
+    built = _engine_build(client, spec["dockerfile"], target, wheelhouse, dict(args, VENV_FROM="venv"), quiet,
+                          nocache=no_cache, stage="venv")
+    _drop_stale_venvs(client, target, keep=built)
+    _tag(client, built, name)
+    return name
+
+
+def _tag(client, image_id, name):
+    from docker.utils import parse_repository_tag
+    repository, version = parse_repository_tag(name)
+    client.images.get(image_id).tag(repository, version)
+
+
+def _drop_stale_venvs(client, target, keep):
+    """Remove this target's earlier dependency images (another lock or base; ~2-8 GB each)."""
+    import docker.errors
+    for image in client.images.list(name="pose-train/venv"):
+        if image.id != keep and any(t.startswith("pose-train/venv:%s-" % target) for t in image.tags):
+            try:
+                client.images.remove(image.id, force=True)
+            except docker.errors.APIError:
+                pass  # a container still uses it; `docker image prune` removes it later
+
+
+def _engine_build(client, dockerfile, target, wheelhouse, args, quiet, nocache=False, stage=None):
+    """One engine build of ``dockerfile`` (up to ``stage``); returns the image id."""
+    with tempfile.TemporaryFile() as ctx:
+        context.write_context(ctx, target, wheelhouse, int(args["SOURCE_DATE_EPOCH"]))
+        ctx.seek(0)
+        stream = client.api.build(fileobj=ctx, custom_context=True, dockerfile=dockerfile, buildargs=args,
+                                  rm=True, forcerm=True, nocache=nocache, decode=True, pull=False, target=stage)
+        return _follow_build(stream, quiet)
+
+
+def _stamp(client, image_id, tag):
+    """Label the built image with what it holds (probed inside it), and tag it."""
+    probed = json.loads(client.containers.run(image_id, ["-c", PROBE], entrypoint=["python"], remove=True))
+    declared = client.images.get(image_id).labels or {}
+    for key, value in sorted(probed.items()):
+        if key in declared and declared[key] != value:
+            print("pose-train: warning: the Dockerfile declares %s=%r, the built image has %r; labelled %r "
+                  "(fix the Dockerfile's variant labels)" % (key, declared[key], value, value), file=sys.stderr)
+    text = "FROM %s\nLABEL %s\n" % (image_id, " ".join("%s=%s" % (k, json.dumps(v)) for k, v in sorted(probed.items())))
+    with tempfile.TemporaryFile() as ctx:
+        context.write_dockerfile_context(ctx, text)
+        ctx.seek(0)
+        stream = client.api.build(fileobj=ctx, custom_context=True, tag=tag, rm=True, decode=True, pull=False)
+        _follow_build(stream, quiet=True)
 
 
 def _base_digest(client, base):
@@ -152,13 +188,22 @@ def _base_digest(client, base):
 
 
 def _follow_build(stream, quiet):
+    """Print the build's output; return the built image's id."""
+    image_id = None
     for chunk in stream:
         if "error" in chunk:
             raise UserError("image build failed: %s" % chunk["error"].strip())
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
         text = chunk.get("stream", "")
+        if text.startswith("Successfully built "):
+            image_id = image_id or text.split()[-1]
         if text and not quiet:
             sys.stdout.write(text)
             sys.stdout.flush()
+    if not image_id:
+        raise UserError("image build failed: the engine reported no image")
+    return image_id
 
 
 def labels(client, tag):
