@@ -42,6 +42,7 @@ def atomic_write_json(path, data, **dump_kwargs):
     """``json.dump(data)`` to ``path`` atomically (sorted keys unless told otherwise)."""
     dump_kwargs.setdefault("indent", 1)
     dump_kwargs.setdefault("sort_keys", True)
+    dump_kwargs.setdefault("allow_nan", False)   # NaN/Infinity are not JSON: other readers refuse them
     return atomic_write(path, lambda f: json.dump(data, f, **dump_kwargs), binary=False)
 
 

@@ -170,7 +170,9 @@ def _png(path, rgb):
 
 
 def _json(path, data):
-    write_atomic(path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True)), binary=False)
+    """Strict JSON (no NaN/Infinity, which other readers refuse): inputs are checked before."""
+    write_atomic(path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True, allow_nan=False)),
+                 binary=False)
 
 
 def _unique(name, used):

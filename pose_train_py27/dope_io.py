@@ -41,6 +41,29 @@ def is_frame_file(name):
     return ext.lower() in IMAGE_EXTS and not stem.lower().endswith(AUX_SUFFIXES)
 
 
+def frame_files(root):
+    """Frame files under ``root``, recursively, sorted. Links are followed, but never into a
+    folder already walked (a link to an ancestor would repeat it forever), and each real file
+    counts once. A link to nothing is refused by name."""
+    walked, files, out = set(), set(), []
+    for folder, dirnames, names in os.walk(root, followlinks=True):
+        walked.add(os.path.realpath(folder))
+        dirnames[:] = sorted(d for d in dirnames
+                             if os.path.realpath(os.path.join(folder, d)) not in walked)
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            if not is_frame_file(name):
+                continue
+            if not os.path.exists(path):
+                raise InputError("%s: a link to %s, which does not exist; remove the link or restore "
+                                 "its target" % (path, os.readlink(path)))
+            real = os.path.realpath(path)
+            if real not in files:
+                files.add(real)
+                out.append(path)
+    return sorted(out)
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -77,9 +100,7 @@ def list_inputs(paths):
     found = []
     for path in paths:
         if os.path.isdir(path):
-            inside = []
-            for folder, _, files in os.walk(path, followlinks=True):
-                inside += [os.path.join(folder, n) for n in files if is_frame_file(n)]
+            inside = frame_files(path)
             if not inside:
                 raise InputError("%s: no .png/.jpg frames in this folder; pass a folder of "
                                  "images, image files or a video" % path)
@@ -136,6 +157,10 @@ def make_camera(fx, fy, cx, cy, width=None, height=None, source=""):
     cam = {"fx": float(fx), "fy": float(fy), "cx": float(cx), "cy": float(cy),
            "width": None if width is None else int(width),
            "height": None if height is None else int(height), "source": source}
+    if not all(np.isfinite([cam["fx"], cam["fy"], cam["cx"], cam["cy"]])):
+        raise InputError("%s: the camera's fx, fy, cx and cy must be finite numbers (got %s); fix "
+                         "the camera" % (source or "camera", ", ".join(
+                             "%s=%r" % (k, cam[k]) for k in ("fx", "fy", "cx", "cy"))))
     if not (cam["fx"] > 0 and cam["fy"] > 0):
         raise InputError("%s: the camera's fx and fy must be positive; fix the file" % source)
     return cam
@@ -225,7 +250,7 @@ def parse_dimensions(text):
         dims = [float(v) for v in str(text).replace(" ", "").split(",")]
     except ValueError:
         dims = []
-    if len(dims) != 3 or not all(d > 0 for d in dims):
+    if len(dims) != 3 or not all(0 < d < float("inf") for d in dims):
         raise InputError("--dimensions takes the cuboid's x,y,z in cm, e.g. 10,8,6, or an NDDS "
                          "_object_settings.json; got %r" % (text,))
     return dims

@@ -153,3 +153,57 @@ def test_infer_refuses_a_damaged_png_by_name(tmp_path):
     _damage_idat(tmp_path / "crc.png")
     with pytest.raises(InputError, match="crc.png: damaged PNG .*IDAT.*CRC"):
         list(read_frames(list_inputs([str(tmp_path / "crc.png")])))
+
+
+def test_a_symlink_loop_counts_each_frame_once(tmp_path):
+    """A link back to an ancestor once made one frame into 41 (train, validate and infer)."""
+    from pose_train_py27.dope_io import list_inputs
+    _nvisii(tmp_path, "000000")
+    (tmp_path / "sub").mkdir()
+    os.symlink("..", str(tmp_path / "sub" / "loop"))
+    os.symlink(str(tmp_path / "000000.png"), str(tmp_path / "sub" / "again.png"))
+    assert find_images([str(tmp_path)]) == [str(tmp_path / "000000.png")]
+    assert list_inputs([str(tmp_path)]) == [(str(tmp_path / "000000.png"), False)]
+    samples, _ = scan([str(tmp_path)], "cube", imagesize=32)
+    assert len(samples) == 1
+
+
+def test_two_images_sharing_one_annotation_are_refused_by_name(tmp_path):
+    _nvisii(tmp_path, "000000")
+    _image(tmp_path / "000000.jpg")
+    with pytest.raises(UserError, match=r"000000\.jpg and 000000\.png share one annotation, 000000\.json"):
+        scan([str(tmp_path)], "cube", imagesize=32, strict=True)
+
+
+def test_a_dangling_link_is_named_with_the_fix(tmp_path):
+    from pose_train_py27.dope_io import InputError, list_inputs
+    _nvisii(tmp_path, "000000")
+    os.symlink(str(tmp_path / "gone.png"), str(tmp_path / "000001.png"))
+    with pytest.raises(UserError, match="000001.png: a link to .*gone.png, which does not exist; remove"):
+        find_images([str(tmp_path)])
+    with pytest.raises(InputError, match="which does not exist"):
+        list_inputs([str(tmp_path)])
+
+
+def test_nan_cuboid_dimensions_are_reported_and_kept_out_of_the_sidecar(tmp_path):
+    _nvisii(tmp_path, "000000")
+    _nvisii(tmp_path, "000001")
+    ann = json.loads((tmp_path / "000001.json").read_text())
+    ann["objects"][0]["cuboid_dimensions"] = [float("nan"), 8.0, 6.0]
+    (tmp_path / "000001.json").write_text(json.dumps(ann))
+    ann = json.loads((tmp_path / "000000.json").read_text())
+    ann["objects"][0]["cuboid_dimensions"] = [10.0, 8.0, 6.0]
+    (tmp_path / "000000.json").write_text(json.dumps(ann))
+    samples, report = scan([str(tmp_path)], "cube", imagesize=32)
+    assert len(samples) == 2 and len(samples[1].points) == 1          # its keypoints still train
+    assert any("000001.png" in line and "cuboid_dimensions is not 3 finite numbers" in line
+               for line in report.lines)
+    assert dimensions_of(samples) == [10.0, 8.0, 6.0]
+
+
+def test_json_outputs_are_strict(tmp_path):
+    """NaN and Infinity are not JSON: a writer refuses them and leaves no file."""
+    from pose_train.files import atomic_write_json
+    with pytest.raises(ValueError):
+        atomic_write_json(str(tmp_path / "x.json"), {"x": float("nan")})
+    assert os.listdir(tmp_path) == []

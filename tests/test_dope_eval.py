@@ -152,3 +152,61 @@ def test_frames_missing_from_the_detections_are_named_and_count_as_missed(weight
     assert _eval(weights, frames, tmp_path / "out", "--detections", dets) == 0
     assert "2 of 8 frames have no record in" in capsys.readouterr().err
     assert json.load(open(tmp_path / "out" / "results.json"))["summary"]["detected"] == 6
+
+
+def test_an_unreadable_annotation_is_named_and_refused_or_skipped_on_request(weights, frames, tmp_path, capsys):
+    """eval dropped unreadable annotations and scored the rest with exit 0."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(frames, data)
+    dets = _detections(tmp_path, str(data), lambda i, o: o)
+    broken = sorted(data.glob("*.json"))[2]
+    broken.write_text('{"objects": [')
+    assert _eval(weights, str(data), tmp_path / "out", "--detections", dets) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(broken) in err and "--skip_bad" in err
+    assert not (tmp_path / "out").exists()
+    assert _eval(weights, str(data), tmp_path / "out", "--detections", dets, "--skip_bad") == 0
+    results = open(tmp_path / "out" / "results.md").read()
+    assert "1 frame(s) skipped (--skip_bad), not scored:" in results and str(broken) in results
+    assert json.load(open(tmp_path / "out" / "results.json"))["summary"]["objects"] == 7
+
+
+@pytest.mark.parametrize("key,value", [("location", [float("nan"), 0.0, 0.5]),
+                                       ("quaternion_xyzw", [0.0, 0.0, 0.0, 0.0]),
+                                       ("quaternion_xyzw", [float("nan"), 0.0, 0.0, 1.0])])
+def test_a_ground_truth_pose_that_cannot_be_scored_is_named(weights, frames, tmp_path, capsys, key, value):
+    """NaN metrics with exit 0 before: the frame is named, and --skip_bad leaves it out."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(frames, data)
+    dets = _detections(tmp_path, str(data), lambda i, o: o)
+    path = sorted(data.glob("*.json"))[1]
+    ann = json.loads(path.read_text())
+    [cube for cube in ann["objects"] if cube["class"] == "cube"][0][key] = value
+    path.write_text(json.dumps(ann))
+    assert _eval(weights, str(data), tmp_path / "out", "--detections", dets) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(path)[:-5] in err and key in err
+    assert _eval(weights, str(data), tmp_path / "out", "--detections", dets, "--skip_bad") == 0
+    summary = json.load(open(tmp_path / "out" / "results.json"))["summary"]
+    assert summary["objects"] == 7 and summary["add_below_0.1d"] == 1.0
+
+
+def test_a_mesh_without_vertices_is_refused_before_the_network(weights, frames, tmp_path, capsys):
+    mesh = tmp_path / "empty.ply"
+    mesh.write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
+                    "property float z\nend_header\n")
+    assert _eval(weights, frames, tmp_path / "out", "--mesh", mesh) == 2
+    assert "empty.ply" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("flags", [["--fx", "inf", "--fy", "500", "--cx", "160", "--cy", "120"],
+                                   ["--fx", "500", "--fy", "500", "--cx", "nan", "--cy", "120"],
+                                   ["--dimensions", "inf,2,3"]])
+def test_non_finite_numbers_on_the_command_line_are_refused(weights, frames, tmp_path, capsys, flags):
+    code = ih.local_cli("infer", "dope", weights, "--images", frames, "--outf", tmp_path / "out", *flags)
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "finite" in err or "--dimensions takes" in err
+    assert not list((tmp_path / "out").glob("*.json")) if (tmp_path / "out").exists() else True

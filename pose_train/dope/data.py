@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pose_train.errors import UserError
-from pose_train_py27.dope_io import is_frame_file, png_damage
+from pose_train_py27.dope_io import InputError, frame_files, png_damage
 
 SIDE_FILES = ("_camera_settings.json", "_object_settings.json")
 
@@ -40,10 +40,12 @@ class DataReport:
 
     def __init__(self):
         self.lines = []
+        self.kinds = []
         self.counts = {}
 
     def add(self, kind, path, reason):
         self.lines.append("%s: %s" % (path, reason))
+        self.kinds.append(kind)
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def summary(self, n_used):
@@ -119,11 +121,24 @@ def find_images(roots):
         if not os.path.isdir(root):
             raise UserError("--data %s does not exist; pass a folder of images + .json files"
                             % root)
-        for folder, _, files in os.walk(root, followlinks=True):
-            for name in files:
-                if is_frame_file(name):
-                    found.append(os.path.join(folder, name))
+        try:
+            found += frame_files(root)
+        except InputError as err:
+            raise UserError(str(err))
+    _refuse_shared_annotations(found)
     return sorted(found)
+
+
+def _refuse_shared_annotations(images):
+    """NAME.png and NAME.jpg would both be paired with NAME.json: refuse, naming both."""
+    by_stem = {}
+    for path in images:
+        by_stem.setdefault(os.path.splitext(path)[0], []).append(path)
+    for stem, paths in sorted(by_stem.items()):
+        if len(paths) > 1:
+            raise UserError("%s: %s share one annotation, %s.json; keep one of them (DOPE pairs each "
+                            "NAME.json with one image)" % (os.path.dirname(stem) or ".", " and ".join(
+                                os.path.basename(p) for p in sorted(paths)), os.path.basename(stem)))
 
 
 def _side_file(folder, name, root, cache):
@@ -229,10 +244,41 @@ def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
             report.add("keypoints outside", image_path, "%d of 9 %s keypoints outside the %dx%d "
                        "image (kept: their maps stay empty)" % (outside, cls, w, h))
         points.append(pts)
-        locations.append(obj.get("location"))
-        dims.append(obj.get("cuboid_dimensions"))
-        quats.append(obj.get("quaternion_xyzw"))
+        location, size, quat = _pose_numbers(obj, cls, image_path, report)
+        locations.append(location)
+        dims.append(size)
+        quats.append(quat)
     return points, locations, dims, quats
+
+
+def _numbers(value, count):
+    """``value`` as ``count`` finite floats, or None."""
+    try:
+        arr = np.asarray(value, np.float64).reshape(count)
+    except (TypeError, ValueError):
+        return None
+    return [float(v) for v in arr] if np.isfinite(arr).all() else None
+
+
+def _pose_numbers(obj, cls, image_path, report):
+    """The object's location, cuboid size and quaternion, each None when absent or unusable
+    (NaN, inf, a zero quaternion, a size <= 0), with the reason in the report: the keypoints
+    still train, but no metric or sidecar takes those numbers."""
+    out = []
+    for key, count in (("location", 3), ("cuboid_dimensions", 3), ("quaternion_xyzw", 4)):
+        if obj.get(key) is None:
+            out.append(None)
+            continue
+        value = _numbers(obj[key], count)
+        if value is not None and key == "quaternion_xyzw" and np.linalg.norm(value) < 1e-6:
+            value = None
+        if value is not None and key == "cuboid_dimensions" and min(value) <= 0:
+            value = None
+        if value is None:
+            report.add("bad pose", image_path, "%s object: %s is not %d finite numbers%s (ignored; "
+                       "its keypoints are kept)" % (cls, key, count, ", not all zero" if count == 4 else ""))
+        out.append(value)
+    return out
 
 
 def scan(roots, object_name, imagesize, strict=False):

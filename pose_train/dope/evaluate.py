@@ -38,6 +38,9 @@ def model_points(args, dims_cm, dialect):
         return pts, float(np.linalg.norm(np.asarray(dims_cm)) / 100.0), "cuboid corners"
     scale = 0.01 if dialect == "ndds" else 1.0   # the mesh is in the dataset's units
     pts = meshlib.read_vertices(args.mesh) * scale   # every point: ADD(-S) is exact
+    if len(pts) == 0 or not np.isfinite(pts).all():
+        raise UserError("--mesh %s: %s; give the object's model with its vertices" % (
+            args.mesh, "it has no vertices" if len(pts) == 0 else "it has non-finite vertices (NaN or inf)"))
     return pts, meshlib.diameter(pts), "mesh %s" % os.path.basename(args.mesh)
 
 
@@ -153,6 +156,20 @@ def summarize(rows, diameter, false_positives):
             "diameter_m": diameter}
 
 
+# Data-report kinds that drop a whole frame: scoring the rest would hide them.
+DROPPED = ("without json", "malformed json", "unreadable image", "truncated image", "damaged image",
+           "bad pose")
+
+
+def unreadable_frames(report, skip_bad):
+    """The report's lines for frames that cannot be scored; refused unless --skip_bad."""
+    lines = [line for line, kind in zip(report.lines, report.kinds) if kind in DROPPED]
+    if lines and not skip_bad:
+        raise UserError("%d frame(s) cannot be scored, first: %s; repair or remove them, or pass "
+                        "--skip_bad to score the rest (results.md then lists them)" % (len(lines), lines[0]))
+    return lines
+
+
 def _fmt(value, spec):
     return "-" if value is None else spec % value
 
@@ -172,6 +189,9 @@ def results_markdown(summary, info):
                 100 * s["add_below_0.1d"], s["add_auc_0_10cm"], _fmt(s["median_reproj_px"], "%.2f"),
                 _fmt(s["median_trans_mm"], "%.1f"), _fmt(s["median_rot_deg"], "%.2f"),
                 s["false_positives"]), ""]
+    if info.get("skipped"):
+        lines += ["%d frame(s) skipped (--skip_bad), not scored:" % len(info["skipped"]), ""]
+        lines += ["- %s" % line for line in info["skipped"]] + [""]
     return "\n".join(lines)
 
 
@@ -203,11 +223,21 @@ def main(args):
     if args.runtime == "melodic" and not args.detections:
         raise UserError("eval dope --runtime melodic runs infer dope in the legacy image first; "
                         "run it through the launcher (without --local), or pass --detections")
-    samples, _ = scan(args.data, args.object, 1)
-    samples = [s for s in samples if len(s.points)]
+    samples, report = scan(args.data, args.object, 1)
+    for s in samples:
+        if any(l is None or q is None for l, q in zip(s.locations_m, s.quaternions)):
+            report.add("bad pose", s.image, "a %s object has no usable ground-truth location and "
+                       "quaternion_xyzw, so it cannot be scored" % args.object)
+    skipped = unreadable_frames(report, args.skip_bad)
+    bad = {line.split(": ", 1)[0] for line, kind in zip(report.lines, report.kinds) if kind == "bad pose"}
+    samples = [s for s in samples if len(s.points) and s.image not in bad]
+    if not samples:
+        raise UserError("no frame of %s has a %s object with a usable ground-truth pose to score; see "
+                        "the lines above" % (", ".join(args.data), args.object))
     try:
         meta = sidecar.read(args.weights)
         dims = dope_infer.dimensions_for(args, meta, args.object)
+        points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
         if args.detections:
             found, settings = read_detections(args.detections)
             found = detections_per_sample(samples, found, args.detections)
@@ -218,7 +248,6 @@ def main(args):
                                                        sorted(dope_infer.runtime_versions().items()))
     except InputError as err:
         raise UserError(str(err))
-    points, diameter, what = model_points(args, dims, samples[0].dialect)
     rows, false_positives = [], 0
     for s in samples:
         frame_rows, extra = score_frame(s, found.get(os.path.abspath(s.image), []), points,
@@ -230,7 +259,7 @@ def main(args):
     summary = summarize(rows, diameter, false_positives)
     info = {"object": args.object, "weights": args.weights, "frames": len(samples),
             "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
-            "points": what, "source": source, "settings": settings}
+            "points": what, "source": source, "settings": settings, "skipped": skipped}
     os.makedirs(args.outf, exist_ok=True)
     atomic_write_json(os.path.join(args.outf, "results.json"),
                       {"summary": summary, "info": info, "objects": rows})

@@ -115,6 +115,8 @@ detects in the ROS Melodic image (infer dope) and scores those poses here.""",
                Field("detections", "path", None, "score this detections.json of infer dope "
                      "instead of running the network", role=IN),
                Field("worst", "int", 8, "overlays of this many worst objects", low=0),
+               Field("skip_bad", "bool", False, "score the readable frames when some frames or "
+                     "annotations cannot be read (results.md says how many were skipped)"),
            ) + tuple(Field(**f) for f in job_fields.DECODE if f["name"] != "object")
            + (Field(**job_fields.RUNTIME), GPUS),
            first="pose_train.jobs.dope:infer_before_eval")
