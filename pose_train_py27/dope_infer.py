@@ -208,7 +208,12 @@ def run(args):
     object_name = args.object or meta.get("object") or "object"
     dims = dimensions_for(args, meta, object_name)
     fixed = fixed_camera(args)
-    inputs = list_inputs(args.images)
+    # An --outf inside --images must not feed a rerun its own overlays and annotations.
+    out_real = os.path.join(os.path.realpath(args.outf), "")
+    inputs = [i for i in list_inputs(args.images) if not os.path.realpath(i[0]).startswith(out_real)]
+    if not inputs:
+        raise InputError("--images %s: every frame there is inside --outf %s (this command's own "
+                         "output); pass the folder of camera frames" % (" ".join(args.images), args.outf))
     if not os.path.isdir(args.outf):
         os.makedirs(args.outf)
     device = device_for(args)

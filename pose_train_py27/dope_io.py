@@ -8,6 +8,8 @@ from __future__ import absolute_import, division
 import json
 import os
 import struct
+import sys
+import tempfile
 import zlib
 
 import cv2
@@ -116,18 +118,64 @@ def list_inputs(paths):
     return found
 
 
+def jpeg_damage(path):
+    """Why a JPEG file is cut short (no end-of-image marker after its scan data), or None.
+    Bytes after the marker (camera metadata) are fine."""
+    if os.path.splitext(path)[1].lower() not in (".jpg", ".jpeg"):
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    scan = data.find(b"\xff\xda")
+    if not data.startswith(b"\xff\xd8"):
+        return None   # not a JPEG at all: the decoder says so
+    if scan < 0:
+        return "no scan marker (no image data)"
+    if data.rfind(b"\xff\xd9") < scan:
+        return "no end-of-image marker after the image data (the file is cut short)"
+    return None
+
+
+def decode_checked(path):
+    """cv2.imread of an image file, refusing damage a decoder would pass over: a PNG chunk's CRC,
+    a cut JPEG, or libjpeg's 'Corrupt JPEG data' warning (caught from fd 2, where libjpeg writes
+    it without the file's name). Returns BGR uint8."""
+    damage = png_damage(path) or jpeg_damage(path)
+    kind = "PNG" if path.lower().endswith(".png") else "JPEG"
+    if not damage:
+        bgr, warning = _imread_catching_stderr(path)
+        if "corrupt" in warning.lower() or "premature end" in warning.lower():
+            damage = warning.strip().splitlines()[0]
+    if damage:
+        raise InputError("%s: damaged %s (%s); replace it or leave it out" % (path, kind, damage))
+    if bgr is None:
+        raise InputError("%s: cannot decode it as an image (damaged or not a PNG/JPEG); "
+                         "replace or remove it" % path)
+    return bgr
+
+
+def _imread_catching_stderr(path):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        warning = caught.read().decode("utf-8", "replace")
+    if warning and "corrupt" not in warning.lower() and "premature end" not in warning.lower():
+        sys.stderr.write(warning)     # not ours to swallow
+    return bgr, warning
+
+
 def read_frames(inputs):
     """Yield (name, source path, RGB uint8 frame) for every frame; video frames are named
     ``VIDEO_STEM_000123``."""
     for path, is_video in inputs:
         if not is_video:
-            damage = png_damage(path)
-            if damage:
-                raise InputError("%s: damaged PNG (%s); replace it or leave it out" % (path, damage))
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise InputError("%s: cannot decode it as an image (damaged or not a PNG/JPEG); "
-                                 "replace or remove it" % path)
+            bgr = decode_checked(path)
             yield os.path.splitext(os.path.basename(path))[0], path, bgr[:, :, ::-1].copy()
             continue
         capture = cv2.VideoCapture(path)

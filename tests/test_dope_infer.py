@@ -152,7 +152,7 @@ def _bad_cases(tmp_path, weights, frames):
     cam.write_text("image_width: 640\nimage_height: 480\ncamera_matrix: {data: [1, 0, 1, 0, 1, "
                    "1, 0, 0, 1]}\n")
     return {
-        "unreadable image": ([weights, "--images", broken], broken, "cannot decode"),
+        "unreadable image": ([weights, "--images", broken], broken, "damaged JPEG"),
         "no camera": ([weights, "--images", lonely], lonely, "no camera"),
         "other network": ([fastpose, "--images", png, "--dimensions", "1,2,3"], fastpose,
                           "FastPose"),
@@ -177,3 +177,38 @@ def test_bad_input_is_one_line_naming_the_file(case, weights, frames, tmp_path, 
 def test_melodic_runtime_is_not_run_in_this_process(weights, capsys):
     assert _infer(weights, "--images", "x.png", "--runtime", "melodic") == 2
     assert "--runtime melodic runs in the legacy image" in capsys.readouterr().err
+
+
+def test_an_outf_inside_the_images_folder_is_not_read_back(tmp_path):
+    """A rerun used to infer its own overlays too: 4 frames, then 8, then 16."""
+    import infer_helpers as ih2
+    frames = tmp_path / "frames"
+    ih2.synth_frames(frames, 2, seed=4)
+    (tmp_path / "w").mkdir()
+    weights = ih2.write_weights(tmp_path / "w")
+    for _ in range(2):
+        assert ih2.local_cli("infer", "dope", weights, "--images", frames, "--outf", frames / "out") == 0
+        record = json.load(open(frames / "out" / "detections.json"))
+        assert len(record["frames"]) == 2
+
+
+def test_damaged_jpegs_are_named(tmp_path, capsys):
+    import cv2
+    import infer_helpers as ih2
+    frames = tmp_path / "frames"
+    ih2.synth_frames(frames, 1, seed=4)
+    png = sorted(frames.glob("*.png"))[0]
+    cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)))
+    png.unlink()
+    data = bytearray(png.with_suffix(".jpg").read_bytes())
+    middle = len(data) * 3 // 10    # where libjpeg notices (zeros elsewhere can decode silently)
+    data[middle:middle + 300] = b"\x00" * 300
+    png.with_suffix(".jpg").write_bytes(bytes(data))
+    (tmp_path / "w").mkdir()
+    weights = ih2.write_weights(tmp_path / "w")
+    assert ih2.local_cli("infer", "dope", weights, "--images", frames, "--outf", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(png.with_suffix(".jpg")) in err and "damaged JPEG (Corrupt JPEG data" in err
+    png.with_suffix(".jpg").write_bytes(bytes(data[:middle]))
+    assert ih2.local_cli("infer", "dope", weights, "--images", frames, "--outf", tmp_path / "out") == 2
+    assert "cut short" in capsys.readouterr().err

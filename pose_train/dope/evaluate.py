@@ -24,7 +24,7 @@ from pose_train.keypoints import mesh as meshlib
 from pose_train.keypoints.metrics import add_error
 from pose_train_py27 import dope_infer, overlay
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
-from pose_train_py27 import sidecar
+from pose_train_py27 import dope_io, sidecar
 from pose_train_py27.dope_io import InputError, make_camera
 
 AUC_MAX_M = 0.10
@@ -55,9 +55,7 @@ def run_network(args, samples, meta, dims):
         if not s.intrinsics or len(s.intrinsics) < 4:
             raise UserError("%s: the dataset gives no camera intrinsics for it; eval needs "
                             "them (camera_data.intrinsics or _camera_settings.json)" % s.image)
-        bgr = cv2.imread(s.image, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise UserError("%s: cannot decode it as an image; replace or remove it" % s.image)
+        bgr = dope_io.decode_checked(s.image)
         cam = make_camera(source=s.image, **s.intrinsics)
         found[os.path.abspath(s.image)] = dope_infer.infer_frame(
             net, device, bgr[:, :, ::-1].copy(), cam, dims, settings, norm)[0]
