@@ -262,3 +262,18 @@ def test_tensorboard_gets_the_scalars_and_the_pictures(data6, tmp_path, monkeypa
     assert {"train/targets", "train/predicted"} <= set(tags["images"])
     assert [e.step for e in acc.Images("train/predicted")] == [1, 3]
     assert os.path.isfile(tmp_path / "metrics.jsonl")   # the JSON lines stay
+
+
+def test_metrics_agree_with_where_the_run_starts(data6, baseline, tmp_path):
+    """A killed run's later records are dropped on resume, and a fresh run starts a fresh file
+    (epoch 1 appeared twice before)."""
+    from pose_train.training.metrics import MetricsLog
+    _train(data6, tmp_path, "--epochs", "1", "--time_limit", "0.0001")       # state at step 1
+    with MetricsLog(tmp_path / "metrics.jsonl") as log:                     # then killed after step 2
+        log.write(kind="step", epoch=1, step=2, loss=123.0)
+    _train(data6, tmp_path, "--epochs", "1", "--resume", "auto")
+    assert _step_losses(tmp_path) == _step_losses(baseline)
+    _train(data6, tmp_path, "--epochs", "1")                                 # fresh, same folder
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["kind"] for r in records].count("epoch") == 1
+    assert _step_losses(tmp_path) == _step_losses(baseline)

@@ -27,7 +27,7 @@ from pose_train.jobs import JOBS
 from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
-from pose_train.training.metrics import read_metrics
+from pose_train.training.metrics import read_metrics, rewind
 from pose_train.training.signals import TimeLimit
 from pose_train_py27 import sidecar
 
@@ -66,6 +66,8 @@ def _train(args, info):
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
     start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
+    if info.is_main:
+        rewind(os.path.join(args.outf, "metrics.jsonl"), None if state is None else (start_epoch, start_step))
     end_epoch = first_epoch + args.epochs - 1
     if start_epoch > end_epoch:
         say("nothing to train: the run already reached epoch %d (its last, --epochs %d from "

@@ -30,6 +30,7 @@ from pose_train.keypoints import engine, model as kpmodel, transforms
 from pose_train.training import checkpoint as ckpt
 from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
+from pose_train.training.metrics import rewind
 from pose_train.training.signals import TimeLimit
 
 STATE_NAME = ckpt.STATE_NAME
@@ -132,18 +133,23 @@ def switch_to_dpg(run, args, outf):
 
 
 def resume(args, run, outf):
-    """(epoch, step, best) to continue from; (0, 0, -1) for a fresh run."""
+    """(epoch, step, best) to continue from; (0, 0, -1) for a fresh run. metrics.jsonl is
+    rewound to match (a fresh file, or the records before the state's step)."""
     path = args.resume
-    if path in (None, "", False):
-        return 0, 0, -1.0
     if str(path) == "auto":
         path = ckpt.find_latest_state(outf)
         if path is None:
             run.say("resume auto: no %s in %s, starting fresh" % (STATE_NAME, outf))
-            return 0, 0, -1.0
+    metrics = os.path.join(outf, "metrics.jsonl")
+    if path in (None, "", False):
+        if run.info.is_main:
+            rewind(metrics)
+        return 0, 0, -1.0
     state = ckpt.load_state(path, map_location="cpu")
     epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
     run.say("resumed %s at epoch %d step %d" % (path, epoch, step))
+    if run.info.is_main:
+        rewind(metrics, (epoch, step))
     return epoch - 1, step, float(state["extra"].get("best_acc", -1.0))   # the loop counts from 0
 
 

@@ -91,3 +91,25 @@ def read_metrics(path):
             except json.JSONDecodeError:
                 continue
     return records
+
+
+def rewind(path, at=None):
+    """Make a run's metrics file agree with where the run starts: a fresh run (``at`` None)
+    starts a fresh file; a run resumed at (epoch, step), counted as its state file counts them,
+    keeps only the records from before that point (a killed run's later steps, or its epoch 1
+    when it restarts fresh, would otherwise appear twice). Returns how many records were dropped."""
+    if not os.path.isfile(path):
+        return 0
+    records = read_metrics(path)
+    keep = [r for r in records if at is not None and _before(r, at)]
+    from pose_train.files import atomic_write
+    atomic_write(path, lambda f: f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)),
+                 binary=False)
+    return len(records) - len(keep)
+
+
+def _before(record, at):
+    epoch, step = at
+    if "step" in record:
+        return (record.get("epoch", 0), record["step"]) <= (epoch, step)
+    return record.get("epoch", 0) < epoch
