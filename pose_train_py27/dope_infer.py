@@ -29,7 +29,8 @@ from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
 from pose_train_py27.dope_decode import detect
 from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, dimensions_from_settings,
-                                     list_inputs, make_camera, parse_dimensions, read_frames)
+                                     list_inputs, make_camera, output_folder, parse_dimensions,
+                                     read_frames)
 from pose_train_py27.keys import add_prefix
 from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
 
@@ -208,16 +209,17 @@ def run(args):
     object_name = args.object or meta.get("object") or "object"
     dims = dimensions_for(args, meta, object_name)
     fixed = fixed_camera(args)
+    output_folder(args.outf)
     # An --outf inside --images must not feed a rerun its own overlays and annotations.
     out_real = os.path.join(os.path.realpath(args.outf), "")
     inputs = [i for i in list_inputs(args.images) if not os.path.realpath(i[0]).startswith(out_real)]
     if not inputs:
         raise InputError("--images %s: every frame there is inside --outf %s (this command's own "
                          "output); pass the folder of camera frames" % (" ".join(args.images), args.outf))
-    if not os.path.isdir(args.outf):
-        os.makedirs(args.outf)
     device = device_for(args)
     net = load_network(args.weights, device)
+    if not os.path.isdir(args.outf):
+        os.makedirs(args.outf)
     frames, used, cameras = [], set(), {}
     for name, source, rgb in _progress(read_frames(inputs), inputs):
         cam = fixed or camera_beside(source, cameras)

@@ -38,6 +38,24 @@ class InputError(Exception):
     """A bad input: printed as one line, exit code 2."""
 
 
+def output_folder(path, flag="--outf"):
+    """Refuse an output folder in one line before any work is done: a file, or a folder (or,
+    when it is missing, the folder it would be made in) this user cannot write to. Nothing is
+    made here, so a refused run leaves no empty folder behind."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError("%s %s is a file; pass a folder (it is made if missing)" % (flag, path))
+    existing = os.path.abspath(path)
+    while not os.path.isdir(existing):
+        if os.path.exists(existing):
+            raise InputError("%s %s: %s is a file, so the folder cannot be made there; pass another "
+                             "folder" % (flag, path, existing))
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError("%s %s: %s is not writable by this user; pass a folder you can write to"
+                         % (flag, path, existing))
+    return path
+
+
 def is_frame_file(name):
     stem, ext = os.path.splitext(name)
     return ext.lower() in IMAGE_EXTS and not stem.lower().endswith(AUX_SUFFIXES)

@@ -212,3 +212,25 @@ def test_damaged_jpegs_are_named(tmp_path, capsys):
     png.with_suffix(".jpg").write_bytes(bytes(data[:middle]))
     assert ih2.local_cli("infer", "dope", weights, "--images", frames, "--outf", tmp_path / "out") == 2
     assert "cut short" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["infer", "eval"])
+def test_an_outf_that_is_a_file_is_refused_before_the_network(command, weights, frames, tmp_path, capsys):
+    """A Python traceback before; now one line, and nothing written."""
+    import os
+    folder = os.path.dirname(frames[0])
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    where = ["--images", folder] if command == "infer" else ["--data", folder, "--object", "cube"]
+    for outf in (taken, taken / "sub"):
+        assert ih.local_cli(command, "dope", weights, *where, "--outf", outf) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert str(taken) in err and "is a file" in err
+    assert taken.read_text() == "mine"
+
+
+def test_sizes_that_would_exhaust_memory_are_refused(weights, tmp_path, capsys):
+    assert ih.local_cli("export", "onnx", weights, "--height", "100000", "--width", "100000",
+                        "--out", tmp_path / "big.onnx") == 2
+    assert "--height must be at most 4320" in capsys.readouterr().err
+    assert not (tmp_path / "big.onnx").exists()

@@ -236,6 +236,7 @@ def main(args):
         meta = sidecar.read(args.weights)
         dims = dope_infer.dimensions_for(args, meta, args.object)
         points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
+        dope_io.output_folder(args.outf)
         if args.detections:
             found, settings = read_detections(args.detections)
             found = detections_per_sample(samples, found, args.detections)

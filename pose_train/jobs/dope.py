@@ -78,8 +78,8 @@ distractor box (class "distractor") appears in ~30% of frames with a new look ea
             fields=(
                 Field("out", "path", "data/synth-dope", "output folder", role=OUT),
                 Field("n", "int", 200, "images", low=1), SEED,
-                Field("width", "int", 640, "image width", low=32),
-                Field("height", "int", 480, "image height", low=32),
+                Field("width", "int", 640, "image width", low=32, high=7680),
+                Field("height", "int", 480, "image height", low=32, high=4320),
                 OBJECT,
                 Field("distance", "str", "0.35,0.9", "MIN,MAX metres from the camera to the "
                       "object's centre (closer = bigger in the frame; see README for crops)"),

@@ -7,6 +7,7 @@ function receives (``namespace``), the container command line (``to_argv``), the
 (``continue_line``). Nothing here imports torch: the host launcher reads it.
 """
 import importlib
+import math
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any, Optional, Tuple
@@ -30,6 +31,7 @@ class Field:
     many: bool = False          # repeatable: --data A --data B
     positional: bool = False    # also taken as the first bare word (convert SRC)
     low: Optional[float] = None     # smallest allowed value
+    high: Optional[float] = None    # largest allowed value (sizes that would exhaust memory)
     positive: bool = False      # > 0
     multiple: Optional[int] = None  # value % multiple == 0
     resumes: bool = True        # False: left out of the "continue with:" line (--net, --resume)
@@ -185,10 +187,14 @@ def coerce(f, value, spelling=None):
 
 
 def _check_range(f, flag, value):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError("%s must be a finite number, got %s" % (flag, value))
     if f.positive and not value > 0:
         raise UserError("%s must be positive, got %s" % (flag, value))
     if f.low is not None and value < f.low:
         raise UserError("%s must be at least %s, got %s" % (flag, _num(f.low), value))
+    if f.high is not None and value > f.high:
+        raise UserError("%s must be at most %s, got %s" % (flag, _num(f.high), value))
     if f.multiple and value % f.multiple:
         raise UserError("%s takes multiples of %d, got %s" % (flag, f.multiple, value))
 
