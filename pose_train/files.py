@@ -47,19 +47,23 @@ def atomic_write_json(path, data, **dump_kwargs):
 
 
 def remove_stale_temps(folder):
-    """Delete temp files a killed write of ours left in ``folder``; returns how many.
-
-    Only names of the form ``.<name>.<random>.tmp`` (what atomic_write makes) are touched. Call
+    """Delete temp files and scratch folders a killed write of ours left in ``folder``; returns
+    how many. Only names of the form ``.<name>.<random>.tmp`` (what atomic_write and export
+    make) are touched. Call
     it at the start of a job, before anything of the job writes there.
     """
     removed = 0
     for path in glob.glob(os.path.join(glob.escape(folder), ".*" + TEMP_SUFFIX)):
-        if os.path.isfile(path) and os.path.basename(path).count(".") >= 3:
-            try:
+        if os.path.basename(path).count(".") < 3 or os.path.islink(path):
+            continue
+        try:
+            if os.path.isdir(path):      # a scratch folder (export onnx's graph.onnx, ~200 MB)
+                shutil.rmtree(path)
+            else:
                 os.unlink(path)
-                removed += 1
-            except FileNotFoundError:
-                pass   # another process of the same run removed it first
+            removed += 1
+        except FileNotFoundError:
+            pass   # another process of the same run removed it first
     return removed
 
 
@@ -67,7 +71,7 @@ def report_stale_temps(folder):
     """remove_stale_temps, saying so when there were any (a job's first step)."""
     removed = remove_stale_temps(folder)
     if removed:
-        print("removed %d temp file(s) a killed save left in %s" % (removed, folder))
+        print("removed %d temp file(s) a killed save or export left in %s" % (removed, folder))
     return removed
 
 

@@ -75,3 +75,20 @@ def test_the_wrong_network_is_one_line(dope_weights, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "DOPE weights, not keypoints weights; pass --model dope" in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_killed_exports_scratch_folder_is_removed_and_said(tmp_path, capsys):
+    """A killed export left a hidden ~200 MB .export-XXXX/graph.onnx that nothing removed."""
+    import os
+    import tempfile
+    from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix
+    (tmp_path / "w").mkdir()
+    weights = ih.write_weights(tmp_path / "w")
+    out = tmp_path / "w" / "model.onnx"
+    stale = tempfile.mkdtemp(prefix=temp_prefix(str(out)), suffix=TEMP_SUFFIX, dir=str(tmp_path / "w"))
+    with open(os.path.join(stale, "graph.onnx"), "wb") as f:
+        f.write(b"\0" * 1024)
+    assert ih.local_cli("export", "onnx", weights, "--out", out, "--height", "64", "--width", "64") == 0
+    assert not os.path.exists(stale) and out.exists()
+    assert "removed 1 temp file(s) a killed save or export left in" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "w").iterdir() if p.name.startswith(".")) == []

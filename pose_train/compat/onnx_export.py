@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from pose_train.errors import UserError
-from pose_train.files import atomic_write, atomic_write_json, read_sidecar
+from pose_train.files import atomic_write, atomic_write_json, read_sidecar, report_stale_temps
 from pose_train.training.checkpoint import load_file, weights_of
-from pose_train_py27 import sidecar
+from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix
 from pose_train_py27.keys import strip_prefix
 from pose_train_py27.nets import create_model
 from pose_train_py27.verify import infer_model
@@ -122,7 +122,9 @@ def main(args):
 
     # torch.onnx.export and onnx.save write paths, not file objects: the graph is made and
     # checked in a scratch folder, and only a graph that passed is written to OUT atomically.
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=os.path.dirname(os.path.abspath(out))) as tmp:
+    folder = os.path.dirname(os.path.abspath(out))
+    report_stale_temps(folder)
+    with tempfile.TemporaryDirectory(prefix=temp_prefix(out), suffix=TEMP_SUFFIX, dir=folder) as tmp:
         scratch = os.path.join(tmp, "graph.onnx")
         _export(graph, x, scratch, args)
         _finish(scratch, info)
