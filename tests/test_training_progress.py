@@ -39,3 +39,18 @@ def test_a_terminal_gets_the_bar_not_lines():
         p.update(0.1, 2)
     p.close()
     assert "\r" in out.getvalue() and "run ETA" not in out.getvalue()
+
+
+def test_a_slow_step_is_announced_while_it_runs(monkeypatch):
+    """A CPU step at full size takes minutes: the line must come on time, not when the step ends."""
+    import time
+    monkeypatch.setenv("POSE_TRAIN_PROGRESS_EVERY", "0.2")
+    out = io.StringIO()
+    p = Progress("epoch 1", total=5, stream=out)
+    time.sleep(0.7)                   # the first step, still running
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines and all(line.startswith("epoch 1: step 1/5 running for 0m00s") for line in lines)
+    out.truncate(0)
+    time.sleep(0.5)
+    assert out.getvalue() == ""        # closed: silent

@@ -94,38 +94,40 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
     progress = Progress("epoch %d" % epoch, start_step + len(loader), initial=start_step,
                         steps_after=steps_after, enabled=show_progress)
     ready = time.perf_counter()
-    for batch in loader:
-        # Time blocked on the loader (the step before ended with a device sync in .item()):
-        # the "is the GPU starved?" number.
-        wait += time.perf_counter() - ready
-        images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step)
-        loss, final = forward_loss(model, images, tb, ta, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise UserError("training loss became %s at epoch %d step %d; lower --lr or check "
-                            "the data report; the last epoch checkpoint in --outf is intact"
-                            % (value, epoch, step))
-        step += 1
-        total, count, seen = total + value, count + 1, seen + images.shape[0]
-        log.write(kind="step", epoch=epoch, step=step, loss=value)
-        if log.wants_images():
-            _log_images(log, images, points, valid, tb, final, cfg)
-        progress.update(value, images.shape[0] * info.world_size)
-        if every and step % every[0] == 0:
-            every[1](step)
-        stop = should_stop()     # the same answer on every rank
-        ready = time.perf_counter()
-        if stop:
-            break
-    progress.close()
+    try:
+        for batch in loader:
+            # Time blocked on the loader (the step before ended with a device sync in .item()):
+            # the "is the GPU starved?" number.
+            wait += time.perf_counter() - ready
+            images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step)
+            loss, final = forward_loss(model, images, tb, ta, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None and scaler.is_enabled():
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise UserError("training loss became %s at epoch %d step %d; lower --lr or check "
+                                "the data report; the last epoch checkpoint in --outf is intact"
+                                % (value, epoch, step))
+            step += 1
+            total, count, seen = total + value, count + 1, seen + images.shape[0]
+            log.write(kind="step", epoch=epoch, step=step, loss=value)
+            if log.wants_images():
+                _log_images(log, images, points, valid, tb, final, cfg)
+            progress.update(value, images.shape[0] * info.world_size)
+            if every and step % every[0] == 0:
+                every[1](step)
+            stop = should_stop()     # the same answer on every rank
+            ready = time.perf_counter()
+            if stop:
+                break
+    finally:
+        progress.close()
     return EpochResult("stopped" if stop else "done", step if stop else 0,
                        total / max(1, count), int(sum_ranks(seen, info)),
                        time.perf_counter() - t0, wait)

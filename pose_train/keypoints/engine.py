@@ -57,37 +57,38 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
     steps = steps_per_epoch(n, batch)
     progress = Progress("epoch %d" % epoch, steps, initial=start_step, enabled=run.info.is_main,
                         steps_after=(run.last_epoch - epoch) * steps)
-    for step in range(start_step, steps):
-        lo = step * batch + run.info.rank * per_rank
-        idx = order[lo:lo + per_rank].to(run.device)
-        gen = batch_generator(run.device, run.seed, epoch, step, run.info.rank)
-        inputs, target, weight, _ = transforms.make_batch(
-            data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment, use_dpg=run.use_dpg(epoch),
-            train_occluded=run.train_occluded)
-        if run.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with autocast(run.device, run.amp):
-            out = model(inputs)
-        loss = heatmaps.masked_mse(out, target, weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
-        progress.update(loss.detach(), len(idx) * run.info.world_size)
-        if step % LOG_EVERY == 0:
-            _check_finite(total, epoch, step, run)
-        if log is not None and step % LOG_EVERY == 0:
-            # One host-device sync per LOG_EVERY steps, not per step; TensorBoard only, so
-            # metrics.jsonl keeps one record per epoch as before.
-            log.scalars(kind="step", at=epoch * steps + step + 1, epoch=epoch + 1, step=step + 1,
-                        loss=float(loss.detach()))
-            if log.wants_images():
-                _log_images(log, inputs, target, out)
-        if should_stop():
-            progress.close()
-            _check_finite(total, epoch, step, run)
-            return float(total) / max(count, 1), step + 1
-    progress.close()
+    try:
+        for step in range(start_step, steps):
+            lo = step * batch + run.info.rank * per_rank
+            idx = order[lo:lo + per_rank].to(run.device)
+            gen = batch_generator(run.device, run.seed, epoch, step, run.info.rank)
+            inputs, target, weight, _ = transforms.make_batch(
+                data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment, use_dpg=run.use_dpg(epoch),
+                train_occluded=run.train_occluded)
+            if run.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast(run.device, run.amp):
+                out = model(inputs)
+            loss = heatmaps.masked_mse(out, target, weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
+            progress.update(loss.detach(), len(idx) * run.info.world_size)
+            if step % LOG_EVERY == 0:
+                _check_finite(total, epoch, step, run)
+            if log is not None and step % LOG_EVERY == 0:
+                # One host-device sync per LOG_EVERY steps, not per step; TensorBoard only, so
+                # metrics.jsonl keeps one record per epoch as before.
+                log.scalars(kind="step", at=epoch * steps + step + 1, epoch=epoch + 1, step=step + 1,
+                            loss=float(loss.detach()))
+                if log.wants_images():
+                    _log_images(log, inputs, target, out)
+            if should_stop():
+                _check_finite(total, epoch, step, run)
+                return float(total) / max(count, 1), step + 1
+    finally:
+        progress.close()
     _check_finite(total, epoch, steps - 1, run)
     mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
     run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)

@@ -7,6 +7,7 @@ and of the run. POSE_TRAIN_PROGRESS_EVERY sets the interval (default 30 s; 0 = e
 """
 import os
 import sys
+import threading
 import time
 
 from tqdm import tqdm
@@ -38,11 +39,29 @@ class Progress:
         self.every = float(os.environ.get(EVERY_ENV, EVERY_S))
         self.bar = tqdm(desc=desc, total=total, initial=initial, unit="step", file=self.stream,
                         disable=not self.tty)
+        # A slow step (minutes on a CPU at full size) must not look like a hang: a heartbeat
+        # says how long the running step has taken, on time rather than at step boundaries.
+        self.step_started, self._closed = self.start, threading.Event()
+        if enabled:
+            threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    def _heartbeat(self):
+        period = self.every if self.every > 0 else EVERY_S
+        while not self._closed.wait(period):
+            waited = time.time() - self.step_started
+            if waited < period:
+                continue
+            if self.tty:
+                self.bar.set_postfix_str("step %d running for %s" % (self.step + 1, _clock(waited)))
+            else:
+                print("%s: step %d/%d running for %s" % (self.desc, self.step + 1, self.total, _clock(waited)),
+                      file=self.stream, flush=True)
 
     def update(self, loss, samples):
         self.step += 1
         self.samples += samples
         now = time.time()
+        self.step_started = now
         if self.tty:
             self.bar.update(1)
             if now - self.last_line >= 1.0:
@@ -62,4 +81,5 @@ class Progress:
                    _clock(left * per_step), _clock((left + self.steps_after) * per_step)))
 
     def close(self):
+        self._closed.set()
         self.bar.close()
