@@ -204,6 +204,8 @@ def run(args):
     if not args.images:
         raise InputError("--images: give at least one image, folder of images or video")
     meta = sidecar.read(args.weights)
+    device = device_for(args)
+    net = load_network(args.weights, device)   # names the wrong network before asking for more
     norm = sidecar.normalization_of(meta, args.normalize, sidecar.path_of(args.weights))
     settings = settings_for(args, meta)
     object_name = args.object or meta.get("object") or "object"
@@ -216,8 +218,6 @@ def run(args):
     if not inputs:
         raise InputError("--images %s: every frame there is inside --outf %s (this command's own "
                          "output); pass the folder of camera frames" % (" ".join(args.images), args.outf))
-    device = device_for(args)
-    net = load_network(args.weights, device)
     if not os.path.isdir(args.outf):
         os.makedirs(args.outf)
     frames, used, cameras = [], set(), {}

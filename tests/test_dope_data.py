@@ -207,3 +207,17 @@ def test_json_outputs_are_strict(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(str(tmp_path / "x.json"), {"x": float("nan")})
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("change,says", [
+    (lambda obj: obj.update(projected_cuboid=[[float("nan"), 1.0]] * 9), "projected_cuboid has non-finite values"),
+    (lambda obj: obj.update(visibility=0.0), "every one has visibility 0")])
+def test_a_class_present_but_unusable_is_named_with_the_reason(tmp_path, change, says):
+    """It said 'no annotation of class cube ... classes found: cube (2)' before."""
+    for stem in ("000000", "000001"):
+        _nvisii(tmp_path, stem)
+        ann = json.loads((tmp_path / (stem + ".json")).read_text())
+        change(ann["objects"][0])
+        (tmp_path / (stem + ".json")).write_text(json.dumps(ann))
+    with pytest.raises(UserError, match="2 'cube' objects in .*, none usable: .*%s" % says):
+        scan([str(tmp_path)], "cube", imagesize=32)

@@ -234,3 +234,15 @@ def test_sizes_that_would_exhaust_memory_are_refused(weights, tmp_path, capsys):
                         "--out", tmp_path / "big.onnx") == 2
     assert "--height must be at most 4320" in capsys.readouterr().err
     assert not (tmp_path / "big.onnx").exists()
+
+
+def test_other_weights_are_named_as_such_before_dimensions_are_asked_for(frames, tmp_path, capsys):
+    """A keypoint network given to infer dope was asked for --dimensions first."""
+    import torch
+    from pose_train_py27.nets import FastPose
+    other = tmp_path / "best.pkl"
+    torch.save(FastPose(num_classes=9).state_dict(), str(other))
+    assert ih.local_cli("infer", "dope", other, "--images", frames[0].replace(".json", ".png"),
+                        "--outf", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "FastPose" in err and "--dimensions" not in err

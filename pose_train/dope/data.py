@@ -318,6 +318,12 @@ def scan(roots, object_name, imagesize, strict=False):
         samples.append(Sample(image_path, (w, h), arr, dialect, intr, locations, dims, quats))
     if not any(len(s.points) for s in samples):
         listing = ", ".join("%s (%d)" % kv for kv in sorted(classes_seen.items())) or "none"
+        present = sum(n for cls, n in classes_seen.items() if cls.lower() == object_name.lower())
+        problems = [line for line, kind in zip(report.lines, report.kinds) if kind in ("bad object", "bad pose")]
+        if present:   # the class is there, but no object of it can be learnt from
+            raise UserError("%d %r objects in %s, none usable: %s; fix those annotations"
+                            % (present, object_name, ", ".join(roots), problems[0] if problems else
+                               "every one has visibility 0 (fully occluded)"))
         raise UserError("no annotation of class %r in %s (matching ignores case); classes "
                         "found: %s" % (object_name, ", ".join(roots), listing))
     if strict and report.lines:
