@@ -239,3 +239,28 @@ def test_progress_reaches_the_terminal_before_the_first_epoch_ends(modern_image,
     first = text.index("epoch 1: step 1/3, loss ")
     assert "img/s, epoch ETA " in text[first:first + 200]
     assert first < text.index("epoch 1: loss ")   # the end-of-epoch line comes after it
+
+
+def test_ctrl_c_during_infer_promises_nothing_and_exits_130(docker_client, modern_image, tmp_path):
+    """infer keeps no state: Ctrl-C says what stops (not 'save and stop'), the exit code is the
+    interrupt's 130 (it was the job's 143), and the container is removed."""
+    frames = tmp_path / "frames"
+    made = _launcher("synth", "dope", "--out", str(frames), "--n", "60", "--width", "320", "--height", "240")
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "w").mkdir()
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import infer_helpers
+    weights = infer_helpers.write_weights(tmp_path / "w")
+    proc = subprocess.Popen([sys.executable, "-m", "pose_train", "infer", "dope", weights, "--images", str(frames),
+                             "--outf", str(tmp_path / "out")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    label = {"label": "io.pose-train.job=infer-dope"}
+    deadline = time.time() + 300
+    while not list((tmp_path / "out").glob("*.json")) and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, out
+    assert "stopping infer-dope; the files it finished stay" in out and "save and stop" not in out
+    assert docker_client.containers.list(all=True, filters=label) == []

@@ -209,16 +209,22 @@ def _stop_gracefully(container, name, err):
     import docker.errors
     import requests.exceptions
     wait = stop_wait()
-    print("\npose-train: %s: asking %s to save and stop at its next step; waiting up to %.0f s "
-          "(press Ctrl-C again to stop it now, losing what it has not saved)"
-          % (signal.Signals(getattr(err, "signum", 2)).name, name, wait), file=sys.stderr,
-          flush=True)
+    signame = signal.Signals(getattr(err, "signum", 2)).name
+    if name.startswith("train-"):
+        print("\npose-train: %s: asking %s to save and stop at its next step; waiting up to %.0f s "
+              "(press Ctrl-C again to stop it now, losing what it has not saved)"
+              % (signame, name, wait), file=sys.stderr, flush=True)
+    else:   # it keeps no state: promise nothing
+        print("\npose-train: %s: stopping %s; the files it finished stay, the rest is not done"
+              % (signame, name), file=sys.stderr, flush=True)
     try:
         container.kill(signal="SIGTERM")   # docker-init (--init) passes it on to the job
     except docker.errors.APIError:
         pass   # it has exited already: the wait below returns at once
     try:
-        return container.wait(timeout=wait)["StatusCode"]
+        code = container.wait(timeout=wait)["StatusCode"]
+        # A job ended by that SIGTERM exits 143; the user's interrupt is what the code reports.
+        return interrupt_exit_code(err) if code == 128 + signal.SIGTERM else code
     except KeyboardInterrupt:
         why = "stopped at once as asked"
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
