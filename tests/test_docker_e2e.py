@@ -262,5 +262,6 @@ def test_ctrl_c_during_infer_promises_nothing_and_exits_130(docker_client, moder
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 130, out
-    assert "stopping infer-dope; the files it finished stay" in out and "save and stop" not in out
+    assert "SIGINT: stopping pose-train-infer-dope-" in out and "the files it finished stay" in out
+    assert "save and stop" not in out
     assert docker_client.containers.list(all=True, filters=label) == []

@@ -167,7 +167,8 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
         try:
             code = container.wait()["StatusCode"]
         except KeyboardInterrupt as err:
-            code = _stop_gracefully(container, spec["name"], err)
+            code = _stop_gracefully(container, spec["name"], err,
+                                    saves=spec["labels"]["io.pose-train.job"].startswith("train-"))
         streamer.join(timeout=10)
     finally:
         for sig, handler in previous.items():
@@ -203,14 +204,14 @@ def stop_wait():
                         % (STOP_WAIT_ENV, os.environ[STOP_WAIT_ENV]))
 
 
-def _stop_gracefully(container, name, err):
+def _stop_gracefully(container, name, err, saves=True):
     """First Ctrl-C / SIGTERM / SIGHUP: SIGTERM to the job (its trainer saves at the next step
     and exits 0) and wait for it; a second one, or the wait running out, kills it."""
     import docker.errors
     import requests.exceptions
     wait = stop_wait()
     signame = signal.Signals(getattr(err, "signum", 2)).name
-    if name.startswith("train-"):
+    if saves:
         print("\npose-train: %s: asking %s to save and stop at its next step; waiting up to %.0f s "
               "(press Ctrl-C again to stop it now, losing what it has not saved)"
               % (signame, name, wait), file=sys.stderr, flush=True)
