@@ -2,7 +2,8 @@
 """Hash-locked requirements for the images, and the wheelhouses that build them offline.
 
   python docker/lock.py lock modern-cpu|modern-cuda|legacy   resolve requirements.in, write the lock
-  python docker/lock.py fetch modern-cpu|legacy --dest DIR   download exactly the locked files
+  python docker/lock.py fetch modern-cpu|modern-cuda|legacy --dest DIR
+                                    download the locked files DIR lacks (each checked by hash)
 
 The lock is written from the downloaded files themselves (name, version, sha256),
 sorted, with no timestamps: the same wheelhouse always gives the same bytes.
@@ -30,7 +31,7 @@ MANYLINUX = (["manylinux_2_%d_x86_64" % minor for minor in range(28, 4, -1)]
 # (torch==X+cpu) is only on PyTorch's own index.
 TARGETS = {
     "modern-cpu": dict(dir="modern", extra=["torch==2.13.0+cpu"], python="3.11", abi=None,
-                       platforms=MANYLINUX, index="https://download.pytorch.org/whl/cpu"),
+                       platforms=MANYLINUX, index="https://download.pytorch.org/whl/cpu", from_index=["torch"]),
     # The CUDA build of torch pulls ~3 GB of nvidia-* wheels: lock from index metadata with uv
     # instead of downloading them (pip download would fetch every file to hash it).
     "modern-cuda": dict(dir="modern", extra=["torch==2.13.0"], python="3.12", abi=None,
@@ -208,17 +209,21 @@ def fetch(target, dest):
     if not todo:
         return dest
     print("lock.py: fetching %d of the files locked for %s into %s" % (len(todo), target, dest), file=sys.stderr)
-    sdists = set(spec.get("sdists", []))
+    sdists, from_index = set(spec.get("sdists", [])), set(spec.get("from_index", []))
+    name = lambda block: block.split("==")[0]  # noqa: E731
+    # Only the packages the target's own index serves ask it (an unreachable index costs
+    # retries for every package it is asked about).
+    groups = (("index", [b for b in todo if name(b) in from_index], platform_flags(target) + index_flags(target)),
+              ("binary", [b for b in todo if name(b) not in sdists | from_index], platform_flags(target)),
+              ("sdist", [b for b in todo if name(b) in sdists], ["--no-binary", ":all:"]))
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, blocks in (("binary", [b for b in todo if b.split("==")[0] not in sdists]),
-                             ("sdist", [b for b in todo if b.split("==")[0] in sdists])):
+        for kind, blocks, flags in groups:
             if not blocks:
                 continue
             subset = os.path.join(tmp, kind + ".lock")
             with open(subset, "w") as f:
                 f.write("\n".join(blocks) + "\n")
-            flags = (platform_flags(target) if kind == "binary" else ["--no-binary", ":all:"])
-            _pip_download(["-d", dest, "--no-deps", "--require-hashes", "-r", subset] + flags + index_flags(target))
+            _pip_download(["-d", dest, "--no-deps", "--require-hashes", "-r", subset] + flags)
     left = missing(dest, target)
     if left:
         raise SystemExit("lock.py: %s still lacks %s after the download; check the lock (%s)"

@@ -125,3 +125,18 @@ def test_cuda_image_smoke_on_the_cpu(cuda_image, tmp_path):
     assert "on the CPU" in trained.stderr and (run / "net_epoch_01.pth").exists()
     launch("infer", "dope", str(run / "net_epoch_01.pth"), "--images", str(data), "--outf", str(tmp_path / "infer"))
     assert list((tmp_path / "infer").rglob("*.json"))
+
+
+@pytest.mark.parametrize("variant,base_env,says", [
+    ("cuda", "POSE_TRAIN_MODERN_BASE", "has Python 3.11, and the cuda variant's lock is for Python 3.12: "
+                                       "build --variant cpu on it"),
+    ("cpu", None, "is not on this machine and cannot be pulled")])
+def test_a_wrong_base_is_refused_before_any_wheel_is_fetched(docker_client, tmp_path, variant, base_env, says):
+    base = os.environ[base_env] if base_env else "pose-train-base/absent:local"
+    result = subprocess.run([sys.executable, "-m", "pose_train", "images", "build", "modern", "--variant", variant,
+                             "--base", base, "--wheelhouse", str(tmp_path / "wheels"), "--tag",
+                             "pose-train/modern:refused-check"], capture_output=True, text=True, cwd=REPO,
+                            timeout=300)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert says in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "wheels").exists()

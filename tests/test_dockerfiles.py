@@ -178,3 +178,24 @@ def test_the_modern_image_carries_no_torchvision_because_nothing_imports_it():
                 text = open(os.path.join(root, name)).read()
                 assert not re.search(r"^\s*(import|from) torchvision", text, re.M), name
     assert "torchvision" not in open(os.path.join(REPO, "docker/modern/requirements.in")).read()
+
+
+def test_only_torch_asks_pytorchs_index(tmp_path, monkeypatch):
+    """Asking an unreachable extra index about every package costs 5 retries each (290 s)."""
+    import hashlib
+    lock = _lock_module()
+    lock_file = tmp_path / "requirements-cpu.lock"
+    lock_file.write_text("# Python 3.11\ntorch==2.13.0+cpu \\\n    --hash=sha256:%s\ntqdm==4.67.1 \\\n"
+                         "    --hash=sha256:%s\n" % (hashlib.sha256(b"t").hexdigest(), hashlib.sha256(b"q").hexdigest()))
+    monkeypatch.setattr(lock, "lock_path", lambda target: str(lock_file))
+    calls = []
+
+    def pip_download(args):
+        calls.append((open(args[args.index("-r") + 1]).read().split("==")[0], "--extra-index-url" in args))
+        for name, data in (("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", b"t"),
+                           ("tqdm-4.67.1-py3-none-any.whl", b"q")):
+            (tmp_path / "house" / name).write_bytes(data)
+    monkeypatch.setattr(lock, "_pip_download", pip_download)
+    (tmp_path / "house").mkdir()
+    lock.fetch("modern-cpu", str(tmp_path / "house"))
+    assert sorted(calls) == [("torch", True), ("tqdm", False)]

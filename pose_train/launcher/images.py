@@ -12,13 +12,14 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
 from pose_train import __version__
 from pose_train.errors import UserError
-from pose_train.launcher import context
+from pose_train.launcher import base_check, context
 
 REPO = context.REPO
 LABEL_RUNTIME = "io.pose-train.runtime"
@@ -94,22 +95,27 @@ def build(name, base=None, variant=None, wheelhouse=None, tag=None, no_cache=Fal
     spec = IMAGES[name]
     variant = variant or spec["default_variant"]
     if variant not in spec["variants"]:
-        raise UserError("image %s has no variant %r; choose from %s" % (name, variant, sorted(spec["variants"])))
+        raise UserError("image %s has no variant %r; choose %s" % (name, variant, " or ".join(spec["variants"])))
     client = connect()
     base = base or spec["default_base"][variant]
     target = lock_target(name, variant)
+    if wheelhouse and os.path.exists(wheelhouse) and not os.path.isdir(wheelhouse):
+        raise UserError("--wheelhouse %s is a file; pass a folder (it is made if missing)" % wheelhouse)
     wheelhouse = os.path.abspath(wheelhouse or wheelhouse_dir(target))
     epoch = context.source_date_epoch()
-    args = context.build_args(variant, base, _base_digest(client, base), epoch)
+    args = context.build_args(variant, base, base_check.ensure_base(client, base), epoch)
     tag = tag or image_tag(name)
     if spec["venv_stage"]:
+        base_check.check_python(client, base, variant, lock_module())
         args["VENV_FROM"] = _venv_image(client, spec, target, wheelhouse, args, no_cache, quiet)
         wheelhouse = None
     else:
         fetch_wheels(target, wheelhouse)
     built = _engine_build(client, spec["dockerfile"], target, wheelhouse, args, quiet, nocache=no_cache)
+    base_check.say_replaced_variant(client, tag, variant)
     if spec["venv_stage"]:
         _stamp(client, built, tag)
+        client.images.prune(filters={"dangling": True, "label": "io.pose-train.stage=venv"})
     else:
         _tag(client, built, tag)
     print("built %s" % tag)
@@ -123,13 +129,16 @@ def _venv_image(client, spec, target, wheelhouse, args, no_cache, quiet):
     if not no_cache:
         try:
             client.images.get(name)
+            print("using dependency image %s (lock, base and dependency stages unchanged: no wheels "
+                  "needed)" % name)
             return name
         except docker.errors.ImageNotFound:
             pass
     fetch_wheels(target, wheelhouse)
+    owner = {"io.pose-train.venv.target": target, "io.pose-train.venv.base": args["BASE_DIGEST"]}
     built = _engine_build(client, spec["dockerfile"], target, wheelhouse, dict(args, VENV_FROM="venv"), quiet,
-                          nocache=no_cache, stage="venv")
-    _drop_stale_venvs(client, target, keep=built)
+                          nocache=no_cache, stage="venv", labels=owner)
+    _drop_stale_venvs(client, owner, keep=built)
     _tag(client, built, name)
     return name
 
@@ -140,24 +149,27 @@ def _tag(client, image_id, name):
     client.images.get(image_id).tag(repository, version)
 
 
-def _drop_stale_venvs(client, target, keep):
-    """Remove this target's earlier dependency images (another lock or base; ~2-8 GB each)."""
+def _drop_stale_venvs(client, owner, keep):
+    """Remove the earlier dependency images of this target on this base (an older lock or
+    Dockerfile; 2-8 GB each). Others (another base, another checkout's target) are left."""
     import docker.errors
-    for image in client.images.list(name="pose-train/venv"):
-        if image.id != keep and any(t.startswith("pose-train/venv:%s-" % target) for t in image.tags):
+    wanted = ["%s=%s" % kv for kv in sorted(owner.items())]
+    for image in client.images.list(name="pose-train/venv", filters={"label": wanted}):
+        if image.id != keep:
             try:
-                client.images.remove(image.id, force=True)
+                client.images.remove(image.id)
             except docker.errors.APIError:
-                pass  # a container still uses it; `docker image prune` removes it later
+                pass  # in use; `docker image prune` removes it later
 
 
-def _engine_build(client, dockerfile, target, wheelhouse, args, quiet, nocache=False, stage=None):
+def _engine_build(client, dockerfile, target, wheelhouse, args, quiet, nocache=False, stage=None, labels=None):
     """One engine build of ``dockerfile`` (up to ``stage``); returns the image id."""
     with tempfile.TemporaryFile() as ctx:
         context.write_context(ctx, target, wheelhouse, int(args["SOURCE_DATE_EPOCH"]))
         ctx.seek(0)
         stream = client.api.build(fileobj=ctx, custom_context=True, dockerfile=dockerfile, buildargs=args,
-                                  rm=True, forcerm=True, nocache=nocache, decode=True, pull=False, target=stage)
+                                  rm=True, forcerm=True, nocache=nocache, decode=True, pull=False, target=stage,
+                                  labels=labels)
         return _follow_build(stream, quiet)
 
 
@@ -177,22 +189,19 @@ def _stamp(client, image_id, tag):
         _follow_build(stream, quiet=True)
 
 
-def _base_digest(client, base):
-    """The base's repo digest when it came from a registry, else its local image id."""
-    import docker.errors
-    try:
-        image = client.images.get(base)
-    except docker.errors.ImageNotFound:
-        return "unknown"  # the engine pulls it during the build (users' machines)
-    return (image.attrs.get("RepoDigests") or [image.id])[0].split("@")[-1]
-
-
 def _follow_build(stream, quiet):
-    """Print the build's output; return the built image's id."""
-    image_id = None
+    """Print the build's output; return the built image's id. A failed step is reported by its
+    last output line (what the step said), not by the whole shell command."""
+    image_id, said = None, ""
     for chunk in stream:
         if "error" in chunk:
-            raise UserError("image build failed: %s" % chunk["error"].strip())
+            error = chunk["error"].strip()
+            code = re.search(r"returned a non-zero code: (\d+)$", error)
+            raise UserError("image build failed: %s" % ("%s (the step exited %s)" % (said, code.group(1))
+                                                        if code and said else error))
+        line = re.sub(r"\x1b\[[0-9;]*m", "", chunk.get("stream", "")).strip()
+        if line and not line.startswith(("Step ", "---> ", "Removing intermediate", "Running in")):
+            said = line
         if "aux" in chunk and "ID" in chunk["aux"]:
             image_id = chunk["aux"]["ID"]
         text = chunk.get("stream", "")
