@@ -5,7 +5,7 @@
   manifest.py digest          print the digest of the MANIFEST.sha256 already written
 
 One line per file, sorted by path: "<sha256>  <path>"; a symlink is "link:<target>  <path>".
-Two builds from the same commit and lock must give the same manifest (tests/test_docker_e2e.py);
+Two builds from the same commit and lock must give the same manifest (tests/test_docker_images.py);
 its digest is the image's io.pose-train.manifest.sha256 label.
 """
 import hashlib

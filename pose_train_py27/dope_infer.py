@@ -29,8 +29,8 @@ from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
 from pose_train_py27.dope_decode import detect
 from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, dimensions_from_settings,
-                                     list_inputs, make_camera, output_folder, parse_dimensions,
-                                     read_frames)
+                                     list_inputs, make_camera, output_folder, OutputClaim,
+                                     parse_dimensions, read_frames)
 from pose_train_py27.keys import add_prefix
 from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
 
@@ -212,14 +212,28 @@ def run(args):
     dims = dimensions_for(args, meta, object_name)
     fixed = fixed_camera(args)
     output_folder(args.outf)
-    # An --outf inside --images must not feed a rerun its own overlays and annotations.
+    inputs = _inputs(args)
+    with OutputClaim(args.outf, "detections.json"):
+        frames = _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name)
+        record = {"weights": os.path.abspath(args.weights), "object": object_name,
+                  "dimensions_cm": dims, "normalization": norm["name"], "settings": settings,
+                  "device": str(device), "runtime": runtime_versions(), "frames": frames}
+        _json(os.path.join(args.outf, "detections.json"), record)
+    return record
+
+
+def _inputs(args):
+    """The frames of --images, less any inside --outf (a rerun must not read its own overlays)."""
     out_real = os.path.join(os.path.realpath(args.outf), "")
     inputs = [i for i in list_inputs(args.images) if not os.path.realpath(i[0]).startswith(out_real)]
     if not inputs:
         raise InputError("--images %s: every frame there is inside --outf %s (this command's own "
                          "output); pass the folder of camera frames" % (" ".join(args.images), args.outf))
-    if not os.path.isdir(args.outf):
-        os.makedirs(args.outf)
+    return inputs
+
+
+def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name):
+    """Infer and write each frame (NAME.json, NAME.png); returns their records."""
     frames, used, cameras = [], set(), {}
     for name, source, rgb in _progress(read_frames(inputs), inputs):
         cam = fixed or camera_beside(source, cameras)
@@ -238,11 +252,7 @@ def run(args):
             _png(os.path.join(args.outf, name + ".belief.png"), belief_grid(belief))
         frames.append(dict(timing, image=source, name=name, size=size, camera=cam,
                            objects=annotation["objects"]))
-    record = {"weights": os.path.abspath(args.weights), "object": object_name,
-              "dimensions_cm": dims, "normalization": norm["name"], "settings": settings,
-              "device": str(device), "runtime": runtime_versions(), "frames": frames}
-    _json(os.path.join(args.outf, "detections.json"), record)
-    return record
+    return frames
 
 
 def _progress(frames, inputs):

@@ -56,6 +56,36 @@ def output_folder(path, flag="--outf"):
     return path
 
 
+class OutputClaim(object):
+    """One run at a time in an output folder, and no stale record beside new frames: an exclusive
+    lock on OUTF/.pose-train.lock (the kernel releases it when the process ends, even killed; it
+    holds across containers sharing the folder), then the previous run's ``record`` is removed,
+    so it reappears only when this run has finished every frame."""
+
+    def __init__(self, outf, record):
+        self.outf, self.record, self.lock = outf, record, None
+
+    def __enter__(self):
+        import fcntl
+        if not os.path.isdir(self.outf):
+            os.makedirs(self.outf)
+        self.lock = open(os.path.join(self.outf, ".pose-train.lock"), "a")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (IOError, OSError):
+            self.lock.close()
+            raise InputError("--outf %s is in use by another pose-train run; wait for it to end or pass "
+                             "another --outf" % self.outf)
+        stale = os.path.join(self.outf, self.record)
+        if os.path.exists(stale):
+            os.remove(stale)
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.close()
+        return False
+
+
 def is_frame_file(name):
     stem, ext = os.path.splitext(name)
     return ext.lower() in IMAGE_EXTS and not stem.lower().endswith(AUX_SUFFIXES)

@@ -246,3 +246,27 @@ def test_other_weights_are_named_as_such_before_dimensions_are_asked_for(frames,
                         "--outf", tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "FastPose" in err and "--dimensions" not in err
+
+
+def test_a_second_run_in_the_same_outf_is_refused_while_the_first_holds_it(weights, frames, tmp_path, capsys):
+    """Two runs into one --outf both reported success before; the last writer won."""
+    from pose_train_py27.dope_io import OutputClaim
+    png = frames[0].replace(".json", ".png")
+    with OutputClaim(str(tmp_path / "out"), "detections.json"):      # the first run, still going
+        assert ih.local_cli("infer", "dope", weights, "--images", png, "--outf", tmp_path / "out") == 2
+        assert "is in use by another pose-train run" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert ih.local_cli("infer", "dope", weights, "--images", png, "--outf", tmp_path / "out") == 0
+
+
+def test_an_interrupted_rerun_leaves_no_record_of_the_run_before(weights, frames, tmp_path):
+    """A Ctrl-C'd rerun kept the previous detections.json beside its own new frames."""
+    import os
+    import shutil
+    folder = tmp_path / "frames"
+    shutil.copytree(os.path.dirname(frames[0]), folder)
+    assert ih.local_cli("infer", "dope", weights, "--images", folder, "--outf", tmp_path / "out") == 0
+    assert (tmp_path / "out" / "detections.json").exists()
+    last = sorted(folder.glob("*.png"))[-1]
+    last.write_bytes(last.read_bytes()[:200])                     # the rerun stops at its last frame
+    assert ih.local_cli("infer", "dope", weights, "--images", folder, "--outf", tmp_path / "out") == 2
+    assert not (tmp_path / "out" / "detections.json").exists()
