@@ -16,7 +16,9 @@ from __future__ import absolute_import, division, print_function
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 
 import cv2
@@ -213,13 +215,43 @@ def run(args):
     fixed = fixed_camera(args)
     output_folder(args.outf)
     inputs = _inputs(args)
-    with OutputClaim(args.outf, "detections.json"):
+    with OutputClaim(args.outf, "detections.json"), _StopOnSignal() as stop:
         frames = _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name)
         record = {"weights": os.path.abspath(args.weights), "object": object_name,
                   "dimensions_cm": dims, "normalization": norm["name"], "settings": settings,
-                  "device": str(device), "runtime": runtime_versions(), "frames": frames}
+                  "device": str(device), "runtime": runtime_versions(), "frames": frames,
+                  "stopped_by": stop.signame}
         _json(os.path.join(args.outf, "detections.json"), record)
     return record
+
+
+class Stopped(Exception):
+    """SIGTERM/SIGINT during the frames: finish the record of the frames already written."""
+
+
+class _StopOnSignal(object):
+    """Turns SIGTERM and Ctrl-C into Stopped, so a stopped run still writes detections.json for
+    the frames it finished (marked stopped_by) and says so, instead of vanishing silently."""
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signame, self.previous = None, {}
+
+    def _raise(self, signum, frame):
+        self.signame = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+        for sig, handler in self.previous.items():   # a second signal acts as it used to
+            signal.signal(sig, handler)
+        raise Stopped(self.signame)
+
+    def __enter__(self):
+        if isinstance(threading.current_thread(), threading._MainThread):
+            self.previous = dict((sig, signal.signal(sig, self._raise)) for sig in self.SIGNALS)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def _inputs(args):
@@ -233,25 +265,29 @@ def _inputs(args):
 
 
 def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name):
-    """Infer and write each frame (NAME.json, NAME.png); returns their records."""
+    """Infer and write each frame (NAME.json, NAME.png); returns the records of the frames
+    finished, up to a stop signal."""
     frames, used, cameras = [], set(), {}
-    for name, source, rgb in _progress(read_frames(inputs), inputs):
-        cam = fixed or camera_beside(source, cameras)
-        if cam is None:
-            raise InputError("%s: no camera (no JSON with intrinsics beside it); pass --camera "
-                             "FILE (DOPE/NViSII JSON or ROS camera_info.yaml) or --fx --fy --cx "
-                             "--cy" % source)
-        check_camera_size(cam, source, rgb.shape[1], rgb.shape[0])
-        detections, belief, timing = infer_frame(net, device, rgb, cam, dims, settings, norm)
-        name = _unique(name, used)
-        size = [int(rgb.shape[1]), int(rgb.shape[0])]
-        annotation = frame_annotation(name, cam, size, object_name, detections)
-        _json(os.path.join(args.outf, name + ".json"), annotation)
-        _png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, dims, detections))
-        if args.belief_grid:
-            _png(os.path.join(args.outf, name + ".belief.png"), belief_grid(belief))
-        frames.append(dict(timing, image=source, name=name, size=size, camera=cam,
-                           objects=annotation["objects"]))
+    try:
+        for name, source, rgb in _progress(read_frames(inputs), inputs):
+            cam = fixed or camera_beside(source, cameras)
+            if cam is None:
+                raise InputError("%s: no camera (no JSON with intrinsics beside it); pass "
+                                 "--camera FILE (DOPE/NViSII JSON or ROS camera_info.yaml) or "
+                                 "--fx --fy --cx --cy" % source)
+            check_camera_size(cam, source, rgb.shape[1], rgb.shape[0])
+            detections, belief, timing = infer_frame(net, device, rgb, cam, dims, settings, norm)
+            name = _unique(name, used)
+            size = [int(rgb.shape[1]), int(rgb.shape[0])]
+            annotation = frame_annotation(name, cam, size, object_name, detections)
+            _json(os.path.join(args.outf, name + ".json"), annotation)
+            _png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, dims, detections))
+            if args.belief_grid:
+                _png(os.path.join(args.outf, name + ".belief.png"), belief_grid(belief))
+            frames.append(dict(timing, image=source, name=name, size=size, camera=cam,
+                               objects=annotation["objects"]))
+    except Stopped:
+        pass   # every frame in `frames` is complete on disk; run() records the stop
     return frames
 
 
@@ -284,5 +320,8 @@ def main(args):
     except InputError as err:
         print("pose-train: error: %s" % err, file=sys.stderr)
         return EXIT_BAD_INPUT
+    if record["stopped_by"]:
+        print("pose-train: infer dope: stopped by %s; only the frames below were done (rerun "
+              "the same command for all of them)" % record["stopped_by"], file=sys.stderr)
     print(summary(record, args.outf))
-    return 0
+    return 128 + getattr(signal, record["stopped_by"]) if record["stopped_by"] else 0

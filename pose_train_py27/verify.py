@@ -114,6 +114,18 @@ def load_checked(path):
     return torch.load(path, map_location="cpu")
 
 
+def load_failure(err):
+    """One line saying why torch could not load a file, without torch's advice to retry with
+    weights_only=False: for a file that is not plain weights that advice runs its code."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        detail = [l.strip() for l in text.split("WeightsUnpickler error:", 1)[-1].splitlines()
+                  if l.strip() and not l.startswith("Check the documentation")]
+        return "its pickle is not plain weights data (%s)" % (detail[0] if detail else "unknown")
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    return (lines[0] if lines else type(err).__name__)[:200]
+
+
 def load_weights_file(path):
     """A weights file in whichever runtime this is, never running its code: a torch with
     ``weights_only`` (>= 1.13) uses that loader (any format it reads); torch 1.4 load_checked."""
@@ -126,8 +138,7 @@ def load_weights_file(path):
     except (IOError, OSError) as err:
         raise VerifyError("%s: cannot read it (%s)" % (path, err))
     except Exception as err:   # pickle, zip and weights_only errors share no base class
-        raise VerifyError("%s: not a loadable weights file (%s)"
-                          % (path, str(err).strip().splitlines()[0][:200]))
+        raise VerifyError("%s: not a loadable weights file (%s)" % (path, load_failure(err)))
 
 
 # GPU kernels round differently from the CPU that made the reference.

@@ -270,3 +270,29 @@ def test_an_interrupted_rerun_leaves_no_record_of_the_run_before(weights, frames
     last.write_bytes(last.read_bytes()[:200])                     # the rerun stops at its last frame
     assert ih.local_cli("infer", "dope", weights, "--images", folder, "--outf", tmp_path / "out") == 2
     assert not (tmp_path / "out" / "detections.json").exists()
+
+
+def test_a_stopped_run_records_and_says_what_it_finished(weights, frames, tmp_path):
+    """SIGTERM used to end infer silently, with no detections.json for the frames it wrote."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pose_train.cli", "--local", "infer", "dope", weights,
+           "--images", os.path.dirname(frames[0]), "--outf", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    deadline = time.time() + 240
+    while not (out / "000001.png").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    record = json.load(open(str(out / "detections.json")))
+    done = sorted(p.stem for p in out.glob("*.png"))
+    assert record["stopped_by"] == "SIGTERM" and 2 <= len(record["frames"]) < 30
+    assert [f["name"] for f in record["frames"]] == done[:len(record["frames"])]
+    assert "%d frame(s)" % len(record["frames"]) in stdout

@@ -125,3 +125,21 @@ def test_graceful_stop_and_time_limit():
 def test_continue_command():
     cmd = continue_command(["train", "dope", "--net", "a.pth", "--resume=x", "--outf", "o p"])
     assert cmd == "train dope --outf 'o p' --resume auto"
+
+
+@pytest.mark.parametrize("head", [b"\x80\x02", b"\x80\x04\x95"])
+def test_a_bad_pickle_never_gets_torchs_weights_only_false_advice(tmp_path, head, capsys):
+    """That advice means 'run the file's code'; for bytes that are not weights it is wrong."""
+    from pose_train.cli import main
+    path = tmp_path / "w.pth"
+    path.write_bytes(head + np.random.default_rng(0).bytes(3000))
+    with pytest.raises(UserError) as err:
+        ck.load_file(path)
+    assert "not plain weights data" in str(err.value) and "weights_only" not in str(err.value)
+    for argv in (["infer", "dope", str(path), "--images", str(tmp_path), "--dimensions", "1,2,3",
+                  "--outf", str(tmp_path / "o")], ["export", "onnx", str(path)]):
+        with pytest.raises(SystemExit) as code:
+            main(["--local"] + argv)
+        said = capsys.readouterr().err
+        assert code.value.code == 2 and "not plain weights data" in said
+        assert "weights_only" not in said and "Traceback" not in said

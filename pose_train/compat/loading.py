@@ -19,6 +19,7 @@ import warnings
 import torch
 
 from pose_train_py27.legacy_format import CheckpointError, is_dangerous, scan_file
+from pose_train_py27.verify import load_failure
 from pose_train.errors import UserError
 
 
@@ -168,8 +169,7 @@ def load_checkpoint(path, trust=()):
             # Python 2 str objects (numpy buffers, byte keys) are not UTF-8 text.
             obj = _torch_load(path, trust, "latin1", scan)
     except pickle.UnpicklingError as err:
-        raise UserError("%s: cannot unpickle it (%s)" % (path, str(err).splitlines()[0]))
+        raise UserError("%s: cannot unpickle it (%s)" % (path, load_failure(err)))
     except (RuntimeError, EOFError, ValueError, KeyError) as err:
-        raise UserError("%s: torch cannot load it (%s)"
-                        % (path, (str(err).splitlines() or [type(err).__name__])[0]))
+        raise UserError("%s: torch cannot load it (%s)" % (path, load_failure(err)))
     return obj, scan

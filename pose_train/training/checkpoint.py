@@ -9,6 +9,7 @@ Two kinds of file, kept apart on purpose:
 """
 import os
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import torch
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
 from pose_train_py27.keys import strip_prefix
+from pose_train_py27.verify import load_failure
 
 # Not *.pth: DOPE's inference.py and other tools load every .pth in a weights folder.
 STATE_NAME = "training_state.pt"
@@ -105,11 +107,14 @@ def load_file(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise UserError("%s: no such checkpoint file; check the path" % path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch's protocol-4 note asks users to file an issue; the failure says enough.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for damaged/foreign files
         raise UserError("%s: cannot be read as a plain checkpoint (%s: %s); pass a .pth written "
                         "by torch.save of a state dict or a pose-train training state"
-                        % (path, type(err).__name__, str(err).splitlines()[0] if str(err) else ""))
+                        % (path, type(err).__name__, load_failure(err)))
 
 
 def weights_of(obj, path):
