@@ -301,3 +301,12 @@ def test_a_non_finite_loss_stops_before_a_nan_model_is_saved(prepared, tmp_path,
     with pytest.raises(UserError, match=r"training loss became (nan|inf) by epoch 1 step \d+"):
         train.main(train_args(data, tmp_path / "run", kptype="corner", epochs=1, lr=1e30))
     assert not (tmp_path / "run" / "best.pkl").exists() and not (tmp_path / "run" / "final.pkl").exists()
+
+
+def test_the_progress_line_counts_epochs_as_the_summary_does(prepared, tmp_path, tiny, monkeypatch, capsys):
+    """It said 'epoch 0' while the summary below it said 'epoch 1/1'."""
+    monkeypatch.setenv("POSE_TRAIN_PROGRESS_EVERY", "0")
+    train.main(train_args(prepared, tmp_path / "run", kptype="corner", epochs=2, trainBatch=4))
+    said = capsys.readouterr()
+    lines = [l for l in (said.out + said.err).replace("\r", "\n").splitlines() if ": step " in l]
+    assert lines and {l.split(":")[0] for l in lines} == {"epoch 1/2", "epoch 2/2"}

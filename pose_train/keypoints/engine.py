@@ -55,7 +55,9 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
     total, count, seen, t0 = torch.zeros((), device=run.device), 0, 0, time.time()
     model.train()
     steps = steps_per_epoch(n, batch)
-    progress = Progress("epoch %d" % epoch, steps, initial=start_step, enabled=run.info.is_main,
+    # Counted from 0 here, from 1 wherever a user reads it (the epoch summary, metrics.jsonl).
+    progress = Progress("epoch %d/%d" % (epoch + 1, run.last_epoch + 1), steps, initial=start_step,
+                        enabled=run.info.is_main,
                         steps_after=(run.last_epoch - epoch) * steps)
     try:
         for step in range(start_step, steps):
