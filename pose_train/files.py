@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 from pose_train.errors import UserError
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix, write_atomic
@@ -36,6 +37,28 @@ def atomic_folder(path, fill):
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
     return path
+
+
+@contextmanager
+def job_folder(path):
+    """Make the output folder ``path`` for a job; if the job fails before writing anything
+    there, remove it again, so a refused run leaves no empty folder behind."""
+    path = os.fspath(path)
+    made = not os.path.isdir(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise UserError("%s: cannot make the output folder (%s); pass another --outf"
+                        % (path, err.strerror or err))
+    try:
+        yield path
+    except BaseException:
+        if made:
+            try:
+                os.rmdir(path)    # only when empty: whatever the job wrote stays
+            except OSError:
+                pass
+        raise
 
 
 def atomic_write_json(path, data, **dump_kwargs):

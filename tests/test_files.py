@@ -61,3 +61,28 @@ def test_a_folder_appears_whole_or_not_at_all(tmp_path):
     assert os.listdir(tmp_path) == []
     atomic_folder(tmp_path / "set", fill)
     assert os.listdir(tmp_path) == ["set"] and os.listdir(tmp_path / "set") == ["a.json"]
+
+
+@pytest.mark.parametrize("job", [["train", "dope", "--epochs", "1"],
+                                 ["train", "keypoints", "--seq", "1"]])
+def test_a_refused_training_run_leaves_no_empty_outf(tmp_path, job, capsys):
+    from pose_train.cli import main
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as code:
+        main(["--local"] + job + ["--data", str(tmp_path / "empty"), "--outf", str(tmp_path / "out")])
+    assert code.value.code == 2 and "error" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_job_folder_keeps_what_was_written_and_folders_that_were_there(tmp_path):
+    from pose_train.files import job_folder
+    with pytest.raises(RuntimeError):
+        with job_folder(tmp_path / "a"):
+            (tmp_path / "a" / "data_report.txt").write_text("why")
+            raise RuntimeError
+    assert (tmp_path / "a" / "data_report.txt").exists()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(RuntimeError):
+        with job_folder(tmp_path / "b"):
+            raise RuntimeError
+    assert (tmp_path / "b").is_dir()

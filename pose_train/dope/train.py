@@ -22,7 +22,7 @@ from pose_train.dope import validation
 from pose_train.dope.synth import cached_dataset
 from pose_train import pretrained
 from pose_train.errors import UserError
-from pose_train.files import read_sidecar, report_stale_temps
+from pose_train.files import job_folder, read_sidecar, report_stale_temps
 from pose_train.jobs import JOBS
 from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
@@ -48,11 +48,11 @@ def main(args):
 def _run(args):
     info = ddp.init_distributed()
     ddp.share_cores(info)
-    os.makedirs(args.outf, exist_ok=True)
-    if info.is_main:
-        report_stale_temps(args.outf)
     try:
-        return _train(args, info)
+        with job_folder(args.outf):
+            if info.is_main:
+                report_stale_temps(args.outf)
+            return _train(args, info)
     finally:
         ddp.cleanup(info)
 

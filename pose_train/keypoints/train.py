@@ -23,7 +23,7 @@ import torch
 
 from pose_train import pretrained
 from pose_train.errors import UserError
-from pose_train.files import report_stale_temps, write_sidecar
+from pose_train.files import job_folder, report_stale_temps, write_sidecar
 from pose_train.jobs import JOBS, namespace
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
@@ -214,7 +214,8 @@ def run_process(args):
     info = ddp.init_distributed()
     ddp.share_cores(info)
     try:
-        return train(args, info)
+        with job_folder(args.outf):
+            return train(args, info)
     finally:
         ddp.cleanup(info)
 
@@ -237,7 +238,6 @@ def setup(args, info):
 
 
 def train(args, info):
-    os.makedirs(args.outf, exist_ok=True)
     if info.is_main:
         report_stale_temps(args.outf)
     run = setup(args, info)
