@@ -189,6 +189,28 @@ def test_a_model_in_metres_with_poses_in_mm_is_refused(tmp_path):
         linemod.load_sequence(str(data), 1)
 
 
+def test_a_nan_pose_is_named_as_such_not_as_a_unit_problem(tmp_path):
+    """It advised rescaling the model."""
+    data = make_sequence(tmp_path, n=2, seed=3)
+    gt_path = os.path.join(str(data), "test", "000001", "scene_gt.json")
+    gt = json.load(open(gt_path))
+    gt["1"][0]["cam_t_m2c"][2] = float("nan")
+    json.dump(gt, open(gt_path, "w"))
+    with pytest.raises(UserError, match=r"scene_gt.json: frame 1: the pose holds NaN") as err:
+        linemod.load_sequence(str(data), 1)
+    assert "rescale" not in str(err.value)
+
+
+def test_bop_symmetry_without_models_info_is_refused(tmp_path):
+    """It said it had used that file's symmetry fields."""
+    data = make_sequence(tmp_path, n=2, seed=3)
+    assert linemod.load_sequence(str(data), 1, "bop").symmetry_rule.startswith("BOP")
+    os.remove(os.path.join(str(data), "models", "models_info.json"))
+    with pytest.raises(UserError, match="--symmetric bop .* has none"):
+        linemod.load_sequence(str(data), 1, "bop")
+    assert linemod.load_sequence(str(data), 1).symmetric is False
+
+
 def test_mask_without_mask_visib_is_warned(tmp_path, capsys):
     import shutil
     data = make_sequence(tmp_path, n=2, seed=3)

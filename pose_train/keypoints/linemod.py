@@ -32,11 +32,16 @@ SYMMETRIC_IDS = (10, 11)
 
 def symmetry(seq, info, rule="classic"):
     """(symmetric, how it was decided) for object ``seq``: rule "classic" (eggbox and glue),
-    "bop" (models_info.json's symmetry fields) or object ids such as "10,11,3"."""
+    "bop" (models_info.json's symmetry fields) or object ids such as "10,11,3". ``info``: the
+    object's models_info entry, None when the dataset has no models_info file."""
     rule = str(rule).strip().lower()
     if rule == "classic":
         return seq in SYMMETRIC_IDS, "classic LINEMOD rule: ADD-S for eggbox (10) and glue (11)"
     if rule == "bop":
+        if info is None:
+            raise UserError("--symmetric bop reads the symmetry fields of models/models_info.json, "
+                            "and this dataset has none; add BOP's models_info.json, or pass "
+                            "--symmetric classic or the symmetric ids (e.g. 10,11)")
         marked = "symmetries_discrete" in info or "symmetries_continuous" in info
         return marked, "BOP models_info.json symmetry fields"
     try:
@@ -88,12 +93,16 @@ def _load_yaml(path):
         raise UserError("cannot read %s (%s); check the SIXD sequence folder" % (path, err))
 
 
-def _pose(entry, path):
+def _pose(entry, path, frame):
     try:
         R = np.asarray(entry["cam_R_m2c"], np.float64).reshape(3, 3)
         t = np.asarray(entry["cam_t_m2c"], np.float64).reshape(3)
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, TypeError) as err:
         raise UserError("%s: pose entry lacks cam_R_m2c/cam_t_m2c (%s)" % (path, err))
+    if not (np.isfinite(R).all() and np.isfinite(t).all()):
+        # Checked here: the units check below would read the NaN as a scale problem.
+        raise UserError("%s: frame %s: the pose holds NaN or inf (cam_R_m2c/cam_t_m2c); fix or "
+                        "remove that entry" % (path, frame))
     return R, t
 
 
@@ -146,7 +155,7 @@ def detect_layout(root, seq):
 def _model_info(root, seq, layout):
     path = os.path.join(root, "models", "models_info.json" if layout == "bop" else "models_info.yml")
     if not os.path.isfile(path):
-        return {}
+        return None
     info = _load_json(path) if layout == "bop" else _load_yaml(path)
     return info.get(str(seq), info.get(seq, {})) or {}
 
@@ -188,7 +197,7 @@ def _bop_frames(scenes, seq, min_visib=0.0):
     plain = len(scenes) == 1 and max(per_image.values() or [1]) == 1
     seen, frames = collections.Counter(), []
     for scene, key, gi, entry, info in found:
-        R, t = _pose(entry, os.path.join(scene, "scene_gt.json"))
+        R, t = _pose(entry, os.path.join(scene, "scene_gt.json"), key)
         cams = _scene_cameras(scene)
         if key not in cams:
             raise UserError("%s: frame %s missing from scene_camera.json" % (scene, key))
@@ -223,7 +232,7 @@ def _sixd_frames(scene, seq):
     frames = []
     for key in sorted(gts, key=int):
         _, entry = _entry_for(gts[key], seq, gt_path, key)
-        R, t = _pose(entry, gt_path)
+        R, t = _pose(entry, gt_path, key)
         info = infos.get(key, infos.get(str(key)))
         if info is None:
             raise UserError("%s: frame %s missing from info.yml" % (scene, key))
@@ -241,7 +250,7 @@ def load_sequence(root, seq, symmetric_rule="classic", min_visib=0.0):
     scene = scenes[0]
     model = meshlib.read_ply(model_path)
     info = _model_info(root, seq, layout)
-    dia = float(info["diameter"]) if "diameter" in info else meshlib.diameter(model["vertices"])
+    dia = float(info["diameter"]) if "diameter" in (info or {}) else meshlib.diameter(model["vertices"])
     symmetric, rule = symmetry(seq, info, symmetric_rule)
     frames = _bop_frames(scenes, seq, min_visib) if layout == "bop" else _sixd_frames(scene, seq)
     if not frames:
