@@ -269,7 +269,7 @@ def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object
     finished, up to a stop signal."""
     frames, used, cameras = [], set(), {}
     try:
-        for name, source, rgb in _progress(read_frames(inputs), inputs):
+        for name, source, rgb in _progress(read_frames(inputs, args.max_pixels), inputs):
             cam = fixed or camera_beside(source, cameras)
             if cam is None:
                 raise InputError("%s: no camera (no JSON with intrinsics beside it); pass "

@@ -15,6 +15,8 @@ import zlib
 import cv2
 import numpy as np
 
+from pose_train_py27 import job_fields
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # Auxiliary renders written beside the RGB image by NDDS / NViSII: not frames to run on.
@@ -60,16 +62,19 @@ class OutputClaim(object):
     """One run at a time in an output folder, and no stale record beside new frames: an exclusive
     lock on OUTF/.pose-train.lock (the kernel releases it when the process ends, even killed; it
     holds across containers sharing the folder), then the previous run's ``record`` is removed,
-    so it reappears only when this run has finished every frame."""
+    so it reappears only when this run has finished every frame. A run that fails before writing
+    anything removes the folder it made."""
+    LOCK = ".pose-train.lock"
 
     def __init__(self, outf, record):
-        self.outf, self.record, self.lock = outf, record, None
+        self.outf, self.record, self.lock, self.made = outf, record, None, False
 
     def __enter__(self):
         import fcntl
         if not os.path.isdir(self.outf):
             os.makedirs(self.outf)
-        self.lock = open(os.path.join(self.outf, ".pose-train.lock"), "a")
+            self.made = True
+        self.lock = open(os.path.join(self.outf, self.LOCK), "a")
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except (IOError, OSError):
@@ -81,8 +86,11 @@ class OutputClaim(object):
             os.remove(stale)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, value, trace):
         self.lock.close()
+        if kind is not None and self.made and os.listdir(self.outf) == [self.LOCK]:
+            os.remove(os.path.join(self.outf, self.LOCK))
+            os.rmdir(self.outf)
         return False
 
 
@@ -145,6 +153,71 @@ def png_damage(path):
     return "no IEND chunk (the file is cut short)"
 
 
+def image_size(path):
+    """(width, height, complete) from the file header and trailer, without decoding pixels.
+
+    ``complete`` is False when the file is cut short (no PNG IEND chunk / JPEG EOI marker) —
+    the common result of an interrupted copy or download. Returns None when unreadable.
+
+    Hand-written on purpose: OpenCV has no header-only read (cv2.imread decodes the pixels, ~7 ms
+    for a 640x480 PNG, and scanning must stay fast on big sets), Pillow is not in the images,
+    and neither looks at the trailer, which is what finds a truncated file.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+            # The end marker is looked for in the last 64 KiB, not the last bytes: cameras and
+            # editors append metadata after it. In JPEG data a 0xFF byte is always stuffed
+            # (FF 00), so FF D9 there is a real end-of-image marker.
+            f.seek(max(0, os.path.getsize(path) - 64 * 1024))
+            tail = f.read()
+    except (IOError, OSError):
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return w, h, b"IEND" in tail
+    if head[:2] == b"\xff\xd8":
+        size = _jpeg_size(head)
+        if size is None:
+            return None
+        return size[0], size[1], b"\xff\xd9" in tail
+    return None
+
+
+def _jpeg_size(data):
+    data = bytearray(data)    # indexes to ints in Python 2 too
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = struct.unpack(">H", bytes(data[i + 2:i + 4]))[0]
+        # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry height, width.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", bytes(data[i + 5:i + 9]))
+            return w, h
+        i += 2 + length
+    return None
+
+
+MAX_PIXELS = job_fields.MAX_PIXELS["default"]
+CV_MAX_PIXELS = job_fields.MAX_PIXELS["high"]
+
+
+def too_many_pixels(path, max_pixels=MAX_PIXELS):
+    """Why the image at ``path`` is over the cap, from its header alone, or None."""
+    size = image_size(path)
+    if size is None or size[0] * size[1] <= max_pixels:
+        return None
+    return ("%dx%d is %.0f MP, over the %.0f MP cap; scale it down, or raise the cap with "
+            "--max_pixels N (up to %d)" % (size[0], size[1], size[0] * size[1] / 1e6,
+                                            max_pixels / 1e6, CV_MAX_PIXELS))
+
+
 def list_inputs(paths):
     """[(path, is_video)] for image files, folders (searched recursively, sorted) and videos."""
     found = []
@@ -183,10 +256,13 @@ def jpeg_damage(path):
     return None
 
 
-def decode_checked(path):
+def decode_checked(path, max_pixels=MAX_PIXELS):
     """cv2.imread of an image file, refusing damage a decoder would pass over: a PNG chunk's CRC,
     a cut JPEG, or libjpeg's 'Corrupt JPEG data' warning (caught from fd 2, where libjpeg writes
-    it without the file's name). Returns BGR uint8."""
+    it without the file's name), and an image over the pixel cap. Returns BGR uint8."""
+    large = too_many_pixels(path, max_pixels)
+    if large:
+        raise InputError("%s: %s" % (path, large))
     damage = png_damage(path) or jpeg_damage(path)
     kind = "PNG" if path.lower().endswith(".png") else "JPEG"
     if not damage:
@@ -208,6 +284,8 @@ def _imread_catching_stderr(path):
         os.dup2(caught.fileno(), 2)
         try:
             bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        except cv2.error:
+            bgr = None    # over OpenCV's own limits: said below as undecodable
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -218,12 +296,12 @@ def _imread_catching_stderr(path):
     return bgr, warning
 
 
-def read_frames(inputs):
+def read_frames(inputs, max_pixels=MAX_PIXELS):
     """Yield (name, source path, RGB uint8 frame) for every frame; video frames are named
     ``VIDEO_STEM_000123``."""
     for path, is_video in inputs:
         if not is_video:
-            bgr = decode_checked(path)
+            bgr = decode_checked(path, max_pixels)
             yield os.path.splitext(os.path.basename(path))[0], path, bgr[:, :, ::-1].copy()
             continue
         capture = cv2.VideoCapture(path)

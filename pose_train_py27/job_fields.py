@@ -41,6 +41,11 @@ DECODE = (
               "the sidecar's, for the trained scale; else the node's 500)"),
 )
 
+# 40 MP: an 8K frame (33 MP) fits. 2^30 is OpenCV's own ceiling (CV_IO_MAX_IMAGE_PIXELS).
+MAX_PIXELS = dict(name="max_pixels", type="int", default=40 * 1000 * 1000, low=1, high=1 << 30,
+                  help="refuse images with more pixels than this (read from the file's header, "
+                       "before decoding)")
+
 INFER_DOPE = (
     dict(name="weights", type="path", role="in", positional=True, beside=True,
          help="DOPE weights: net_epoch_XX.pth (or any DOPE .pth the node loads)"),
@@ -51,5 +56,6 @@ INFER_DOPE = (
 ) + _CAMERA + DECODE + (
     dict(name="belief_grid", type="bool", default=False,
          help="also write the 9 belief maps of each frame as a PNG grid"),
+    MAX_PIXELS,
     RUNTIME,
 )

@@ -221,3 +221,27 @@ def test_a_class_present_but_unusable_is_named_with_the_reason(tmp_path, change,
         (tmp_path / (stem + ".json")).write_text(json.dumps(ann))
     with pytest.raises(UserError, match="2 'cube' objects in .*, none usable: .*%s" % says):
         scan([str(tmp_path)], "cube", imagesize=32)
+
+
+def claim_size(path, w, h):
+    """Rewrite a PNG's IHDR to claim w x h (CRC fixed): what a header-only reader sees."""
+    import struct
+    import zlib
+    data = bytearray(open(str(path), "rb").read())
+    data[16:24] = struct.pack(">II", w, h)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    open(str(path), "wb").write(bytes(data))
+
+
+def test_an_image_over_the_pixel_cap_is_reported_before_decoding(tmp_path):
+    """A PNG claiming 60000x60000 raised OpenCV's traceback; 20000x20000 took 5.2 GB."""
+    _nvisii(tmp_path, "good")
+    _nvisii(tmp_path, "huge")
+    claim_size(tmp_path / "huge.png", 60000, 60000)
+    assert image_size(str(tmp_path / "huge.png"))[:2] == (60000, 60000)
+    samples, report = scan([str(tmp_path)], "cube", imagesize=64)
+    assert [os.path.basename(s.image) for s in samples] == ["good.png"]
+    assert report.counts == {"too large": 1}
+    assert "huge.png" in report.lines[0] and "--max_pixels" in report.lines[0]
+    claim_size(tmp_path / "huge.png", 96, 73)   # 7008 px: over a cap of 7000
+    assert scan([str(tmp_path)], "cube", imagesize=64, max_pixels=7000)[1].counts == {"too large": 1}

@@ -296,3 +296,19 @@ def test_a_stopped_run_records_and_says_what_it_finished(weights, frames, tmp_pa
     assert record["stopped_by"] == "SIGTERM" and 2 <= len(record["frames"]) < 30
     assert [f["name"] for f in record["frames"]] == done[:len(record["frames"])]
     assert "%d frame(s)" % len(record["frames"]) in stdout
+
+
+def test_an_image_over_the_pixel_cap_is_refused_by_name(weights, frames, tmp_path, capsys):
+    import shutil
+    from test_dope_data import claim_size
+    png = tmp_path / "big.png"
+    shutil.copy(frames[0].replace(".json", ".png"), str(png))
+    claim_size(png, 60000, 60000)
+    assert ih.local_cli("infer", "dope", weights, "--images", png, "--outf", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "big.png: 60000x60000" in last and "--max_pixels" in last and "Traceback" not in err
+    assert ih.local_cli("infer", "dope", weights, "--images", png, "--outf", tmp_path / "o",
+                        "--max_pixels", str(2 ** 31)) == 2
+    assert "--max_pixels must be at most" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -12,13 +12,13 @@ Problems become one report line each (file + reason) instead of exceptions.
 """
 import json
 import os
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pose_train.errors import UserError
-from pose_train_py27.dope_io import InputError, frame_files, png_damage
+from pose_train_py27.dope_io import (MAX_PIXELS, InputError, frame_files, image_size, png_damage,
+                                     too_many_pixels)
 
 SIDE_FILES = ("_camera_settings.json", "_object_settings.json")
 
@@ -59,56 +59,6 @@ class DataReport:
                 f.write(line + "\n")
             f.write(self.summary(n_used) + "\n")
         return path
-
-
-def image_size(path):
-    """(width, height, complete) from the file header and trailer, without decoding pixels.
-
-    ``complete`` is False when the file is cut short (no PNG IEND chunk / JPEG EOI marker) —
-    the common result of an interrupted copy or download. Returns None when unreadable.
-
-    Hand-written on purpose: OpenCV has no header-only read (cv2.imread decodes the pixels, ~7 ms
-    for a 640x480 PNG, and scanning must stay fast on big sets), Pillow is not in the images,
-    and neither looks at the trailer, which is what finds a truncated file.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64 * 1024)
-            # The end marker is looked for in the last 64 KiB, not the last bytes: cameras and
-            # editors append metadata after it. In JPEG data a 0xFF byte is always stuffed
-            # (FF 00), so FF D9 there is a real end-of-image marker.
-            f.seek(max(0, os.path.getsize(path) - 64 * 1024))
-            tail = f.read()
-    except OSError:
-        return None
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
-        w, h = struct.unpack(">II", head[16:24])
-        return w, h, b"IEND" in tail
-    if head[:2] == b"\xff\xd8":
-        size = _jpeg_size(head)
-        if size is None:
-            return None
-        return size[0], size[1], b"\xff\xd9" in tail
-    return None
-
-
-def _jpeg_size(data):
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry height, width.
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
-            return w, h
-        i += 2 + length
-    return None
 
 
 def find_images(roots):
@@ -205,7 +155,7 @@ def _read_annotation(image_path, report):
     return ann
 
 
-def _check_image(image_path, imagesize, report):
+def _check_image(image_path, imagesize, report, max_pixels):
     header = image_size(image_path)
     if header is None:
         report.add("unreadable image", image_path, "not a readable PNG/JPEG (skipped)")
@@ -213,6 +163,10 @@ def _check_image(image_path, imagesize, report):
     w, h, complete = header
     if not complete:
         report.add("truncated image", image_path, "file is truncated (skipped)")
+        return None
+    large = too_many_pixels(image_path, max_pixels)
+    if large:
+        report.add("too large", image_path, "%s (skipped)" % large)
         return None
     damage = png_damage(image_path)
     if damage:   # decoders train on such a file as a black frame and say nothing
@@ -281,7 +235,7 @@ def _pose_numbers(obj, cls, image_path, report):
     return out
 
 
-def scan(roots, object_name, imagesize, strict=False):
+def scan(roots, object_name, imagesize, strict=False, max_pixels=MAX_PIXELS):
     """Index the datasets under ``roots`` for one object class. Returns (samples, report).
 
     Raises UserError when nothing matches ``object_name`` (listing the classes that exist), or,
@@ -298,7 +252,7 @@ def scan(roots, object_name, imagesize, strict=False):
         ann = _read_annotation(image_path, report)
         if ann is None:
             continue
-        header = _check_image(image_path, imagesize, report)
+        header = _check_image(image_path, imagesize, report, max_pixels)
         if header is None:
             continue
         w, h = header

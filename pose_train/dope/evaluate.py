@@ -55,7 +55,7 @@ def run_network(args, samples, meta, dims):
         if not s.intrinsics or len(s.intrinsics) < 4:
             raise UserError("%s: the dataset gives no camera intrinsics for it; eval needs "
                             "them (camera_data.intrinsics or _camera_settings.json)" % s.image)
-        bgr = dope_io.decode_checked(s.image)
+        bgr = dope_io.decode_checked(s.image, args.max_pixels)
         cam = make_camera(source=s.image, **s.intrinsics)
         found[os.path.abspath(s.image)] = dope_infer.infer_frame(
             net, device, bgr[:, :, ::-1].copy(), cam, dims, settings, norm)[0]
@@ -156,6 +156,7 @@ def summarize(rows, diameter, false_positives):
 
 # Data-report kinds that drop a whole frame: scoring the rest would hide them.
 DROPPED = ("without json", "malformed json", "unreadable image", "truncated image", "damaged image",
+           "too large",
            "bad pose")
 
 
@@ -221,7 +222,7 @@ def main(args):
     if args.runtime == "melodic" and not args.detections:
         raise UserError("eval dope --runtime melodic runs infer dope in the legacy image first; "
                         "run it through the launcher (without --local), or pass --detections")
-    samples, report = scan(args.data, args.object, 1)
+    samples, report = scan(args.data, args.object, 1, max_pixels=args.max_pixels)
     for s in samples:
         if any(l is None or q is None for l, q in zip(s.locations_m, s.quaternions)):
             report.add("bad pose", s.image, "a %s object has no usable ground-truth location and "

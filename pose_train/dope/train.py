@@ -6,6 +6,7 @@ state. Epoch numbering: a fresh run trains epochs 1..N; ``--net net_epoch_10.pth
 11..10+N (the seed's Kaggle workflow); a training state continues the run it came from, whose
 last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
+import functools
 import os
 
 import numpy as np
@@ -155,7 +156,7 @@ def _split(args, info, samples, say):
     given = None
     if args.val:
         given, report = validation.scan_val(args.val, args.object, args.imagesize, args.strict,
-                                            scan)
+                                            functools.partial(scan, max_pixels=args.max_pixels))
         if info.is_main:
             say("--val: " + report.summary(len(given)))
     train, held_out = validation.split(samples, args, say, info.is_main, given)
@@ -203,7 +204,7 @@ def _dataset(args, info, cfg, samples, say):
 def _scan(args, info, say):
     """Index the data; rank 0 writes the report (every rank scans: it reads headers only)."""
     samples, report = scan(_data_roots(args, info, say), args.object, args.imagesize,
-                           strict=args.strict)
+                           strict=args.strict, max_pixels=args.max_pixels)
     if info.is_main:
         report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
         say(report.summary(len(samples)) + " (details: %s)" % report_path)

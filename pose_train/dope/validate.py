@@ -53,7 +53,8 @@ def main(args):
     """Job entry: args.data, args.object, args.outf, args.imagesize, args.strict, args.seed."""
     if not args.data:
         raise UserError("validate dope needs --data DIR (repeatable): the dataset to check")
-    samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict)
+    samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict,
+                           max_pixels=args.max_pixels)
     os.makedirs(args.outf, exist_ok=True)
     report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
     for line in report.lines[:20]:

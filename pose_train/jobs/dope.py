@@ -12,6 +12,7 @@ OBJECT = Field("object", "str", "cube", "object class to train on (case-insensit
 IMAGESIZE = Field("imagesize", "int", 400, "square crop side in pixels (the network has stride 8)",
                   low=32, multiple=8)
 STRICT = Field("strict", "bool", False, "a data problem is fatal instead of skipped and reported")
+MAX_PIXELS = Field(**job_fields.MAX_PIXELS)
 NORMALIZE = Field("normalize", "str", "ros", "input normalisation: ros = (x - 0.5) / 0.5, what "
                   "DOPE's ROS nodes and Isaac ROS feed; imagenet = DOPE's own trainer",
                   choices=("ros", "imagenet"))
@@ -47,7 +48,7 @@ Several nodes: torchrun --nnodes N --nproc_per_node G
         Field("pretrained", "path", None, "trunk start: imagenet (torchvision's VGG-19 from "
               "torch's hub cache; the default when cached), none (random), or a file",
               role=IN, resumes=False, words=WORDS),
-        STRICT, NORMALIZE,
+        STRICT, MAX_PIXELS, NORMALIZE,
         Field("sigma", "float", None, "belief Gaussian sigma in crop pixels (default 4)",
               positive=True),
         Field("amp", "str", "auto", "mixed precision", choices=("auto", "bf16", "fp16", "off")),
@@ -66,7 +67,8 @@ Several nodes: torchrun --nnodes N --nproc_per_node G
 VALIDATE = Job("validate-dope", MODERN, "pose_train.dope.validate:main",
                "Check a dataset before training: a data report and PNG grids of augmented "
                "samples with cuboids and belief maps drawn.",
-               fields=(DATA, OBJECT, OUTF, IMAGESIZE, STRICT, SEED, NORMALIZE), uses_gpu=False)
+               fields=(DATA, OBJECT, OUTF, IMAGESIZE, STRICT, MAX_PIXELS, SEED, NORMALIZE),
+               uses_gpu=False)
 
 SYNTH = Job("synth-dope", MODERN, "pose_train.dope.synth:main",
             """Write a synthetic NViSII-format DOPE dataset: textured cuboids over random backgrounds.
@@ -117,6 +119,7 @@ detects in the ROS Melodic image (infer dope) and scores those poses here.""",
                Field("worst", "int", 8, "overlays of this many worst objects", low=0),
                Field("skip_bad", "bool", False, "score the readable frames when some frames or "
                      "annotations cannot be read (results.md says how many were skipped)"),
+               MAX_PIXELS,
            ) + tuple(Field(**f) for f in job_fields.DECODE if f["name"] != "object")
            + (Field(**job_fields.RUNTIME), GPUS),
            first="pose_train.jobs.dope:infer_before_eval")
