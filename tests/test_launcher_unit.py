@@ -39,6 +39,27 @@ def test_plan_mounts_validates_and_creates(tmp_path):
         plan_mounts(JOBS["train-dope"], {"data": [str(tmp_path / "missing")], "outf": str(out)})
 
 
+def test_links_that_would_dangle_in_the_container_are_named(tmp_path):
+    """In the container such a frame was only a dangling link, with no word of why."""
+    import os
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    (data / "a.png").write_bytes(b"x")
+    (elsewhere / "b.png").write_bytes(b"x")
+    os.symlink("../a.png", str(data / "sub" / "rel.png"))          # relative, inside: fine
+    args = {"data": [str(data)], "outf": str(tmp_path / "out"), "net": None}
+    plan_mounts(JOBS["train-dope"], args, create=False)
+    os.symlink("../../elsewhere/b.png", str(data / "sub" / "out.png"))
+    with pytest.raises(UserError, match=r"--data .*: 1 link\(s\) would dangle .*out.png -> "
+                                        r"\.\./\.\./elsewhere/b.png; copy the files in"):
+        plan_mounts(JOBS["train-dope"], args, create=False)
+    os.remove(str(data / "sub" / "out.png"))
+    os.symlink(str(data / "a.png"), str(data / "abs.png"))          # absolute, even to inside
+    with pytest.raises(UserError, match="abs.png -> /"):
+        plan_mounts(JOBS["train-dope"], args, create=False)
+
+
 def test_convert_out_file_mounts_parent(tmp_path):
     src = tmp_path / "net.pth"
     src.write_bytes(b"x")

@@ -61,8 +61,37 @@ def plan_mounts(job, args, create=True):
             _make_dir(parent, name)
         mounts[parent] = False
         new_args[name] = container_path(args[name])
+    for name in job.inputs:
+        for path in _as_list(args.get(name)):
+            if not job.is_word(name, path) and os.path.isdir(path):
+                _refuse_links_leaving(path, name, list(mounts))
     binds = [BindMount(src, container_path(src), ro) for src, ro in sorted(mounts.items())]
     return new_args, binds
+
+
+def _inside(path, folders):
+    return any(path == f or path.startswith(os.path.join(f, "")) for f in folders)
+
+
+def _refuse_links_leaving(folder, flag, mounted):
+    """Folders are mounted at /host + their path, so in the container an absolute link, or one
+    whose target is outside every mounted folder, dangles, and the job could only call the file
+    missing. Name such links here, where they resolve, with the fix."""
+    real_mounts = [os.path.realpath(m) for m in mounted]
+    leaving = []
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            if not os.path.islink(path) or not os.path.exists(path):
+                continue   # dangling links are the job's to report
+            if os.path.isabs(os.readlink(path)) \
+                    or not _inside(os.path.realpath(path), real_mounts):
+                leaving.append(path)
+    if leaving:
+        raise UserError("--%s %s: %d link(s) would dangle in the container (absolute, or pointing "
+                        "outside the mounted folders), first: %s -> %s; copy the files in (cp -rL "
+                        "SRC DST), make the links relative within the folder, or run with --local"
+                        % (flag, folder, len(leaving), leaving[0], os.readlink(leaving[0])))
 
 
 def _make_dir(folder, flag):
