@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from pose_train.errors import UserError
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix, write_atomic
@@ -40,9 +40,11 @@ def atomic_folder(path, fill):
 
 
 @contextmanager
-def job_folder(path):
+def job_folder(path, claim=False):
     """Make the output folder ``path`` for a job; if the job fails before writing anything
-    there, remove it again, so a refused run leaves no empty folder behind."""
+    there, remove it again, so a refused run leaves no empty folder behind. ``claim``: hold
+    pose_train_py27.dope_io.OutputClaim's lock on it (one run per folder) meanwhile."""
+    from pose_train_py27.dope_io import InputError, OutputClaim   # cv2: not at launcher start-up
     path = os.fspath(path)
     made = not os.path.isdir(path)
     try:
@@ -51,13 +53,16 @@ def job_folder(path):
         raise UserError("%s: cannot make the output folder (%s); pass another --outf"
                         % (path, err.strerror or err))
     try:
-        yield path
+        with ExitStack() as held:
+            if claim:
+                try:
+                    held.enter_context(OutputClaim(path))
+                except InputError as err:
+                    raise UserError(str(err))
+            yield path
     except BaseException:
-        if made:
-            try:
-                os.rmdir(path)    # only when empty: whatever the job wrote stays
-            except OSError:
-                pass
+        if made and set(os.listdir(path)) <= {OutputClaim.LOCK}:
+            shutil.rmtree(path, ignore_errors=True)   # nothing of the job's is there
         raise
 
 

@@ -61,13 +61,14 @@ def output_folder(path, flag="--outf"):
 class OutputClaim(object):
     """One run at a time in an output folder, and no stale record beside new frames: an exclusive
     lock on OUTF/.pose-train.lock (the kernel releases it when the process ends, even killed; it
-    holds across containers sharing the folder), then the previous run's ``record`` is removed,
-    so it reappears only when this run has finished every frame. A run that fails before writing
+    holds across containers sharing the folder), then the previous run's ``records`` are removed,
+    so they reappear only when this run has finished every frame. A run that fails before writing
     anything removes the folder it made."""
     LOCK = ".pose-train.lock"
 
-    def __init__(self, outf, record):
-        self.outf, self.record, self.lock, self.made = outf, record, None, False
+    def __init__(self, outf, records=()):
+        self.outf, self.lock, self.made = outf, None, False
+        self.records = (records,) if isinstance(records, str) else tuple(records)
 
     def __enter__(self):
         import fcntl
@@ -81,9 +82,10 @@ class OutputClaim(object):
             self.lock.close()
             raise InputError("--outf %s is in use by another pose-train run; wait for it to end or pass "
                              "another --outf" % self.outf)
-        stale = os.path.join(self.outf, self.record)
-        if os.path.exists(stale):
-            os.remove(stale)
+        for record in self.records:
+            stale = os.path.join(self.outf, record)
+            if os.path.exists(stale):
+                os.remove(stale)
         return self
 
     def __exit__(self, kind, value, trace):

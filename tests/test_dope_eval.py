@@ -210,3 +210,19 @@ def test_non_finite_numbers_on_the_command_line_are_refused(weights, frames, tmp
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "finite" in err or "--dimensions takes" in err
     assert not list((tmp_path / "out").glob("*.json")) if (tmp_path / "out").exists() else True
+
+
+def test_one_eval_per_outf_and_a_failed_rerun_leaves_no_old_results(weights, frames, tmp_path, capsys):
+    """Two evals into one --outf both said they succeeded; a failed rerun kept old results."""
+    from pose_train_py27.dope_io import OutputClaim
+    out = tmp_path / "out"
+    assert _eval(weights, frames, out, "--detections", _detections(tmp_path, frames, lambda i, o: o)) == 0
+    with OutputClaim(str(out)):
+        assert _eval(weights, frames, out, "--detections", str(tmp_path / "detections.json")) == 2
+    assert "is in use by another pose-train run" in capsys.readouterr().err
+    assert (out / "results.json").exists() and (out / "results.md").exists()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"frames": [{"image": "/x/elsewhere.png", "objects": []}],
+                                 "settings": ih.SETTINGS}))
+    assert _eval(weights, frames, out, "--detections", str(other)) == 2
+    assert not (out / "results.json").exists() and not (out / "results.md").exists()

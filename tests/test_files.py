@@ -86,3 +86,16 @@ def test_job_folder_keeps_what_was_written_and_folders_that_were_there(tmp_path)
         with job_folder(tmp_path / "b"):
             raise RuntimeError
     assert (tmp_path / "b").is_dir()
+
+
+@pytest.mark.parametrize("job", [["train", "dope", "--epochs", "1"],
+                                 ["train", "keypoints", "--seq", "1"]])
+def test_a_second_run_into_a_busy_outf_is_refused(tmp_path, job, capsys):
+    """Two trainers (or evals) in one --outf both wrote there, and the last writer won."""
+    from pose_train.cli import main
+    from pose_train_py27.dope_io import OutputClaim
+    with OutputClaim(str(tmp_path / "out")):                 # the first run, still going
+        with pytest.raises(SystemExit) as code:
+            main(["--local"] + job + ["--data", str(tmp_path), "--outf", str(tmp_path / "out")])
+    assert code.value.code == 2
+    assert "is in use by another pose-train run" in capsys.readouterr().err

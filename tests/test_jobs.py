@@ -1,5 +1,6 @@
 """Every job's declaration against what is derived from it: CLI, --help, container command,
 mounts, the "continue with:" line. A new field needs no new test: these walk them all."""
+import os
 import shlex
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pose_train.launcher import run
 from pose_train.launcher.paths import plan_mounts
 
 FIELDS = [(job, f) for job in JOBS.values() for f in job.fields]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _id(pair):
@@ -139,6 +141,24 @@ def test_continue_line_replays_the_run_with_resume_auto(name, tmp_path):
     assert line.startswith("pose-train train ") and line.endswith("--resume auto")
     again = finish(job, cli.parse(shlex.split(line)[1:])[1])
     assert again == args
+
+
+@pytest.mark.parametrize("name", ["train-dope", "train-keypoints"])
+def test_under_compose_the_continue_line_is_the_services_own_command(name):
+    """A compose user was told to run `pose-train train dope --outf /out ...`, a host command
+    with a container path. Read from compose.yaml itself: its entrypoint + the line = the run."""
+    import yaml
+    service = yaml.safe_load(open(os.path.join(ROOT, "compose.yaml")))["services"][name]
+    fixed = service["entrypoint"][2:]                        # after pose-train-entrypoint pose-train
+    job = JOBS[name]
+    user = ["--epochs", "7", "--seed", "3", "--resume", "auto"] + (
+        ["--seq", "1"] if name == "train-keypoints" else [])
+    args = finish(job, cli.parse(fixed + user)[1])
+    line = continue_line(job, args, service["environment"])
+    prefix = "docker compose run --rm " + name
+    assert line.startswith(prefix + " ") and line.endswith("--resume auto") and "/out" not in line
+    assert finish(job, cli.parse(fixed + shlex.split(line)[len(prefix.split()):])[1]) == args
+    assert service["stop_grace_period"] == "10m"                # the launcher's --stop-wait 600 s
 
 
 def test_namespace_takes_aliases_and_checks_like_the_cli(tmp_path):

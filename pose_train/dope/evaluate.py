@@ -222,6 +222,34 @@ def main(args):
     if args.runtime == "melodic" and not args.detections:
         raise UserError("eval dope --runtime melodic runs infer dope in the legacy image first; "
                         "run it through the launcher (without --local), or pass --detections")
+    samples, skipped = scorable_frames(args)
+    try:
+        meta = sidecar.read(args.weights)
+        dims = dope_infer.dimensions_for(args, meta, args.object)
+        points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
+        dope_io.output_folder(args.outf)
+        # One eval at a time per folder; the old results go first, so none outlives this run.
+        with dope_io.OutputClaim(args.outf, ("results.json", "results.md")):
+            if args.detections:
+                found, settings = read_detections(args.detections)
+                found = detections_per_sample(samples, found, args.detections)
+                source = args.detections
+            else:
+                found, settings = run_network(args, samples, meta, dims)
+                source = "this runtime (%s)" % ", ".join(
+                    "%s %s" % kv for kv in sorted(dope_infer.runtime_versions().items()))
+            info = {"object": args.object, "weights": args.weights, "frames": len(samples),
+                    "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
+                    "points": what, "source": source, "settings": settings, "skipped": skipped}
+            text = write_results(args, samples, found, points, diameter, info)
+    except InputError as err:
+        raise UserError(str(err))
+    print(text)
+    return 0
+
+
+def scorable_frames(args):
+    """(frames with a scorable pose, report lines of the frames skipped under --skip_bad)."""
     samples, report = scan(args.data, args.object, 1, max_pixels=args.max_pixels)
     for s in samples:
         if any(l is None or q is None for l, q in zip(s.locations_m, s.quaternions)):
@@ -233,21 +261,11 @@ def main(args):
     if not samples:
         raise UserError("no frame of %s has a %s object with a usable ground-truth pose to score; see "
                         "the lines above" % (", ".join(args.data), args.object))
-    try:
-        meta = sidecar.read(args.weights)
-        dims = dope_infer.dimensions_for(args, meta, args.object)
-        points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
-        dope_io.output_folder(args.outf)
-        if args.detections:
-            found, settings = read_detections(args.detections)
-            found = detections_per_sample(samples, found, args.detections)
-            source = args.detections
-        else:
-            found, settings = run_network(args, samples, meta, dims)
-            source = "this runtime (%s)" % ", ".join("%s %s" % kv for kv in
-                                                       sorted(dope_infer.runtime_versions().items()))
-    except InputError as err:
-        raise UserError(str(err))
+    return samples, skipped
+
+
+def write_results(args, samples, found, points, diameter, info):
+    """Score every frame and write results.json, results.md and the worst overlays."""
     rows, false_positives = [], 0
     for s in samples:
         frame_rows, extra = score_frame(s, found.get(os.path.abspath(s.image), []), points,
@@ -257,14 +275,9 @@ def main(args):
         rows += frame_rows
         false_positives += extra
     summary = summarize(rows, diameter, false_positives)
-    info = {"object": args.object, "weights": args.weights, "frames": len(samples),
-            "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
-            "points": what, "source": source, "settings": settings, "skipped": skipped}
-    os.makedirs(args.outf, exist_ok=True)
     atomic_write_json(os.path.join(args.outf, "results.json"),
                       {"summary": summary, "info": info, "objects": rows})
     text = results_markdown(summary, info)
     atomic_write(os.path.join(args.outf, "results.md"), lambda f: f.write(text), binary=False)
     write_worst(args.outf, rows, args.worst)
-    print(text)
-    return 0
+    return text

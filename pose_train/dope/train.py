@@ -50,7 +50,7 @@ def _run(args):
     info = ddp.init_distributed()
     ddp.share_cores(info)
     try:
-        with job_folder(args.outf):
+        with job_folder(args.outf, claim=info.is_main):
             if info.is_main:
                 report_stale_temps(args.outf)
             return _train(args, info)

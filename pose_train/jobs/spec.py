@@ -8,6 +8,7 @@ function receives (``namespace``), the container command line (``to_argv``), the
 """
 import importlib
 import math
+import os
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any, Optional, Tuple
@@ -253,13 +254,24 @@ def to_argv(values):
     return flags
 
 
-def continue_line(job, args):
+# Set by compose.yaml's training services: the command that reruns the service, and the flags
+# its entrypoint already gives (a compose user cannot run pose-train's own CLI in there).
+CONTINUE_PREFIX_ENV, CONTINUE_SKIP_ENV = "POSE_TRAIN_CONTINUE_PREFIX", "POSE_TRAIN_CONTINUE_SKIP"
+
+
+def continue_line(job, args, environ=None):
     """The shell command that continues this run: its non-default flags, then --resume auto."""
+    environ = os.environ if environ is None else environ
     values = vars(args) if not isinstance(args, dict) else args
-    words = ["pose-train"] + list(job.words)
+    prefix = environ.get(CONTINUE_PREFIX_ENV, "").split()
+    words = prefix or ["pose-train"] + list(job.words)
+    given = set(environ.get(CONTINUE_SKIP_ENV, "").split()) if prefix else set()
     for f in job.fields:
         value = values.get(f.name)
         if not f.resumes or value == f.default or (f.many and not value):
+            continue
+        if "--%s=%s" % (f.name, value) in given or (
+                f.many and {"--%s=%s" % (f.name, v) for v in value} <= given):
             continue
         if isinstance(value, bool):
             words.append(("--" if value else "--no-") + f.name)

@@ -214,7 +214,7 @@ def run_process(args):
     info = ddp.init_distributed()
     ddp.share_cores(info)
     try:
-        with job_folder(args.outf):
+        with job_folder(args.outf, claim=info.is_main):
             return train(args, info)
     finally:
         ddp.cleanup(info)
