@@ -258,6 +258,11 @@ def jpeg_damage(path):
     return None
 
 
+# Keypoints are annotated on the stored pixels and the node gets raw camera images: never apply
+# a JPEG's EXIF rotation (PIL, which DOPE uses, does not either).
+IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
 def decode_checked(path, max_pixels=MAX_PIXELS):
     """cv2.imread of an image file, refusing damage a decoder would pass over: a PNG chunk's CRC,
     a cut JPEG, or libjpeg's 'Corrupt JPEG data' warning (caught from fd 2, where libjpeg writes
@@ -285,7 +290,7 @@ def _imread_catching_stderr(path):
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         try:
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            bgr = cv2.imread(path, IMREAD_FLAGS)
         except cv2.error:
             bgr = None    # over OpenCV's own limits: said below as undecodable
         finally:

@@ -312,3 +312,22 @@ def test_an_image_over_the_pixel_cap_is_refused_by_name(weights, frames, tmp_pat
                         "--max_pixels", str(2 ** 31)) == 2
     assert "--max_pixels must be at most" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_jpegs_exif_rotation_is_not_applied(tmp_path):
+    """Annotations and the node see the stored pixels; infer and eval used to rotate a JPEG
+    whose EXIF says 'rotate 90', then score keypoints against the turned frame."""
+    import struct
+    import cv2
+    from pose_train_py27.dope_io import decode_checked
+    img = np.zeros((40, 64, 3), np.uint8)
+    img[:, :8] = 255                                           # a white left edge
+    ok, buf = cv2.imencode(".jpg", img)
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">I", 0)
+    exif = b"Exif\x00\x00" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
+    data = buf.tobytes()
+    path = tmp_path / "turned.jpg"
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:])
+    assert cv2.imread(str(path)).shape[:2] == (64, 40)          # what the old read gave
+    stored = decode_checked(str(path))
+    assert stored.shape[:2] == (40, 64) and stored[:, :4].mean() > 200

@@ -146,3 +146,26 @@ def test_device_warp_matches_the_loader_warp(tmp_path, frame, crop, tolerance):
         diff = (crops[i] - ref.float()).abs().mean().item()
         assert diff < tolerance, diff
     assert device_warp_pays(samples, crop) == (frame == (96, 72))
+
+
+def test_a_complete_but_corrupt_jpeg_trains_as_an_empty_frame_and_is_named(tmp_path, capfd):
+    """The scan reads headers and trailers; libjpeg's 'Corrupt JPEG data' (no file name) came
+    only at decode time, and the garbage pixels were trained on with their labels."""
+    write_dataset(str(tmp_path), n=2, seed=7, width=96, height=72, progress=False)
+    png = tmp_path / "000000.png"
+    jpg = png.with_suffix(".jpg")
+    cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    png.unlink()
+    data = bytearray(jpg.read_bytes())
+    middle = len(data) * 3 // 10
+    data[middle:middle + 60] = b"\x00" * 60
+    jpg.write_bytes(bytes(data))
+    samples, report = scan([str(tmp_path)], "cube", imagesize=64)
+    assert len(samples) == 2 and not report.lines          # nothing to see without decoding
+    dataset = DopeDataset(samples, 64, seed=3)
+    index = [os.path.basename(s.image) for s in samples].index("000000.jpg")
+    img, pts, valid, _ = dataset[index]
+    assert not valid.any() and dataset.decode_failures == 1
+    err = capfd.readouterr().err
+    assert str(jpg) in err and "damaged JPEG (Corrupt JPEG data" in err and "empty frame" in err
+    assert dataset[1 - index][2].any()

@@ -200,7 +200,7 @@ def write_worst(outf, rows, count):
     os.makedirs(folder, exist_ok=True)
     worst = sorted(rows, key=lambda r: (r["detected"] and "add_m" in r, -r.get("add_m", 0)))
     for rank, row in enumerate(worst[:count]):
-        bgr = cv2.imread(row["image"], cv2.IMREAD_COLOR)
+        bgr = cv2.imread(row["image"], dope_io.IMREAD_FLAGS)   # the pixels it was scored on
         rgb = bgr[:, :, ::-1].copy()
         gt = row["gt_points"]
         for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4),

@@ -19,13 +19,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pose_train.dope.augment import GeometryParams, random_affine, transform_points, warp_sample
+from pose_train_py27.dope_io import InputError, decode_checked
 
 MAX_OBJECTS_CAP = 16
-
-
-# Keypoints are annotated on the stored pixels: do not apply EXIF rotation (PIL, which DOPE
-# uses, does not either).
-IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 class DecodedCache:
@@ -133,13 +129,16 @@ class DopeDataset(Dataset):
             cached = self.cache.get(index)
             if cached is not None:
                 return cached, True
-        img = cv2.imread(sample.image, IMREAD_FLAGS)
-        if img is None:
-            # The scan checks headers, trailers and PNG CRCs; a file damaged after it still must
-            # not stop a long run: train on a blank frame with no objects, and say which.
+        try:
+            # Also catches what the scan cannot see without decoding: a complete JPEG whose data
+            # libjpeg calls corrupt (it would train on garbage pixels, saying so without a name).
+            img = decode_checked(sample.image)
+        except InputError as err:
+            # A damaged file must not stop a long run: train on a blank frame with no objects,
+            # and say which. Not cached, so a repaired file is read again next epoch.
             self.decode_failures += 1
-            print("pose-train: warning: %s: cannot decode it now (changed since the scan?); "
-                  "trained as an empty frame this time" % sample.image, file=sys.stderr, flush=True)
+            print("pose-train: warning: %s; trained as an empty frame this time" % err,
+                  file=sys.stderr, flush=True)
             w, h = sample.size
             return np.zeros((h, w, 3), np.uint8), False
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -6,9 +6,9 @@ nothing". The pose figures come from the same decode and PnP `infer dope` runs, 
 weights' own decode settings, so `val_add_01d` here is what `eval dope` reports later.
 """
 import os
+import sys
 import time
 
-import cv2
 import numpy as np
 import torch
 
@@ -20,7 +20,7 @@ from pose_train.files import atomic_write
 from pose_train.training.checkpoint import unwrap
 from pose_train_py27 import dope_infer, sidecar
 from pose_train_py27.cuboid import cuboid_vertices
-from pose_train_py27.dope_io import make_camera
+from pose_train_py27.dope_io import InputError, decode_checked, make_camera
 
 SPLIT_FILE = "val_frames.txt"
 FRACTION, LEAST, MOST = 0.05, 8, 200
@@ -131,8 +131,13 @@ class Validator:
         rows, false_positives = [], 0
         try:
             for s in self.samples:
-                bgr = cv2.imread(s.image, cv2.IMREAD_COLOR)
-                if bgr is None or not s.intrinsics:
+                if not s.intrinsics:
+                    continue
+                try:
+                    bgr = decode_checked(s.image)
+                except InputError as err:   # damaged since the scan: left out, and said
+                    print("pose-train: warning: validation: %s; left out of the figures" % err,
+                          file=sys.stderr, flush=True)
                     continue
                 cam = make_camera(source=s.image, **s.intrinsics)
                 dets = dope_infer.infer_frame(net, self.cfg.device, bgr[:, :, ::-1].copy(), cam,
