@@ -44,9 +44,13 @@ def job_folder(path, claim=False):
     """Make the output folder ``path`` for a job; if the job fails before writing anything
     there, remove it again, so a refused run leaves no empty folder behind. ``claim``: hold
     pose_train_py27.dope_io.OutputClaim's lock on it (one run per folder) meanwhile."""
-    from pose_train_py27.dope_io import InputError, OutputClaim   # cv2: not at launcher start-up
+    from pose_train_py27.dope_io import InputError, OutputClaim, output_folder   # cv2: not at start-up
     path = os.fspath(path)
     made = not os.path.isdir(path)
+    try:
+        output_folder(path)
+    except InputError as err:
+        raise UserError(str(err))
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:

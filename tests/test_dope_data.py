@@ -245,3 +245,19 @@ def test_an_image_over_the_pixel_cap_is_reported_before_decoding(tmp_path):
     assert "huge.png" in report.lines[0] and "--max_pixels" in report.lines[0]
     claim_size(tmp_path / "huge.png", 96, 73)   # 7008 px: over a cap of 7000
     assert scan([str(tmp_path)], "cube", imagesize=64, max_pixels=7000)[1].counts == {"too large": 1}
+
+
+def test_unusable_data_is_refused_with_its_report_written(tmp_path, capsys):
+    """Every object NaN: the one line named a class problem, and no report said which files."""
+    from pose_train.cli import main
+    data = tmp_path / "data"
+    data.mkdir()
+    for stem in ("a", "b"):
+        _nvisii(data, stem, pts=[[float("nan"), 1.0]] * 9)
+    with pytest.raises(SystemExit) as code:
+        main(["--local", "train", "dope", "--data", str(data), "--outf", str(tmp_path / "out")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    report = tmp_path / "out" / "data_report.txt"
+    assert code.value.code == 2 and "none usable" in last and str(report) in last
+    text = report.read_text()
+    assert "a.png" in text and "b.png" in text and "non-finite" in text

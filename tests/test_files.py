@@ -99,3 +99,36 @@ def test_a_second_run_into_a_busy_outf_is_refused(tmp_path, job, capsys):
             main(["--local"] + job + ["--data", str(tmp_path), "--outf", str(tmp_path / "out")])
     assert code.value.code == 2
     assert "is in use by another pose-train run" in capsys.readouterr().err
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """A folder even root cannot write in (chattr +i): os.access alone says 'writable' to root."""
+    import subprocess
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i needs root with CAP_LINUX_IMMUTABLE on a filesystem that has it")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("job", ["export", "train dope", "train keypoints", "infer", "eval"])
+def test_an_unwritable_output_is_one_line_not_a_traceback(immutable, tmp_path, job, capsys):
+    import infer_helpers as ih
+    from pose_train.cli import main
+    (tmp_path / "w").mkdir()
+    weights = ih.write_weights(tmp_path / "w")
+    frames = tmp_path / "frames"
+    ih.synth_frames(frames, 1)
+    argv = {"export": ["export", "onnx", weights, "--out", str(immutable / "x.onnx")],
+            "train dope": ["train", "dope", "--data", str(frames), "--epochs", "1"],
+            "train keypoints": ["train", "keypoints", "--seq", "1", "--data", str(frames)],
+            "infer": ["infer", "dope", weights, "--images", str(frames)],
+            "eval": ["eval", "dope", weights, "--data", str(frames)]}[job]
+    if job != "export":
+        argv += ["--outf", str(immutable / "out")]
+    with pytest.raises(SystemExit) as code:
+        main(["--local"] + argv)
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and "is not writable" in err and "Traceback" not in err

@@ -106,6 +106,17 @@ def parity(path, graph, x, input_name):
     return float(np.abs(got - want).max()), list(got.shape)
 
 
+def _check_out(out):
+    """--out refused in one line before the export (a folder, or one that cannot be written)."""
+    from pose_train_py27.dope_io import InputError, output_folder
+    if os.path.isdir(out):
+        raise UserError("--out %s is a folder; pass the .onnx file to write" % out)
+    try:
+        output_folder(os.path.dirname(os.path.abspath(out)), "--out")
+    except InputError as err:
+        raise UserError(str(err))
+
+
 def main(args):
     graph, name = load_network(args.weights, args.model)
     meta = read_sidecar(args.weights)
@@ -114,6 +125,7 @@ def main(args):
     if name == "fastpose" and (height, width) == (480, 640):
         height, width = meta.get("input_hw") or (320, 256)   # FastPose's own input size
     out = args.out
+    _check_out(out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     x = preprocess(sample_frame(width, height), norm)
     info = {"network": name, "normalization": norm["name"], "mean": norm["mean"],

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pose_train.errors import UserError
+from pose_train.files import atomic_write
 from pose_train_py27.dope_io import (MAX_PIXELS, InputError, frame_files, image_size, png_damage,
                                      too_many_pixels)
 
@@ -54,11 +55,8 @@ class DataReport:
 
     def write(self, path, n_used):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            for line in self.lines:
-                f.write(line + "\n")
-            f.write(self.summary(n_used) + "\n")
-        return path
+        text = "".join(line + "\n" for line in self.lines) + self.summary(n_used) + "\n"
+        return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def find_images(roots):
@@ -235,12 +233,29 @@ def _pose_numbers(obj, cls, image_path, report):
     return out
 
 
-def scan(roots, object_name, imagesize, strict=False, max_pixels=MAX_PIXELS):
+def scan(roots, object_name, imagesize, strict=False, max_pixels=MAX_PIXELS, report_to=None):
     """Index the datasets under ``roots`` for one object class. Returns (samples, report).
 
     Raises UserError when nothing matches ``object_name`` (listing the classes that exist), or,
-    with ``strict``, when anything was reported.
+    with ``strict``, when anything was reported; the report is written to ``report_to`` (if
+    given) first, so a refused data set still says what is wrong with each file.
     """
+    try:
+        return _scan(roots, object_name, imagesize, strict, max_pixels)
+    except _Refused as refused:
+        if report_to:
+            refused.report.write(report_to, 0)
+            raise UserError("%s (data report: %s)" % (refused.message, report_to))
+        raise UserError(refused.message)
+
+
+class _Refused(Exception):
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.message, self.report = message, report
+
+
+def _scan(roots, object_name, imagesize, strict, max_pixels):
     report, classes_seen, cache, samples = DataReport(), {}, {}, []
     images = find_images(roots)
     if not images:
@@ -275,14 +290,14 @@ def scan(roots, object_name, imagesize, strict=False, max_pixels=MAX_PIXELS):
         present = sum(n for cls, n in classes_seen.items() if cls.lower() == object_name.lower())
         problems = [line for line, kind in zip(report.lines, report.kinds) if kind in ("bad object", "bad pose")]
         if present:   # the class is there, but no object of it can be learnt from
-            raise UserError("%d %r objects in %s, none usable: %s; fix those annotations"
-                            % (present, object_name, ", ".join(roots), problems[0] if problems else
-                               "every one has visibility 0 (fully occluded)"))
-        raise UserError("no annotation of class %r in %s (matching ignores case); classes "
-                        "found: %s" % (object_name, ", ".join(roots), listing))
+            raise _Refused("%d %r objects in %s, none usable: %s; fix those annotations"
+                           % (present, object_name, ", ".join(roots), problems[0] if problems else
+                              "every one has visibility 0 (fully occluded)"), report)
+        raise _Refused("no annotation of class %r in %s (matching ignores case); classes "
+                       "found: %s" % (object_name, ", ".join(roots), listing), report)
     if strict and report.lines:
-        raise UserError("--strict: %d data problems, first: %s (see the data report)"
-                        % (len(report.lines), report.lines[0]))
+        raise _Refused("--strict: %d data problems, first: %s" % (len(report.lines),
+                                                                   report.lines[0]), report)
     return samples, report
 
 

@@ -204,7 +204,8 @@ def _dataset(args, info, cfg, samples, say):
 def _scan(args, info, say):
     """Index the data; rank 0 writes the report (every rank scans: it reads headers only)."""
     samples, report = scan(_data_roots(args, info, say), args.object, args.imagesize,
-                           strict=args.strict, max_pixels=args.max_pixels)
+                           strict=args.strict, max_pixels=args.max_pixels,
+                           report_to=os.path.join(args.outf, "data_report.txt") if info.is_main else None)
     if info.is_main:
         report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
         say(report.summary(len(samples)) + " (details: %s)" % report_path)

@@ -54,7 +54,8 @@ def main(args):
     if not args.data:
         raise UserError("validate dope needs --data DIR (repeatable): the dataset to check")
     samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict,
-                           max_pixels=args.max_pixels)
+                           max_pixels=args.max_pixels,
+                           report_to=os.path.join(args.outf, "data_report.txt"))
     os.makedirs(args.outf, exist_ok=True)
     report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
     for line in report.lines[:20]:
