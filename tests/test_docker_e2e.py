@@ -1,4 +1,5 @@
 """End to end against a real Docker engine: images, launcher, compose, Ctrl-C, legacy runtime."""
+import json
 import os
 import shutil
 import signal
@@ -265,3 +266,7 @@ def test_ctrl_c_during_infer_promises_nothing_and_exits_130(docker_client, moder
     assert "SIGINT: stopping pose-train-infer-dope-" in out and "the files it finished stay" in out
     assert "save and stop" not in out
     assert docker_client.containers.list(all=True, filters=label) == []
+    # The frames it finished are recorded, and the job said so (it used to vanish silently).
+    record = json.load(open(str(tmp_path / "out" / "detections.json")))
+    assert record["stopped_by"] == "SIGTERM" and 1 <= len(record["frames"]) < 60
+    assert "infer dope: stopped by SIGTERM" in out
