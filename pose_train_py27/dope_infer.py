@@ -31,7 +31,8 @@ from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
 from pose_train_py27.dope_decode import detect
 from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, dimensions_from_settings,
-                                     list_inputs, make_camera, output_folder, OutputClaim,
+                                     header_problem, list_inputs, make_camera, output_folder,
+                                     OutputClaim,
                                      parse_dimensions, read_frames)
 from pose_train_py27.keys import add_prefix
 from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
@@ -215,6 +216,7 @@ def run(args):
     fixed = fixed_camera(args)
     output_folder(args.outf)
     inputs = _inputs(args)
+    _check_before_the_network(inputs, fixed, args.max_pixels)
     with OutputClaim(args.outf, "detections.json"), _StopOnSignal() as stop:
         frames = _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name)
         record = {"weights": os.path.abspath(args.weights), "object": object_name,
@@ -262,6 +264,22 @@ def _inputs(args):
         raise InputError("--images %s: every frame there is inside --outf %s (this command's own "
                          "output); pass the folder of camera frames" % (" ".join(args.images), args.outf))
     return inputs
+
+
+def _check_before_the_network(inputs, fixed, max_pixels):
+    """What can be refused from headers, trailers and side files is refused before any frame
+    runs, so a bad last frame cannot leave the first ones' outputs behind a failed run."""
+    cameras = {}
+    for path, is_video in inputs:
+        if is_video:
+            continue
+        problem = header_problem(path, max_pixels)
+        if problem:
+            raise InputError(problem)
+        if fixed is None and camera_beside(path, cameras) is None:
+            raise InputError("%s: no camera (no JSON with intrinsics beside it); pass --camera "
+                             "FILE (DOPE/NViSII JSON or ROS camera_info.yaml) or --fx --fy --cx "
+                             "--cy" % path)
 
 
 def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name):

@@ -215,9 +215,9 @@ def too_many_pixels(path, max_pixels=MAX_PIXELS):
     size = image_size(path)
     if size is None or size[0] * size[1] <= max_pixels:
         return None
-    return ("%dx%d is %.0f MP, over the %.0f MP cap; scale it down, or raise the cap with "
-            "--max_pixels N (up to %d)" % (size[0], size[1], size[0] * size[1] / 1e6,
-                                            max_pixels / 1e6, CV_MAX_PIXELS))
+    return ("%dx%d is %d pixels, over the cap of %d; scale it down, or raise the cap with "
+            "--max_pixels N (up to %d)" % (size[0], size[1], size[0] * size[1], max_pixels,
+                                            CV_MAX_PIXELS))
 
 
 def list_inputs(paths):
@@ -263,21 +263,31 @@ def jpeg_damage(path):
 IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
+def header_problem(path, max_pixels=MAX_PIXELS):
+    """The line refusing an image file for what shows without decoding it (over the pixel cap,
+    a PNG chunk's CRC, a cut JPEG), or None."""
+    large = too_many_pixels(path, max_pixels)
+    if large:
+        return "%s: %s" % (path, large)
+    damage = png_damage(path) or jpeg_damage(path)
+    if damage:
+        return "%s: damaged %s (%s); replace it or leave it out" % (
+            path, "PNG" if path.lower().endswith(".png") else "JPEG", damage)
+    return None
+
+
 def decode_checked(path, max_pixels=MAX_PIXELS):
     """cv2.imread of an image file, refusing damage a decoder would pass over: a PNG chunk's CRC,
     a cut JPEG, or libjpeg's 'Corrupt JPEG data' warning (caught from fd 2, where libjpeg writes
     it without the file's name), and an image over the pixel cap. Returns BGR uint8."""
-    large = too_many_pixels(path, max_pixels)
-    if large:
-        raise InputError("%s: %s" % (path, large))
-    damage = png_damage(path) or jpeg_damage(path)
-    kind = "PNG" if path.lower().endswith(".png") else "JPEG"
-    if not damage:
-        bgr, warning = _imread_catching_stderr(path)
-        if "corrupt" in warning.lower() or "premature end" in warning.lower():
-            damage = warning.strip().splitlines()[0]
-    if damage:
-        raise InputError("%s: damaged %s (%s); replace it or leave it out" % (path, kind, damage))
+    problem = header_problem(path, max_pixels)
+    if problem:
+        raise InputError(problem)
+    bgr, warning = _imread_catching_stderr(path)
+    if "corrupt" in warning.lower() or "premature end" in warning.lower():
+        raise InputError("%s: damaged %s (%s); replace it or leave it out" % (
+            path, "PNG" if path.lower().endswith(".png") else "JPEG",
+            warning.strip().splitlines()[0]))
     if bgr is None:
         raise InputError("%s: cannot decode it as an image (damaged or not a PNG/JPEG); "
                          "replace or remove it" % path)

@@ -267,7 +267,10 @@ def test_an_interrupted_rerun_leaves_no_record_of_the_run_before(weights, frames
     assert ih.local_cli("infer", "dope", weights, "--images", folder, "--outf", tmp_path / "out") == 0
     assert (tmp_path / "out" / "detections.json").exists()
     last = sorted(folder.glob("*.png"))[-1]
-    last.write_bytes(last.read_bytes()[:200])                     # the rerun stops at its last frame
+    data = bytearray(cv2.imencode(".jpg", cv2.imread(str(last)))[1].tobytes())
+    data[len(data) * 3 // 10:len(data) * 3 // 10 + 300] = b"\x00" * 300   # complete, corrupt inside:
+    last.with_suffix(".jpg").write_bytes(bytes(data))               # the rerun stops at it
+    last.unlink()
     assert ih.local_cli("infer", "dope", weights, "--images", folder, "--outf", tmp_path / "out") == 2
     assert not (tmp_path / "out" / "detections.json").exists()
 
@@ -331,3 +334,19 @@ def test_a_jpegs_exif_rotation_is_not_applied(tmp_path):
     assert cv2.imread(str(path)).shape[:2] == (64, 40)          # what the old read gave
     stored = decode_checked(str(path))
     assert stored.shape[:2] == (40, 64) and stored[:, :4].mean() > 200
+
+
+def test_a_bad_last_frame_is_refused_before_any_frame_is_written(weights, frames, tmp_path, capsys):
+    """The check came when the loop reached the frame: the earlier frames' outputs stayed."""
+    import os
+    import shutil
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for path in frames[:3]:
+        shutil.copy(path, str(folder))
+        shutil.copy(path.replace(".json", ".png"), str(folder))
+    os.remove(str(folder / os.path.basename(frames[2])))      # the last frame has no camera
+    out = tmp_path / "out"
+    assert ih.local_cli("infer", "dope", weights, "--images", folder, "--outf", out) == 2
+    assert "no camera" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not out.exists() or not list(out.glob("*.png"))
