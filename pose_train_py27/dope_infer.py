@@ -31,9 +31,9 @@ from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
 from pose_train_py27.dope_decode import detect
 from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, dimensions_from_settings,
-                                     header_problem, list_inputs, make_camera, output_folder,
-                                     OutputClaim,
+                                     list_inputs, make_camera, output_folder, OutputClaim,
                                      parse_dimensions, read_frames)
+from pose_train_py27.image_files import header_problem
 from pose_train_py27.keys import add_prefix
 from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
 

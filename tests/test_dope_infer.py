@@ -322,7 +322,7 @@ def test_a_jpegs_exif_rotation_is_not_applied(tmp_path):
     whose EXIF says 'rotate 90', then score keypoints against the turned frame."""
     import struct
     import cv2
-    from pose_train_py27.dope_io import decode_checked
+    from pose_train_py27.image_files import decode_checked
     img = np.zeros((40, 64, 3), np.uint8)
     img[:, :8] = 255                                           # a white left edge
     ok, buf = cv2.imencode(".jpg", img)

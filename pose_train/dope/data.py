@@ -18,8 +18,8 @@ import numpy as np
 
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
-from pose_train_py27.dope_io import (MAX_PIXELS, InputError, frame_files, image_size, png_damage,
-                                     too_many_pixels)
+from pose_train_py27.dope_io import InputError, frame_files
+from pose_train_py27.image_files import MAX_PIXELS, image_size, png_damage, too_many_pixels
 
 SIDE_FILES = ("_camera_settings.json", "_object_settings.json")
 

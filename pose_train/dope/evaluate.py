@@ -24,7 +24,7 @@ from pose_train.keypoints import mesh as meshlib
 from pose_train.keypoints.metrics import add_error
 from pose_train_py27 import dope_infer, overlay
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
-from pose_train_py27 import dope_io, sidecar
+from pose_train_py27 import dope_io, image_files, sidecar
 from pose_train_py27.dope_io import InputError, make_camera
 
 AUC_MAX_M = 0.10
@@ -55,7 +55,7 @@ def run_network(args, samples, meta, dims):
         if not s.intrinsics or len(s.intrinsics) < 4:
             raise UserError("%s: the dataset gives no camera intrinsics for it; eval needs "
                             "them (camera_data.intrinsics or _camera_settings.json)" % s.image)
-        bgr = dope_io.decode_checked(s.image, args.max_pixels)
+        bgr = image_files.decode_checked(s.image, args.max_pixels)
         cam = make_camera(source=s.image, **s.intrinsics)
         found[os.path.abspath(s.image)] = dope_infer.infer_frame(
             net, device, bgr[:, :, ::-1].copy(), cam, dims, settings, norm)[0]
@@ -200,7 +200,7 @@ def write_worst(outf, rows, count):
     os.makedirs(folder, exist_ok=True)
     worst = sorted(rows, key=lambda r: (r["detected"] and "add_m" in r, -r.get("add_m", 0)))
     for rank, row in enumerate(worst[:count]):
-        bgr = cv2.imread(row["image"], dope_io.IMREAD_FLAGS)   # the pixels it was scored on
+        bgr = cv2.imread(row["image"], image_files.IMREAD_FLAGS)   # the pixels it was scored on
         rgb = bgr[:, :, ::-1].copy()
         gt = row["gt_points"]
         for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4),

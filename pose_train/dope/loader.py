@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pose_train.dope.augment import GeometryParams, random_affine, transform_points, warp_sample
-from pose_train_py27.dope_io import InputError, decode_checked
+from pose_train_py27.dope_io import InputError
+from pose_train_py27.image_files import decode_checked
 
 MAX_OBJECTS_CAP = 16
 

@@ -20,7 +20,8 @@ from pose_train.files import atomic_write
 from pose_train.training.checkpoint import unwrap
 from pose_train_py27 import dope_infer, sidecar
 from pose_train_py27.cuboid import cuboid_vertices
-from pose_train_py27.dope_io import InputError, decode_checked, make_camera
+from pose_train_py27.dope_io import InputError, make_camera
+from pose_train_py27.image_files import decode_checked
 
 SPLIT_FILE = "val_frames.txt"
 FRACTION, LEAST, MOST = 0.05, 8, 200
