@@ -10,12 +10,13 @@ argparse hands over the user's text, so each field's declaration alone decides i
 spellings and errors.
 """
 import argparse
+import contextlib
 import os
 import sys
 
 from pose_train.errors import UserError, interrupt_exit_code
 from pose_train.jobs import HOST, JOBS, finish, resolve, resolve_entry
-from pose_train.jobs.spec import coerce, for_runtime, help_default
+from pose_train.jobs.spec import CONTINUE_PREFIX_ENV, coerce, for_runtime, help_default
 from pose_train.training.signals import STOP_WAIT_ENV
 
 GROUPS = {
@@ -156,12 +157,27 @@ def parse(argv):
     return job, given, local, ns.dry_run
 
 
+@contextlib.contextmanager
+def _typed_local(job, local):
+    """A run the user started with --local is continued with --local (its "continue with:"
+    line), not through the launcher; inside our images and under compose the line is theirs."""
+    typed = local and os.environ.get("POSE_TRAIN_LOCAL") != "1" and CONTINUE_PREFIX_ENV not in os.environ
+    if typed:
+        os.environ[CONTINUE_PREFIX_ENV] = " ".join(["pose-train", "--local"] + list(job.words))
+    try:
+        yield
+    finally:
+        if typed:
+            os.environ.pop(CONTINUE_PREFIX_ENV, None)
+
+
 def run_job(job, given, local=False, dry_run=False):
     """Run one job here or in its image, then its follow-up (convert --verify); exit code."""
     args = finish(job, given)
     job = for_runtime(job, args, local)
     if local or job.image == HOST:
-        code = resolve_entry(job)(args) or 0
+        with _typed_local(job, local):
+            code = resolve_entry(job)(args) or 0
     else:
         from pose_train.launcher.run import launch
         before = resolve(job.first)(args) if job.first else None

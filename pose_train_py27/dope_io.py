@@ -35,21 +35,23 @@ CAMERA_FILES = ("_camera_settings.json",)
 
 
 
-def output_folder(path, flag="--outf"):
+def output_folder(path, flag="--outf", shown=None):
     """Refuse an output folder in one line before any work is done: a file, or a folder (or,
     when it is missing, the folder it would be made in) this user cannot write to. Nothing is
-    made here, so a refused run leaves no empty folder behind."""
-    if os.path.exists(path) and not os.path.isdir(path):
+    made here, so a refused run leaves no empty folder behind. ``shown``: what the user typed,
+    when ``path`` is the folder of a file they named."""
+    named = shown or path
+    if shown is None and os.path.exists(path) and not os.path.isdir(path):
         raise InputError("%s %s is a file; pass a folder (it is made if missing)" % (flag, path))
     existing = os.path.abspath(path)
     while not os.path.isdir(existing):
         if os.path.exists(existing):
-            raise InputError("%s %s: %s is a file, so the folder cannot be made there; pass another "
-                             "folder" % (flag, path, existing))
+            raise InputError("%s %s: %s is a file, so it cannot be made there; pass another "
+                             "path" % (flag, named, existing))
         existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError("%s %s: %s is not writable by this user; pass a folder you can write to"
-                         % (flag, path, existing))
+        raise InputError("%s %s: %s is not writable by this user; pass a path you can write to"
+                         % (flag, named, existing))
     return path
 
 
@@ -67,10 +69,14 @@ class OutputClaim(object):
 
     def __enter__(self):
         import fcntl
-        if not os.path.isdir(self.outf):
-            os.makedirs(self.outf)
-            self.made = True
-        self.lock = open(os.path.join(self.outf, self.LOCK), "a")
+        try:   # a place the kernel refuses (/proc, a read-only mount) passes os.access as root
+            if not os.path.isdir(self.outf):
+                os.makedirs(self.outf)
+                self.made = True
+            self.lock = open(os.path.join(self.outf, self.LOCK), "a")
+        except (IOError, OSError) as err:
+            raise InputError("--outf %s: cannot make or write the output folder there (%s); pass "
+                             "another folder" % (self.outf, err.strerror or err))
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except (IOError, OSError):

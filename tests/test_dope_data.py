@@ -65,7 +65,7 @@ def test_nvisii_and_ndds_in_one_scan(tmp_path):
     assert dimensions_of(samples) == pytest.approx([0.164, 0.213, 0.072])
     assert s.size == (96, 72)
     # The NViSII image has no cracker box: kept as a negative, and the report says so.
-    assert any("a.png" in line and "no visible" in line for line in report.lines)
+    assert any("a.png" in line and "object (classes here:" in line for line in report.lines)
 
 
 def test_object_matching_ignores_case_and_lists_classes(tmp_path):
@@ -261,3 +261,18 @@ def test_unusable_data_is_refused_with_its_report_written(tmp_path, capsys):
     assert code.value.code == 2 and "none usable" in last and str(report) in last
     text = report.read_text()
     assert "a.png" in text and "b.png" in text and "non-finite" in text
+
+
+def test_a_frame_whose_object_is_fully_occluded_is_reported_as_such(tmp_path):
+    """It said "no visible 'cube' object (classes here: cube)", which reads as a contradiction."""
+    import json
+    from pose_train.dope.synth import write_dataset
+    write_dataset(str(tmp_path), n=2, seed=2, width=64, height=48, progress=False)
+    path = tmp_path / "000001.json"
+    ann = json.loads(path.read_text())
+    for obj in ann["objects"]:
+        obj["visibility"] = 0.0
+    path.write_text(json.dumps(ann))
+    samples, report = scan([str(tmp_path)], "cube", 32)
+    line = [l for l in report.lines if "000001.png" in l][0]
+    assert "'cube' objects are fully occluded (visibility 0)" in line and "classes here" not in line

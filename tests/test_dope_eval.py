@@ -220,9 +220,73 @@ def test_one_eval_per_outf_and_a_failed_rerun_leaves_no_old_results(weights, fra
     with OutputClaim(str(out)):
         assert _eval(weights, frames, out, "--detections", str(tmp_path / "detections.json")) == 2
     assert "is in use by another pose-train run" in capsys.readouterr().err
-    assert (out / "results.json").exists() and (out / "results.md").exists()
+    assert (out / "results.json").exists() and (out / "results.md").exists() and (out / "worst").is_dir()
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"frames": [{"image": "/x/elsewhere.png", "objects": []}],
                                  "settings": ih.SETTINGS}))
     assert _eval(weights, frames, out, "--detections", str(other)) == 2
     assert not (out / "results.json").exists() and not (out / "results.md").exists()
+    assert not (out / "worst").exists()      # overlays of the last run outlived it
+
+
+def test_an_object_whose_projected_cuboid_is_not_finite_is_named_not_dropped(weights, frames, tmp_path, capsys):
+    """The frame disappeared from the score without a word (exit 0, 7 of 8 objects)."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(frames, data)
+    dets = _detections(tmp_path, str(data), lambda i, o: o)
+    path = sorted(data.glob("*.json"))[3]
+    ann = json.loads(path.read_text())
+    [cube for cube in ann["objects"] if cube["class"] == "cube"][0]["projected_cuboid"][2][0] = float("nan")
+    path.write_text(json.dumps(ann))
+    assert _eval(weights, str(data), tmp_path / "out", "--detections", dets) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "1 frame(s) cannot be scored" in err and str(path)[:-5] in err and "--skip_bad" in err
+    assert "keypoints are kept" not in err and "object skipped" not in err
+    assert _eval(weights, str(data), tmp_path / "out", "--detections", dets, "--skip_bad") == 0
+    results = open(tmp_path / "out" / "results.md").read()
+    assert "1 frame(s) skipped (--skip_bad), not scored:" in results and str(path)[:-5] in results
+
+
+def test_frames_are_counted_once_however_many_problems_they_have(weights, frames, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(frames, data)
+    dets = _detections(tmp_path, str(data), lambda i, o: o)
+    path = sorted(data.glob("*.json"))[0]
+    ann = json.loads(path.read_text())
+    cube = [cube for cube in ann["objects"] if cube["class"] == "cube"][0]
+    cube["location"], cube["quaternion_xyzw"] = [float("nan")] * 3, [0, 0, 0, 0]
+    path.write_text(json.dumps(ann))
+    assert _eval(weights, str(data), tmp_path / "out", "--detections", dets) == 2
+    assert "1 frame(s) cannot be scored" in capsys.readouterr().err
+
+
+def test_a_corrupt_jpeg_is_refused_with_the_hint_and_skipped_with_skip_bad(weights, tmp_path, capsys):
+    """--skip_bad refused it, and the refusal did not say --skip_bad would help."""
+    import cv2
+    data = tmp_path / "data"
+    ih.synth_frames(data, 3, seed=6)
+    png = sorted(data.glob("*.png"))[1]
+    jpg = png.with_suffix(".jpg")
+    cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    png.unlink()
+    raw = bytearray(jpg.read_bytes())
+    middle = len(raw) * 3 // 10
+    raw[middle:middle + 300] = b"\x00" * 300
+    jpg.write_bytes(bytes(raw))
+    assert _eval(weights, str(data), tmp_path / "out", "--dimensions", "10,10,10") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(jpg) in err and "damaged JPEG" in err and "--skip_bad" in err
+    assert _eval(weights, str(data), tmp_path / "out", "--dimensions", "10,10,10", "--skip_bad") == 0
+    results = json.load(open(tmp_path / "out" / "results.json"))
+    assert results["info"]["frames"] == 2 and str(jpg) in results["info"]["skipped"][0]
+    assert all(row["image"] != str(jpg) for row in results["objects"])
+
+
+def test_a_file_that_is_not_weights_is_named_before_any_question_about_dimensions(frames, tmp_path, capsys):
+    junk = tmp_path / "net.pth"
+    junk.write_bytes(os.urandom(4096))
+    assert _eval(str(junk), frames, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(junk) in err and "--dimensions" not in err and "DOPE weights" in err

@@ -112,6 +112,21 @@ def test_exact_resume_after_time_limit(data6, baseline, tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_continue_line_of_a_local_run_is_the_command_that_continues_it(data6, tmp_path, capsys,
+                                                                        monkeypatch):
+    """It dropped --local (so it went to Docker) and added --synth_n 200, which --data ignores."""
+    import shlex
+    monkeypatch.delenv("POSE_TRAIN_LOCAL", raising=False)
+    argv = ["train", "dope", "--data", data6, "--object", "cube", "--outf", str(tmp_path),
+            "--batchsize", "2", "--workers", "0"] + SIZE
+    cli_main(["--local"] + argv + ["--epochs", "1", "--time_limit", "0.0001"])
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("continue with:")][-1]
+    words = shlex.split(line[line.index("pose-train"):])
+    assert words[:4] == ["pose-train", "--local", "train", "dope"] and "--synth_n" not in words
+    cli_main(words[1:])     # --time_limit is kept: it stops again, one step later
+    assert "resuming %s: epoch 1 step 1" % (tmp_path / "training_state.pt") in capsys.readouterr().out
+
+
 def test_compiled_training_writes_the_dope_layout(data6, baseline, tmp_path):
     """--compile (the GPU speed path): the files still load into DOPE's DataParallel network,
     and the compiled run computes what the eager one did (same first-step loss)."""
@@ -159,6 +174,16 @@ def test_unknown_object_fails_before_training(data6, tmp_path, capsys):
                   str(tmp_path), "--workers", "0"] + SIZE)
     assert "classes found: cube" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "training_state.pt")
+
+
+def test_a_net_that_is_not_weights_is_named_before_anything_is_written(data6, tmp_path, capsys):
+    """It was refused only after the scan, leaving OUTF with data_report.txt and the lock."""
+    junk = tmp_path / "net_epoch_03.pth"
+    junk.write_bytes(os.urandom(2048))
+    with pytest.raises(SystemExit):
+        _train(data6, tmp_path / "out", "--net", str(junk))
+    assert str(junk) in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
 
 
 def test_ddp_two_gloo_processes_shard_the_data(tmp_path):

@@ -132,3 +132,40 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(immutable, tmp_path, j
         main(["--local"] + argv)
     err = capsys.readouterr().err
     assert code.value.code == 2 and "is not writable" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("job", ["export", "train dope", "train keypoints", "infer", "eval"])
+def test_an_output_the_kernel_will_not_make_is_one_line(tmp_path, job, capsys):
+    """/proc passes os.access as root, then makedirs failed with a FileNotFoundError traceback."""
+    import infer_helpers as ih
+    from pose_train.cli import main
+    (tmp_path / "w").mkdir()
+    weights = ih.write_weights(tmp_path / "w")
+    frames = tmp_path / "frames"
+    ih.synth_frames(frames, 1)
+    place = "/proc/pose-train-nowhere/out"
+    argv = {"export": ["export", "onnx", weights, "--out", place + ".onnx"],
+            "train dope": ["train", "dope", "--data", str(frames), "--epochs", "1"],
+            "train keypoints": ["train", "keypoints", "--seq", "1", "--data", str(frames)],
+            "infer": ["infer", "dope", weights, "--images", str(frames)],
+            "eval": ["eval", "dope", weights, "--data", str(frames)]}[job]
+    if job != "export":
+        argv += ["--outf", place]
+    with pytest.raises(SystemExit) as code:
+        main(["--local"] + argv)
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and place in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_export_into_a_file_names_the_path_that_was_typed(tmp_path, capsys):
+    import infer_helpers as ih
+    from pose_train.cli import main
+    (tmp_path / "w").mkdir()
+    weights = ih.write_weights(tmp_path / "w")
+    (tmp_path / "afile").write_text("mine")
+    out = str(tmp_path / "afile" / "x.onnx")
+    with pytest.raises(SystemExit):
+        main(["--local", "export", "onnx", weights, "--out", out])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--out " + out in err and "is a file" in err
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -241,3 +241,21 @@ def test_weights_are_mounted_with_their_folder_so_the_sidecar_is_seen(tmp_path):
     by_source = {m.source: m.read_only for m in mounts}
     assert by_source[str(weights.parent)] is True and str(weights) not in by_source
     assert by_source[str(tmp_path / "o")] is False
+
+
+def test_the_jobs_output_names_host_paths_even_when_a_chunk_splits_one(tmp_path, capsysbinary):
+    """The container printed `continue with: ... --outf /host/home/me/out`, a path that does not
+    exist on the host where the user pastes it."""
+    out = "/host" + str(tmp_path / "out")
+
+    class Logs:
+        def logs(self, stream, follow):
+            line = ("state saved\ncontinue with: pose-train train dope --outf %s --resume auto\n"
+                    "epoch 1: step 2/3\r" % out).encode()
+            return iter([line[:40], line[40:len(line) - 30], line[len(line) - 30:], b"tail /host/x"])
+
+    with open(tmp_path / "job.log", "wb") as log:
+        run._stream(Logs(), log)
+    shown = capsysbinary.readouterr().out.decode()
+    assert "--outf %s --resume auto" % (tmp_path / "out") in shown and "/host/" not in shown
+    assert shown.endswith("tail /x") and (tmp_path / "job.log").read_bytes().decode() == shown

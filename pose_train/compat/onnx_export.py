@@ -111,10 +111,15 @@ def _check_out(out):
     from pose_train_py27.dope_io import InputError, output_folder
     if os.path.isdir(out):
         raise UserError("--out %s is a folder; pass the .onnx file to write" % out)
+    folder = os.path.dirname(os.path.abspath(out))
     try:
-        output_folder(os.path.dirname(os.path.abspath(out)), "--out")
+        output_folder(folder, "--out", shown=out)
+        os.makedirs(folder, exist_ok=True)
     except InputError as err:
         raise UserError(str(err))
+    except OSError as err:   # a place the kernel refuses (/proc, a read-only mount)
+        raise UserError("--out %s: cannot make its folder %s (%s); pass another path"
+                        % (out, folder, err.strerror or err))
 
 
 def main(args):
@@ -126,7 +131,6 @@ def main(args):
         height, width = meta.get("input_hw") or (320, 256)   # FastPose's own input size
     out = args.out
     _check_out(out)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     x = preprocess(sample_frame(width, height), norm)
     info = {"network": name, "normalization": norm["name"], "mean": norm["mean"],
             "std": norm["std"], "input": "%s: 1x3x%dx%d RGB float32, (x/255 - mean) / std"

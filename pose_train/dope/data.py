@@ -275,9 +275,10 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
                                                    classes_seen)
         if not points:
             present = sorted({str(o.get("class", "")) for o in ann["objects"]})
-            report.add("no object", image_path, "no visible %r object (classes here: %s); kept "
-                       "as a negative: its maps are empty" % (object_name, ", ".join(present)
-                                                              or "none"))
+            why = ("its %r objects are fully occluded (visibility 0) or unusable" % object_name
+                   if object_name.lower() in {c.lower() for c in present} else
+                   "no %r object (classes here: %s)" % (object_name, ", ".join(present) or "none"))
+            report.add("no object", image_path, "%s; kept as a negative: its maps are empty" % why)
         dialect, intr = _intrinsics(ann, os.path.dirname(image_path), root, cache)
         arr = np.stack(points) if points else np.zeros((0, 9, 2), np.float32)
         if dialect == "ndds":   # NDDS/FAT locations are centimetres, sizes in _object_settings

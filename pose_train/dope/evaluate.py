@@ -11,6 +11,8 @@ The detections come from the network run here (this runtime), or from a detectio
 of `infer dope` (--detections): that is how --runtime melodic scores the legacy image's poses.
 """
 import os
+import re
+import shutil
 import sys
 
 import cv2
@@ -44,22 +46,27 @@ def model_points(args, dims_cm, dialect):
     return pts, meshlib.diameter(pts), "mesh %s" % os.path.basename(args.mesh)
 
 
-def run_network(args, samples, meta, dims):
-    """{image path: posed detections} from the weights, in this process."""
+def run_network(args, samples, meta, dims, net, device):
+    """({image path: posed detections}, settings, report lines of frames that cannot be
+    decoded): a damaged frame is refused, or left out under --skip_bad."""
     settings = dope_infer.settings_for(args, meta)
     norm = sidecar.normalization_of(meta, args.normalize, sidecar.path_of(args.weights))
-    device = dope_infer.device_for(args)
-    net = dope_infer.load_network(args.weights, device)
-    found = {}
+    found, damaged = {}, []
     for s in tqdm(samples, desc="eval dope", unit="frame"):
         if not s.intrinsics or len(s.intrinsics) < 4:
             raise UserError("%s: the dataset gives no camera intrinsics for it; eval needs "
                             "them (camera_data.intrinsics or _camera_settings.json)" % s.image)
-        bgr = image_files.decode_checked(s.image, args.max_pixels)
+        try:
+            bgr = image_files.decode_checked(s.image, args.max_pixels)
+        except InputError as err:
+            if not args.skip_bad:
+                raise UserError("%s, or pass --skip_bad to score the rest" % err)
+            damaged.append(str(err))
+            continue
         cam = make_camera(source=s.image, **s.intrinsics)
         found[os.path.abspath(s.image)] = dope_infer.infer_frame(
             net, device, bgr[:, :, ::-1].copy(), cam, dims, settings, norm)[0]
-    return found, settings
+    return found, settings, damaged
 
 
 def read_detections(path):
@@ -154,15 +161,28 @@ def summarize(rows, diameter, false_positives):
             "diameter_m": diameter}
 
 
-# Data-report kinds that drop a whole frame: scoring the rest would hide them.
+# Data-report kinds that leave a frame, or one of its objects, without a score: scoring the
+# rest would hide them.
 DROPPED = ("without json", "malformed json", "unreadable image", "truncated image", "damaged image",
-           "too large",
-           "bad pose")
+           "too large", "bad object", "bad pose")
+# What the shared scan says it does with a file, in the trainer's terms; eval's own line says
+# "cannot be scored" instead.
+_TRAINER_OUTCOME = re.compile(r" \((skipped|object skipped|ignored; its keypoints are kept)\)$")
 
 
-def unreadable_frames(report, skip_bad):
-    """The report's lines for frames that cannot be scored; refused unless --skip_bad."""
-    lines = [line for line, kind in zip(report.lines, report.kinds) if kind in DROPPED]
+def unscorable(report):
+    """{frame path: its first reason} for the frames the report says cannot be scored."""
+    out = {}
+    for line, kind in zip(report.lines, report.kinds):
+        if kind in DROPPED:
+            path, reason = line.split(": ", 1)
+            out.setdefault(path, _TRAINER_OUTCOME.sub("", reason))
+    return out
+
+
+def refuse_or_skip(problems, skip_bad):
+    """``path: reason`` lines of the frames left out under --skip_bad; refused without it."""
+    lines = ["%s: %s" % kv for kv in sorted(problems.items())]
     if lines and not skip_bad:
         raise UserError("%d frame(s) cannot be scored, first: %s; repair or remove them, or pass "
                         "--skip_bad to score the rest (results.md then lists them)" % (len(lines), lines[0]))
@@ -224,20 +244,29 @@ def main(args):
                         "run it through the launcher (without --local), or pass --detections")
     samples, skipped = scorable_frames(args)
     try:
+        net = device = None
+        if not args.detections:   # a file that is not DOPE weights is named before anything else
+            device = dope_infer.device_for(args)
+            net = dope_infer.load_network(args.weights, device)
         meta = sidecar.read(args.weights)
         dims = dope_infer.dimensions_for(args, meta, args.object)
         points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
         dope_io.output_folder(args.outf)
         # One eval at a time per folder; the old results go first, so none outlives this run.
         with dope_io.OutputClaim(args.outf, ("results.json", "results.md")):
+            shutil.rmtree(os.path.join(args.outf, "worst"), ignore_errors=True)   # ours, from the last run
             if args.detections:
                 found, settings = read_detections(args.detections)
                 found = detections_per_sample(samples, found, args.detections)
                 source = args.detections
             else:
-                found, settings = run_network(args, samples, meta, dims)
+                found, settings, damaged = run_network(args, samples, meta, dims, net, device)
+                samples = [s for s in samples if os.path.abspath(s.image) in found]
+                skipped = sorted(skipped + damaged)
                 source = "this runtime (%s)" % ", ".join(
                     "%s %s" % kv for kv in sorted(dope_infer.runtime_versions().items()))
+            if not samples:
+                raise UserError("no frame of %s could be scored; see the lines above" % ", ".join(args.data))
             info = {"object": args.object, "weights": args.weights, "frames": len(samples),
                     "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
                     "points": what, "source": source, "settings": settings, "skipped": skipped}
@@ -249,15 +278,16 @@ def main(args):
 
 
 def scorable_frames(args):
-    """(frames with a scorable pose, report lines of the frames skipped under --skip_bad)."""
+    """(frames whose every object of the class can be scored, ``path: reason`` lines of the
+    frames left out under --skip_bad)."""
     samples, report = scan(args.data, args.object, 1, max_pixels=args.max_pixels)
+    problems = unscorable(report)
     for s in samples:
         if any(l is None or q is None for l, q in zip(s.locations_m, s.quaternions)):
-            report.add("bad pose", s.image, "a %s object has no usable ground-truth location and "
-                       "quaternion_xyzw, so it cannot be scored" % args.object)
-    skipped = unreadable_frames(report, args.skip_bad)
-    bad = {line.split(": ", 1)[0] for line, kind in zip(report.lines, report.kinds) if kind == "bad pose"}
-    samples = [s for s in samples if len(s.points) and s.image not in bad]
+            problems.setdefault(s.image, "a %s object has no usable ground-truth location and "
+                                "quaternion_xyzw" % args.object)
+    skipped = refuse_or_skip(problems, args.skip_bad)
+    samples = [s for s in samples if len(s.points) and s.image not in problems]
     if not samples:
         raise UserError("no frame of %s has a %s object with a usable ground-truth pose to score; see "
                         "the lines above" % (", ".join(args.data), args.object))

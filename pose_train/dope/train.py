@@ -61,12 +61,13 @@ def _run(args):
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
     _size_the_run(args, info, say)
-    samples = _scan(args, info, say)
-    samples, held_out = _split(args, info, samples, say)
-
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
+    # --net / --resume first: a file that is not weights is named before the data is scanned
+    # and the report is written into --outf.
     start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
+    samples = _scan(args, info, say)
+    samples, held_out = _split(args, info, samples, say)
     if info.is_main:
         rewind(os.path.join(args.outf, "metrics.jsonl"), None if state is None else (start_epoch, start_step))
     end_epoch = first_epoch + args.epochs - 1
@@ -139,7 +140,7 @@ def _size_the_run(args, info, say):
     a first run that ends in minutes. Explicit flags always win."""
     args.first_run = not args.data and info.device.type != "cuda"
     sizes = CPU_FIRST_RUN if args.first_run else RECIPE
-    unset = [k for k in sizes if getattr(args, k) is None]
+    unset = [k for k in sizes if getattr(args, k) is None and not (k == "synth_n" and args.data)]
     for key in unset:
         setattr(args, key, sizes[key])
     if args.first_run and unset:

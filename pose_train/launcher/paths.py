@@ -4,6 +4,7 @@ Every host path is mounted at ``/host`` + its absolute path, so a path in a log 
 an error message inside the container still reads like the one the user typed.
 """
 import os
+import re
 from dataclasses import dataclass
 
 from pose_train.errors import UserError
@@ -20,6 +21,16 @@ class BindMount:
 
 def container_path(host_path):
     return HOST_PREFIX + os.path.abspath(host_path)
+
+
+# /host at the start of a path (not inside a word or another path), followed by the rest of it.
+_IN_CONTAINER = re.compile(rb"(?<![\w.~/-])" + re.escape(HOST_PREFIX.encode()) + rb"(?=/)")
+
+
+def host_paths_in(text):
+    """A job's output (bytes) with its container paths (/host/home/me/out) as the host's
+    (/home/me/out): a "continue with:" line or a summary then works when pasted on the host."""
+    return _IN_CONTAINER.sub(b"", text)
 
 
 def _as_list(value):

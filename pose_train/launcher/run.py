@@ -14,7 +14,7 @@ from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images, orphans
 from pose_train import pretrained
-from pose_train.launcher.paths import BindMount, container_path, plan_mounts
+from pose_train.launcher.paths import BindMount, container_path, host_paths_in, plan_mounts
 from pose_train.training.signals import STOP_WAIT_ENV
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -186,14 +186,31 @@ def _run_container(client, spec, log_dir, run_id, labels, report):
 
 
 def _stream(container, log):
+    """The job's output on this terminal and in the log, whole lines at a time so that its
+    container paths read as the host paths the user typed."""
+    pending = b""
     try:
         for chunk in container.logs(stream=True, follow=True):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-            if log and not log.closed:
-                log.write(chunk)
+            pending += chunk
+            cut = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1   # progress bars end in \r
+            if cut or len(pending) > 1 << 16:
+                cut = cut or len(pending)
+                _emit(host_paths_in(pending[:cut]), log)
+                pending = pending[cut:]
     except (OSError, ValueError):
         pass   # the log was closed or the engine went away: the exit code still tells
+    if pending:
+        _emit(host_paths_in(pending), log)
+
+
+def _emit(data, log):
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        if log and not log.closed:
+            log.write(data)
+    except (OSError, ValueError):
+        pass
 
 
 def stop_wait():
