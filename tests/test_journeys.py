@@ -52,6 +52,9 @@ def test_dope_chain_in_process(trained):
     assert json.load(open(root / "eval" / "results.json"))["summary"]["objects"] == 3
     run("export", "onnx", best, "--height", "64", "--width", "64", "--out", root / "dope.onnx")
     assert json.load(open(str(root / "dope.onnx") + ".parity.json"))["max_abs_diff"] <= 1e-4
+    import yaml      # Isaac ROS's config: the trained object and its cuboid from the training data
+    config = yaml.safe_load(open(root / "dope_config.yaml"))["dope"]["ros__parameters"]
+    assert config["dimensions"] == {"cube": json.load(open(root / "run" / "net_best.json"))["dimensions_cm"]}
     run("convert", best, "--to", "melodic")
     melodic = root / "run" / "net_best_melodic.pth"
     side = json.load(open(root / "run" / "net_best_melodic.json"))

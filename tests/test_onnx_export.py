@@ -1,11 +1,13 @@
 """export onnx: the graph Isaac ROS DOPE binds, checked in onnxruntime against torch."""
 import json
+import shlex
 
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
 import torch
+import yaml
 
 import infer_helpers as ih
 from pose_train.compat import onnx_export
@@ -30,24 +32,47 @@ def test_dope_graph_binds_as_isaac_ros_expects(dope_weights, tmp_path, capsys):
     assert dims == [1, 25, 12, 16]
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["normalization"] == "ros" and meta["mean"] == "[0.5, 0.5, 0.5]"
+    assert meta["encoder"] == "isaac" and meta["encoder_mean"] == "[0.485, 0.456, 0.406]"
     report = json.load(open(str(out) + ".parity.json"))
     assert report["max_abs_diff"] <= 1e-4 and report["output_shape"] == [1, 25, 12, 16]
-    text = capsys.readouterr().out
-    assert "network_image_width:=128 network_image_height:=96" in text
-    assert "encoder_image_mean:=[0.5, 0.5, 0.5]" in text
+    assert report["adapter"] is True
+    line = [l.strip() for l in capsys.readouterr().out.splitlines() if l.strip().startswith("ros2 launch")][0]
+    words = dict(w.split(":=", 1) for w in shlex.split(line)[4:])
+    assert shlex.split(line)[:4] == ["ros2", "launch", "isaac_ros_dope", "isaac_ros_dope_tensor_rt.launch.py"]
+    assert words == {"model_file_path": str(out), "engine_file_path": str(tmp_path / "dope.plan"),
+                     "object_name": "cube", "network_image_width": "128", "network_image_height": "96",
+                     "encoder_image_mean": "[0.485, 0.456, 0.406]",
+                     "encoder_image_stddev": "[0.229, 0.224, 0.225]",
+                     "input_binding_names": '["input"]', "output_binding_names": '["output"]'}
+    config = yaml.safe_load(open(tmp_path / "dope_config.yaml"))
+    assert config == {"dope": {"ros__parameters": {"dimensions": {"cube": ih.DIMS_CM}}}}
 
 
-def test_the_onnx_maps_decode_like_the_torch_ones(dope_weights, tmp_path):
-    out = tmp_path / "d.onnx"
+def _frame_as(norm, seed=4):
+    return onnx_export.preprocess(onnx_export.sample_frame(160, 128, seed=seed), norm)
+
+
+ROS = {"mean": [0.5] * 3, "std": [0.5] * 3}
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def test_a_ros_trained_network_under_isaac_ros_sees_what_it_trained_on(dope_weights, tmp_path):
+    """Isaac ROS >= 3.2 feeds ImageNet statistics; these weights trained on (x - 0.5) / 0.5.
+    The exported graph fed the encoder's input matches torch fed the trained input, and decodes
+    to the same points; without the adapter the network reads another image."""
+    out, plain = tmp_path / "d.onnx", tmp_path / "plain" / "d.onnx"
     assert ih.local_cli("export", "onnx", dope_weights, "--height", 128, "--width", 160,
                         "--out", out) == 0
+    assert ih.local_cli("export", "onnx", dope_weights, "--height", 128, "--width", 160,
+                        "--encoder", "trained", "--out", plain) == 0
     graph, _ = onnx_export.load_network(dope_weights, "dope")
-    x = onnx_export.preprocess(onnx_export.sample_frame(160, 128, seed=4), {"mean": [0.5] * 3,
-                                                                           "std": [0.5] * 3})
-    got = onnxruntime.InferenceSession(str(out)).run(None, {"input": x.numpy()})[0][0]
     with torch.no_grad():
-        want = graph(x).numpy()[0]
+        want = graph(_frame_as(ROS)).numpy()[0]
+    got = onnxruntime.InferenceSession(str(out)).run(None, {"input": _frame_as(IMAGENET).numpy()})[0][0]
     assert np.abs(got - want).max() <= 1e-4
+    unadapted = onnxruntime.InferenceSession(str(plain)).run(
+        None, {"input": _frame_as(IMAGENET).numpy()})[0][0]
+    assert np.abs(unadapted - want).max() > 100 * np.abs(got - want).max()
     K = np.array([[144.0, 0, 80], [0, 144.0, 64], [0, 0, 1]])
     # Random weights peak nowhere near the thresholds: every local maximum counts here.
     settings = dict(ih.SETTINGS, thresh_map=-1e9, thresh_points=-1e9)
@@ -56,6 +81,54 @@ def test_the_onnx_maps_decode_like_the_torch_ones(dope_weights, tmp_path):
     assert len(ours) == len(theirs) > 0
     for a, b in zip(ours, theirs):
         assert np.allclose(a["points_found"][8], b["points_found"][8], atol=1e-3)
+
+
+@pytest.mark.parametrize("encoder, norm, adapter", [("ros", ROS, False),
+                                                    ("0.4,0.3", {"mean": [0.4] * 3, "std": [0.3] * 3}, True),
+                                                    ("0.1,0.2,0.3,0.5,0.6,0.7",
+                                                     {"mean": [0.1, 0.2, 0.3], "std": [0.5, 0.6, 0.7]}, True)])
+def test_every_encoder_form_is_exact(dope_weights, tmp_path, encoder, norm, adapter):
+    out = tmp_path / "d.onnx"
+    assert ih.local_cli("export", "onnx", dope_weights, "--height", 64, "--width", 64,
+                        "--encoder", encoder, "--out", out) == 0
+    report = json.load(open(str(out) + ".parity.json"))
+    assert report["adapter"] is adapter and report["encoder_mean"] == pytest.approx(norm["mean"])
+    graph, _ = onnx_export.load_network(dope_weights, "dope")
+    frame = onnx_export.sample_frame(64, 64, seed=9)
+    with torch.no_grad():
+        want = graph(onnx_export.preprocess(frame, ROS)).numpy()
+    got = onnxruntime.InferenceSession(str(out)).run(
+        None, {"input": onnx_export.preprocess(frame, norm).numpy()})[0]
+    assert np.abs(got - want).max() <= 1e-4
+
+
+@pytest.mark.parametrize("encoder", ["isaac2", "0.5", "0.5,0", "a,b", "1,2,3,4,5"])
+def test_a_bad_encoder_is_one_line(dope_weights, tmp_path, capsys, encoder):
+    assert ih.local_cli("export", "onnx", dope_weights, "--encoder", encoder, "--out",
+                        tmp_path / "x.onnx") == 2
+    assert "--encoder %s: give isaac, ros" % encoder in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_default_size_is_isaac_ros_s_1280x720(dope_weights, tmp_path):
+    out = tmp_path / "d.onnx"
+    assert ih.local_cli("export", "onnx", dope_weights, "--out", out) == 0
+    assert json.load(open(str(out) + ".parity.json"))["output_shape"] == [1, 25, 90, 160]
+
+
+def test_dope_config_keeps_every_object_exported_into_the_folder(dope_weights, tmp_path, capsys):
+    """Several networks deploy together; each export adds its object to the one config."""
+    for name, dims in (("ketchup", "14.86,4.34,6.45"), ("mustard", "16,4.86,6.51"), ("ketchup", "15,4,6")):
+        assert ih.local_cli("export", "onnx", dope_weights, "--height", 64, "--width", 64,
+                            "--object", name, "--dimensions", dims, "--out", tmp_path / (name + ".onnx")) == 0
+    config = yaml.safe_load(open(tmp_path / "dope_config.yaml"))["dope"]["ros__parameters"]
+    assert config["dimensions"] == {"ketchup": [15.0, 4.0, 6.0], "mustard": [16.0, 4.86, 6.51]}
+    (tmp_path / "dope_config.yaml").write_text("just: text\n")
+    assert ih.local_cli("export", "onnx", dope_weights, "--height", 64, "--width", 64,
+                        "--out", tmp_path / "c.onnx") == 2
+    assert "is not an Isaac ROS DOPE config" in capsys.readouterr().err
+    assert not (tmp_path / "c.onnx").exists()
+    assert (tmp_path / "dope_config.yaml").read_text() == "just: text\n"
 
 
 def test_fastpose_graph_gives_quarter_resolution_heatmaps(tmp_path):

@@ -1,13 +1,14 @@
 """`pose-train export onnx`: weights -> an ONNX graph for Isaac ROS DOPE / TensorRT.
 
 DOPE's graph is what Isaac ROS DOPE binds: one input ``input`` (1x3xHxW RGB float32, already
-normalised, 480x640 by default) and one output ``output``, the last stage's 9 belief maps and
-16 affinity fields concatenated: (1, 25, H/8, W/8). FastPose gives (1, K, H/4, W/4) heatmaps.
-Every export is checked: onnx.checker, then onnxruntime (CPU) against torch on a real frame
-through the same preprocessing, max |diff| <= 1e-4, written beside the file as
-NAME.onnx.parity.json. The weights' normalisation goes into the graph's metadata.
+normalised by Isaac ROS's encoder, 720x1280 by default) and one output ``output``, the last
+stage's 9 belief maps and 16 affinity fields concatenated: (1, 25, H/8, W/8). The encoder's
+normalisation (``--encoder``, see isaac_ros.py) is mapped to the trained one inside the graph.
+FastPose gives (1, K, H/4, W/4) heatmaps. Every export is checked: onnx.checker, then
+onnxruntime (CPU) fed the encoder's normalisation of a real frame against torch fed the trained
+one, max |diff| <= 1e-4, written beside the file as NAME.onnx.parity.json. Both
+normalisations go into the graph's metadata.
 """
-import json
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ import tempfile
 import numpy as np
 import torch
 
+from pose_train.compat import isaac_ros
+from pose_train.compat.node_config import parse_dimensions
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json, read_sidecar, report_stale_temps
 from pose_train.training.checkpoint import load_file, weights_of
@@ -95,12 +98,14 @@ def _finish(path, meta):
     onnx.save(model, path)
 
 
-def parity(path, graph, x, input_name):
+def parity(path, reference, x_onnx, x_torch, input_name):
+    """max |onnxruntime(x_onnx) - reference(x_torch)|: the exported graph fed what the
+    deployment's encoder gives, against the trained network fed what it was trained on."""
     import onnxruntime
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    got = session.run(None, {input_name: x.numpy()})[0]
+    got = session.run(None, {input_name: x_onnx.numpy()})[0]
     with torch.no_grad():
-        want = graph(x).numpy()
+        want = reference(x_torch).numpy()
     if got.shape != want.shape:
         raise UserError("%s: onnxruntime gives shape %s, torch %s" % (path, got.shape, want.shape))
     return float(np.abs(got - want).max()), list(got.shape)
@@ -125,26 +130,34 @@ def _check_out(out):
 def main(args):
     graph, name = load_network(args.weights, args.model)
     meta = read_sidecar(args.weights)
-    norm = read_sidecar(args.weights, normalization=True)
-    height, width = args.height, args.width
-    if name == "fastpose" and (height, width) == (480, 640):
-        height, width = meta.get("input_hw") or (320, 256)   # FastPose's own input size
+    trained = read_sidecar(args.weights, normalization=True)
+    encoder = isaac_ros.encoder_normalization(args.encoder or ("isaac" if name == "dope" else "trained"),
+                                              trained)
+    height, width = _size(args, name, meta)
     out = args.out
     _check_out(out)
-    x = preprocess(sample_frame(width, height), norm)
-    info = {"network": name, "normalization": norm["name"], "mean": norm["mean"],
-            "std": norm["std"], "input": "%s: 1x3x%dx%d RGB float32, (x/255 - mean) / std"
+    folder = os.path.dirname(os.path.abspath(out))
+    if name == "dope":   # bad deployment inputs stop the run before anything is written
+        target = (args.object or meta.get("object"),
+                  parse_dimensions(args.dimensions) if args.dimensions else meta.get("dimensions_cm"),
+                  isaac_ros.read_dope_config(folder))
+    deployed = graph if isaac_ros.same(encoder, trained) else isaac_ros.EncoderAdapter(graph, encoder, trained)
+    frame = sample_frame(width, height)
+    x_trained, x_encoder = preprocess(frame, trained), preprocess(frame, encoder)
+    info = {"network": name, "normalization": trained["name"], "mean": trained["mean"],
+            "std": trained["std"], "encoder": encoder["name"], "encoder_mean": encoder["mean"],
+            "encoder_std": encoder["std"], "adapter": deployed is not graph,
+            "input": "%s: 1x3x%dx%d RGB float32, (x/255 - mean) / std with the encoder's mean/std"
             % (args.input_name, height, width), "source_weights": os.path.abspath(args.weights)}
 
     # torch.onnx.export and onnx.save write paths, not file objects: the graph is made and
     # checked in a scratch folder, and only a graph that passed is written to OUT atomically.
-    folder = os.path.dirname(os.path.abspath(out))
     report_stale_temps(folder)
     with tempfile.TemporaryDirectory(prefix=temp_prefix(out), suffix=TEMP_SUFFIX, dir=folder) as tmp:
         scratch = os.path.join(tmp, "graph.onnx")
-        _export(graph, x, scratch, args)
+        _export(deployed, x_encoder, scratch, args)
         _finish(scratch, info)
-        diff, shape = parity(scratch, graph, x, args.input_name)
+        diff, shape = parity(scratch, graph, x_encoder, x_trained, args.input_name)
         info.update(max_abs_diff=diff, output_shape=shape)
         if diff > PARITY_MAX:
             raise UserError("%s: onnxruntime differs from torch by %.2e (> %.0e); not written"
@@ -156,9 +169,27 @@ def main(args):
           % (out, info["input"], args.output_name, info["output_shape"], info["max_abs_diff"],
              width, height))
     if name == "dope":
-        print("Isaac ROS DOPE: network_image_width:=%d network_image_height:=%d "
-              "encoder_image_mean:=%s encoder_image_stddev:=%s input_binding_names:=['%s'] "
-              "output_binding_names:=['%s']" % (width, height, json.dumps(norm["mean"]),
-                                                json.dumps(norm["std"]), args.input_name,
-                                                args.output_name))
+        _deploy_notes(args, out, (height, width), encoder, trained, *target)
     return 0
+
+
+def _size(args, name, meta):
+    """(height, width): given, else Isaac ROS's 1280x720 for DOPE, FastPose's trained size."""
+    default = isaac_ros.DEFAULT_SIZE.get(name) or tuple(meta.get("input_hw") or (320, 256))
+    return (args.height or default[0]), (args.width or default[1])
+
+
+def _deploy_notes(args, out, size, encoder, trained, name, dims, config):
+    """The adapter said in words, dope_config.yaml beside the graph, and the launch line."""
+    if not isaac_ros.same(encoder, trained):
+        print("input adapter: the encoder's %s normalisation (mean %s, std %s) is mapped in the "
+              "graph to the %s one these weights trained on" % (encoder["name"], encoder["mean"],
+                                                                 encoder["std"], trained["name"]))
+    if name and dims:
+        print("wrote %s (%s: %s cm)" % (isaac_ros.write_dope_config(
+            os.path.dirname(os.path.abspath(out)), name, dims, config), name, dims))
+    else:
+        print("no %s written: the weights' sidecar records no %s; pass --object NAME "
+              "--dimensions X,Y,Z (cm)" % (isaac_ros.CONFIG_NAME, "dimensions" if name else "object"))
+    print("Isaac ROS DOPE:\n  " + isaac_ros.launch_line(out, name or "OBJECT", size[0], size[1], encoder,
+                                                        args.input_name, args.output_name))

@@ -73,17 +73,29 @@ def verify_after_convert(args):
 EXPORT_ONNX = Job("export-onnx", MODERN, "pose_train.compat.onnx_export:main",
                   "Export weights to ONNX for Isaac ROS DOPE / TensorRT.\n\nDOPE: one input "
                   "(1x3xHxW, normalised RGB) and one output, the last stage's 9 beliefs + 16 "
-                  "affinities (1x25xH/8xW/8), as Isaac ROS DOPE binds them; FastPose: "
-                  "(1xKxH/4xW/4) heatmaps. Checked with onnx.checker and against torch in "
-                  "onnxruntime (max |diff| <= 1e-4, stored in OUT.parity.json).",
+                  "affinities (1x25xH/8xW/8), as Isaac ROS DOPE binds them, at Isaac ROS 3.2's "
+                  "1280x720; the graph takes what Isaac ROS's encoder feeds (--encoder) and maps "
+                  "it to the trained normalisation. Writes dope_config.yaml beside it and prints "
+                  "the ros2 launch line. FastPose: (1xKxH/4xW/4) heatmaps. Checked with "
+                  "onnx.checker and against torch in onnxruntime (max |diff| <= 1e-4, stored in "
+                  "OUT.parity.json).",
                   fields=(
                       Field("weights", "path", None, "DOPE or FastPose weights", role=IN,
                             positional=True, beside=True),
                       NET_KIND,
-                      Field("height", "int", 480, "input height (FastPose: the sidecar's, "
-                            "else 320)", low=32, high=4320, multiple=8),
-                      Field("width", "int", 640, "input width (FastPose: else 256)", low=32,
-                            high=7680, multiple=8),
+                      Field("encoder", "str", None, "the normalisation the deployment's encoder "
+                            "applies: isaac (Isaac ROS >= 3.2's default, ImageNet), ros (0.5/0.5: "
+                            "Isaac ROS < 3.2, DOPE's ROS 1 node), imagenet, trained (no adapter), "
+                            "or MEAN,STD / 3 means,3 stds (default: isaac for DOPE, trained for "
+                            "FastPose)"),
+                      Field("height", "int", None, "input height (default: DOPE 720, as Isaac "
+                            "ROS; FastPose the sidecar's, else 320)", low=32, high=4320, multiple=8),
+                      Field("width", "int", None, "input width (default: DOPE 1280; FastPose "
+                            "else 256)", low=32, high=7680, multiple=8),
+                      Field("object", "str", None, "object name for Isaac ROS (default: the "
+                            "sidecar's)"),
+                      Field("dimensions", "str", None, "cuboid X,Y,Z in cm for dope_config.yaml "
+                            "(default: the sidecar's)"),
                       Field("input_name", "str", "input", "input binding name"),
                       Field("output_name", "str", "output", "output binding name"),
                       Field("dynamic", "bool", False, "batch, height and width as dynamic axes"),
