@@ -20,15 +20,16 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 AUX_SUFFIXES = (".depth", ".seg", ".cs", ".is", ".normals", ".flow")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# What the network is fed, RGB in [0, 1] -> (x - mean) / std. "ros" is what every deployment
-# target feeds (DOPE's Melodic-era and ros1 nodes, Isaac ROS DOPE's encoder); "imagenet" is
-# what DOPE's own trainer and inference.py use.
+# What the network is fed, RGB in [0, 1] -> (x - mean) / std. "ros" is what DOPE's ROS 1 nodes
+# feed (and Isaac ROS DOPE's encoder before 3.2); "imagenet" is what DOPE's own trainer, its
+# inference.py and Isaac ROS >= 3.2's encoder use (export onnx adapts to the latter).
 NORMALIZATIONS = {
     "ros": {"name": "ros", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-            "note": "RGB in [0,1], (x - 0.5) / 0.5: what DOPE's ROS nodes and Isaac ROS feed"},
+            "note": "RGB in [0,1], (x - 0.5) / 0.5: what DOPE's ROS 1 node feeds "
+                    "(and Isaac ROS before 3.2)"},
     "imagenet": {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                 "note": "RGB in [0,1], (x - mean) / std: DOPE's trainer; its ROS nodes feed "
-                         "0.5/0.5 instead"},
+                 "note": "RGB in [0,1], (x - mean) / std: DOPE's trainer and Isaac ROS >= 3.2's "
+                         "encoder; DOPE's ROS 1 node feeds 0.5/0.5 instead"},
 }
 CAMERA_FILES = ("_camera_settings.json",)
 

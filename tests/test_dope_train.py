@@ -78,7 +78,7 @@ def test_epoch_files_layout_and_previews(baseline):
     check_for_torch14(os.path.join(baseline, "net_epoch_01.pth"))
     assert not zipfile.is_zipfile(os.path.join(baseline, "net_epoch_01.pth"))
     meta = json.load(open(os.path.join(baseline, "net_epoch_01.json")))
-    # The robots' normalisation by default: DOPE's ROS nodes and Isaac ROS feed (x - 0.5) / 0.5.
+    # The ROS 1 node's normalisation by default: it feeds (x - 0.5) / 0.5.
     assert meta["normalization"]["name"] == "ros" and meta["normalization"]["mean"] == [0.5] * 3
     assert meta["object"] == "cube" and meta["imagesize"] == 32
     extra = torch.load(os.path.join(baseline, "training_state.pt"), weights_only=True)["extra"]

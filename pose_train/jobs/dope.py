@@ -14,7 +14,8 @@ IMAGESIZE = Field("imagesize", "int", 400, "square crop side in pixels (the netw
 STRICT = Field("strict", "bool", False, "a data problem is fatal instead of skipped and reported")
 MAX_PIXELS = Field(**job_fields.MAX_PIXELS)
 NORMALIZE = Field("normalize", "str", "ros", "input normalisation: ros = (x - 0.5) / 0.5, what "
-                  "DOPE's ROS nodes and Isaac ROS feed; imagenet = DOPE's own trainer",
+                  "DOPE's ROS 1 node feeds; imagenet = DOPE's own trainer (and Isaac ROS >= 3.2's "
+                  "encoder; export onnx adapts either to Isaac ROS)",
                   choices=("ros", "imagenet"))
 
 TRAIN = Job("train-dope", MODERN, "pose_train.dope.train:main", """Train DOPE on one object.
