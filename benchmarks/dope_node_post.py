@@ -11,9 +11,11 @@ Python 2.7 and 3.
 """
 from __future__ import absolute_import, division
 
+import cv2
 import numpy as np
 
-from pose_train_py27.dope_decode import UPSAMPLING_OFFSET, smooth
+from pose_train_py27.cuboid import cuboid_vertices
+from pose_train_py27.dope_decode import STRIDE, UPSAMPLING_OFFSET, smooth
 
 
 def _peaks(belief, sigma, thresh_map, counter):
@@ -79,3 +81,21 @@ def find_objects(beliefs, affinities, settings):
                 slot[1][k] = (cand[0], cand[1])
                 slot[2][k] = (best_angle, best_dist)
     return [{"centroid": np.array(o[0]), "corners": o[1], "score": float(o[3])} for o in objects]
+
+
+def find_object_poses(beliefs, affinities, camera_matrix, dimensions_cm, settings):
+    """The node's poses: an object missing any of its 9 points is skipped ("Incomplete cuboid
+    detection ... Skipping"); the others go to the iterative PnP on all 9. Returns
+    [(location cm, rvec, 9 image points)] in the order of find_objects."""
+    poses = []
+    for obj in find_objects(beliefs, affinities, settings):
+        points = list(obj["corners"]) + [tuple(obj["centroid"])]
+        if any(p is None for p in points):
+            continue
+        img = np.array([[p[0] * STRIDE, p[1] * STRIDE] for p in points], np.float64)
+        ok, rvec, tvec = cv2.solvePnP(cuboid_vertices(dimensions_cm).astype(np.float64), img,
+                                      np.asarray(camera_matrix, np.float64), np.zeros((4, 1)),
+                                      flags=cv2.SOLVEPNP_ITERATIVE)
+        if ok:
+            poses.append((tvec.reshape(3), rvec.reshape(3), img))
+    return poses

@@ -10,9 +10,14 @@ The steps and thresholds are those of DOPE's ROS node (Melodic era and today's r
   3. every centroid peak scoring > ``thresh_points`` is an object; a corner peak scoring
      >= ``thresh_points`` joins the closest object its affinity vector points at (the unit
      vectors differ by < ``thresh_angle``), and per object and corner the closest one wins;
-  4. cv2.solvePnP on the cuboid: ITERATIVE with >= 6 points; with 4-5, P3P on four of them
-     (the node's OpenCV cannot run ITERATIVE's DLT start on fewer than 6) refined on all;
-     fewer than 4 points give no pose.
+  4. an object missing any of its 9 points gets no pose: the node skips it ("Incomplete
+     cuboid detection"), so a robot never sees it. With ``partial`` (--partial) it is posed
+     from 4-8 points and labelled partial;
+  5. cv2.solvePnP on the cuboid: ITERATIVE with >= 6 points; with 4-5, P3P on four of them
+     (OpenCV cannot run ITERATIVE's DLT start on fewer than 6) refined on all; fewer than 4
+     points give no pose.
+This matches DOPE's ROS node, not DOPE master's standalone ``common/`` inference (EPNP under
+OpenCV 4, peaks averaged over an 11-cell window).
 The node loops over peaks and objects in Python; here each step is whole-array numpy, which
 gives the same points (tests compare with a re-implementation of the node's loops).
 """
@@ -187,17 +192,21 @@ def detect(beliefs, affinities, camera_matrix, dimensions_cm, settings):
     """Detections for one image's maps, in the pixels of the image the network saw.
 
     Each detection: location (m), quaternion_xyzw, projected_cuboid (9 points, None when no
-    pose), points_found (the peaks used: 9 entries, None where missing), score.
+    pose), points_found (the peaks used: 9 entries, None where missing), score, partial (posed
+    from fewer than 9 points: only with settings["partial"]).
     """
     detections = []
     for obj in find_objects(beliefs, affinities, settings):
         points = [None if c is None else (c[0] * STRIDE, c[1] * STRIDE) for c in obj["corners"]]
         points.append((obj["centroid"][0] * STRIDE, obj["centroid"][1] * STRIDE))
-        location, quaternion, projected = solve_pnp(points, dimensions_cm, camera_matrix)
+        complete = all(p is not None for p in points)
+        location = quaternion = projected = None
+        if complete or settings.get("partial"):
+            location, quaternion, projected = solve_pnp(points, dimensions_cm, camera_matrix)
         detections.append({
             "location": None if location is None else [float(v) / 100.0 for v in location],
             "quaternion_xyzw": None if quaternion is None else [float(v) for v in quaternion],
             "projected_cuboid": None if projected is None else projected.tolist(),
             "points_found": [None if p is None else [float(p[0]), float(p[1])] for p in points],
-            "score": obj["score"]})
+            "score": obj["score"], "partial": location is not None and not complete})
     return detections

@@ -67,6 +67,7 @@ def settings_for(args, meta):
         if getattr(args, key, None) is not None:
             settings[key] = getattr(args, key)
     settings.setdefault("downscale_height", NODE_DOWNSCALE_HEIGHT)
+    settings["partial"] = bool(getattr(args, "partial", False))
     return settings
 
 
@@ -135,7 +136,7 @@ def frame_annotation(name, cam, size, object_name, detections):
     """One frame's result in DOPE's annotation layout (what its tools and our reader read)."""
     objects = [{"class": object_name, "location": d["location"],
                 "quaternion_xyzw": d["quaternion_xyzw"], "projected_cuboid": d["projected_cuboid"],
-                "score": d["score"], "points_found": d["points_found"]}
+                "score": d["score"], "points_found": d["points_found"], "partial": d["partial"]}
                for d in detections]
     return {"camera_data": {"width": size[0], "height": size[1],
                             "intrinsics": dict((k, cam[k]) for k in ("fx", "fy", "cx", "cy"))},

@@ -36,6 +36,9 @@ DECODE = (
                                                         "(default 0.1)"),
     dict(name="thresh_angle", type="float", positive=True, help="affinity angle threshold "
                                                                "(default 0.5)"),
+    dict(name="partial", type="bool", default=False,
+         help="also pose objects with 4-8 of their 9 points (labelled partial); DOPE's node "
+              "skips them, so by default they get no pose, as on the robot"),
     dict(name="downscale_height", type="int", low=8,
          help="frames taller than this are scaled down first, as the node does (default: "
               "the sidecar's, for the trained scale; else the node's 500)"),

@@ -290,3 +290,20 @@ def test_a_file_that_is_not_weights_is_named_before_any_question_about_dimension
     assert _eval(str(junk), frames, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(junk) in err and "--dimensions" not in err and "DOPE weights" in err
+
+
+def test_partial_poses_are_not_scored_as_the_robot_would_see_them_unless_asked(weights, frames, tmp_path):
+    """Poses from 4-8 points counted as detections although DOPE's node never publishes them."""
+    def change(i, o):
+        if i < 3:
+            o["partial"] = True
+        return o
+    dets = _detections(tmp_path, frames, change)
+    assert _eval(weights, frames, tmp_path / "node", "--detections", dets) == 0
+    s = json.load(open(tmp_path / "node" / "results.json"))["summary"]
+    assert s["detected"] == 5 and s["with_partial"]["detected"] == 8
+    assert "Posed from 4-8 points too (--partial): 8 detected (100.0%)" in open(
+        tmp_path / "node" / "results.md").read()
+    assert _eval(weights, frames, tmp_path / "all", "--detections", dets, "--partial") == 0
+    s = json.load(open(tmp_path / "all" / "results.json"))["summary"]
+    assert s["detected"] == 8 and "with_partial" not in s

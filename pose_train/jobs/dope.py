@@ -135,8 +135,9 @@ def infer_before_eval(args):
     args.detections = os.path.join(out, "detections.json")
     given = {f["name"]: getattr(args, f["name"]) for f in job_fields.DECODE
              if f["name"] != "object" and getattr(args, f["name"]) is not None}
+    # Partial poses too, labelled: eval scores the node's figures and says what --partial adds.
     return "infer-dope", dict(given, weights=args.weights, images=list(args.data), outf=out,
-                              object=args.object, runtime="melodic", gpus=args.gpus)
+                              object=args.object, runtime="melodic", gpus=args.gpus, partial=True)
 
 
 JOBS = (TRAIN, VALIDATE, SYNTH, INFER, EVAL)
