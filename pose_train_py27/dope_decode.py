@@ -139,10 +139,12 @@ def find_objects(beliefs, affinities, settings):
     return objects
 
 
-def solve_pnp(points_2d, dimensions_cm, camera_matrix):
+def solve_pnp(points_2d, dimensions_cm, camera_matrix, dist_coeffs=None):
     """(location cm, quaternion xyzw, 9 projected points) or (None, None, None).
 
     points_2d: 9 entries in image pixels (corners, centroid last), None where not found.
+    dist_coeffs: the camera's distortion, for unrectified frames (the node's
+    input_is_rectified: false); none for rectified ones.
     """
     cuboid = cuboid_vertices(dimensions_cm)
     found = [i for i, p in enumerate(points_2d) if p is not None]
@@ -151,7 +153,7 @@ def solve_pnp(points_2d, dimensions_cm, camera_matrix):
     obj = np.ascontiguousarray(cuboid[found], dtype=np.float64)
     img = np.ascontiguousarray([points_2d[i] for i in found], dtype=np.float64)
     K = np.asarray(camera_matrix, dtype=np.float64)
-    dist = np.zeros((4, 1))
+    dist = np.zeros((4, 1)) if not dist_coeffs else np.asarray(dist_coeffs, np.float64).reshape(-1, 1)
     if len(found) >= 6:
         ok, rvec, tvec = cv2.solvePnP(obj, img, K, dist, flags=cv2.SOLVEPNP_ITERATIVE)
     else:
@@ -188,7 +190,7 @@ def _p3p_refined(obj, img, K, dist):
                         useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
 
 
-def detect(beliefs, affinities, camera_matrix, dimensions_cm, settings):
+def detect(beliefs, affinities, camera_matrix, dimensions_cm, settings, dist_coeffs=None):
     """Detections for one image's maps, in the pixels of the image the network saw.
 
     Each detection: location (m), quaternion_xyzw, projected_cuboid (9 points, None when no
@@ -202,7 +204,8 @@ def detect(beliefs, affinities, camera_matrix, dimensions_cm, settings):
         complete = all(p is not None for p in points)
         location = quaternion = projected = None
         if complete or settings.get("partial"):
-            location, quaternion, projected = solve_pnp(points, dimensions_cm, camera_matrix)
+            location, quaternion, projected = solve_pnp(points, dimensions_cm, camera_matrix,
+                                                        dist_coeffs)
         detections.append({
             "location": None if location is None else [float(v) / 100.0 for v in location],
             "quaternion_xyzw": None if quaternion is None else [float(v) for v in quaternion],

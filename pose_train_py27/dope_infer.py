@@ -90,8 +90,13 @@ def fixed_camera(args):
         if any(v is None for v in values):
             raise InputError("--fx --fy --cx --cy go together; give all four (pixels)")
         return make_camera(*values, source="--fx --fy --cx --cy")
-    if getattr(args, "camera", None):
-        return camera_from_file(args.camera)
+    unrectified = getattr(args, "unrectified", False)
+    camera = getattr(args, "camera", None)
+    if unrectified and not (camera and camera.lower().endswith((".yaml", ".yml"))):
+        raise InputError("--unrectified reads K and D from a ROS camera_info YAML; pass it with "
+                         "--camera, or drop --unrectified for rectified frames")
+    if camera:
+        return camera_from_file(camera, rectified=not unrectified)
     return None
 
 
@@ -119,7 +124,7 @@ def infer_frame(net, device, rgb, cam, dims_cm, settings, norm):
     belief = beliefs[-1][0].float().cpu().numpy()
     affinity = affinities[-1][0].float().cpu().numpy()
     network_done = time.time()
-    detections = detect(belief, affinity, K, dims_cm, settings)
+    detections = detect(belief, affinity, K, dims_cm, settings, cam.get("distortion"))
     post_done = time.time()
     for d in detections:   # back to the pixels of the frame as given
         if d["projected_cuboid"] is not None:

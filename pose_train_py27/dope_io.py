@@ -211,26 +211,46 @@ def camera_from_json(data, path):
     return None
 
 
-def camera_from_yaml(path):
-    """A ROS camera_info YAML (camera_calibration's ost.yaml / the node's camera_info)."""
+def _matrix(info, *keys):
+    """The first of ``keys`` in a camera_info YAML: {data: [...]} (calibration files) or a flat
+    list (a dumped CameraInfo message), as floats; None when absent."""
+    for key in keys:
+        value = info.get(key)
+        if isinstance(value, dict):
+            value = value.get("data")
+        if value is not None:
+            return [float(v) for v in value]
+    return None
+
+
+def camera_from_yaml(path, rectified=True):
+    """A ROS camera_info YAML (camera_calibration's ost.yaml / the node's camera_info), read as
+    DOPE's node reads it: with ``input_is_rectified: true`` (its default) the projection
+    matrix P (the rectified camera), else K, with the distortion D given to PnP."""
     import yaml
     try:
         with open(path) as f:
             info = yaml.safe_load(f)
-        k = (info.get("camera_matrix") or {}).get("data") or info.get("K") or info.get("k")
-        k = [float(v) for v in k]
-        return make_camera(k[0], k[4], k[2], k[5], info.get("image_width") or info.get("width"),
-                       info.get("image_height") or info.get("height"), path)
+        p = _matrix(info, "projection_matrix", "P", "p") if rectified else None
+        k = [p[0], p[1], p[2], p[4], p[5], p[6]] if p else _matrix(info, "camera_matrix", "K", "k")[:6]
+        cam = make_camera(k[0], k[4], k[2], k[5], info.get("image_width") or info.get("width"),
+                          info.get("image_height") or info.get("height"), path)
+        if not rectified:
+            cam["distortion"] = _matrix(info, "distortion_coefficients", "D", "d") or []
+            if not np.isfinite(cam["distortion"]).all():
+                raise ValueError("non-finite distortion")
     except (IOError, OSError) as err:
         raise InputError("%s: cannot read it (%s)" % (path, err))
     except (yaml.YAMLError, AttributeError, TypeError, ValueError, IndexError):
-        raise InputError("%s: not a ROS camera_info YAML (needs camera_matrix.data with 9 "
-                         "numbers); fix it or pass --fx --fy --cx --cy" % path)
+        raise InputError("%s: not a ROS camera_info YAML (needs camera_matrix.data with 9 finite "
+                         "numbers, or projection_matrix.data with 12); fix it or pass --fx --fy "
+                         "--cx --cy" % path)
+    return cam
 
 
-def camera_from_file(path):
+def camera_from_file(path, rectified=True):
     if path.lower().endswith((".yaml", ".yml")):
-        return camera_from_yaml(path)
+        return camera_from_yaml(path, rectified)
     cam = camera_from_json(_load_json(path), path)
     if cam is None:
         raise InputError("%s: has no camera intrinsics (camera_data.intrinsics or "

@@ -19,6 +19,10 @@ _CAMERA = (
     dict(name="fy", type="float", positive=True, help="focal length y in pixels"),
     dict(name="cx", type="float", help="principal point x in pixels"),
     dict(name="cy", type="float", help="principal point y in pixels"),
+    dict(name="unrectified", type="bool", default=False,
+         help="frames are not rectified: use the camera_info YAML's K and its distortion D in "
+              "PnP, as DOPE's node does with input_is_rectified: false (default: its P, as the "
+              "node's default input_is_rectified: true)"),
 )
 
 DECODE = (

@@ -378,3 +378,85 @@ def test_a_bad_last_frame_is_refused_before_any_frame_is_written(weights, frames
     assert ih.local_cli("infer", "dope", weights, "--images", folder, "--outf", out) == 2
     assert "no camera" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not out.exists() or not list(out.glob("*.png"))
+
+
+CALIBRATED = ("image_width: 320\nimage_height: 240\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+              "  data: [300.0, 0.0, 158.0, 0.0, 302.0, 121.0, 0.0, 0.0, 1.0]\n"
+              "distortion_model: plumb_bob\ndistortion_coefficients:\n  rows: 1\n  cols: 5\n"
+              "  data: [-0.21, 0.05, 0.001, -0.002, 0.0]\n"
+              "projection_matrix:\n  rows: 3\n  cols: 4\n"
+              "  data: [270.0, 0.0, 160.0, 0.0, 0.0, 275.0, 120.0, 0.0, 0.0, 0.0, 1.0, 0.0]\n")
+
+
+def test_a_camera_info_is_read_as_the_node_reads_it(weights, frames, tmp_path, capsys):
+    """The node's default (input_is_rectified: true) poses with P; pose-train took K, so the
+    poses of a calibrated camera differed from the robot's."""
+    cam = tmp_path / "ost.yaml"
+    cam.write_text(CALIBRATED)
+    rectified = camera_from_yaml(str(cam))
+    assert (rectified["fx"], rectified["fy"], rectified["cx"], rectified["cy"]) == (270, 275, 160, 120)
+    assert "distortion" not in rectified
+    raw = camera_from_yaml(str(cam), rectified=False)
+    assert (raw["fx"], raw["fy"], raw["cx"], raw["cy"]) == (300, 302, 158, 121)
+    assert raw["distortion"] == [-0.21, 0.05, 0.001, -0.002, 0.0]
+    png = frames[0].replace(".json", ".png")
+    assert _infer(weights, "--images", png, "--camera", cam, "--outf", tmp_path / "r") == 0
+    assert json.load(open(tmp_path / "r" / "detections.json"))["frames"][0]["camera"]["fx"] == 270
+    assert _infer(weights, "--images", png, "--camera", cam, "--unrectified", "--outf", tmp_path / "u") == 0
+    assert json.load(open(tmp_path / "u" / "detections.json"))["frames"][0]["camera"]["fx"] == 300
+    assert _infer(weights, "--images", png, "--unrectified", "--outf", tmp_path / "x") == 2
+    assert "--unrectified reads K and D from a ROS camera_info YAML" in capsys.readouterr().err
+
+
+def test_unrectified_frames_pose_with_the_distortion_as_the_node_does():
+    K = np.array([[300.0, 0, 158], [0, 302.0, 121], [0, 0, 1]])
+    dist = [-0.21, 0.05, 0.001, -0.002, 0.0]
+    rvec, tvec = np.array([0.3, -0.5, 0.2]), np.array([6.0, -4.0, 50.0])
+    pts = cv2.projectPoints(cuboid_vertices(ih.DIMS_CM), rvec, tvec, K, np.array(dist))[0].reshape(9, 2)
+    points = [tuple(p) for p in pts]
+    location, _, projected = dope_decode.solve_pnp(points, ih.DIMS_CM, K, dist)
+    assert np.allclose(location, tvec, atol=1e-3) and np.abs(projected - pts).max() < 1e-3
+    wrong, _, _ = dope_decode.solve_pnp(points, ih.DIMS_CM, K)
+    assert np.linalg.norm(wrong - tvec) > 0.5       # cm: ignoring D moves the object
+
+
+class _IdealNet(object):
+    """Stands in for the network: the maps a perfect DOPE gives for known points."""
+
+    def __init__(self, points_px, size):
+        from pose_train.dope.targets import ideal_maps
+        import torch
+        b, a = ideal_maps(points_px, size)
+        self.maps = ([torch.from_numpy(b)[None]], [torch.from_numpy(a)[None]])
+        self.size = size
+
+    def __call__(self, x):
+        assert (x.shape[3], x.shape[2]) == self.size      # the node's resize, exactly
+        return self.maps
+
+
+def test_the_frame_and_camera_are_scaled_with_the_nodes_arithmetic():
+    """An odd-sized frame with non-square pixels, taller than downscale_height: pose-train's
+    resize and camera scaling give the node's pose."""
+    import torch
+    from pose_train_py27 import dope_infer
+    from pose_train_py27.dope_io import camera_matrix, make_camera
+    width, height = 333, 251
+    cam = make_camera(300.0, 340.0, 166.5, 125.5, width, height)
+    settings = dict(ih.SETTINGS, downscale_height=128)
+    scale = float(settings["downscale_height"]) / height                # the node's arithmetic
+    size = (int(scale * width), int(scale * height))
+    K = camera_matrix(cam)
+    rvec, tvec = np.array([0.2, 0.4, -0.1]), np.array([2.0, 1.0, 40.0])
+    pts = cv2.projectPoints(cuboid_vertices(ih.DIMS_CM), rvec, tvec, K, None)[0].reshape(1, 9, 2)
+    net = _IdealNet(pts * scale, size)
+    rgb = np.zeros((height, width, 3), np.uint8)
+    dets = dope_infer.infer_frame(net, torch.device("cpu"), rgb, cam, ih.DIMS_CM, settings,
+                                  {"mean": [0.5] * 3, "std": [0.5] * 3})[0]
+    Ks = K.copy()
+    Ks[:2] *= scale
+    node = dope_node_post.find_object_poses(net.maps[0][0][0].numpy(), net.maps[1][0][0].numpy(),
+                                            Ks, ih.DIMS_CM, settings)
+    assert len(dets) == len(node) == 1
+    assert np.allclose(np.array(dets[0]["location"]) * 100, node[0][0], atol=1e-3)
+    assert np.linalg.norm(np.array(dets[0]["location"]) * 100 - tvec) < 1.0    # and it is right
