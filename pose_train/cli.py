@@ -16,8 +16,8 @@ import sys
 
 from pose_train.errors import UserError, interrupt_exit_code
 from pose_train.jobs import HOST, JOBS, finish, resolve, resolve_entry
-from pose_train.jobs.spec import CONTINUE_PREFIX_ENV, coerce, for_runtime, help_default
-from pose_train.training.signals import STOP_WAIT_ENV
+from pose_train.jobs.spec import coerce, for_runtime, help_default
+from pose_train import environment
 
 GROUPS = {
     "train": "train a network (modern image)",
@@ -105,7 +105,8 @@ def _add_globals(parser, top):
 def build_parser():
     root = _Parser(prog="pose-train", allow_abbrev=False,
                    description="Train 6D object-pose networks on a modern GPU, run them on ROS "
-                               "Melodic.")
+                               "Melodic.", epilog=environment.help_section(),
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_globals(root, top=True)
     words = root.add_subparsers(dest="_command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
@@ -151,9 +152,9 @@ def parse(argv):
             raise UserError("%s needs %s (see %s --help)" % (job.command, f.name.upper(),
                                                               job.command))
     given = {f.name: getattr(ns, f.name) for f in job.fields if hasattr(ns, f.name)}
-    local = ns.local or os.environ.get("POSE_TRAIN_LOCAL") == "1"  # set inside our images
+    local = ns.local or os.environ.get(environment.LOCAL) == "1"  # set inside our images
     if ns.stop_wait is not None:   # read by the launcher, and by any job a follow-up starts
-        os.environ[STOP_WAIT_ENV] = str(ns.stop_wait)
+        os.environ[environment.STOP_WAIT] = str(ns.stop_wait)
     return job, given, local, ns.dry_run
 
 
@@ -161,14 +162,14 @@ def parse(argv):
 def _typed_local(job, local):
     """A run the user started with --local is continued with --local (its "continue with:"
     line), not through the launcher; inside our images and under compose the line is theirs."""
-    typed = local and os.environ.get("POSE_TRAIN_LOCAL") != "1" and CONTINUE_PREFIX_ENV not in os.environ
+    typed = local and os.environ.get(environment.LOCAL) != "1" and environment.CONTINUE_PREFIX not in os.environ
     if typed:
-        os.environ[CONTINUE_PREFIX_ENV] = " ".join(["pose-train", "--local"] + list(job.words))
+        os.environ[environment.CONTINUE_PREFIX] = " ".join(["pose-train", "--local"] + list(job.words))
     try:
         yield
     finally:
         if typed:
-            os.environ.pop(CONTINUE_PREFIX_ENV, None)
+            os.environ.pop(environment.CONTINUE_PREFIX, None)
 
 
 def run_job(job, given, local=False, dry_run=False):

@@ -91,7 +91,7 @@ def check_dope_parity(python_argv, workdir, stages=6):
     assert "torch 1.4" in proc.stdout, proc.stdout
     assert "frame through the node's ToTensor + Normalize(0.5, 0.5)" in proc.stdout, proc.stdout
     # The frame's outputs are really compared: a reference the node's input cannot reproduce fails.
-    from pose_train.compat.legacy_writer import save_legacy
+    from pose_train.training.legacy_writer import save_legacy
     ref = torch.load(dst + ".parity.pt", weights_only=True)
     ref["image_outputs"][-1] = ref["image_outputs"][-1] + 0.5
     save_legacy(ref, dst + ".bad.pt")
@@ -164,7 +164,7 @@ def check_round_trip(python_argv, workdir):
         assert a.read() == b.read(), "second legacy lap is not byte-identical"
     # melodic output is fp32 by contract: compare in py2 against the fp32 view of the source.
     cast = os.path.join(workdir, "src_fp32.legacy")
-    from pose_train.compat.legacy_writer import save_legacy
+    from pose_train.training.legacy_writer import save_legacy
     from pose_train.compat.loading import load_checkpoint
     state, _ = load_checkpoint(src)
     save_legacy(collections.OrderedDict((k, v.float() if v.is_floating_point() else v)
@@ -231,7 +231,7 @@ def check_verifier_refuses_bad_files(python_argv, workdir):
 def check_verifier_catches_mismatches(python_argv, workdir):
     """A missing key and a tampered parity reference each fail with exit code 1."""
     from pose_train.compat.convert import parity_reference, verifier_argv
-    from pose_train.compat.legacy_writer import save_legacy
+    from pose_train.training.legacy_writer import save_legacy
     from pose_train_py27.nets import DopeNetwork
     torch.manual_seed(0)
     state = collections.OrderedDict(("module." + k, v) for k, v in

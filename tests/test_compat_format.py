@@ -10,7 +10,7 @@ import torch
 
 import compat_helpers as h
 from pose_train_py27 import legacy_format as lf
-from pose_train.compat.legacy_writer import legacy_bytes, save_legacy
+from pose_train.training.legacy_writer import legacy_bytes, save_legacy
 from pose_train.cli import main as cli_main
 
 

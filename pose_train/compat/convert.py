@@ -14,9 +14,10 @@ import time
 
 import torch
 
+from pose_train import environment
 from pose_train_py27 import verify as melodic
 from pose_train_py27.legacy_format import CheckpointError, check_for_torch14
-from pose_train.compat.legacy_writer import write_legacy
+from pose_train.training.legacy_writer import write_legacy
 from pose_train.compat.loading import load_checkpoint
 from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
                                set_prefix, strip_compile_prefix)
@@ -27,7 +28,7 @@ from pose_train_py27 import sidecar
 
 PARITY_SUFFIX = ".parity.pt"
 PARITY_TOLERANCE = 1e-5
-LEGACY_PYTHON_ENV = "POSE_TRAIN_LEGACY_PYTHON"
+LEGACY_PYTHON_ENV = environment.LEGACY_PYTHON
 _CONSUMER = {"dope": "dope", "keypoints": "fastpose", "auto": None}
 
 
@@ -244,7 +245,7 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
         raise UserError("%s: %s (with --keep_prefix/--strip_prefix the keys are yours to get "
                         "right)" % (out, str(err).strip("\"'").splitlines()[0]))
     atomic_write(out + PARITY_SUFFIX, lambda f: write_legacy(reference, f))
-    if os.environ.get("POSE_TRAIN_LOCAL") == "1" and not os.environ.get(LEGACY_PYTHON_ENV):
+    if os.environ.get(environment.LOCAL) == "1" and not os.environ.get(LEGACY_PYTHON_ENV):
         _say("parity reference written to %s%s; the legacy verifier checks it next"
              % (out, PARITY_SUFFIX))
         return 0

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pose_train import environment
 from pose_train.dope.geometry import (FACE_NORMALS, FACES, intrinsics_matrix, project,
                                       quat_xyzw_to_matrix, random_quat_xyzw)
 from pose_train.errors import UserError
@@ -214,7 +215,7 @@ def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube",
     Lives in $POSE_TRAIN_CACHE if set, else <outf>/.cache. Generated into a temp folder and
     renamed, so an interrupted generation is never mistaken for a complete one.
     """
-    root = os.environ.get("POSE_TRAIN_CACHE") or os.path.join(outf, ".cache")
+    root = os.environ.get(environment.CACHE) or os.path.join(outf, ".cache")
     key = "synth-dope-%s-n%d-seed%d-%dx%d-%g-%gm" % (object_name.lower(), n, seed, width, height,
                                                      distance[0], distance[1])
     path = os.path.join(root, key)

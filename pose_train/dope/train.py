@@ -12,6 +12,7 @@ import os
 import numpy as np
 import torch
 
+from pose_train import environment
 from pose_train.dope.network import DopeNetwork
 from pose_train.dope import checkpoints as ckpt
 from pose_train.dope.augment import NORMALIZATIONS
@@ -24,7 +25,7 @@ from pose_train.dope.synth import cached_dataset
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, read_sidecar, report_stale_temps
-from pose_train.jobs import JOBS
+from pose_train.jobs import JOBS, continue_line
 from pose_train.training import checkpoint as state_io
 from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
@@ -90,8 +91,8 @@ def _train(args, info):
     loader = make_loader(dataset, sampler, args.batchsize, workers,
                          pin_memory=cfg.device.type == "cuda", drop_last=False)
     meta = _run_meta(args, first_epoch, cfg, samples + held_out)
-    loop = EpochLoop(JOBS["train-dope"], args, info, TimeLimit(args.time_limit), state_io.STATE_NAME,
-                     "--net")
+    loop = EpochLoop(continue_line(JOBS["train-dope"], args), args, info, TimeLimit(args.time_limit),
+                     state_io.STATE_NAME, "--net")
     watch = _watch(args, info, cfg, meta, held_out, loop, say)
 
     def one_epoch(epoch, first_step):
@@ -253,7 +254,7 @@ def _data_roots(args, info, say):
 
 def _decode_cache(args, samples, info, say):
     """Decoded frames kept on disk after the first epoch (rank 0 makes the files)."""
-    root = os.environ.get("POSE_TRAIN_CACHE") or os.path.join(args.outf, ".cache")
+    root = os.environ.get(environment.CACHE) or os.path.join(args.outf, ".cache")
     cache = decoded_cache(samples, root, args.decode_cache) if info.is_main else None
     if info.is_main:
         if cache is not None:

@@ -1,7 +1,6 @@
 """Checkpoint jobs: convert between the runtimes, inspect, verify in the Melodic runtime."""
 import os
 
-from pose_train.launcher.paths import default_convert_out
 from pose_train.jobs.fields import NET_KIND, TRUST
 from pose_train.jobs.spec import IN, LEGACY, MODERN, OUT_FILE, Field, Job
 
@@ -46,6 +45,14 @@ VERIFY = Job("verify-melodic", LEGACY, "pose_train_py27.verify:main",
                  NET_KIND,
                  Field("gpus", "int", 0, "1: forward pass on the GPU", low=0),
              ), uses_gpu=False, words=("verify",), defaults="pose_train.jobs.checkpoints:verify_defaults")
+
+
+def default_convert_out(src, to, fmt):
+    """net_epoch_10.pth -> net_epoch_10_melodic.pth (beside the source)."""
+    stem = os.path.splitext(src)[0]
+    if to == "melodic":
+        return stem + "_melodic.pth"
+    return stem + ("_modern.safetensors" if fmt == "safetensors" else "_modern.pth")
 
 
 def convert_defaults(args):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any, Optional, Tuple
 
+from pose_train import environment
 from pose_train.errors import UserError
 from pose_train.training.signals import continue_command
 
@@ -256,7 +257,7 @@ def to_argv(values):
 
 # Set by compose.yaml's training services: the command that reruns the service, and the flags
 # its entrypoint already gives (a compose user cannot run pose-train's own CLI in there).
-CONTINUE_PREFIX_ENV, CONTINUE_SKIP_ENV = "POSE_TRAIN_CONTINUE_PREFIX", "POSE_TRAIN_CONTINUE_SKIP"
+CONTINUE_PREFIX_ENV, CONTINUE_SKIP_ENV = environment.CONTINUE_PREFIX, environment.CONTINUE_SKIP
 
 
 def continue_line(job, args, environ=None):

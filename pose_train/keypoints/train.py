@@ -24,7 +24,7 @@ import torch
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, report_stale_temps, write_sidecar
-from pose_train.jobs import JOBS, namespace
+from pose_train.jobs import JOBS, continue_line, namespace
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import engine, model as kpmodel, transforms
 from pose_train.training import checkpoint as ckpt
@@ -244,8 +244,8 @@ def train(args, info):
     run.last_epoch = args.epochs - 1
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
     run.model = ddp.wrap_model(run.model, info, args.compile)
-    loop = EpochLoop(JOBS["train-keypoints"], args, info, run.time_limit, STATE_NAME,
-                     "--resume", first_epoch_number=0)
+    loop = EpochLoop(continue_line(JOBS["train-keypoints"], args), args, info, run.time_limit,
+                     STATE_NAME, "--resume", first_epoch_number=0)
     schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule, args.epochs,
                                       start_epoch)
     losses = {}

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import stat
 
+from pose_train import environment
 from pose_train.errors import UserError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -54,7 +55,7 @@ def _short(err):
 
 def _client():
     import docker
-    return docker.from_env(timeout=int(os.environ.get("POSE_TRAIN_DOCKER_TIMEOUT", "600")))
+    return docker.from_env(timeout=int(os.environ.get(environment.DOCKER_TIMEOUT, "600")))
 
 
 def connect():

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 
+from pose_train import environment
 from pose_train import __version__
 from pose_train.errors import UserError
 from pose_train.launcher import base_check, context
@@ -47,12 +48,12 @@ PROBE = ("import json, subprocess, torch; "
 
 def image_tag(name):
     """Tag the launcher runs; POSE_TRAIN_<NAME>_IMAGE overrides it (e.g. a registry copy)."""
-    return os.environ.get("POSE_TRAIN_%s_IMAGE" % name.upper(), "pose-train/%s:%s" % (name, __version__))
+    return os.environ.get({"modern": environment.MODERN_IMAGE, "legacy": environment.LEGACY_IMAGE}[name], "pose-train/%s:%s" % (name, __version__))
 
 
 def wheelhouse_dir(target):
     """Where the locked wheels for ``target`` are kept; POSE_TRAIN_WHEELHOUSE moves them (CI caches)."""
-    root = os.environ.get("POSE_TRAIN_WHEELHOUSE") or os.path.join(REPO, ".wheelhouse")
+    root = os.environ.get(environment.WHEELHOUSE) or os.path.join(REPO, ".wheelhouse")
     return os.path.join(root, target)
 
 

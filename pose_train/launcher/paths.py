@@ -112,11 +112,3 @@ def _make_dir(folder, flag):
         raise UserError("--%s %s: cannot create the folder (%s)" % (flag, folder, err.strerror))
     if not os.access(folder, os.W_OK):
         raise UserError("--%s %s: folder is not writable by you; choose another or fix its owner" % (flag, folder))
-
-
-def default_convert_out(src, to, fmt):
-    """net_epoch_10.pth -> net_epoch_10_melodic.pth (beside the source)."""
-    stem = os.path.splitext(src)[0]
-    if to == "melodic":
-        return stem + "_melodic.pth"
-    return stem + ("_modern.safetensors" if fmt == "safetensors" else "_modern.pth")

@@ -15,7 +15,7 @@ from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import images, orphans
 from pose_train import pretrained
 from pose_train.launcher.paths import BindMount, container_path, host_paths_in, plan_mounts
-from pose_train.training.signals import STOP_WAIT_ENV
+from pose_train.environment import RUN_ID, STOP_WAIT as STOP_WAIT_ENV
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # How long the first Ctrl-C / SIGTERM waits for the job to save and exit: a DOPE state save is
@@ -77,7 +77,7 @@ def container_spec(job, args, use_gpu, run_id, create=True):
         image=images.image_tag(job.image), command=container_argv(job, new_args), mounts=mounts,
         user="%d:%d" % (os.getuid(), os.getgid()), shm_size=SHM_SIZE, init=True,
         gpu_count=(gpus or -1) if use_gpu else 0, name="pose-train-%s-%s" % (job.name, run_id),
-        environment=dict(cache_env, PYTHONUNBUFFERED="1", POSE_TRAIN_RUN_ID=run_id),
+        environment=dict(cache_env, PYTHONUNBUFFERED="1", **{RUN_ID: run_id}),
         labels=dict(orphans.launcher_labels(), **{
             "io.pose-train.job": job.name, orphans.RUN_LABEL: run_id,
             "io.pose-train.launcher-version": __version__}))

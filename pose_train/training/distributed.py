@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from pose_train import environment
+
 
 @dataclass
 class DistInfo:
@@ -47,7 +49,7 @@ def init_distributed(device_type=None):
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-        if rank == 0 and os.environ.get("POSE_TRAIN_RUNTIME") == "modern":
+        if rank == 0 and os.environ.get(environment.RUNTIME) == "modern":
             # In our image no CUDA device means the container was started without GPUs
             # (compose's default file, or a host without the NVIDIA toolkit): say how to get them.
             print("pose-train: warning: no CUDA device in this container: training on the CPU (slow). "

@@ -2,12 +2,11 @@
 
 Stopping: the first SIGTERM/SIGINT or the time limit asks every rank to stop at the next
 step boundary (GracefulStop, TimeLimit); the state is saved there and the "continue with:"
-line is printed from the job's declaration. After each full epoch the trainer's
+line the trainer made from its job's declaration is printed. After each full epoch the trainer's
 ``end_epoch`` runs on the main rank, then the state is saved for the next epoch.
 """
 import os
 
-from pose_train.jobs import continue_line
 from pose_train.training import distributed as ddp
 from pose_train.training.metrics import MetricsLog
 from pose_train.training.signals import GracefulStop
@@ -16,9 +15,10 @@ from pose_train.training.signals import GracefulStop
 class EpochLoop:
     """One run's loop. ``loop.should_stop()`` is what a step loop asks after every step."""
 
-    def __init__(self, job, args, info, time_limit, state_name, state_flag,
+    def __init__(self, continue_command, args, info, time_limit, state_name, state_flag,
                  first_epoch_number=1):
-        self.job, self.args, self.info, self.state_flag = job, args, info, state_flag
+        self.continue_command, self.args, self.info = continue_command, args, info
+        self.state_flag = state_flag
         self.time_limit = time_limit
         self.state_path = os.path.join(args.outf, state_name)
         self.offset = 1 - first_epoch_number    # printed epochs count from 1
@@ -64,4 +64,4 @@ class EpochLoop:
         return ("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: %s\n"
                 "(in a new session, e.g. Kaggle: pass %s <copy of %s> instead of --resume auto)"
                 % (self.stop.reason, epoch + self.offset, step, self.state_path,
-                   continue_line(self.job, self.args), self.state_flag, name))
+                   self.continue_command, self.state_flag, name))

@@ -5,8 +5,10 @@ import json
 import os
 import time
 
+from pose_train import environment
+
 # Images go to TensorBoard every this many steps (POSE_TRAIN_TB_IMAGES_EVERY; 0: never).
-IMAGES_ENV, IMAGES_EVERY = "POSE_TRAIN_TB_IMAGES_EVERY", 500
+IMAGES_ENV, IMAGES_EVERY = environment.TB_IMAGES_EVERY, 500
 
 
 class MetricsLog:

@@ -12,7 +12,9 @@ import time
 
 from tqdm import tqdm
 
-EVERY_ENV, EVERY_S = "POSE_TRAIN_PROGRESS_EVERY", 30.0
+from pose_train import environment
+
+EVERY_ENV, EVERY_S = environment.PROGRESS_EVERY, 30.0
 
 
 def _clock(seconds):

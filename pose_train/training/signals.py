@@ -9,9 +9,6 @@ import sys
 import threading
 import time
 
-# Seconds the launcher's first Ctrl-C waits for the job to save (pose-train --stop-wait S).
-STOP_WAIT_ENV = "POSE_TRAIN_STOP_WAIT"
-
 
 class GracefulStop:
     """Context manager: the first SIGTERM/SIGINT sets ``requested``; a second SIGINT aborts.
