@@ -15,6 +15,7 @@ import os
 import sys
 
 from pose_train.errors import UserError, interrupt_exit_code
+from pose_train_py27.errors import InputError
 from pose_train.jobs import HOST, JOBS, finish, resolve, resolve_entry
 from pose_train.jobs.spec import coerce, for_runtime, help_default
 from pose_train import environment
@@ -195,14 +196,15 @@ def run_job(job, given, local=False, dry_run=False):
 
 
 def main(argv=None):
-    """Entry point: the one error boundary. UserError -> one line on stderr, non-zero exit."""
+    """Entry point: the one error boundary. InputError (UserError is one) -> one line on
+    stderr and its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if not argv:
             build_parser().print_help()
             sys.exit(2)
         code = run_job(*parse(argv))
-    except UserError as err:
+    except InputError as err:   # UserError, and the 2.7 core's errors: one line each
         print("pose-train: error: %s" % err, file=sys.stderr)
         sys.exit(err.code)
     except KeyboardInterrupt as err:

@@ -1,12 +1,10 @@
-"""The one exception type that reaches the user as a single line (see cli.main)."""
+"""The error that reaches the user as one line: pose_train_py27's InputError, under the name
+the modern code raises (see pose_train_py27/errors.py and cli.main)."""
+from pose_train_py27.errors import InputError
 
 
-class UserError(Exception):
+class UserError(InputError):
     """Bad input or environment: printed as one line, exit code ``code``, no traceback."""
-
-    def __init__(self, message, code=2):
-        super().__init__(message)
-        self.code = code
 
 
 class Interrupted(KeyboardInterrupt):

@@ -44,13 +44,10 @@ def job_folder(path, claim=False):
     """Make the output folder ``path`` for a job; if the job fails before writing anything
     there, remove it again, so a refused run leaves no empty folder behind. ``claim``: hold
     pose_train_py27.dope_io.OutputClaim's lock on it (one run per folder) meanwhile."""
-    from pose_train_py27.dope_io import InputError, OutputClaim, output_folder   # cv2: not at start-up
+    from pose_train_py27.dope_io import OutputClaim, output_folder   # cv2: not at start-up
     path = os.fspath(path)
     made = not os.path.isdir(path)
-    try:
-        output_folder(path)
-    except InputError as err:
-        raise UserError(str(err))
+    output_folder(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:
@@ -59,10 +56,7 @@ def job_folder(path, claim=False):
     try:
         with ExitStack() as held:
             if claim:
-                try:
-                    held.enter_context(OutputClaim(path))
-                except InputError as err:
-                    raise UserError(str(err))
+                held.enter_context(OutputClaim(path))
             yield path
     except BaseException:
         if made and set(os.listdir(path)) <= {OutputClaim.LOCK}:
@@ -108,13 +102,10 @@ def report_stale_temps(folder):
 
 
 def write_sidecar(weights, meta):
-    """pose_train_py27.sidecar.write with its errors as one UserError line."""
+    """pose_train_py27.sidecar.write, an OSError said as one line naming the file."""
     from pose_train_py27 import sidecar     # numpy and cv2: not for the launcher's start-up
-    from pose_train_py27.dope_io import InputError
     try:
         return sidecar.write(weights, meta)
-    except InputError as err:
-        raise UserError(str(err))
     except OSError as err:
         raise UserError("%s: cannot write it (%s)" % (sidecar.path_of(weights), err.strerror or err))
 
@@ -123,9 +114,5 @@ def read_sidecar(path, normalization=False):
     """The json beside a weights file (net_epoch_10.json), or {} when there is none; with
     ``normalization``, the input normalisation it names (the ROS node's when none)."""
     from pose_train_py27 import sidecar
-    from pose_train_py27.dope_io import InputError
-    try:
-        meta = sidecar.read(path)
-        return sidecar.normalization_of(meta, source=sidecar.path_of(path)) if normalization else meta
-    except InputError as err:
-        raise UserError(str(err))
+    meta = sidecar.read(path)
+    return sidecar.normalization_of(meta, source=sidecar.path_of(path)) if normalization else meta

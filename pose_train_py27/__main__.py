@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from pose_train_py27 import job_fields
+from pose_train_py27.errors import InputError
 
 JOBS = {("infer", "dope"): (job_fields.INFER_DOPE, "pose_train_py27.dope_infer")}
 _TYPES = {"int": int, "float": float, "str": str, "path": str}
@@ -49,4 +50,13 @@ def main(argv):
     return __import__(module, fromlist=["main"]).main(args)
 
 
-sys.exit(main(sys.argv[1:]))
+def boundary(argv):
+    """The legacy runtime's one error boundary, as pose_train.cli.main is the modern one's."""
+    try:
+        return main(argv)
+    except InputError as err:
+        print("pose-train: error: %s" % err, file=sys.stderr)
+        return err.code
+
+
+sys.exit(boundary(sys.argv[1:]))

@@ -338,12 +338,9 @@ def summary(record, outf):
 
 
 def main(args):
-    """The job function (a namespace with the INFER_DOPE fields); returns the exit code."""
-    try:
-        record = run(args)
-    except InputError as err:
-        print("pose-train: error: %s" % err, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    """The job function (a namespace with the INFER_DOPE fields); returns the exit code. Bad
+    input raises InputError, printed by the runtime's one boundary (cli.main, __main__)."""
+    record = run(args)
     if record["stopped_by"]:
         print("pose-train: infer dope: stopped by %s; only the frames below were done (rerun "
               "the same command for all of them)" % record["stopped_by"], file=sys.stderr)

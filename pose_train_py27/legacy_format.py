@@ -20,6 +20,8 @@ import pickletools
 import struct
 import zipfile
 
+from pose_train_py27.errors import InputError
+
 LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 LEGACY_PROTOCOL_VERSION = 1001
 
@@ -61,7 +63,7 @@ _DANGEROUS_PARTS = set(["os", "posix", "nt", "subprocess", "sys", "importlib", "
 _BAD_ZIP = getattr(zipfile, "BadZipFile", None) or zipfile.BadZipfile  # py3 name, py2 name
 
 
-class CheckpointError(Exception):
+class CheckpointError(InputError):
     """The file is not something we can read safely; str(err) is one line for the user."""
 
 

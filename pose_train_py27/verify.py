@@ -15,6 +15,7 @@ import sys
 import torch
 import torch.nn as nn
 
+from pose_train_py27.errors import InputError
 from pose_train_py27.keys import strip_prefix
 from pose_train_py27.nets import create_model
 
@@ -22,7 +23,7 @@ CONSUMERS = {"dope": "dope", "keypoints": "fastpose", "fastpose": "fastpose"}
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
 
-class VerifyError(Exception):
+class VerifyError(InputError):
     """A bad input file or argument: printed as one line, exit code EXIT_BAD_INPUT."""
 
 

@@ -21,10 +21,12 @@ from pose_train.training.legacy_writer import write_legacy
 from pose_train.compat.loading import load_checkpoint
 from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic, for_modern, is_tensor_like,
                                set_prefix, strip_compile_prefix)
-from pose_train.compat.node_config import parse_dimensions, write_node_config
+from pose_train.compat.node_config import write_node_config
+from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, read_sidecar as read_upgraded, write_sidecar
 from pose_train_py27 import sidecar
+from pose_train_py27.errors import InputError
 
 PARITY_SUFFIX = ".parity.pt"
 PARITY_TOLERANCE = 1e-5
@@ -41,7 +43,7 @@ def read_weights(src, trust):
     obj, scan = load_checkpoint(src, trust)
     try:
         state, where, left = find_state_dict(obj)
-    except UserError as err:
+    except InputError as err:
         raise UserError("%s: %s" % (src, err))
     flat = flatten(state)
     # Plain values beside the tensors (epoch, names) are metadata no consumer loads.

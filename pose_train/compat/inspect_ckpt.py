@@ -11,7 +11,7 @@ from pose_train_py27 import verify as melodic
 from pose_train_py27.legacy_format import CheckpointError, check_for_torch14, storage_info
 from pose_train.compat.loading import load_checkpoint, scan_or_fail
 from pose_train.compat.state_dict import find_state_dict, flatten, key_prefix
-from pose_train.errors import UserError
+from pose_train_py27.errors import InputError
 
 _FORMAT_TEXT = {"zip": "zipfile (torch >= 1.6 default)",
                 "legacy": "legacy serialization (torch 0.4 .. 1.5, "
@@ -70,7 +70,7 @@ def inspect_file(path, trust=()):
     try:
         obj, _ = load_checkpoint(path, trust)
         lines += _weights_summary(obj)
-    except UserError as err:
+    except InputError as err:
         modern = "no: %s" % str(err).replace(path + ": ", "")
         lines.append("loaded: no")
     if trust and modern.startswith("yes"):

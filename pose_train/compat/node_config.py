@@ -9,20 +9,12 @@ import os
 
 import yaml
 
-from pose_train.errors import UserError
 from pose_train.files import atomic_write
-from pose_train_py27 import dope_io, sidecar
+from pose_train_py27 import sidecar
+from pose_train_py27.dope_io import parse_dimensions
 
 IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 DRAW_COLOR = [13, 255, 128]
-
-
-def parse_dimensions(text):
-    """``--dimensions 10,8,6`` (cm, as the node takes them) -> [10.0, 8.0, 6.0]."""
-    try:
-        return dope_io.parse_dimensions(text)
-    except dope_io.InputError as err:
-        raise UserError(str(err))
 
 
 def node_config(meta, weights_file, dimensions_cm):

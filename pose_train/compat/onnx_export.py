@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pose_train.compat import isaac_ros
-from pose_train.compat.node_config import parse_dimensions
+from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json, read_sidecar, report_stale_temps
 from pose_train.training.checkpoint import load_file, weights_of
@@ -113,15 +113,13 @@ def parity(path, reference, x_onnx, x_torch, input_name):
 
 def _check_out(out):
     """--out refused in one line before the export (a folder, or one that cannot be written)."""
-    from pose_train_py27.dope_io import InputError, output_folder
+    from pose_train_py27.dope_io import output_folder
     if os.path.isdir(out):
         raise UserError("--out %s is a folder; pass the .onnx file to write" % out)
     folder = os.path.dirname(os.path.abspath(out))
     try:
         output_folder(folder, "--out", shown=out)
         os.makedirs(folder, exist_ok=True)
-    except InputError as err:
-        raise UserError(str(err))
     except OSError as err:   # a place the kernel refuses (/proc, a read-only mount)
         raise UserError("--out %s: cannot make its folder %s (%s); pass another path"
                         % (out, folder, err.strerror or err))

@@ -18,7 +18,7 @@ import numpy as np
 
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
-from pose_train_py27.dope_io import InputError, frame_files
+from pose_train_py27.dope_io import frame_files
 from pose_train_py27.image_files import MAX_PIXELS, image_size, png_damage, too_many_pixels
 
 SIDE_FILES = ("_camera_settings.json", "_object_settings.json")
@@ -69,10 +69,7 @@ def find_images(roots):
         if not os.path.isdir(root):
             raise UserError("--data %s does not exist; pass a folder of images + .json files"
                             % root)
-        try:
-            found += frame_files(root)
-        except InputError as err:
-            raise UserError(str(err))
+        found += frame_files(root)
     _refuse_shared_annotations(found)
     return sorted(found)
 

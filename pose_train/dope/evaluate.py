@@ -256,36 +256,33 @@ def main(args):
         raise UserError("eval dope --runtime melodic runs infer dope in the legacy image first; "
                         "run it through the launcher (without --local), or pass --detections")
     samples, skipped = scorable_frames(args)
-    try:
-        net = device = None
-        if not args.detections:   # a file that is not DOPE weights is named before anything else
-            device = dope_infer.device_for(args)
-            net = dope_infer.load_network(args.weights, device)
-        meta = sidecar.read(args.weights)
-        dims = dope_infer.dimensions_for(args, meta, args.object)
-        points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
-        dope_io.output_folder(args.outf)
-        # One eval at a time per folder; the old results go first, so none outlives this run.
-        with dope_io.OutputClaim(args.outf, ("results.json", "results.md")):
-            shutil.rmtree(os.path.join(args.outf, "worst"), ignore_errors=True)   # ours, from the last run
-            if args.detections:
-                found, settings = read_detections(args.detections)
-                found = detections_per_sample(samples, found, args.detections)
-                source = args.detections
-            else:
-                found, settings, damaged = run_network(args, samples, meta, dims, net, device)
-                samples = [s for s in samples if os.path.abspath(s.image) in found]
-                skipped = sorted(skipped + damaged)
-                source = "this runtime (%s)" % ", ".join(
-                    "%s %s" % kv for kv in sorted(dope_infer.runtime_versions().items()))
-            if not samples:
-                raise UserError("no frame of %s could be scored; see the lines above" % ", ".join(args.data))
-            info = {"object": args.object, "weights": args.weights, "frames": len(samples),
-                    "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
-                    "points": what, "source": source, "settings": settings, "skipped": skipped}
-            text = write_results(args, samples, found, points, diameter, info)
-    except InputError as err:
-        raise UserError(str(err))
+    net = device = None
+    if not args.detections:   # a file that is not DOPE weights is named before anything else
+        device = dope_infer.device_for(args)
+        net = dope_infer.load_network(args.weights, device)
+    meta = sidecar.read(args.weights)
+    dims = dope_infer.dimensions_for(args, meta, args.object)
+    points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
+    dope_io.output_folder(args.outf)
+    # One eval at a time per folder; the old results go first, so none outlives this run.
+    with dope_io.OutputClaim(args.outf, ("results.json", "results.md")):
+        shutil.rmtree(os.path.join(args.outf, "worst"), ignore_errors=True)   # ours, from the last run
+        if args.detections:
+            found, settings = read_detections(args.detections)
+            found = detections_per_sample(samples, found, args.detections)
+            source = args.detections
+        else:
+            found, settings, damaged = run_network(args, samples, meta, dims, net, device)
+            samples = [s for s in samples if os.path.abspath(s.image) in found]
+            skipped = sorted(skipped + damaged)
+            source = "this runtime (%s)" % ", ".join(
+                "%s %s" % kv for kv in sorted(dope_infer.runtime_versions().items()))
+        if not samples:
+            raise UserError("no frame of %s could be scored; see the lines above" % ", ".join(args.data))
+        info = {"object": args.object, "weights": args.weights, "frames": len(samples),
+                "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
+                "points": what, "source": source, "settings": settings, "skipped": skipped}
+        text = write_results(args, samples, found, points, diameter, info)
     print(text)
     return 0
 

@@ -246,7 +246,7 @@ def scan_val(roots, object_name, imagesize, strict, scan):
                             "(PNG/JPEG + JSON)" % root)
     try:
         samples, report = scan(list(roots), object_name, imagesize, strict=strict)
-    except UserError as err:
+    except InputError as err:
         raise UserError("--val: %s" % err)
     if not samples:
         raise UserError("--val %s: no annotated frames of %r; pass a folder of DOPE frames "

@@ -166,10 +166,10 @@ def run_processes(run_rank, args, gpus):
 def _rank_main(run_rank, args):
     """A spawned rank: a UserError becomes one line on stderr and its exit code, as in cli.main."""
     import sys
-    from pose_train.errors import UserError
+    from pose_train_py27.errors import InputError
     try:
         code = run_rank(args)
-    except UserError as err:
+    except InputError as err:
         print("pose-train: error: %s" % err, file=sys.stderr, flush=True)
         sys.exit(err.code)
     sys.exit(code or 0)
