@@ -39,20 +39,30 @@ def atomic_folder(path, fill):
     return path
 
 
+def make_folder(path, flag="--outf", shown=None):
+    """Make the output folder ``path`` and prove it takes a file, or one UserError line naming
+    it: a file in the way, no permission, or a place the kernel refuses (/proc, /sys, an
+    immutable or read-only mount), which os.access passes for root. Returns ``path``."""
+    from pose_train_py27.dope_io import output_folder   # cv2: not at start-up
+    output_folder(path, flag, shown)
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise UserError("%s %s: cannot write there (%s); pass another %s"
+                        % (flag, shown or path, err.strerror or err, "path" if shown else "folder"))
+    return path
+
+
 @contextmanager
 def job_folder(path, claim=False):
     """Make the output folder ``path`` for a job; if the job fails before writing anything
     there, remove it again, so a refused run leaves no empty folder behind. ``claim``: hold
     pose_train_py27.dope_io.OutputClaim's lock on it (one run per folder) meanwhile."""
-    from pose_train_py27.dope_io import OutputClaim, output_folder   # cv2: not at start-up
+    from pose_train_py27.dope_io import OutputClaim   # cv2: not at start-up
     path = os.fspath(path)
     made = not os.path.isdir(path)
-    output_folder(path)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        raise UserError("%s: cannot make the output folder (%s); pass another --outf"
-                        % (path, err.strerror or err))
+    make_folder(path)
     try:
         with ExitStack() as held:
             if claim:

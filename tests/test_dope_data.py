@@ -179,7 +179,7 @@ def test_a_dangling_link_is_named_with_the_fix(tmp_path):
     from pose_train_py27.dope_io import InputError, list_inputs
     _nvisii(tmp_path, "000000")
     os.symlink(str(tmp_path / "gone.png"), str(tmp_path / "000001.png"))
-    with pytest.raises(UserError, match="000001.png: a link to .*gone.png, which does not exist; remove"):
+    with pytest.raises(InputError, match="000001.png: a link to .*gone.png, which does not exist; remove"):
         find_images([str(tmp_path)])
     with pytest.raises(InputError, match="which does not exist"):
         list_inputs([str(tmp_path)])

@@ -186,6 +186,17 @@ def test_a_net_that_is_not_weights_is_named_before_anything_is_written(data6, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_a_new_run_into_a_folder_that_holds_one_is_refused(data6, baseline, tmp_path, capsys):
+    """It overwrote the earlier run and reported that run's net_best.pth as its own."""
+    shutil.copytree(baseline, tmp_path / "run")
+    before = (tmp_path / "run" / "net_epoch_01.pth").read_bytes()
+    with pytest.raises(SystemExit):
+        _train(data6, tmp_path / "run", "--epochs", "1", "--seed", "3")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds an earlier run" in err and "--resume auto" in err and "net_epoch_01.pth" in err
+    assert (tmp_path / "run" / "net_epoch_01.pth").read_bytes() == before
+
+
 def test_ddp_two_gloo_processes_shard_the_data(tmp_path):
     data = tmp_path / "four"
     write_dataset(str(data), n=4, seed=2, width=64, height=48, progress=False)
@@ -298,6 +309,12 @@ def test_metrics_agree_with_where_the_run_starts(data6, baseline, tmp_path):
         log.write(kind="step", epoch=1, step=2, loss=123.0)
     _train(data6, tmp_path, "--epochs", "1", "--resume", "auto")
     assert _step_losses(tmp_path) == _step_losses(baseline)
+    with pytest.raises(SystemExit):      # a fresh run would overwrite this one: refused
+        _train(data6, tmp_path, "--epochs", "1")
+    assert _step_losses(tmp_path) == _step_losses(baseline)
+    for name in os.listdir(tmp_path):    # the user clears the folder's weights and state
+        if name.endswith((".pth", ".pt")):
+            os.remove(tmp_path / name)
     _train(data6, tmp_path, "--epochs", "1")                                 # fresh, same folder
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["kind"] for r in records].count("epoch") == 1

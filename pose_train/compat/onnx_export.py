@@ -19,7 +19,8 @@ import torch
 from pose_train.compat import isaac_ros
 from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
-from pose_train.files import atomic_write, atomic_write_json, read_sidecar, report_stale_temps
+from pose_train.files import (atomic_write, atomic_write_json, make_folder, read_sidecar,
+                              report_stale_temps)
 from pose_train.training.checkpoint import load_file, weights_of
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix
 from pose_train_py27.keys import strip_prefix
@@ -111,18 +112,15 @@ def parity(path, reference, x_onnx, x_torch, input_name):
     return float(np.abs(got - want).max()), list(got.shape)
 
 
-def _check_out(out):
+def _check_out(out, weights):
     """--out refused in one line before the export (a folder, or one that cannot be written)."""
-    from pose_train_py27.dope_io import output_folder
     if os.path.isdir(out):
         raise UserError("--out %s is a folder; pass the .onnx file to write" % out)
-    folder = os.path.dirname(os.path.abspath(out))
-    try:
-        output_folder(folder, "--out", shown=out)
-        os.makedirs(folder, exist_ok=True)
-    except OSError as err:   # a place the kernel refuses (/proc, a read-only mount)
-        raise UserError("--out %s: cannot make its folder %s (%s); pass another path"
-                        % (out, folder, err.strerror or err))
+    if not out.lower().endswith(".onnx"):   # never over the weights or another file of the user's
+        raise UserError("--out %s: give a file name ending in .onnx" % out)
+    if os.path.exists(weights) and os.path.exists(out) and os.path.samefile(weights, out):
+        raise UserError("--out %s is the weights file itself; pass another name" % out)
+    make_folder(os.path.dirname(os.path.abspath(out)), "--out", shown=out)
 
 
 def main(args):
@@ -133,7 +131,7 @@ def main(args):
                                               trained)
     height, width = _size(args, name, meta)
     out = args.out
-    _check_out(out)
+    _check_out(out, args.weights)
     folder = os.path.dirname(os.path.abspath(out))
     if name == "dope":   # bad deployment inputs stop the run before anything is written
         target = (args.object or meta.get("object"),

@@ -12,6 +12,7 @@ Problems become one report line each (file + reason) instead of exceptions.
 """
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,8 +61,9 @@ class DataReport:
 
 
 def find_images(roots):
-    """All RGB images under the roots, recursively, sorted for a stable order."""
-    found = []
+    """All RGB images under the roots, recursively, sorted for a stable order; a frame that two
+    roots reach (the same folder twice, or through a link) counts once, and that is said."""
+    found, seen = [], set()
     for root in roots:
         if os.path.isfile(root):
             raise UserError("--data %s is a file; pass the folder that holds the images and "
@@ -69,7 +71,13 @@ def find_images(roots):
         if not os.path.isdir(root):
             raise UserError("--data %s does not exist; pass a folder of images + .json files"
                             % root)
-        found += frame_files(root)
+        mine = frame_files(root)
+        new = [p for p in mine if os.path.realpath(p) not in seen]
+        if len(new) < len(mine):
+            print("pose-train: warning: --data %s: %d of its %d frames are already under another "
+                  "--data; each counts once" % (root, len(mine) - len(new), len(mine)), file=sys.stderr)
+        seen.update(os.path.realpath(p) for p in new)
+        found += new
     _refuse_shared_annotations(found)
     return sorted(found)
 

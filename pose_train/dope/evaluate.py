@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pose_train.dope.data import scan
+from pose_train.dope.data import dimensions_of, scan
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json
 from pose_train.keypoints import mesh as meshlib
@@ -56,14 +56,14 @@ def run_network(args, samples, meta, dims, net, device):
         if not s.intrinsics or len(s.intrinsics) < 4:
             raise UserError("%s: the dataset gives no camera intrinsics for it; eval needs "
                             "them (camera_data.intrinsics or _camera_settings.json)" % s.image)
-        try:
+        try:   # a frame damaged, or its camera unusable, since the scan
+            cam = make_camera(source=s.image, **s.intrinsics)
             bgr = image_files.decode_checked(s.image, args.max_pixels)
         except InputError as err:
             if not args.skip_bad:
                 raise UserError("%s, or pass --skip_bad to score the rest" % err)
             damaged.append(str(err))
             continue
-        cam = make_camera(source=s.image, **s.intrinsics)
         found[os.path.abspath(s.image)] = dope_infer.infer_frame(   # partial poses too: see
             net, device, bgr[:, :, ::-1].copy(), cam, dims, dict(settings, partial=True), norm)[0]
     return found, settings, damaged
@@ -76,16 +76,43 @@ def as_published(found, partial):
     return {image: [d for d in dets if not d.get("partial")] for image, dets in found.items()}
 
 
-def read_detections(path):
+def read_detections(path, object_name):
+    """({image: detections}, settings) of an infer dope run on ``object_name``'s class."""
     import json
     try:
         with open(path) as f:
             run = json.load(f)
-        return {os.path.abspath(fr["image"]): fr["objects"] for fr in run["frames"]}, \
-            run.get("settings")
+        found = {os.path.abspath(fr["image"]): fr["objects"] for fr in run["frames"]}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError("%s: not a detections.json written by `pose-train infer dope` (%s); "
                         "rerun infer dope" % (path, err))
+    if str(run.get("object", object_name)).lower() != object_name.lower():
+        raise UserError("%s holds %r detections, not %r; score them with --object %s, or run "
+                        "infer dope with the %s weights" % (path, run["object"], object_name,
+                                                            run["object"], object_name))
+    for image, dets in found.items():
+        for d in dets:
+            problem = _unusable_pose(d)
+            if problem:
+                raise UserError("%s: a detection in %s has %s; rerun infer dope, or fix the file"
+                                % (path, image, problem))
+    return found, run.get("settings")
+
+
+def _unusable_pose(d):
+    """What makes a posed detection unscorable (NaN, a zero quaternion, a short cuboid), or None."""
+    if d.get("location") is None:
+        return None
+    for key, count in (("location", 3), ("quaternion_xyzw", 4), ("projected_cuboid", 18)):
+        try:
+            values = np.asarray(d.get(key), np.float64).reshape(count)
+        except (TypeError, ValueError):
+            return "no %s of %d numbers" % (key, count)
+        if not np.isfinite(values).all():
+            return "a non-finite %s" % key
+        if key == "quaternion_xyzw" and np.linalg.norm(values) < 1e-6:
+            return "a zero quaternion_xyzw"
+    return None
 
 
 def detections_per_sample(samples, found, source):
@@ -255,20 +282,22 @@ def main(args):
     if args.runtime == "melodic" and not args.detections:
         raise UserError("eval dope --runtime melodic runs infer dope in the legacy image first; "
                         "run it through the launcher (without --local), or pass --detections")
-    samples, skipped = scorable_frames(args)
     net = device = None
     if not args.detections:   # a file that is not DOPE weights is named before anything else
         device = dope_infer.device_for(args)
         net = dope_infer.load_network(args.weights, device)
     meta = sidecar.read(args.weights)
+    args.object = object_to_score(args, meta)
+    samples, skipped = scorable_frames(args)
     dims = dope_infer.dimensions_for(args, meta, args.object)
+    _say_if_the_cuboid_differs(samples, dims)
     points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
     dope_io.output_folder(args.outf)
     # One eval at a time per folder; the old results go first, so none outlives this run.
     with dope_io.OutputClaim(args.outf, ("results.json", "results.md")):
         shutil.rmtree(os.path.join(args.outf, "worst"), ignore_errors=True)   # ours, from the last run
         if args.detections:
-            found, settings = read_detections(args.detections)
+            found, settings = read_detections(args.detections, args.object)
             found = detections_per_sample(samples, found, args.detections)
             source = args.detections
         else:
@@ -285,6 +314,29 @@ def main(args):
         text = write_results(args, samples, found, points, diameter, info)
     print(text)
     return 0
+
+
+def _say_if_the_cuboid_differs(samples, dims_cm):
+    """ADD is measured on the weights' cuboid (or --dimensions); annotations of another size
+    make every figure wrong by their difference, so that is said."""
+    annotated = dimensions_of(samples)
+    if annotated and max(abs(100 * a - b) / b for a, b in zip(annotated, dims_cm)) > 0.05:
+        print("pose-train: warning: the annotations' cuboid is %s cm, the one scored with is %s "
+              "cm (the weights' sidecar or --dimensions); pass --dimensions if the annotations "
+              "are right" % (", ".join("%.2f" % (100 * a) for a in annotated),
+                             ", ".join("%.2f" % b for b in dims_cm)), file=sys.stderr)
+
+
+def object_to_score(args, meta):
+    """--object, else the class the weights trained on; a class other than the trained one is
+    said (a dataset may name the object differently, so it is not refused)."""
+    trained = str(meta.get("object") or "")
+    if args.object is None:
+        return trained or "cube"
+    if trained and args.object.lower() != trained.lower():
+        print("pose-train: warning: %s trained on %r; scoring it against the %r objects of the "
+              "annotations (--object)" % (args.weights, trained, args.object), file=sys.stderr)
+    return args.object
 
 
 def scorable_frames(args):

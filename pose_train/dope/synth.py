@@ -25,7 +25,7 @@ from pose_train import environment
 from pose_train.dope.geometry import (FACE_NORMALS, FACES, intrinsics_matrix, project,
                                       quat_xyzw_to_matrix, random_quat_xyzw)
 from pose_train.errors import UserError
-from pose_train.files import atomic_folder
+from pose_train.files import atomic_folder, make_folder
 from pose_train_py27.cuboid import cuboid_vertices
 
 # Physical size (metres) of the generated object and of the distractor: not a cube on purpose,
@@ -229,6 +229,7 @@ def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube",
 
 def main(args):
     """Job entry: args.out, args.n, args.seed, args.width, args.height, args.object."""
+    make_folder(args.out, "--out")
     distance = parse_distance(args.distance)
     write_dataset(args.out, args.n, args.seed, args.width, args.height, args.object.lower(),
                   distance=distance)

@@ -278,6 +278,8 @@ def _starting_point(args, model, say):
             say("--resume auto: no %s in %s yet; starting a new run" % (state_io.STATE_NAME,
                                                                        args.outf))
     if path is None:
+        if args.resume is None:
+            state_io.refuse_an_earlier_run(args.outf, state_io.STATE_NAMES + ("net_*.pth",))
         weights = pretrained.resolve(args.pretrained, "vgg19", say)
         if weights:
             ckpt.load_pretrained_vgg(model, weights)

@@ -16,6 +16,7 @@ from pose_train.dope.draw import batch_grid, save_grid
 from pose_train.dope.engine import StepConfig, prepare_batch
 from pose_train.dope.loader import DopeDataset
 from pose_train.errors import UserError
+from pose_train.files import make_folder
 
 PREVIEW_SIGMA_PX = 4.0
 
@@ -53,10 +54,10 @@ def main(args):
     """Job entry: args.data, args.object, args.outf, args.imagesize, args.strict, args.seed."""
     if not args.data:
         raise UserError("validate dope needs --data DIR (repeatable): the dataset to check")
+    make_folder(args.outf)
     samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict,
                            max_pixels=args.max_pixels,
                            report_to=os.path.join(args.outf, "data_report.txt"))
-    os.makedirs(args.outf, exist_ok=True)
     report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
     for line in report.lines[:20]:
         print(line)

@@ -109,7 +109,8 @@ detects in the ROS Melodic image (infer dope) and scores those poses here.""",
                      positional=True, beside=True),
                Field("data", "path", [], "annotated held-out folder (repeatable), either "
                      "dialect", role=IN, many=True),
-               OBJECT,
+               Field("object", "str", None, "the annotations' class to score (default: the one "
+                     "the weights' sidecar names, else cube)"),
                Field("outf", "path", "eval", "output folder", role=OUT),
                Field("mesh", "path", None, "object model (PLY or OBJ, in the dataset's units) "
                      "for ADD instead of the cuboid's corners", role=IN),

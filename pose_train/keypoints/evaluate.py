@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from pose_train.errors import UserError
-from pose_train.files import read_sidecar
+from pose_train.files import make_folder, read_sidecar
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import dpg, engine, heatmaps, metrics, transforms
 from pose_train.keypoints import model as kpmodel
@@ -165,8 +165,7 @@ def main(args):
     ann, crops = kpdata.load_prepared(folder)
     rows, idx = evaluate_frames(args, ann, crops, kpdata.load_model_mesh(folder), net, device)
     summary = metrics.summarize(rows, ann, arch, args)
-    out = os.path.join(args.outf, "eval_%02d_%s_%d" % (ann["seq"], ann["kptype"], kpnum))
-    os.makedirs(out, exist_ok=True)
+    out = make_folder(os.path.join(args.outf, "eval_%02d_%s_%d" % (ann["seq"], ann["kptype"], kpnum)))
     with open(os.path.join(out, "frames.json"), "w") as f:
         json.dump(rows, f)
     metrics.write_overlay(os.path.join(out, "overlay.png"), crops, ann, idx, rows)

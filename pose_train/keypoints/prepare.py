@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pose_train.errors import UserError
-from pose_train.files import atomic_write_json
+from pose_train.files import atomic_write_json, make_folder
 from pose_train.keypoints import designate as designation
 from pose_train.keypoints import linemod
 from pose_train.keypoints import mesh as meshlib
@@ -173,6 +173,7 @@ def annotate(seq, kp3d, split_of, crops, args, on_surface):
 
 
 def main(args):
+    make_folder(args.outf)
     seq = linemod.load_sequence(args.data, args.seq, args.symmetric, args.min_visib)
     print("prepare keypoints: object %d uses %s (%s)" % (args.seq, "ADD-S" if seq.symmetric
                                                           else "ADD", seq.symmetry_rule))

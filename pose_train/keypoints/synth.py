@@ -19,6 +19,7 @@ import os
 import cv2
 import numpy as np
 
+from pose_train.files import make_folder
 from pose_train.keypoints import mesh as meshlib
 
 # LINEMOD's Kinect intrinsics at 640x480; scaled for other image sizes.
@@ -193,6 +194,7 @@ def _write_frame(scene, i, img, depth, instances, K, tables):
 
 
 def main(args):
+    make_folder(args.out, "--out")
     rng = np.random.default_rng(args.seed)
     width, height = getattr(args, "width", 640), getattr(args, "height", 480)
     K = LINEMOD_K.copy()

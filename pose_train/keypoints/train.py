@@ -238,6 +238,8 @@ def setup(args, info):
 
 
 def train(args, info):
+    if not args.resume:
+        ckpt.refuse_an_earlier_run(args.outf, ckpt.STATE_NAMES + ("best.pkl", "model_*.pkl"))
     if info.is_main:
         report_stale_temps(args.outf)
     run = setup(args, info)

@@ -199,3 +199,16 @@ def find_latest_state(directory, names=STATE_NAMES):
         return None
     paths = [os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))]
     return max(paths, key=os.path.getmtime) if paths else None
+
+
+def refuse_an_earlier_run(outf, patterns):
+    """A new run (no --resume, no --net) into a folder that holds another run's weights or
+    state would overwrite them and report the old net_best as its own: refused, naming the
+    files and the two ways on."""
+    import glob
+    earlier = sorted({os.path.basename(p) for pattern in patterns
+                      for p in glob.glob(os.path.join(glob.escape(outf), pattern))})
+    if earlier:
+        raise UserError("--outf %s holds an earlier run (%s); continue it with --resume auto, or "
+                        "pass another --outf for a new run" % (outf, ", ".join(earlier[:4]) + (
+                            ", ..." if len(earlier) > 4 else "")))
