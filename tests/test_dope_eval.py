@@ -307,3 +307,52 @@ def test_partial_poses_are_not_scored_as_the_robot_would_see_them_unless_asked(w
     assert _eval(weights, frames, tmp_path / "all", "--detections", dets, "--partial") == 0
     s = json.load(open(tmp_path / "all" / "results.json"))["summary"]
     assert s["detected"] == 8 and "with_partial" not in s
+
+
+def test_detections_of_another_class_are_refused(weights, frames, tmp_path, capsys):
+    """Cube detections scored as 'distractor' detections: 100% detected, exit 0."""
+    dets = _detections(tmp_path, frames, lambda i, o: o)
+    record = json.load(open(dets))
+    record["object"] = "cube"
+    json.dump(record, open(dets, "w"))
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets, "--object", "distractor") == 2
+    err = capsys.readouterr().err
+    assert "holds 'cube' detections, not 'distractor'" in err and "trained on 'cube'" in err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.mark.parametrize("key, value", [("location", [float("nan"), 0, 0.5]),
+                                        ("quaternion_xyzw", [0, 0, 0, 0])])
+def test_an_unusable_detected_pose_is_one_line_not_a_traceback(weights, frames, tmp_path, capsys, key, value):
+    def change(i, o):
+        if i == 2:
+            o[key] = value
+        return o
+    dets = _detections(tmp_path, frames, change)
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert dets in err and key in err and "Traceback" not in err
+
+
+def test_a_folder_given_twice_counts_once(weights, frames, tmp_path, capsys):
+    """--data V --data link-to-V scored every object twice."""
+    import os
+    os.symlink(frames, str(tmp_path / "again"))
+    dets = _detections(tmp_path, frames, lambda i, o: o)
+    assert _eval(weights, frames, tmp_path / "out", "--data", str(tmp_path / "again"),
+                 "--detections", dets) == 0
+    assert json.load(open(tmp_path / "out" / "results.json"))["summary"]["objects"] == 8
+    assert "8 of its 8 frames are already under another --data" in capsys.readouterr().err
+
+
+def test_a_frame_whose_camera_is_not_finite_is_skipped_with_skip_bad(weights, tmp_path, capsys):
+    data = tmp_path / "data"
+    ih.synth_frames(data, 3, seed=6)
+    path = sorted(data.glob("*.json"))[0]
+    ann = json.loads(path.read_text())
+    ann["camera_data"]["intrinsics"]["fx"] = float("nan")
+    path.write_text(json.dumps(ann))
+    assert _eval(weights, str(data), tmp_path / "out", "--dimensions", "10,10,10") == 2
+    assert "--skip_bad" in capsys.readouterr().err
+    assert _eval(weights, str(data), tmp_path / "out", "--dimensions", "10,10,10", "--skip_bad") == 0
+    assert json.load(open(tmp_path / "out" / "results.json"))["info"]["frames"] == 2

@@ -134,7 +134,8 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(immutable, tmp_path, j
     assert code.value.code == 2 and "is not writable" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("job", ["export", "train dope", "train keypoints", "infer", "eval"])
+@pytest.mark.parametrize("job", ["export", "train dope", "train keypoints", "infer", "eval",
+                                 "validate", "synth dope", "synth linemod", "prepare"])
 def test_an_output_the_kernel_will_not_make_is_one_line(tmp_path, job, capsys):
     """/proc passes os.access as root, then makedirs failed with a FileNotFoundError traceback."""
     import infer_helpers as ih
@@ -148,13 +149,29 @@ def test_an_output_the_kernel_will_not_make_is_one_line(tmp_path, job, capsys):
             "train dope": ["train", "dope", "--data", str(frames), "--epochs", "1"],
             "train keypoints": ["train", "keypoints", "--seq", "1", "--data", str(frames)],
             "infer": ["infer", "dope", weights, "--images", str(frames)],
-            "eval": ["eval", "dope", weights, "--data", str(frames)]}[job]
-    if job != "export":
+            "eval": ["eval", "dope", weights, "--data", str(frames)],
+            "validate": ["validate", "dope", "--data", str(frames)],
+            "synth dope": ["synth", "dope", "--n", "1", "--out", place],
+            "synth linemod": ["synth", "linemod", "--out", place],
+            "prepare": ["prepare", "keypoints", "--seq", "1", "--data", str(frames)]}[job]
+    if job not in ("export", "synth dope", "synth linemod"):
         argv += ["--outf", place]
     with pytest.raises(SystemExit) as code:
         main(["--local"] + argv)
     err = capsys.readouterr().err
     assert code.value.code == 2 and place in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_an_existing_folder_the_kernel_will_not_write_is_one_line(tmp_path, capsys):
+    """export --out /proc/m.onnx: /proc exists, and the .tmp file failed with a traceback."""
+    import infer_helpers as ih
+    from pose_train.cli import main
+    (tmp_path / "w").mkdir()
+    weights = ih.write_weights(tmp_path / "w")
+    with pytest.raises(SystemExit) as code:
+        main(["--local", "export", "onnx", weights, "--out", "/proc/m.onnx"])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and "/proc/m.onnx" in err and "Traceback" not in err
 
 
 def test_export_into_a_file_names_the_path_that_was_typed(tmp_path, capsys):

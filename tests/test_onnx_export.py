@@ -165,3 +165,17 @@ def test_a_killed_exports_scratch_folder_is_removed_and_said(tmp_path, capsys):
     assert not os.path.exists(stale) and out.exists()
     assert "removed 1 temp file(s) a killed save or export left in" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "w").iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("name", ["self", "other.pth"])
+def test_export_never_writes_over_the_weights_or_another_file(tmp_path, capsys, name):
+    """--out W/copy.pth replaced the trained weights with ONNX bytes, exit 0."""
+    (tmp_path / "w").mkdir()
+    weights = ih.write_weights(tmp_path / "w")
+    out = weights if name == "self" else str(tmp_path / "w" / name)
+    if name != "self":
+        open(out, "wb").write(b"the user's")
+    before = open(out, "rb").read()
+    assert ih.local_cli("export", "onnx", weights, "--out", out, "--height", 64, "--width", 64) == 2
+    assert "give a file name ending in .onnx" in capsys.readouterr().err
+    assert open(out, "rb").read() == before
