@@ -12,6 +12,7 @@ spellings and errors.
 import argparse
 import contextlib
 import os
+import shlex
 import sys
 
 from pose_train.errors import UserError, interrupt_exit_code
@@ -164,8 +165,10 @@ def _typed_local(job, local):
     """A run the user started with --local is continued with --local (its "continue with:"
     line), not through the launcher; inside our images and under compose the line is theirs."""
     typed = local and os.environ.get(environment.LOCAL) != "1" and environment.CONTINUE_PREFIX not in os.environ
-    if typed:
-        os.environ[environment.CONTINUE_PREFIX] = " ".join(["pose-train", "--local"] + list(job.words))
+    if typed:   # started as `python -m pose_train` (no pose-train script): said the same way
+        start = ([shlex.quote(sys.executable), "-m", "pose_train"]
+                 if sys.argv[0].endswith(os.path.join("pose_train", "__main__.py")) else ["pose-train"])
+        os.environ[environment.CONTINUE_PREFIX] = " ".join(start + ["--local"] + list(job.words))
     try:
         yield
     finally:

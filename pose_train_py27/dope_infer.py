@@ -223,7 +223,7 @@ def run(args):
     output_folder(args.outf)
     inputs = _inputs(args)
     _check_before_the_network(inputs, fixed, args.max_pixels)
-    with OutputClaim(args.outf, "detections.json"), _StopOnSignal() as stop:
+    with OutputClaim(args.outf, "detections.json", _remove_previous_frames), _StopOnSignal() as stop:
         frames = _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name)
         record = {"weights": os.path.abspath(args.weights), "object": object_name,
                   "dimensions_cm": dims, "normalization": norm["name"], "settings": settings,
@@ -291,7 +291,7 @@ def _check_before_the_network(inputs, fixed, max_pixels):
 def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name):
     """Infer and write each frame (NAME.json, NAME.png); returns the records of the frames
     finished, up to a stop signal."""
-    frames, used, cameras = [], set(), {}
+    frames, used, cameras, written = [], set(), {}, []
     try:
         for name, source, rgb in _progress(read_frames(inputs, args.max_pixels), inputs):
             cam = fixed or camera_beside(source, cameras)
@@ -304,6 +304,7 @@ def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object
             name = _unique(name, used)
             size = [int(rgb.shape[1]), int(rgb.shape[0])]
             annotation = frame_annotation(name, cam, size, object_name, detections)
+            written += _frame_files(args.outf, name)
             _json(os.path.join(args.outf, name + ".json"), annotation)
             _png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, dims, detections))
             if args.belief_grid:
@@ -312,7 +313,33 @@ def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object
                                objects=annotation["objects"]))
     except Stopped:
         pass   # every frame in `frames` is complete on disk; run() records the stop
+    except InputError:   # a frame damaged inside (found only by decoding): a refused run
+        _remove(written)  # leaves no per-frame files without the detections.json naming them
+        raise
     return frames
+
+
+def _frame_files(outf, name):
+    return [os.path.join(outf, name + suffix) for suffix in (".json", ".png", ".belief.png")]
+
+
+def _remove(paths):
+    for path in paths:
+        if os.path.isfile(path):
+            os.remove(path)
+
+
+def _remove_previous_frames(outf):
+    """The per-frame files the previous run's detections.json names: a rerun on fewer frames
+    must not leave them beside its own record. Only names that record lists are touched."""
+    try:
+        with open(os.path.join(outf, "detections.json")) as f:
+            names = [fr["name"] for fr in json.load(f)["frames"]]
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        return   # none, or not ours: nothing known to remove
+    for name in names:
+        if isinstance(name, (str, type(u""))) and os.path.basename(name) == name:
+            _remove(_frame_files(outf, name))
 
 
 def _progress(frames, inputs):

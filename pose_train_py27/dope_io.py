@@ -64,9 +64,10 @@ class OutputClaim(object):
     anything removes the folder it made."""
     LOCK = ".pose-train.lock"
 
-    def __init__(self, outf, records=()):
+    def __init__(self, outf, records=(), before_removal=None):
         self.outf, self.lock, self.made = outf, None, False
         self.records = (records,) if isinstance(records, str) else tuple(records)
+        self.before_removal = before_removal   # f(outf), under the lock: what the records name
 
     def __enter__(self):
         import fcntl
@@ -84,6 +85,8 @@ class OutputClaim(object):
             self.lock.close()
             raise InputError("--outf %s is in use by another pose-train run; wait for it to end or pass "
                              "another --outf" % self.outf)
+        if self.before_removal is not None:
+            self.before_removal(self.outf)
         for record in self.records:
             stale = os.path.join(self.outf, record)
             if os.path.exists(stale):

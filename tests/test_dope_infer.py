@@ -460,3 +460,33 @@ def test_the_frame_and_camera_are_scaled_with_the_nodes_arithmetic():
     assert len(dets) == len(node) == 1
     assert np.allclose(np.array(dets[0]["location"]) * 100, node[0][0], atol=1e-3)
     assert np.linalg.norm(np.array(dets[0]["location"]) * 100 - tvec) < 1.0    # and it is right
+
+
+def test_a_rerun_on_fewer_frames_leaves_only_its_own_files(weights, frames, tmp_path):
+    """The first run's per-frame files stayed beside the second run's 1-frame detections.json."""
+    out = tmp_path / "out"
+    pngs = [p.replace(".json", ".png") for p in frames[:3]]
+    assert _infer(weights, *sum((["--images", p] for p in pngs), []), "--outf", out) == 0
+    (out / "notes.txt").write_text("mine")
+    assert _infer(weights, "--images", pngs[0], "--outf", out) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "000000.json", "000000.png", "detections.json", "notes.txt"]
+
+
+def test_a_frame_found_damaged_mid_run_leaves_no_per_frame_files(weights, tmp_path, capsys):
+    """A corrupt JPEG (complete, so only decoding finds it) stopped the run and left the earlier
+    frames' files without a detections.json."""
+    frames = tmp_path / "frames"
+    ih.synth_frames(frames, 3, seed=6)
+    png = sorted(frames.glob("*.png"))[1]
+    jpg = png.with_suffix(".jpg")
+    cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    png.unlink()
+    data = bytearray(jpg.read_bytes())
+    middle = len(data) * 3 // 10
+    data[middle:middle + 300] = b"\x00" * 300
+    jpg.write_bytes(bytes(data))
+    assert _infer(weights, "--images", frames, "--outf", tmp_path / "out") == 2
+    assert str(jpg) in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] \
+        if (tmp_path / "out").exists() else True
