@@ -15,16 +15,17 @@ import re
 import shutil
 import sys
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from pose_train.dope.data import dimensions_of, scan
+from pose_train.dope.detections import as_published, detections_per_sample, read_detections
+from pose_train.dope.eval_outputs import results_markdown, write_worst
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json
 from pose_train.keypoints import mesh as meshlib
 from pose_train.keypoints.metrics import add_error
-from pose_train_py27 import dope_infer, overlay
+from pose_train_py27 import dope_infer
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
 from pose_train_py27 import dope_io, image_files, sidecar
 from pose_train_py27.dope_io import InputError, make_camera
@@ -67,80 +68,6 @@ def run_network(args, samples, meta, dims, net, device):
         found[os.path.abspath(s.image)] = dope_infer.infer_frame(   # partial poses too: see
             net, device, bgr[:, :, ::-1].copy(), cam, dims, dict(settings, partial=True), norm)[0]
     return found, settings, damaged
-
-
-def as_published(found, partial):
-    """The detections the node publishes: partial poses (4-8 points) only with --partial."""
-    if partial:
-        return found
-    return {image: [d for d in dets if not d.get("partial")] for image, dets in found.items()}
-
-
-def read_detections(path, object_name):
-    """({image: detections}, settings) of an infer dope run on ``object_name``'s class."""
-    import json
-    try:
-        with open(path) as f:
-            run = json.load(f)
-        found = {os.path.abspath(fr["image"]): fr["objects"] for fr in run["frames"]}
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError("%s: not a detections.json written by `pose-train infer dope` (%s); "
-                        "rerun infer dope" % (path, err))
-    if str(run.get("object", object_name)).lower() != object_name.lower():
-        raise UserError("%s holds %r detections, not %r; score them with --object %s, or run "
-                        "infer dope with the %s weights" % (path, run["object"], object_name,
-                                                            run["object"], object_name))
-    for image, dets in found.items():
-        for d in dets:
-            problem = _unusable_pose(d)
-            if problem:
-                raise UserError("%s: a detection in %s has %s; rerun infer dope, or fix the file"
-                                % (path, image, problem))
-    return found, run.get("settings")
-
-
-def _unusable_pose(d):
-    """What makes a posed detection unscorable (NaN, a zero quaternion, a short cuboid), or None."""
-    if d.get("location") is None:
-        return None
-    for key, count in (("location", 3), ("quaternion_xyzw", 4), ("projected_cuboid", 18)):
-        try:
-            values = np.asarray(d.get(key), np.float64).reshape(count)
-        except (TypeError, ValueError):
-            return "no %s of %d numbers" % (key, count)
-        if not np.isfinite(values).all():
-            return "a non-finite %s" % key
-        if key == "quaternion_xyzw" and np.linalg.norm(values) < 1e-6:
-            return "a zero quaternion_xyzw"
-    return None
-
-
-def detections_per_sample(samples, found, source):
-    """Each sample's detections from a detections.json: by absolute path, else by the longest
-    path ending that names one frame only (a file the launcher wrote records container paths,
-    /host/...). Refuses a file that holds none of these frames; warns when some are missing."""
-    index = {}
-    for path in found:
-        parts = os.path.normpath(path).split(os.sep)
-        for k in range(1, min(4, len(parts)) + 1):
-            index.setdefault(tuple(parts[-k:]), []).append(path)
-    out, unmatched = {}, []
-    for s in samples:
-        key = os.path.abspath(s.image)
-        parts = os.path.normpath(key).split(os.sep)
-        hits = [index.get(tuple(parts[-k:]), []) for k in range(min(4, len(parts)), 0, -1)]
-        match = key if key in found else next((h[0] for h in hits if len(h) == 1), None)
-        if match is None:
-            unmatched.append(s.image)
-        out[key] = found.get(match, [])
-    if samples and len(unmatched) == len(samples):
-        raise UserError("%s: none of its %d frames is one of the %d frames of --data (it records e.g. "
-                        "%s); run infer dope on these frames, or eval against the data it was run on"
-                        % (source, len(found), len(samples), next(iter(found), "no frame")))
-    if unmatched:
-        print("pose-train: warning: %d of %d frames have no record in %s (e.g. %s); they count as "
-              "missed" % (len(unmatched), len(samples), source, unmatched[0]), file=sys.stderr)
-    return out
 
 
 def _match(gt_centres, dets):
@@ -221,61 +148,6 @@ def refuse_or_skip(problems, skip_bad):
         raise UserError("%d frame(s) cannot be scored, first: %s; repair or remove them, or pass "
                         "--skip_bad to score the rest (results.md then lists them)" % (len(lines), lines[0]))
     return lines
-
-
-def _fmt(value, spec):
-    return "-" if value is None else spec % value
-
-
-def results_markdown(summary, info):
-    s = summary
-    lines = ["# eval dope: %s" % info["object"], "",
-             "weights `%s`, %d frames of %s; %s on %s, diameter %.1f cm; detections from %s."
-             % (info["weights"], info["frames"], ", ".join(info["data"]), info["metric"],
-                info["points"], 100 * s["diameter_m"], info["source"]), "",
-             "| objects | detected | %s < 0.1 d | %s AUC 0-10 cm | median 2D error (px) | "
-             "median translation (mm) | median rotation (deg) | false positives |"
-             % (info["metric"], info["metric"]),
-             "|---|---|---|---|---|---|---|---|",
-             "| %d | %d (%.1f%%) | %.1f%% | %.3f | %s | %s | %s | %d |"
-             % (s["objects"], s["detected"], 100 * s["detection_rate"],
-                100 * s["add_below_0.1d"], s["add_auc_0_10cm"], _fmt(s["median_reproj_px"], "%.2f"),
-                _fmt(s["median_trans_mm"], "%.1f"), _fmt(s["median_rot_deg"], "%.2f"),
-                s["false_positives"]), ""]
-    if s.get("with_partial"):
-        p = s["with_partial"]
-        lines += ["DOPE's node publishes only complete cuboids (all 9 points), as scored above. "
-                  "Posed from 4-8 points too (--partial): %d detected (%.1f%%), %s < 0.1 d %.1f%%, "
-                  "AUC %.3f." % (p["detected"], 100 * p["detection_rate"], info["metric"],
-                                 100 * p["add_below_0.1d"], p["add_auc_0_10cm"]), ""]
-    if info.get("skipped"):
-        lines += ["%d frame(s) skipped (--skip_bad), not scored:" % len(info["skipped"]), ""]
-        lines += ["- %s" % line for line in info["skipped"]] + [""]
-    return "\n".join(lines)
-
-
-def write_worst(outf, rows, count):
-    """Overlays of the ``count`` worst objects (misses first, then the largest ADD)."""
-    folder = os.path.join(outf, "worst")
-    os.makedirs(folder, exist_ok=True)
-    worst = sorted(rows, key=lambda r: (r["detected"] and "add_m" in r, -r.get("add_m", 0)))
-    for rank, row in enumerate(worst[:count]):
-        bgr = cv2.imread(row["image"], image_files.IMREAD_FLAGS)   # the pixels it was scored on
-        rgb = bgr[:, :, ::-1].copy()
-        gt = row["gt_points"]
-        for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4),
-                     (1, 5), (2, 6), (3, 7)):   # ground truth in white under the estimate
-            cv2.line(rgb, tuple(int(round(v)) for v in gt[i]), tuple(int(round(v)) for v in gt[j]),
-                     (255, 255, 255), 1, cv2.LINE_AA)
-        if "projected_cuboid" in row:
-            overlay.draw_cuboid(rgb, row["projected_cuboid"])
-            text = "ADD %.1f cm, 2D %.1f px" % (100 * row["add_m"], row["reproj_px"])
-        else:
-            text = "missed"
-        overlay.caption(rgb, "%s: %s" % (os.path.basename(row["image"]), text))
-        name = "%02d_%s.png" % (rank, os.path.splitext(os.path.basename(row["image"]))[0])
-        ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
-        atomic_write(os.path.join(folder, name), lambda f: f.write(data.tobytes()))
 
 
 def main(args):
