@@ -17,7 +17,7 @@ import sys
 
 from pose_train.errors import UserError, interrupt_exit_code
 from pose_train_py27.errors import InputError
-from pose_train.jobs import HOST, JOBS, finish, resolve, resolve_entry
+from pose_train.jobs import HOST, JOBS, finish, resolve_entry
 from pose_train.jobs.spec import coerce, for_runtime, help_default
 from pose_train import environment
 
@@ -185,14 +185,14 @@ def run_job(job, given, local=False, dry_run=False):
             code = resolve_entry(job)(args) or 0
     else:
         from pose_train.launcher.run import launch
-        before = resolve(job.first)(args) if job.first else None
+        before = job.first(args) if job.first else None
         if before is not None:
             code = run_job(JOBS[before[0]], before[1], local, dry_run)
             if code:
                 return code
         code = launch(job, vars(args), dry_run=dry_run)
         if code == 0 and job.then:
-            follow = resolve(job.then)(args)
+            follow = job.then(args)
             if follow is not None:
                 code = run_job(JOBS[follow[0]], follow[1], local, dry_run)
     return code

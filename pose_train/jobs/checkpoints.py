@@ -6,47 +6,6 @@ from pose_train.jobs.spec import IN, LEGACY, MODERN, OUT_FILE, Field, Job
 
 PARITY_SUFFIX = ".parity.pt"
 
-CONVERT = Job("convert", MODERN, "pose_train.compat.convert:main",
-              "Convert a checkpoint for ROS Melodic or modern torch.\n\n--verify loads the "
-              "result in the real Python 2.7 + torch 1.4 runtime and compares outputs.",
-              fields=(
-                  Field("src", "path", None, "checkpoint to convert", role=IN, positional=True,
-                        beside=True),
-                  Field("to", "str", "melodic", "target runtime", choices=("melodic", "modern")),
-                  Field("out", "path", None, "output file (default: beside SRC, "
-                        "NAME_melodic.pth)", role=OUT_FILE),
-                  NET_KIND,
-                  Field("keep_prefix", "bool", False, "keep the keys' prefix as it is"),
-                  Field("strip_prefix", "bool", False, "drop a module. prefix"),
-                  Field("verify", "bool", False, "check the result in the legacy runtime"),
-                  Field("format", "str", "pth", "output format (modern only: safetensors)",
-                        choices=("pth", "safetensors")),
-                  TRUST,
-                  Field("dimensions", "str", None, "DOPE: the cuboid's x,y,z in cm for the ROS "
-                        "node's config (default: from the weights' sidecar)"),
-              ), uses_gpu=False, defaults="pose_train.jobs.checkpoints:convert_defaults",
-              then="pose_train.jobs.checkpoints:verify_after_convert")
-
-INSPECT = Job("inspect", MODERN, "pose_train.compat.inspect_ckpt:main",
-              "Show a checkpoint's format, globals, tensors and loadability.\n\nFormat, pickle "
-              "protocol, every global the pickle references (read, never run), tensors, and which "
-              "runtimes can load CKPT.",
-              fields=(Field("ckpt", "path", None, "checkpoint", role=IN, positional=True), TRUST),
-              uses_gpu=False)
-
-VERIFY = Job("verify-melodic", LEGACY, "pose_train_py27.verify:main",
-             "Load a checkpoint as the ROS Melodic node does and compare outputs.\n\nRuns in "
-             "Python 2.7 + torch 1.4, against the parity reference convert wrote. --gpus 1 runs "
-             "the forward pass on a GPU, refused when torch 1.4 has no kernels for it.",
-             fields=(
-                 Field("ckpt", "path", None, "converted checkpoint", role=IN, positional=True),
-                 Field("reference", "path", None, "parity file (default: CKPT.parity.pt when it "
-                       "exists; without one the file is only loaded strictly)", role=IN),
-                 NET_KIND,
-                 Field("gpus", "int", 0, "1: forward pass on the GPU", low=0),
-             ), uses_gpu=False, words=("verify",), defaults="pose_train.jobs.checkpoints:verify_defaults")
-
-
 def default_convert_out(src, to, fmt):
     """net_epoch_10.pth -> net_epoch_10_melodic.pth (beside the source)."""
     stem = os.path.splitext(src)[0]
@@ -75,6 +34,53 @@ def verify_after_convert(args):
         return None
     return "verify-melodic", dict(ckpt=args.out, reference=args.out + PARITY_SUFFIX,
                                   model=args.model)
+
+
+def export_defaults(args):
+    if args["weights"] is not None and not args["out"]:
+        args["out"] = os.path.splitext(args["weights"])[0] + ".onnx"
+    return args
+
+
+CONVERT = Job("convert", MODERN, "pose_train.compat.convert:main",
+              "Convert a checkpoint for ROS Melodic or modern torch.\n\n--verify loads the "
+              "result in the real Python 2.7 + torch 1.4 runtime and compares outputs.",
+              fields=(
+                  Field("src", "path", None, "checkpoint to convert", role=IN, positional=True,
+                        beside=True),
+                  Field("to", "str", "melodic", "target runtime", choices=("melodic", "modern")),
+                  Field("out", "path", None, "output file (default: beside SRC, "
+                        "NAME_melodic.pth)", role=OUT_FILE),
+                  NET_KIND,
+                  Field("keep_prefix", "bool", False, "keep the keys' prefix as it is"),
+                  Field("strip_prefix", "bool", False, "drop a module. prefix"),
+                  Field("verify", "bool", False, "check the result in the legacy runtime"),
+                  Field("format", "str", "pth", "output format (modern only: safetensors)",
+                        choices=("pth", "safetensors")),
+                  TRUST,
+                  Field("dimensions", "str", None, "DOPE: the cuboid's x,y,z in cm for the ROS "
+                        "node's config (default: from the weights' sidecar)"),
+              ), uses_gpu=False, defaults=convert_defaults,
+              then=verify_after_convert)
+
+INSPECT = Job("inspect", MODERN, "pose_train.compat.inspect_ckpt:main",
+              "Show a checkpoint's format, globals, tensors and loadability.\n\nFormat, pickle "
+              "protocol, every global the pickle references (read, never run), tensors, and which "
+              "runtimes can load CKPT.",
+              fields=(Field("ckpt", "path", None, "checkpoint", role=IN, positional=True), TRUST),
+              uses_gpu=False)
+
+VERIFY = Job("verify-melodic", LEGACY, "pose_train_py27.verify:main",
+             "Load a checkpoint as the ROS Melodic node does and compare outputs.\n\nRuns in "
+             "Python 2.7 + torch 1.4, against the parity reference convert wrote. --gpus 1 runs "
+             "the forward pass on a GPU, refused when torch 1.4 has no kernels for it.",
+             fields=(
+                 Field("ckpt", "path", None, "converted checkpoint", role=IN, positional=True),
+                 Field("reference", "path", None, "parity file (default: CKPT.parity.pt when it "
+                       "exists; without one the file is only loaded strictly)", role=IN),
+                 NET_KIND,
+                 Field("gpus", "int", 0, "1: forward pass on the GPU", low=0),
+             ), uses_gpu=False, words=("verify",), defaults=verify_defaults)
 
 
 EXPORT_ONNX = Job("export-onnx", MODERN, "pose_train.compat.onnx_export:main",
@@ -109,13 +115,7 @@ EXPORT_ONNX = Job("export-onnx", MODERN, "pose_train.compat.onnx_export:main",
                       Field("out", "path", None, "output file (default: beside the weights, "
                             "NAME.onnx)", role=OUT_FILE),
                   ), uses_gpu=False, words=("export", "onnx"),
-                  defaults="pose_train.jobs.checkpoints:export_defaults")
-
-
-def export_defaults(args):
-    if args["weights"] is not None and not args["out"]:
-        args["out"] = os.path.splitext(args["weights"])[0] + ".onnx"
-    return args
+                  defaults=export_defaults)
 
 
 JOBS = (CONVERT, INSPECT, VERIFY, EXPORT_ONNX)

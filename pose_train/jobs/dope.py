@@ -97,6 +97,20 @@ quaternion_xyzw, projected_cuboid) and an overlay NAME.png. --runtime melodic ru
 same code in the ROS Melodic image (Python 2.7 + torch 1.4).""",
             fields=tuple(Field(**f) for f in job_fields.INFER_DOPE) + (GPUS,))
 
+def infer_before_eval(args):
+    """Through the launcher, eval --runtime melodic first runs infer dope in the legacy image
+    on the same frames; the evaluation then scores its detections.json."""
+    if args.runtime != "melodic" or args.detections:
+        return None
+    out = os.path.join(args.outf, "infer-melodic")
+    args.detections = os.path.join(out, "detections.json")
+    given = {f["name"]: getattr(args, f["name"]) for f in job_fields.DECODE
+             if f["name"] != "object" and getattr(args, f["name"]) is not None}
+    # Partial poses too, labelled: eval scores the node's figures and says what --partial adds.
+    return "infer-dope", dict(given, weights=args.weights, images=list(args.data), outf=out,
+                              object=args.object, runtime="melodic", gpus=args.gpus, partial=True)
+
+
 EVAL = Job("eval-dope", MODERN, "pose_train.dope.evaluate:main", """Score DOPE weights on annotated frames: detections, 2D error, ADD(-S), ADD AUC.
 
 Per object: detected or not, the 9 points' 2D error, translation and rotation errors, ADD on
@@ -124,21 +138,7 @@ detects in the ROS Melodic image (infer dope) and scores those poses here.""",
                MAX_PIXELS,
            ) + tuple(Field(**f) for f in job_fields.DECODE if f["name"] != "object")
            + (Field(**job_fields.RUNTIME), GPUS),
-           first="pose_train.jobs.dope:infer_before_eval")
-
-
-def infer_before_eval(args):
-    """Through the launcher, eval --runtime melodic first runs infer dope in the legacy image
-    on the same frames; the evaluation then scores its detections.json."""
-    if args.runtime != "melodic" or args.detections:
-        return None
-    out = os.path.join(args.outf, "infer-melodic")
-    args.detections = os.path.join(out, "detections.json")
-    given = {f["name"]: getattr(args, f["name"]) for f in job_fields.DECODE
-             if f["name"] != "object" and getattr(args, f["name"]) is not None}
-    # Partial poses too, labelled: eval scores the node's figures and says what --partial adds.
-    return "infer-dope", dict(given, weights=args.weights, images=list(args.data), outf=out,
-                              object=args.object, runtime="melodic", gpus=args.gpus, partial=True)
+           first=infer_before_eval)
 
 
 JOBS = (TRAIN, VALIDATE, SYNTH, INFER, EVAL)

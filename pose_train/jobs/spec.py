@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from pose_train import environment
 from pose_train.errors import UserError
@@ -60,9 +60,10 @@ class Job:
     uses_gpu: bool = True
     words: Tuple[str, ...] = ()     # command words; default: the name split at "-"
     container_words: Tuple[str, ...] = ()   # what the image's entrypoint takes; default: words
-    defaults: str = ""          # "module:function(args)" filling defaults that depend on others
-    then: str = ""              # "module:function(args) -> (job name, args) or None", host only
-    first: str = ""             # the same, run before the job (which it may adjust), host only
+    # Host-side hooks, plain functions of pose_train.jobs (only ``entry`` is imported late):
+    defaults: Optional[Callable] = None   # f(dict of values) -> dict: defaults that depend on others
+    then: Optional[Callable] = None       # f(args) -> (job name, values) or None: run after, host only
+    first: Optional[Callable] = None      # the same, run before the job (which it may adjust)
 
     def __post_init__(self):
         if not self.words:
@@ -216,7 +217,7 @@ def finish(job, values):
         else:
             out[f.name] = coerce(f, raw)
     if job.defaults:
-        out = resolve(job.defaults)(dict(out))
+        out = job.defaults(dict(out))
     return SimpleNamespace(**out)
 
 
