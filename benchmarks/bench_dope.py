@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.dope_recipe import DopeRecipeDataset, recipe_loss  # noqa: E402
 from pose_train_py27.nets import DopeNetwork  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
-from pose_train.dope.engine import StepConfig, forward_loss, prepare_batch  # noqa: E402
+from pose_train.dope.steps import StepConfig, forward_loss, prepare_batch  # noqa: E402
 from pose_train.dope.loader import (DecodedCache, DopeDataset, default_workers,  # noqa: E402
                                     device_warp_pays, make_loader)
 from pose_train.dope.synth import write_dataset  # noqa: E402

@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, REPO)
-    from pose_train.launcher.images import image_tag
+    from pose_train.launcher.docker_images import image_tag
     cli = [sys.executable, "-m", "pose_train"]
     folder = tempfile.mkdtemp()
     ckpt = small_checkpoint(folder)

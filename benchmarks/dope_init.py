@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pose_train_py27.nets import DopeNetwork  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
-from pose_train.dope.engine import StepConfig, dope_loss  # noqa: E402
+from pose_train.dope.steps import StepConfig, dope_loss  # noqa: E402
 from pose_train.dope.loader import DopeDataset, EpochSampler, make_loader  # noqa: E402
 from pose_train.dope.synth import write_dataset  # noqa: E402
 from dope_steps import train_step  # noqa: E402

@@ -1,6 +1,6 @@
 """One plain training step of DOPE, shared by the benchmark scripts (no AMP, no DDP): what the
 recipe's loop does, on the trainer's own batch preparation and loss."""
-from pose_train.dope.engine import forward_loss, prepare_batch
+from pose_train.dope.steps import forward_loss, prepare_batch
 
 
 def train_step(model, optimizer, batch, cfg, epoch, step):

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pose_train.cli import main as cli  # noqa: E402
-from pose_train.training.metrics import read_metrics  # noqa: E402
+from pose_train.training.metrics_log import read_metrics  # noqa: E402
 
 
 def _parse():

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pose_train.jobs import namespace  # noqa: E402
 from pose_train.keypoints import evaluate, prepare, synth, train  # noqa: E402
-from pose_train.training.metrics import read_metrics  # noqa: E402
+from pose_train.training.metrics_log import read_metrics  # noqa: E402
 
 
 def _parse(argv):

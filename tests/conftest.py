@@ -16,7 +16,7 @@ def _unavailable(reason):
 
 @pytest.fixture(scope="session")
 def docker_client():
-    from pose_train.launcher import engine
+    from pose_train.launcher import docker_engine as engine
     failed = [message for ok, message in engine.diagnose() if not ok]
     if failed:
         _unavailable("needs a Docker engine (%s); tests/run-all.sh starts one" % failed[0])
@@ -24,7 +24,7 @@ def docker_client():
 
 
 def _build(name, base_env, variant=None, tag=None):
-    from pose_train.launcher import images
+    from pose_train.launcher import docker_images as images
     base = os.environ.get(base_env)
     if not base:
         _unavailable("set %s to a local base image (tests/run-all.sh bootstraps one with debootstrap)" % base_env)
@@ -48,7 +48,7 @@ def legacy_image(docker_client):
 def cuda_image(docker_client):
     """The modern image's CUDA variant (what GPU users train in), on a base with the CUDA lock's
     Python 3.12; its dependency stage is cached by the lock, so only a changed lock rebuilds it."""
-    from pose_train.launcher import images
+    from pose_train.launcher import docker_images as images
     return _build("modern", "POSE_TRAIN_CUDA_BASE", variant="cuda", tag=images.image_tag("modern") + "-cuda")
 
 

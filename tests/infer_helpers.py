@@ -100,7 +100,7 @@ def check_decode_parity(python_argv, workdir):
 def write_weights(folder, seed=0):
     """Random-init DOPE weights with the trainer's sidecar (128 px crops of 320x240 frames)."""
     import torch
-    from pose_train.dope.checkpoints import save_epoch_weights
+    from pose_train.dope.weights_files import save_epoch_weights
     from pose_train_py27.sidecar import dope_meta
     from pose_train_py27.nets import DopeNetwork
     torch.manual_seed(seed)

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from pose_train.launcher import images
+from pose_train.launcher import docker_images as images
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REPO = images.REPO

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pose_train.launcher import images
+from pose_train.launcher import docker_images as images
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REPO = images.REPO

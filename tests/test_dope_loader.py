@@ -9,7 +9,7 @@ import torch
 from pose_train_py27.nets import DopeNetwork
 from pose_train.cli import main as cli_main
 from pose_train.dope import loader as loader_mod
-from pose_train.dope.checkpoints import epoch_from_name, load_pretrained_vgg, weights_name
+from pose_train.dope.weights_files import epoch_from_name, load_pretrained_vgg, weights_name
 from pose_train.dope.data import scan
 from pose_train.dope.loader import DecodedCache, DopeDataset, decoded_cache
 from pose_train.dope.synth import write_dataset
@@ -110,10 +110,10 @@ class _NanDope(torch.nn.Module):
 
 
 def test_non_finite_loss_stops_with_a_clear_message(data4):
-    from pose_train.dope.engine import StepConfig, train_one_epoch
+    from pose_train.dope.steps import StepConfig, train_one_epoch
     from pose_train.dope.loader import EpochSampler, make_loader
     from pose_train.training.distributed import DistInfo
-    from pose_train.training.metrics import MetricsLog
+    from pose_train.training.metrics_log import MetricsLog
 
     samples, _ = scan([data4], "cube", imagesize=32)
     dataset = DopeDataset(samples, 32)

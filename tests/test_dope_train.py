@@ -17,7 +17,7 @@ import torch
 from pose_train_py27.nets import DopeNetwork
 from pose_train.cli import main as cli_main
 from pose_train.dope.synth import write_dataset
-from pose_train.training.metrics import read_metrics
+from pose_train.training.metrics_log import read_metrics
 
 pytestmark = pytest.mark.slow
 # Training mechanics on 6 frames: validation (tests/test_dope_validation.py) would hold half out.
@@ -218,7 +218,7 @@ def test_loss_falls_on_a_tiny_synthetic_set(data6):
     CPU-sized check; the GPU learning check is benchmarks/learn_dope.py)."""
     from torch.utils.data import default_collate
     from pose_train.dope.data import scan
-    from pose_train.dope.engine import StepConfig, forward_loss, prepare_batch
+    from pose_train.dope.steps import StepConfig, forward_loss, prepare_batch
     from pose_train.dope.loader import DopeDataset
 
     samples, _ = scan([data6], "cube", imagesize=32)
@@ -303,7 +303,7 @@ def test_tensorboard_gets_the_scalars_and_the_pictures(data6, tmp_path, monkeypa
 def test_metrics_agree_with_where_the_run_starts(data6, baseline, tmp_path):
     """A killed run's later records are dropped on resume, and a fresh run starts a fresh file
     (epoch 1 appeared twice before)."""
-    from pose_train.training.metrics import MetricsLog
+    from pose_train.training.metrics_log import MetricsLog
     _train(data6, tmp_path, "--epochs", "1", "--time_limit", "0.0001")       # state at step 1
     with MetricsLog(tmp_path / "metrics.jsonl") as log:                     # then killed after step 2
         log.write(kind="step", epoch=1, step=2, loss=123.0)

@@ -12,7 +12,7 @@ import torch
 from infer_helpers import local_cli
 from pose_train.dope.synth import write_dataset
 from pose_train.dope.validation import held_out_count
-from pose_train.training.metrics import read_metrics
+from pose_train.training.metrics_log import read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_torch_threads")]
 VAL_KEYS = {"val_loss", "val_empty_map_loss", "val_peaks_within_2px", "val_detection_rate",

@@ -10,7 +10,7 @@ from keypoints_helpers import TinyNet, make_sequence, run_prepare, train_args
 from pose_train_py27.nets import FastPose
 from pose_train.errors import UserError
 from pose_train.keypoints import model as kpmodel, train
-from pose_train.training.metrics import read_metrics
+from pose_train.training.metrics_log import read_metrics
 
 
 @pytest.fixture(scope="module")

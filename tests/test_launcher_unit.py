@@ -10,7 +10,7 @@ from pose_train.cli import parse
 from pose_train.errors import UserError
 from pose_train.jobs import JOBS
 from pose_train.launcher import gpu, run
-from pose_train.jobs.checkpoints import default_convert_out
+from pose_train.jobs.checkpoint_jobs import default_convert_out
 from pose_train.launcher.paths import plan_mounts
 
 H100 = gpu.GpuReport(driver="580.65", cuda_driver="13.0", gpus=[gpu.Gpu(0, "NVIDIA H100", 79.6, "9.0")])

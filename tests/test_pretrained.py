@@ -42,7 +42,7 @@ def test_without_a_cache_the_trunk_is_random_and_it_says_how_to_fill_it(tmp_path
 
 
 def test_a_cached_file_is_the_default_and_loads_into_the_trunk(tmp_path, monkeypatch):
-    from pose_train.dope.checkpoints import load_pretrained_vgg
+    from pose_train.dope.weights_files import load_pretrained_vgg
     from pose_train.dope.network import DopeNetwork
     path, state = _seed_vgg(tmp_path, monkeypatch)
     assert pretrained.resolve(None, "vgg19") == str(path)

@@ -1,4 +1,4 @@
-"""pose_train.training.checkpoint / signals: atomic writes, state round trip, RNG, discovery."""
+"""pose_train.training.checkpoint_io / signals: atomic writes, state round trip, RNG, discovery."""
 import os
 import random
 import signal
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pose_train.errors import UserError
-from pose_train.training import checkpoint as ck
+from pose_train.training import checkpoint_io as ck
 from pose_train.training.signals import GracefulStop, TimeLimit, continue_command
 
 
@@ -91,7 +91,7 @@ def test_atomic_save_survives_sigkill(tmp_path):
     target = tmp_path / "net.pth"
     script = textwrap.dedent("""
         import sys, torch
-        from pose_train.training.checkpoint import atomic_save
+        from pose_train.training.checkpoint_io import atomic_save
         big = torch.arange(3_000_000, dtype=torch.float32)
         i = 0
         while True:

@@ -255,7 +255,7 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
 
 
 def main(args):
-    """Job entry (declared in pose_train.jobs.checkpoints): args has src, to, out, model, keep_prefix,
+    """Job entry (declared in pose_train.jobs.checkpoint_jobs): args has src, to, out, model, keep_prefix,
     strip_prefix, verify, format, trust."""
     to = args.to
     if not args.out:

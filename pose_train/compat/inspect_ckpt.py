@@ -109,7 +109,7 @@ def legacy_verdict(path, scan):
 
 
 def main(args):
-    """Job entry (declared in pose_train.jobs.checkpoints): args has ckpt, trust."""
+    """Job entry (declared in pose_train.jobs.checkpoint_jobs): args has ckpt, trust."""
     for line in inspect_file(str(args.ckpt), getattr(args, "trust", None) or ()):
         print(line)
     return 0

@@ -21,7 +21,7 @@ from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
 from pose_train.files import (atomic_write, atomic_write_json, make_folder, read_sidecar,
                               report_stale_temps)
-from pose_train.training.checkpoint import load_file, weights_of
+from pose_train.training.checkpoint_io import load_file, weights_of
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix
 from pose_train_py27.keys import strip_prefix
 from pose_train_py27.nets import create_model

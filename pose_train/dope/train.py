@@ -14,10 +14,10 @@ import torch
 
 from pose_train import environment
 from pose_train.dope.network import DopeNetwork
-from pose_train.dope import checkpoints as ckpt
+from pose_train.dope import weights_files as ckpt
 from pose_train.dope.augment import NORMALIZATIONS
 from pose_train.dope.data import dimensions_of, scan
-from pose_train.dope.engine import StepConfig, train_one_epoch
+from pose_train.dope.steps import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
 from pose_train.dope import validation
@@ -26,10 +26,10 @@ from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, read_sidecar, report_stale_temps
 from pose_train.jobs import JOBS, continue_line
-from pose_train.training import checkpoint as state_io
+from pose_train.training import checkpoint_io as state_io
 from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
-from pose_train.training.metrics import read_metrics, rewind
+from pose_train.training.metrics_log import read_metrics, rewind
 from pose_train.training.signals import TimeLimit
 from pose_train_py27 import sidecar
 

@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 from pose_train.dope.augment import NORMALIZATIONS
 from pose_train.dope.data import scan
 from pose_train.dope.draw import batch_grid, save_grid
-from pose_train.dope.engine import StepConfig, prepare_batch
+from pose_train.dope.steps import StepConfig, prepare_batch
 from pose_train.dope.loader import DopeDataset
 from pose_train.errors import UserError
 from pose_train.files import make_folder

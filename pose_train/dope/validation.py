@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from pose_train.dope import evaluate as scoring
-from pose_train.dope.engine import evaluate as map_figures
+from pose_train.dope.steps import evaluate as map_figures
 from pose_train.dope.loader import DopeDataset, make_loader
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
-from pose_train.training.checkpoint import unwrap
+from pose_train.training.checkpoint_io import unwrap
 from pose_train_py27 import dope_infer, sidecar
 from pose_train_py27.cuboid import cuboid_vertices
 from pose_train_py27.dope_io import InputError, make_camera

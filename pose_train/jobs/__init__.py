@@ -3,12 +3,12 @@
 A new job is a new ``Job(...)`` in one of these modules and its entry function; a new flag is
 one ``Field(...)`` line.
 """
-from pose_train.jobs import checkpoints, dope, host, keypoints
+from pose_train.jobs import checkpoint_jobs, dope, host, keypoints
 from pose_train.jobs.spec import (HOST, IN, LEGACY, MODERN, OUT, OUT_FILE, Field, Job,
                                   continue_line, finish, resolve, resolve_entry, to_argv)
 from pose_train.jobs.spec import namespace as _namespace
 
-JOBS = {j.name: j for j in dope.JOBS + keypoints.JOBS + checkpoints.JOBS + host.JOBS}
+JOBS = {j.name: j for j in dope.JOBS + keypoints.JOBS + checkpoint_jobs.JOBS + host.JOBS}
 
 
 def namespace(job_name, **given):

@@ -1,7 +1,7 @@
 """Commands that run in the launcher itself: image builds and the environment report."""
 from pose_train.jobs.spec import HOST, Field, Job
 
-BUILD = Job("images-build", HOST, "pose_train.launcher.images:build_job",
+BUILD = Job("images-build", HOST, "pose_train.launcher.docker_images:build_job",
             "Build a runtime image.\n\nFrom its hash-locked requirements; offline once the "
             "wheelhouse is filled.",
             fields=(
@@ -17,7 +17,7 @@ BUILD = Job("images-build", HOST, "pose_train.launcher.images:build_job",
                 Field("no_cache", "bool", False, "rebuild every layer, the dependency image too"),
             ), uses_gpu=False)
 
-LIST = Job("images-list", HOST, "pose_train.launcher.images:list_job",
+LIST = Job("images-list", HOST, "pose_train.launcher.docker_images:list_job",
            "List pose-train images with their runtime labels.", uses_gpu=False)
 
 DOCTOR = Job("doctor", HOST, "pose_train.launcher.doctor:main",

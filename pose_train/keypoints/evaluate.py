@@ -32,7 +32,7 @@ from pose_train.files import make_folder, read_sidecar
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import dpg, engine, heatmaps, metrics, transforms
 from pose_train.keypoints import model as kpmodel
-from pose_train.training import checkpoint as ckpt
+from pose_train.training import checkpoint_io as ckpt
 from pose_train_py27.keys import strip_prefix
 
 

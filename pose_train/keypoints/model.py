@@ -11,7 +11,7 @@ import torch
 
 from pose_train_py27.nets import FastPose
 from pose_train.errors import UserError
-from pose_train.training import checkpoint as ckpt
+from pose_train.training import checkpoint_io as ckpt
 from pose_train_py27.keys import strip_prefix
 
 ARCHS = ("resnet101", "resnet50")

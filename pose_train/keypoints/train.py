@@ -26,11 +26,11 @@ from pose_train.errors import UserError
 from pose_train.files import job_folder, report_stale_temps, write_sidecar
 from pose_train.jobs import JOBS, continue_line, namespace
 from pose_train.keypoints import data as kpdata
-from pose_train.keypoints import engine, model as kpmodel, transforms
-from pose_train.training import checkpoint as ckpt
+from pose_train.keypoints import model as kpmodel, steps, transforms
+from pose_train.training import checkpoint_io as ckpt
 from pose_train.training import distributed as ddp
 from pose_train.training.loop import EpochLoop
-from pose_train.training.metrics import rewind
+from pose_train.training.metrics_log import rewind
 from pose_train.training.signals import TimeLimit
 
 STATE_NAME = ckpt.STATE_NAME
@@ -163,7 +163,7 @@ def save_state(run, args, outf, epoch, step, best_acc):
 
 def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     """Validate, write best/snapshot weights, log; returns the new best accuracy."""
-    acc, val_loss, empty = engine.validate(run)
+    acc, val_loss, empty = steps.validate(run)
     poses = pose_figures(run, args)
     if acc > best_acc:
         best_acc = acc
@@ -260,7 +260,7 @@ def train(args, info):
                                               args.epochs, epoch)
         elif epoch > start_epoch:
             schedule.step()
-        losses[epoch], next_step = engine.train_epoch(run, epoch, first_step, loop.should_stop,
+        losses[epoch], next_step = steps.train_epoch(run, epoch, first_step, loop.should_stop,
                                                       loop.log)
         return next_step
 

@@ -1,5 +1,5 @@
 """`pose-train doctor`: GPU, Docker and image state in one report, each problem with its fix."""
-from pose_train.launcher import engine, gpu, images, orphans
+from pose_train.launcher import docker_engine as engine, docker_images as images, gpu, orphans
 
 
 def doctor(stop_orphans=False):

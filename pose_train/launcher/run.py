@@ -12,7 +12,7 @@ from pose_train.errors import Interrupted, UserError, interrupt_exit_code
 from pose_train.files import atomic_write_json
 from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
-from pose_train.launcher import images, orphans
+from pose_train.launcher import docker_images as images, orphans
 from pose_train import pretrained
 from pose_train.launcher.paths import BindMount, container_path, host_paths_in, plan_mounts
 from pose_train.environment import RUN_ID, STOP_WAIT as STOP_WAIT_ENV
@@ -49,7 +49,7 @@ def decide_gpu(job, args, labels, report=None):
 
 
 def _nvidia_runtime():
-    from pose_train.launcher.engine import connect, nvidia_runtime
+    from pose_train.launcher.docker_engine import connect, nvidia_runtime
     return nvidia_runtime(connect())
 
 
@@ -103,7 +103,7 @@ def launch(job, args, dry_run=False):
     plan_mounts(job, args, create=False)  # bad paths are reported before the engine is asked anything
     client, labels = None, None
     if not dry_run:
-        from pose_train.launcher.engine import connect
+        from pose_train.launcher.docker_engine import connect
         client = connect()
         _warn_orphans(client)
         labels = images.labels(client, images.image_tag(job.image))

@@ -8,7 +8,7 @@ line the trainer made from its job's declaration is printed. After each full epo
 import os
 
 from pose_train.training import distributed as ddp
-from pose_train.training.metrics import MetricsLog
+from pose_train.training.metrics_log import MetricsLog
 from pose_train.training.signals import GracefulStop
 
 

@@ -90,7 +90,7 @@ def venv_tag(target, base_digest, dockerfile):
 
 def build(name, base=None, variant=None, wheelhouse=None, tag=None, no_cache=False, quiet=False):
     """Build image ``name`` ('modern' | 'legacy'); returns the tag."""
-    from pose_train.launcher.engine import connect
+    from pose_train.launcher.docker_engine import connect
     if name not in IMAGES:
         raise UserError("unknown image %r: choose 'modern' or 'legacy'" % name)
     spec = IMAGES[name]
@@ -226,7 +226,7 @@ def labels(client, tag):
 
 
 def list_images():
-    from pose_train.launcher.engine import connect
+    from pose_train.launcher.docker_engine import connect
     client = connect()
     rows = []
     for image in client.images.list(filters={"label": LABEL_RUNTIME}):

@@ -7,7 +7,7 @@ import torch
 
 from pose_train.errors import UserError
 from pose_train.keypoints import heatmaps, transforms
-from pose_train.training import checkpoint as ckpt
+from pose_train.training import checkpoint_io as ckpt
 from pose_train.training.progress import Progress
 
 LOG_EVERY = 20   # keypoint steps between step records (each costs a device sync)

@@ -14,7 +14,7 @@ import re
 from pose_train.errors import UserError
 from pose_train.training.legacy_writer import write_legacy
 from pose_train.files import atomic_write, write_sidecar
-from pose_train.training.checkpoint import load_file, load_weights, unwrap
+from pose_train.training.checkpoint_io import load_file, load_weights, unwrap
 from pose_train_py27.keys import add_prefix, strip_prefix
 
 
