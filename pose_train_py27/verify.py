@@ -119,6 +119,10 @@ def load_failure(err):
     """One line saying why torch could not load a file, without torch's advice to retry with
     weights_only=False: for a file that is not plain weights that advice runs its code."""
     text = str(err)
+    if isinstance(err, EOFError) or "Ran out of input" in text:
+        return "it ends early: empty, or cut short while being copied"
+    if any(sign in text for sign in ("Unsupported operand", "invalid load key", "could not find MARK")):
+        return "its bytes are not a torch file"
     if "Weights only load failed" in text:
         detail = [l.strip() for l in text.split("WeightsUnpickler error:", 1)[-1].splitlines()
                   if l.strip() and not l.startswith("Check the documentation")]

@@ -490,3 +490,14 @@ def test_a_frame_found_damaged_mid_run_leaves_no_per_frame_files(weights, tmp_pa
     assert str(jpg) in capsys.readouterr().err
     assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] \
         if (tmp_path / "out").exists() else True
+
+
+@pytest.mark.parametrize("content, said", [(b"", "it ends early"), (b"\x8a\x0a" + b"x" * 500, "not a torch file"),
+                                           (None, "it ends early")])
+def test_a_file_that_is_not_weights_says_what_it_is(weights, frames, tmp_path, capsys, content, said):
+    """The line said "(EOFError)" or "(Unsupported operand 101)"."""
+    path = tmp_path / "net.pth"
+    path.write_bytes(open(weights, "rb").read()[:100] if content is None else content)
+    assert _infer(str(path), "--images", frames[0].replace(".json", ".png"), "--outf", tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(path) in err and said in err and "EOFError" not in err

@@ -194,7 +194,8 @@ def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
             continue   # fully occluded: DOPE gives it no maps either
         pts = _points(obj)
         if isinstance(pts, str):
-            report.add("bad object", image_path, "%s object: %s (object skipped)" % (cls, pts))
+            report.add("bad object", image_path, "%s object in %s: %s (object skipped)"
+                       % (cls, _json_name(image_path), pts))
             continue
         outside = int(((pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)).sum())
         if outside:
@@ -206,6 +207,11 @@ def _matching_points(ann, object_name, image_path, w, h, report, classes_seen):
         dims.append(size)
         quats.append(quat)
     return points, locations, dims, quats
+
+
+def _json_name(image_path):
+    """The annotation a frame's problem is in (the report names the frame, the value is here)."""
+    return os.path.basename(os.path.splitext(image_path)[0] + ".json")
 
 
 def _numbers(value, count):
@@ -232,8 +238,9 @@ def _pose_numbers(obj, cls, image_path, report):
         if value is not None and key == "cuboid_dimensions" and min(value) <= 0:
             value = None
         if value is None:
-            report.add("bad pose", image_path, "%s object: %s is not %d finite numbers%s (ignored; "
-                       "its keypoints are kept)" % (cls, key, count, ", not all zero" if count == 4 else ""))
+            report.add("bad pose", image_path, "%s object in %s: %s is not %d finite numbers%s "
+                       "(ignored; its keypoints are kept)" % (cls, _json_name(image_path), key, count,
+                                                              ", not all zero" if count == 4 else ""))
         out.append(value)
     return out
 
