@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from pose_train_py27.nets import FastPose  # noqa: E402
 from pose_train.jobs import namespace  # noqa: E402
-from pose_train.keypoints import data as kpdata, engine, heatmaps, prepare, synth, transforms  # noqa: E402
+from pose_train.keypoints import data as kpdata, heatmaps, prepare, steps, synth, transforms  # noqa: E402
 
 
 def make_data(tmp, args):
@@ -136,7 +136,7 @@ def bench_ours(ann, crops, args, device):
                                                        use_dpg=True)
         if cuda:
             inp = inp.contiguous(memory_format=torch.channels_last)
-        with engine.autocast(device, "bf16"):
+        with steps.autocast(device, "bf16"):
             out = model(inp)
         loss = heatmaps.masked_mse(out, target, weight)
         opt.zero_grad(set_to_none=True)

@@ -100,7 +100,7 @@ def test_train_job_end_to_end_with_fastpose(prepared, tmp_path):
 def test_loss_falls_below_the_empty_heatmap_baseline(prepared):
     """FastPose learns the targets: on 4 frames without augmentation the loss must end far
     below the loss of predicting empty heatmaps (where a collapsed network sits)."""
-    from pose_train.keypoints import data as kpdata, engine, heatmaps, transforms
+    from pose_train.keypoints import data as kpdata, heatmaps, steps, transforms
     from pose_train.training.signals import GracefulStop, TimeLimit
     ann, crops = kpdata.load_prepared(os.path.join(prepared, "kp_01_corner_9"))
     data = kpdata.to_device(ann, crops, [0, 1, 2, 3], torch.device("cpu"))
@@ -113,7 +113,7 @@ def test_loss_falls_below_the_empty_heatmap_baseline(prepared):
     _, target, weight, _ = transforms.make_batch(data, torch.arange(4), (64, 64), 1.0)
     baseline = heatmaps.masked_mse(torch.zeros_like(target), target, weight).item()
     with GracefulStop() as stop:
-        losses = [engine.train_epoch(run, epoch, 0, lambda: stop.requested)[0]
+        losses = [steps.train_epoch(run, epoch, 0, lambda: stop.requested)[0]
                   for epoch in range(25)]
     assert losses[0] > baseline and losses[-1] < 0.5 * baseline, (baseline, losses)
 

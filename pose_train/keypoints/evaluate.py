@@ -30,7 +30,7 @@ import torch
 from pose_train.errors import UserError
 from pose_train.files import make_folder, read_sidecar
 from pose_train.keypoints import data as kpdata
-from pose_train.keypoints import dpg, engine, heatmaps, metrics, transforms
+from pose_train.keypoints import dpg, heatmaps, metrics, steps, transforms
 from pose_train.keypoints import model as kpmodel
 from pose_train.training import checkpoint_io as ckpt
 from pose_train_py27.keys import strip_prefix
@@ -95,7 +95,7 @@ def predict(net, data, boxes, input_hw, device, batch=32):
     for s in range(0, len(boxes), batch):
         idx = torch.arange(s, min(s + batch, len(boxes)), device=device)
         inputs, _, _, affine = transforms.make_batch(data, idx, input_hw, 1.0, boxes=boxes[idx])
-        with engine.autocast(device, "bf16"):
+        with steps.autocast(device, "bf16"):
             out = net(inputs)
         heat, conf = heatmaps.decode(out.float())
         kps.append(transforms.apply_points(affine, heatmaps.from_heat(heat)))
