@@ -13,9 +13,11 @@ import argparse
 import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
 
-from pose_train.errors import UserError, interrupt_exit_code
+from pose_train.errors import Interrupted, UserError, interrupt_exit_code
 from pose_train_py27.errors import InputError
 from pose_train.jobs import HOST, JOBS, finish, resolve_entry
 from pose_train.jobs.spec import coerce, for_runtime, help_default
@@ -203,18 +205,38 @@ def main(argv=None):
     stderr and its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if not argv:
-            build_parser().print_help()
-            sys.exit(2)
-        code = run_job(*parse(argv))
+        with _sigterm_as_interrupt():
+            if not argv:
+                build_parser().print_help()
+                sys.exit(2)
+            code = run_job(*parse(argv))
     except InputError as err:   # UserError, and the 2.7 core's errors: one line each
         print("pose-train: error: %s" % err, file=sys.stderr)
         sys.exit(err.code)
     except KeyboardInterrupt as err:
-        print("pose-train: interrupted", file=sys.stderr)
+        print("pose-train: interrupted%s" % (" (SIGTERM)" if interrupt_exit_code(err) == 143 else ""),
+              file=sys.stderr)
         sys.exit(interrupt_exit_code(err))
     if code:
         sys.exit(code)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A SIGTERM before a job installs its own handling (while torch loads, say) ends the run
+    as Ctrl-C does, with a line and exit 143, not silently; jobs that save or record a stop
+    replace this while they run, and it is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

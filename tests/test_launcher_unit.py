@@ -260,3 +260,18 @@ def test_the_jobs_output_names_host_paths_even_when_a_chunk_splits_one(tmp_path,
     shown = capsysbinary.readouterr().out.decode()
     assert "--outf %s --resume auto" % (tmp_path / "out") in shown and "/host/" not in shown
     assert shown.endswith("tail /x") and (tmp_path / "job.log").read_bytes().decode() == shown
+
+
+def test_a_sigterm_before_a_job_handles_its_own_ends_it_with_a_line(capsys):
+    """A SIGTERM while torch loaded (infer's first seconds) ended the process silently."""
+    import os
+    import signal
+    from pose_train import cli
+    from pose_train.errors import Interrupted
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as stopped:
+        with cli._sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):     # the handler runs between bytecodes
+                pass
+    assert stopped.value.signum == signal.SIGTERM and signal.getsignal(signal.SIGTERM) == before
