@@ -79,17 +79,11 @@ def _train(args, info):
     cfg = _step_config(args, info)
     net, optimizer, scaler = _build(args, info, cfg, model, state)
     dataset, device_warp = _dataset(args, info, cfg, samples, say)
-    say("training %r: %d images, epochs %d..%d, batch %d x %d process(es), %s, %s, crops cut "
-        "on the %s" % (args.object, len(samples), start_epoch, end_epoch, args.batchsize,
-                       info.world_size, cfg.device, "amp " + str(cfg.amp_dtype).replace(
-                           "torch.", "") if cfg.amp_dtype else "fp32",
-                       "GPU" if device_warp else "CPU (loader workers)"))
+    say("training %r: %d images, epochs %d..%d, %s" % (args.object, len(samples), start_epoch,
+                                                         end_epoch, _how(args, info, cfg, device_warp)))
     if args.save and info.is_main:
         _save_previews(args, dataset, cfg, say)
-    sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
-    workers = default_workers(info.world_size) if args.workers is None else args.workers
-    loader = make_loader(dataset, sampler, args.batchsize, workers,
-                         pin_memory=cfg.device.type == "cuda", drop_last=False)
+    sampler, loader = _loader(args, info, cfg, dataset)
     meta = _run_meta(args, first_epoch, cfg, samples + held_out)
     loop = EpochLoop(continue_line(JOBS["train-dope"], args), args, info, TimeLimit(args.time_limit),
                      state_io.STATE_NAME, "--net")
@@ -126,6 +120,20 @@ def _train(args, info):
         return 0
     _done(args, watch, start_epoch, end_epoch, say)
     return 0
+
+
+def _how(args, info, cfg, device_warp):
+    amp = "amp " + str(cfg.amp_dtype).replace("torch.", "") if cfg.amp_dtype else "fp32"
+    return "batch %d x %d process(es), %s, %s, crops cut on the %s" % (
+        args.batchsize, info.world_size, cfg.device, amp, "GPU" if device_warp else "CPU (loader workers)")
+
+
+def _loader(args, info, cfg, dataset):
+    """(the sampler every rank shares the order of, the loader over it)."""
+    sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
+    workers = default_workers(info.world_size) if args.workers is None else args.workers
+    return sampler, make_loader(dataset, sampler, args.batchsize, workers,
+                                pin_memory=cfg.device.type == "cuda", drop_last=False)
 
 
 def _done(args, watch, start_epoch, end_epoch, say):
