@@ -68,6 +68,7 @@ def settings_for(args, meta):
             settings[key] = getattr(args, key)
     settings.setdefault("downscale_height", NODE_DOWNSCALE_HEIGHT)
     settings["partial"] = bool(getattr(args, "partial", False))
+    settings["unrectified"] = bool(getattr(args, "unrectified", False))
     return settings
 
 
@@ -86,15 +87,17 @@ def dimensions_for(args, meta, object_name):
 def fixed_camera(args):
     """The camera the flags give (used for every frame), or None: then each frame's own."""
     values = [getattr(args, k, None) for k in ("fx", "fy", "cx", "cy")]
+    unrectified = getattr(args, "unrectified", False)
+    camera = getattr(args, "camera", None)
+    if any(v is not None for v in values) and camera:
+        raise InputError("--camera %s and --fx --fy --cx --cy are two cameras; give one" % camera)
+    if unrectified and not (camera and camera.lower().endswith((".yaml", ".yml"))):
+        raise InputError("--unrectified reads K and D from a ROS camera_info YAML; pass it with "
+                         "--camera, or drop --unrectified for rectified frames")
     if any(v is not None for v in values):
         if any(v is None for v in values):
             raise InputError("--fx --fy --cx --cy go together; give all four (pixels)")
         return make_camera(*values, source="--fx --fy --cx --cy")
-    unrectified = getattr(args, "unrectified", False)
-    camera = getattr(args, "camera", None)
-    if unrectified and not (camera and camera.lower().endswith((".yaml", ".yml"))):
-        raise InputError("--unrectified reads K and D from a ROS camera_info YAML; pass it with "
-                         "--camera, or drop --unrectified for rectified frames")
     if camera:
         return camera_from_file(camera, rectified=not unrectified)
     return None

@@ -238,17 +238,34 @@ def camera_from_yaml(path, rectified=True):
         k = [p[0], p[1], p[2], p[4], p[5], p[6]] if p else _matrix(info, "camera_matrix", "K", "k")[:6]
         cam = make_camera(k[0], k[4], k[2], k[5], info.get("image_width") or info.get("width"),
                           info.get("image_height") or info.get("height"), path)
-        if not rectified:
-            cam["distortion"] = _matrix(info, "distortion_coefficients", "D", "d") or []
-            if not np.isfinite(cam["distortion"]).all():
-                raise ValueError("non-finite distortion")
     except (IOError, OSError) as err:
         raise InputError("%s: cannot read it (%s)" % (path, err))
     except (yaml.YAMLError, AttributeError, TypeError, ValueError, IndexError):
         raise InputError("%s: not a ROS camera_info YAML (needs camera_matrix.data with 9 finite "
                          "numbers, or projection_matrix.data with 12); fix it or pass --fx --fy "
                          "--cx --cy" % path)
+    if rectified and not p:
+        import sys
+        print("pose-train: warning: %s has no projection_matrix (P), which DOPE's node poses with "
+              "for rectified frames; K is used instead" % path, file=sys.stderr)
+    if not rectified:
+        cam["distortion"] = _distortion(info, path)
     return cam
+
+
+def _distortion(info, path):
+    """D for PnP, as the node passes it (OpenCV's plumb_bob / rational polynomial models)."""
+    model = str(info.get("distortion_model") or "plumb_bob")
+    if model not in ("plumb_bob", "rational_polynomial"):
+        raise InputError("%s: distortion_model %s is not one OpenCV's PnP applies (plumb_bob, "
+                         "rational_polynomial); rectify the frames and drop --unrectified" % (path, model))
+    try:
+        d = _matrix(info, "distortion_coefficients", "D", "d") or []
+    except (TypeError, ValueError):
+        d = None
+    if d is None or not np.isfinite(d).all():
+        raise InputError("%s: distortion_coefficients must be finite numbers; fix the file" % path)
+    return d
 
 
 def camera_from_file(path, rectified=True):

@@ -305,8 +305,11 @@ def test_partial_poses_are_not_scored_as_the_robot_would_see_them_unless_asked(w
     assert "Posed from 4-8 points too (--partial): 8 detected (100.0%)" in open(
         tmp_path / "node" / "results.md").read()
     assert _eval(weights, frames, tmp_path / "all", "--detections", dets, "--partial") == 0
-    s = json.load(open(tmp_path / "all" / "results.json"))["summary"]
-    assert s["detected"] == 8 and "with_partial" not in s
+    results = json.load(open(tmp_path / "all" / "results.json"))
+    s = results["summary"]
+    assert s["detected"] == 8 and "with_partial" not in s and s["node_only"]["detected"] == 5
+    assert sum(row["partial"] for row in results["objects"]) == 3
+    assert "As the node: 5 detected (62.5%)" in open(tmp_path / "all" / "results.md").read()
 
 
 def test_detections_of_another_class_are_refused(weights, frames, tmp_path, capsys):

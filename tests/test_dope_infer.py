@@ -342,3 +342,32 @@ def test_a_file_that_is_not_weights_says_what_it_is(weights, frames, tmp_path, c
     assert _infer(str(path), "--images", frames[0].replace(".json", ".png"), "--outf", tmp_path / "o") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(path) in err and said in err and "EOFError" not in err
+
+
+def test_two_cameras_or_an_unused_flag_are_refused(weights, frames, tmp_path, capsys):
+    """--camera with --fx.. took the flags silently; --unrectified with --fx.. was ignored."""
+    cam = tmp_path / "ost.yaml"
+    cam.write_text(CALIBRATED)
+    png = frames[0].replace(".json", ".png")
+    flags = ["--fx", "100", "--fy", "100", "--cx", "1", "--cy", "1"]
+    assert _infer(weights, "--images", png, "--camera", cam, *flags, "--outf", tmp_path / "a") == 2
+    assert "are two cameras; give one" in capsys.readouterr().err
+    assert _infer(weights, "--images", png, "--unrectified", *flags, "--outf", tmp_path / "b") == 2
+    assert "--unrectified reads K and D" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda t: t.split("projection_matrix")[0], "no projection_matrix (P)"),
+    (lambda t: t.replace("plumb_bob", "equidistant"), "distortion_model equidistant"),
+    (lambda t: t.replace("-0.21,", ".nan,"), "distortion_coefficients must be finite")])
+def test_a_camera_info_the_node_would_read_otherwise_is_said(tmp_path, capsys, change, said):
+    from pose_train_py27.dope_io import InputError
+    cam = tmp_path / "ost.yaml"
+    cam.write_text(change(CALIBRATED))
+    try:
+        camera_from_yaml(str(cam), rectified="projection" in said)
+        camera_from_yaml(str(cam), rectified=False)
+    except InputError as err:
+        assert said in str(err) and str(cam) in str(err)
+        return
+    assert said in capsys.readouterr().err

@@ -102,11 +102,11 @@ def test_every_encoder_form_is_exact(dope_weights, tmp_path, encoder, norm, adap
     assert np.abs(got - want).max() <= 1e-4
 
 
-@pytest.mark.parametrize("encoder", ["isaac2", "0.5", "0.5,0", "a,b", "1,2,3,4,5"])
+@pytest.mark.parametrize("encoder", ["isaac2", "0.5", "0.5,0", "a,b", "1,2,3,4,5", "", "127.5,127.5"])
 def test_a_bad_encoder_is_one_line(dope_weights, tmp_path, capsys, encoder):
     assert ih.local_cli("export", "onnx", dope_weights, "--encoder", encoder, "--out",
                         tmp_path / "x.onnx") == 2
-    assert "--encoder %s: give isaac, ros" % encoder in capsys.readouterr().err
+    assert "--encoder %r: give isaac, ros" % encoder in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -179,3 +179,29 @@ def test_export_never_writes_over_the_weights_or_another_file(tmp_path, capsys, 
     assert ih.local_cli("export", "onnx", weights, "--out", out, "--height", 64, "--width", 64) == 2
     assert "give a file name ending in .onnx" in capsys.readouterr().err
     assert open(out, "rb").read() == before
+
+
+def test_weights_without_a_sidecar_are_said_to_be_taken_as_ros(tmp_path, capsys):
+    """The adapter was built from a guess, stated as a fact, with no flag to correct it."""
+    import os
+    (tmp_path / "w").mkdir()
+    weights = ih.write_weights(tmp_path / "w")
+    os.remove(os.path.splitext(weights)[0] + ".json")
+    assert ih.local_cli("export", "onnx", weights, "--height", 64, "--width", 64, "--out",
+                        tmp_path / "a.onnx", "--dimensions", "10,8,6", "--object", "cube") == 0
+    out = capsys.readouterr().out
+    assert "has no sidecar naming its normalisation; taken as ros" in out
+    assert json.load(open(str(tmp_path / "a.onnx") + ".parity.json"))["adapter"] is True
+    assert ih.local_cli("export", "onnx", weights, "--height", 64, "--width", 64, "--out",
+                        tmp_path / "b.onnx", "--normalize", "imagenet", "--object", "cube") == 0
+    report = json.load(open(str(tmp_path / "b.onnx") + ".parity.json"))
+    assert report["adapter"] is False and report["normalization"] == "imagenet"
+
+
+def test_a_blank_object_name_is_refused_and_a_replaced_entry_is_said(dope_weights, tmp_path, capsys):
+    assert ih.local_cli("export", "onnx", dope_weights, "--object", "  ", "--out", tmp_path / "x.onnx") == 2
+    assert "give the object's name" in capsys.readouterr().err
+    for dims in ("10,8,6", "12,8,6"):
+        assert ih.local_cli("export", "onnx", dope_weights, "--height", 64, "--width", 64,
+                            "--dimensions", dims, "--out", tmp_path / "c.onnx") == 0
+    assert "it was [10.0, 8.0, 6.0] there before" in capsys.readouterr().out

@@ -50,9 +50,11 @@ def encoder_normalization(text, trained):
         numbers = []
     if len(numbers) == 2:
         numbers = [numbers[0]] * 3 + [numbers[1]] * 3
-    if len(numbers) != 6 or not all(abs(v) < 1e6 for v in numbers) or min(numbers[3:]) <= 0:
-        raise UserError("--encoder %s: give isaac, ros, imagenet, trained, MEAN,STD or three "
-                        "means and three stds (RGB, for pixels in [0, 1]; stds > 0)" % text)
+    if len(numbers) != 6 or not all(0 <= v <= 1 for v in numbers[:3]) or not all(
+            0 < v <= 1 for v in numbers[3:]):
+        raise UserError("--encoder %r: give isaac, ros, imagenet, trained, MEAN,STD or three "
+                        "means and three stds (RGB, for pixels in [0, 1]: means in [0, 1], stds "
+                        "in (0, 1])" % text)
     return {"name": "custom", "mean": numbers[:3], "std": numbers[3:],
             "note": "given with --encoder"}
 
@@ -116,9 +118,10 @@ def read_dope_config(folder):
 def write_dope_config(folder, object_name, dimensions_cm, existing=None):
     """``folder/dope_config.yaml`` with this object's entry, keeping the other objects of
     ``existing``: one file serves every network deployed from the folder."""
-    config = dope_config(object_name, dimensions_cm)
+    config, replaced = dope_config(object_name, dimensions_cm), None
     if existing:
         dims = dict(existing["dope"]["ros__parameters"]["dimensions"])
+        replaced = dims.get(object_name)
         dims.update(config["dope"]["ros__parameters"]["dimensions"])
         existing["dope"]["ros__parameters"]["dimensions"] = dims
         config = existing
@@ -127,4 +130,4 @@ def write_dope_config(folder, object_name, dimensions_cm, existing=None):
     atomic_write(path, lambda f: f.write("# Isaac ROS DOPE: cuboid dimensions in cm (x, y, z), "
                                          "written by pose-train export onnx\n---\n" + text),
                  binary=False)
-    return path
+    return path, replaced

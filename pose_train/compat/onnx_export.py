@@ -126,9 +126,11 @@ def _check_out(out, weights):
 def main(args):
     graph, name = load_network(args.weights, args.model)
     meta = read_sidecar(args.weights)
-    trained = read_sidecar(args.weights, normalization=True)
-    encoder = isaac_ros.encoder_normalization(args.encoder or ("isaac" if name == "dope" else "trained"),
-                                              trained)
+    trained = _trained_normalization(args, meta)
+    encoder = isaac_ros.encoder_normalization(
+        ("isaac" if name == "dope" else "trained") if args.encoder is None else args.encoder, trained)
+    if args.object is not None and not args.object.strip():
+        raise UserError("--object %r: give the object's name (Isaac ROS's object_name)" % args.object)
     height, width = _size(args, name, meta)
     out = args.out
     _check_out(out, args.weights)
@@ -169,6 +171,17 @@ def main(args):
     return 0
 
 
+def _trained_normalization(args, meta):
+    """--normalize, else the sidecar's; weights without one are said to be taken as ros."""
+    from pose_train_py27 import sidecar
+    norm = sidecar.normalization_of(meta, args.normalize, sidecar.path_of(args.weights))
+    if args.normalize is None and not meta.get("normalization"):
+        print("note: %s has no sidecar naming its normalisation; taken as ros (0.5 / 0.5, what "
+              "DOPE's node feeds stock weights). Pass --normalize imagenet if they were trained "
+              "as DOPE's own trainer trains" % args.weights)
+    return norm
+
+
 def _size(args, name, meta):
     """(height, width): given, else Isaac ROS's 1280x720 for DOPE, FastPose's trained size."""
     default = isaac_ros.DEFAULT_SIZE.get(name) or tuple(meta.get("input_hw") or (320, 256))
@@ -182,8 +195,10 @@ def _deploy_notes(args, out, size, encoder, trained, name, dims, config):
               "graph to the %s one these weights trained on" % (encoder["name"], encoder["mean"],
                                                                  encoder["std"], trained["name"]))
     if name and dims:
-        print("wrote %s (%s: %s cm)" % (isaac_ros.write_dope_config(
-            os.path.dirname(os.path.abspath(out)), name, dims, config), name, dims))
+        path, replaced = isaac_ros.write_dope_config(os.path.dirname(os.path.abspath(out)), name,
+                                                     dims, config)
+        print("wrote %s (%s: %s cm%s)" % (path, name, dims, "" if replaced in (None, list(dims)) else
+                                          "; it was %s there before" % replaced))
     else:
         print("no %s written: the weights' sidecar records no %s; pass --object NAME "
               "--dimensions X,Y,Z (cm)" % (isaac_ros.CONFIG_NAME, "dimensions" if name else "object"))

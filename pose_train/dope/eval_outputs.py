@@ -33,6 +33,12 @@ def results_markdown(summary, info):
                   "Posed from 4-8 points too (--partial): %d detected (%.1f%%), %s < 0.1 d %.1f%%, "
                   "AUC %.3f." % (p["detected"], 100 * p["detection_rate"], info["metric"],
                                  100 * p["add_below_0.1d"], p["add_auc_0_10cm"]), ""]
+    if s.get("node_only"):
+        p = s["node_only"]
+        lines += ["Scored with --partial: poses from 4-8 points count, though DOPE's node publishes "
+                  "only complete cuboids. As the node: %d detected (%.1f%%), %s < 0.1 d %.1f%%, "
+                  "AUC %.3f." % (p["detected"], 100 * p["detection_rate"], info["metric"],
+                                 100 * p["add_below_0.1d"], p["add_auc_0_10cm"]), ""]
     if info.get("skipped"):
         lines += ["%d frame(s) skipped (--skip_bad), not scored:" % len(info["skipped"]), ""]
         lines += ["- %s" % line for line in info["skipped"]] + [""]

@@ -100,7 +100,7 @@ def score_frame(sample, dets, points, symmetric):
                 trans_mm=1000.0 * float(np.linalg.norm(np.subtract(d["location"], loc))),
                 rot_deg=rotation_angle_deg(quat, d["quaternion_xyzw"]),
                 add_m=add_error(points, R, loc, R_hat, d["location"], symmetric),
-                projected_cuboid=d["projected_cuboid"])
+                projected_cuboid=d["projected_cuboid"], partial=bool(d.get("partial")))
         rows.append(row)
     return rows, max(0, len(posed) - len(matched))
 
@@ -170,6 +170,9 @@ def main(args):
         shutil.rmtree(os.path.join(args.outf, "worst"), ignore_errors=True)   # ours, from the last run
         if args.detections:
             found, settings = read_detections(args.detections, args.object)
+            if args.partial and not (settings or {}).get("partial"):
+                print("pose-train: warning: %s was made without --partial, so it holds no partial "
+                      "poses to score; rerun infer dope --partial" % args.detections, file=sys.stderr)
             found = detections_per_sample(samples, found, args.detections)
             source = args.detections
         else:
@@ -246,11 +249,10 @@ def write_results(args, samples, found, points, diameter, info):
     --partial the figures are the node's; when partial poses would change them, those figures
     are given beside them."""
     rows, summary = score_all(args, samples, as_published(found, args.partial), points, diameter)
-    if not args.partial:
-        _, with_partial = score_all(args, samples, found, points, diameter)
-        if with_partial["detected"] != summary["detected"]:
-            summary["with_partial"] = {k: with_partial[k] for k in (
-                "detected", "detection_rate", "add_below_0.1d", "add_auc_0_10cm", "false_positives")}
+    _, other = score_all(args, samples, as_published(found, not args.partial), points, diameter)
+    if other["detected"] != summary["detected"]:   # the figures the other choice would give
+        summary["node_only" if args.partial else "with_partial"] = {k: other[k] for k in (
+            "detected", "detection_rate", "add_below_0.1d", "add_auc_0_10cm", "false_positives")}
     atomic_write_json(os.path.join(args.outf, "results.json"),
                       {"summary": summary, "info": info, "objects": rows})
     text = results_markdown(summary, info)

@@ -105,6 +105,9 @@ EXPORT_ONNX = Job("export-onnx", MODERN, "pose_train.compat.onnx_export:main",
                             "ROS; FastPose the sidecar's, else 320)", low=32, high=4320, multiple=8),
                       Field("width", "int", None, "input width (default: DOPE 1280; FastPose "
                             "else 256)", low=32, high=7680, multiple=8),
+                      Field("normalize", "str", None, "the normalisation the weights trained "
+                            "on (default: the sidecar's; weights without one: ros, as DOPE's node "
+                            "feeds them)", choices=("ros", "imagenet")),
                       Field("object", "str", None, "object name for Isaac ROS (default: the "
                             "sidecar's)"),
                       Field("dimensions", "str", None, "cuboid X,Y,Z in cm for dope_config.yaml "
