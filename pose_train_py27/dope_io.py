@@ -246,8 +246,8 @@ def camera_from_yaml(path, rectified=True):
                          "--cx --cy" % path)
     if rectified and not p:
         import sys
-        print("pose-train: warning: %s has no projection_matrix (P), which DOPE's node poses with "
-              "for rectified frames; K is used instead" % path, file=sys.stderr)
+        sys.stderr.write("pose-train: warning: %s has no projection_matrix (P), which DOPE's node "
+                         "poses with for rectified frames; K is used instead\n" % path)
     if not rectified:
         cam["distortion"] = _distortion(info, path)
     return cam
