@@ -121,7 +121,8 @@ def load_failure(err):
     text = str(err)
     if isinstance(err, EOFError) or "Ran out of input" in text:
         return "it ends early: empty, or cut short while being copied"
-    if any(sign in text for sign in ("Unsupported operand", "invalid load key", "could not find MARK")):
+    if "Weights only load failed" not in text and any(
+            sign in text for sign in ("Unsupported operand", "invalid load key", "could not find MARK")):
         return "its bytes are not a torch file"
     if "Weights only load failed" in text:
         detail = [l.strip() for l in text.split("WeightsUnpickler error:", 1)[-1].splitlines()
@@ -143,7 +144,19 @@ def load_weights_file(path):
     except (IOError, OSError) as err:
         raise VerifyError("%s: cannot read it (%s)" % (path, err))
     except Exception as err:   # pickle, zip and weights_only errors share no base class
-        raise VerifyError("%s: not a loadable weights file (%s)" % (path, load_failure(err)))
+        raise VerifyError("%s: not a loadable weights file (%s)" % (path, _why_not(path, err)))
+
+
+def _why_not(path, err):
+    """A torch file starts with a pickle's PROTO opcode (legacy format) or a zip's "PK"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except (IOError, OSError):
+        head = b""
+    if len(head) == 2 and head[:1] != b"\x80" and head != b"PK":
+        return "its bytes are not a torch file"
+    return load_failure(err)
 
 
 # GPU kernels round differently from the CPU that made the reference.
