@@ -264,17 +264,9 @@ def test_frames_are_counted_once_however_many_problems_they_have(weights, frames
 
 def test_a_corrupt_jpeg_is_refused_with_the_hint_and_skipped_with_skip_bad(weights, tmp_path, capsys):
     """--skip_bad refused it, and the refusal did not say --skip_bad would help."""
-    import cv2
     data = tmp_path / "data"
     ih.synth_frames(data, 3, seed=6)
-    png = sorted(data.glob("*.png"))[1]
-    jpg = png.with_suffix(".jpg")
-    cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    png.unlink()
-    raw = bytearray(jpg.read_bytes())
-    middle = len(raw) * 3 // 10
-    raw[middle:middle + 300] = b"\x00" * 300
-    jpg.write_bytes(bytes(raw))
+    jpg = ih.corrupt_jpeg(sorted(data.glob("*.png"))[1])
     assert _eval(weights, str(data), tmp_path / "out", "--dimensions", "10,10,10") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(jpg) in err and "damaged JPEG" in err and "--skip_bad" in err

@@ -319,14 +319,7 @@ def test_a_frame_found_damaged_mid_run_leaves_no_per_frame_files(weights, tmp_pa
     frames' files without a detections.json."""
     frames = tmp_path / "frames"
     ih.synth_frames(frames, 3, seed=6)
-    png = sorted(frames.glob("*.png"))[1]
-    jpg = png.with_suffix(".jpg")
-    cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    png.unlink()
-    data = bytearray(jpg.read_bytes())
-    middle = len(data) * 3 // 10
-    data[middle:middle + 300] = b"\x00" * 300
-    jpg.write_bytes(bytes(data))
+    jpg = ih.corrupt_jpeg(sorted(frames.glob("*.png"))[1])
     assert _infer(weights, "--images", frames, "--outf", tmp_path / "out") == 2
     assert str(jpg) in capsys.readouterr().err
     assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] \

@@ -27,18 +27,16 @@ def results_markdown(summary, info):
                 100 * s["add_below_0.1d"], s["add_auc_0_10cm"], _fmt(s["median_reproj_px"], "%.2f"),
                 _fmt(s["median_trans_mm"], "%.1f"), _fmt(s["median_rot_deg"], "%.2f"),
                 s["false_positives"]), ""]
-    if s.get("with_partial"):
-        p = s["with_partial"]
-        lines += ["DOPE's node publishes only complete cuboids (all 9 points), as scored above. "
-                  "Posed from 4-8 points too (--partial): %d detected (%.1f%%), %s < 0.1 d %.1f%%, "
-                  "AUC %.3f." % (p["detected"], 100 * p["detection_rate"], info["metric"],
-                                 100 * p["add_below_0.1d"], p["add_auc_0_10cm"]), ""]
-    if s.get("node_only"):
-        p = s["node_only"]
-        lines += ["Scored with --partial: poses from 4-8 points count, though DOPE's node publishes "
-                  "only complete cuboids. As the node: %d detected (%.1f%%), %s < 0.1 d %.1f%%, "
-                  "AUC %.3f." % (p["detected"], 100 * p["detection_rate"], info["metric"],
-                                 100 * p["add_below_0.1d"], p["add_auc_0_10cm"]), ""]
+    for key, lead in (("with_partial", "DOPE's node publishes only complete cuboids (all 9 "
+                                        "points), as scored above. Posed from 4-8 points too "
+                                        "(--partial):"),
+                      ("node_only", "Scored with --partial: poses from 4-8 points count, though "
+                                    "DOPE's node publishes only complete cuboids. As the node:")):
+        if s.get(key):
+            p = s[key]
+            lines += ["%s %d detected (%.1f%%), %s < 0.1 d %.1f%%, AUC %.3f." % (
+                lead, p["detected"], 100 * p["detection_rate"], info["metric"],
+                100 * p["add_below_0.1d"], p["add_auc_0_10cm"]), ""]
     if info.get("skipped"):
         lines += ["%d frame(s) skipped (--skip_bad), not scored:" % len(info["skipped"]), ""]
         lines += ["- %s" % line for line in info["skipped"]] + [""]
