@@ -57,19 +57,18 @@ class _Store(argparse.Action):
     """Coerce with the field's own rules, naming the spelling the user typed."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        f = self.pt_field
-        if f.type == "bool":
-            value = self.const
-        else:
-            value = coerce(f, values, option_string or f.name.upper())
+        f, spelling = self.pt_field, option_string or self.pt_field.name.upper()
         if f.many:
-            setattr(namespace, f.name, getattr(namespace, f.name, []) + [value])
+            values = values if isinstance(values, list) else [values]   # WEIGHTS... as a list
+            setattr(namespace, f.name, getattr(namespace, f.name, [])
+                    + [coerce(f, v, spelling) for v in values])
             return
+        value = self.const if f.type == "bool" else coerce(f, values, spelling)
         if hasattr(namespace, f.name) and getattr(namespace, f.name) != value:
             # The last one wins, as in most CLIs: compose's entrypoints put defaults first and
             # the user's flags after them. Said, because a second --data here is no second set.
-            print("pose-train: note: %s given twice; using the last, %s"
-                  % (option_string or f.name.upper(), value), file=sys.stderr)
+            print("pose-train: note: %s given twice; using the last, %s" % (spelling, value),
+                  file=sys.stderr)
         setattr(namespace, f.name, value)
 
 
@@ -85,7 +84,7 @@ def _add_field(parser, f):
     text = f.help + help_default(f) + (" (repeatable)" if f.many else "")
     if f.positional:
         positional = {k: v for k, v in kwargs.items() if k != "dest"}
-        pos = parser.add_argument(f.name, nargs="?", help=text,
+        pos = parser.add_argument(f.name, nargs="*" if f.many else "?", help=text,
                                   **dict(positional, metavar=f.name.upper()))
         pos.pt_field = f
         text = argparse.SUPPRESS   # --src also works (the container's command line uses it)
@@ -139,7 +138,8 @@ def build_parser():
 
 
 def _usage(job):
-    return " ".join(["%(prog)s"] + [f.name.upper() for f in job.fields if f.positional]
+    return " ".join(["%(prog)s"] + [f.name.upper() + ("..." if f.many else "")
+                                    for f in job.fields if f.positional]
                     + ["[options]"])
 
 
@@ -152,7 +152,7 @@ def parse(argv):
     ns = build_parser().parse_args(argv)
     job = JOBS[ns._job]
     for f in job.fields:
-        if f.positional and f.default is None and not hasattr(ns, f.name):
+        if f.positional and f.default is None and not getattr(ns, f.name, None):
             raise UserError("%s needs %s (see %s --help)" % (job.command, f.name.upper(),
                                                               job.command))
     given = {f.name: getattr(ns, f.name) for f in job.fields if hasattr(ns, f.name)}

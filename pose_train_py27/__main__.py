@@ -31,7 +31,8 @@ def _parser(words, fields):
             kwargs["action"] = "append"
         parser.add_argument(*names, **kwargs)
         if f.get("positional"):
-            parser.add_argument("_" + f["name"], nargs="?", metavar=f["name"].upper())
+            parser.add_argument("_" + f["name"], nargs="*" if f.get("many") else "?",
+                                metavar=f["name"].upper())
     # The launcher turns pose-train's --gpus into a device for this image.
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     return parser
@@ -45,8 +46,11 @@ def main(argv):
     fields, module = JOBS[words]
     args = _parser(words, fields).parse_args(argv[2:])
     for f in fields:
-        if f.get("positional") and getattr(args, "_" + f["name"]) is not None:
-            setattr(args, f["name"], getattr(args, "_" + f["name"]))
+        given = getattr(args, "_" + f["name"], None) if f.get("positional") else None
+        if f.get("many") and given:
+            setattr(args, f["name"], given + getattr(args, f["name"]))
+        elif given is not None and not f.get("many"):
+            setattr(args, f["name"], given)
     return __import__(module, fromlist=["main"]).main(args)
 
 

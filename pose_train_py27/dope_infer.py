@@ -25,64 +25,14 @@ import cv2
 import numpy as np
 import torch
 
-from pose_train_py27 import overlay, sidecar
+from pose_train_py27 import dope_networks, overlay
 from pose_train_py27.atomic import write_atomic
 from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
 from pose_train_py27.dope_decode import detect
 from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
-                                     camera_matrix, check_camera_size, dimensions_from_settings,
-                                     list_inputs, make_camera, output_folder, OutputClaim,
-                                     parse_dimensions, read_frames)
+                                     camera_matrix, check_camera_size, list_inputs, make_camera,
+                                     output_folder, OutputClaim, read_frames)
 from pose_train_py27.image_files import header_problem
-from pose_train_py27.keys import add_prefix
-from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
-
-NODE_DOWNSCALE_HEIGHT = 500   # the node's shipped config
-EXIT_BAD_INPUT = 2
-
-
-def load_network(weights, device):
-    """DopeNetwork loaded strictly as the node loads it (DataParallel, ``module.`` keys)."""
-    try:
-        state = load_weights_file(weights)
-    except VerifyError as err:
-        raise InputError("%s; pass DOPE weights (net_epoch_XX.pth)" % err)
-    name = infer_model(state)[0] if isinstance(state, dict) else None
-    if name != "dope":
-        what = "FastPose (keypoint) weights" if name else "not a network's state dict"
-        raise InputError("%s: %s, not DOPE's; pass DOPE weights (net_epoch_XX.pth)"
-                         % (weights, what))
-    try:
-        net = load_as_consumer("dope", add_prefix(state))
-    except (KeyError, RuntimeError) as err:
-        raise InputError("%s: does not load into DOPE's network (%s); pass weights of the "
-                         "standard 6-stage, 9-belief DopeNetwork" % (weights, str(err).strip()
-                                                                     .splitlines()[0]))
-    return net.to(device)
-
-
-def settings_for(args, meta):
-    settings = sidecar.decode_of(meta)
-    for key in ("sigma", "thresh_map", "thresh_points", "thresh_angle", "downscale_height"):
-        if getattr(args, key, None) is not None:
-            settings[key] = getattr(args, key)
-    settings.setdefault("downscale_height", NODE_DOWNSCALE_HEIGHT)
-    settings["partial"] = bool(getattr(args, "partial", False))
-    settings["unrectified"] = bool(getattr(args, "unrectified", False))
-    return settings
-
-
-def dimensions_for(args, meta, object_name):
-    given = getattr(args, "dimensions", None)
-    if given and os.path.isfile(given):
-        return dimensions_from_settings(given, object_name)
-    if given:
-        return parse_dimensions(given)
-    if meta.get("dimensions_cm"):
-        return [float(v) for v in meta["dimensions_cm"]]
-    raise InputError("%s: no cuboid dimensions (its json sidecar records none); pass "
-                     "--dimensions X,Y,Z in cm, as DOPE's node takes them" % args.weights)
-
 
 def fixed_camera(args):
     """The camera the flags give (used for every frame), or None: then each frame's own."""
@@ -140,9 +90,22 @@ def infer_frame(net, device, rgb, cam, dims_cm, settings, norm):
     return detections, belief, timing
 
 
-def frame_annotation(name, cam, size, object_name, detections):
+def infer_networks(networks, device, rgb, cam):
+    """Every network over one decoded frame: (detections, each labelled with its network's
+    object and index, belief maps per network, per-network timings)."""
+    detections, beliefs, timings = [], [], []
+    for k, n in enumerate(networks):
+        dets, belief, timing = infer_frame(n["net"], device, rgb, cam, n["dimensions_cm"],
+                                           n["settings"], n["normalization"])
+        detections += [dict(d, network=k) for d in dets]
+        beliefs.append(belief)
+        timings.append(dict(timing, object=n["object"]))
+    return detections, beliefs, timings
+
+
+def frame_annotation(name, cam, size, networks, detections):
     """One frame's result in DOPE's annotation layout (what its tools and our reader read)."""
-    objects = [{"class": object_name, "location": d["location"],
+    objects = [{"class": networks[d["network"]]["object"], "location": d["location"],
                 "quaternion_xyzw": d["quaternion_xyzw"], "projected_cuboid": d["projected_cuboid"],
                 "score": d["score"], "points_found": d["points_found"], "partial": d["partial"]}
                for d in detections]
@@ -151,28 +114,40 @@ def frame_annotation(name, cam, size, object_name, detections):
             "image": name, "objects": objects}
 
 
-def draw_frame(rgb, cam, dims_cm, detections):
-    """The frame with every pose's cuboid, axes and the peaks it came from."""
+def draw_frame(rgb, cam, networks, detections):
+    """The frame with every pose's cuboid, axes and the peaks it came from; with several
+    networks, each object's peaks and name in its own colour (its draw_colors in the node)."""
     img = rgb.copy()
     thickness = max(1, int(round(min(img.shape[:2]) / 240.0)))
     K = camera_matrix(cam)
     for d in detections:
-        overlay.draw_points(img, d["points_found"], thickness)
+        n = networks[d["network"]]
+        color = tuple(n["color"]) if len(networks) > 1 else (255, 255, 255)
+        overlay.draw_points(img, d["points_found"], thickness, color)
         if d["projected_cuboid"] is None:
             continue
         overlay.draw_cuboid(img, d["projected_cuboid"], thickness)
         rvec = cv2.Rodrigues(quat_to_matrix(d["quaternion_xyzw"]))[0]
         tvec = np.array(d["location"], np.float64) * 100.0   # cm, the cuboid's units
-        overlay.draw_axes(img, rvec, tvec, K, 0.5 * min(dims_cm), thickness)
+        overlay.draw_axes(img, rvec, tvec, K, 0.5 * min(n["dimensions_cm"]), thickness)
+        if len(networks) > 1:
+            overlay.label(img, np.add(d["projected_cuboid"][8], (6, -6)), n["object"], color)
     label = "%d detection(s), %d with a pose" % (
         len(detections), sum(d["location"] is not None for d in detections))
     return overlay.caption(img, label)
 
 
-def belief_grid(belief):
-    size = (belief.shape[2] * 4, belief.shape[1] * 4)
-    return overlay.tile([overlay.caption(overlay.heat(b, size), str(k))
-                         for k, b in enumerate(belief)], cols=3)
+def belief_grid(beliefs, networks):
+    """The 9 belief maps of each network, one block per network, named when there are several."""
+    blocks = []
+    for belief, n in zip(beliefs, networks):
+        size = (belief.shape[2] * 4, belief.shape[1] * 4)
+        tiles = [overlay.caption(overlay.heat(b, size), str(k) if len(networks) == 1
+                                 else "%s %d" % (n["object"], k)) for k, b in enumerate(belief)]
+        blocks.append(overlay.tile(tiles, cols=3))
+    width = max(b.shape[1] for b in blocks)   # networks trained at other scales differ in size
+    return np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), "constant")
+                           for b in blocks], axis=0)
 
 
 def _png(path, rgb):
@@ -210,29 +185,32 @@ def runtime_versions():
 
 
 def run(args):
-    """Infer every frame; returns the run's record (also written as OUTF/detections.json)."""
-    if not getattr(args, "weights", None):
-        raise InputError("infer dope needs WEIGHTS, a DOPE net_epoch_XX.pth")
+    """Infer every frame with every network; returns the run's record (also written as
+    OUTF/detections.json)."""
+    if not dope_networks.as_list(getattr(args, "weights", None)):
+        raise InputError("infer dope needs WEIGHTS: a DOPE net_epoch_XX.pth, or one per object")
     if not args.images:
         raise InputError("--images: give at least one image, folder of images or video")
-    meta = sidecar.read(args.weights)
     device = device_for(args)
-    net = load_network(args.weights, device)   # names the wrong network before asking for more
-    norm = sidecar.normalization_of(meta, args.normalize, sidecar.path_of(args.weights))
-    settings = settings_for(args, meta)
-    object_name = args.object or meta.get("object") or "object"
-    dims = dimensions_for(args, meta, object_name)
+    networks = dope_networks.load_all(args, device)   # wrong networks named before the rest
     fixed = fixed_camera(args)
     output_folder(args.outf)
     inputs = _inputs(args)
     _check_before_the_network(inputs, fixed, args.max_pixels)
     with OutputClaim(args.outf, "detections.json", _remove_previous_frames), _StopOnSignal() as stop:
-        frames = _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name)
-        record = {"weights": os.path.abspath(args.weights), "object": object_name,
-                  "dimensions_cm": dims, "normalization": norm["name"], "settings": settings,
-                  "device": str(device), "runtime": runtime_versions(), "frames": frames,
-                  "stopped_by": stop.signame}
+        frames = _infer_frames(args, inputs, fixed, networks, device)
+        record = run_record(networks, device, frames, stop.signame)
         _json(os.path.join(args.outf, "detections.json"), record)
+    return record
+
+
+def run_record(networks, device, frames, stopped_by):
+    """detections.json: the networks, the runtime and every frame. With one network its facts
+    are also at the top level, where one-object readers (and older pose-train) look."""
+    record = {"networks": [dope_networks.described(n) for n in networks], "device": str(device),
+              "runtime": runtime_versions(), "frames": frames, "stopped_by": stopped_by}
+    if len(networks) == 1:
+        record.update((k, v) for k, v in record["networks"][0].items() if k != "color")
     return record
 
 
@@ -291,35 +269,46 @@ def _check_before_the_network(inputs, fixed, max_pixels):
                              "--cy" % path)
 
 
-def _infer_frames(args, inputs, fixed, net, device, dims, settings, norm, object_name):
-    """Infer and write each frame (NAME.json, NAME.png); returns the records of the frames
-    finished, up to a stop signal."""
+def _infer_frames(args, inputs, fixed, networks, device):
+    """Infer and write each frame (NAME.json, NAME.png), decoded once for all the networks;
+    returns the records of the frames finished, up to a stop signal."""
     frames, used, cameras, written = [], set(), {}, []
     try:
+        reading = time.time()
         for name, source, rgb in _progress(read_frames(inputs, args.max_pixels), inputs):
+            read_ms = 1000.0 * (time.time() - reading)
             cam = fixed or camera_beside(source, cameras)
             if cam is None:
                 raise InputError("%s: no camera (no JSON with intrinsics beside it); pass "
                                  "--camera FILE (DOPE/NViSII JSON or ROS camera_info.yaml) or "
                                  "--fx --fy --cx --cy" % source)
             check_camera_size(cam, source, rgb.shape[1], rgb.shape[0])
-            detections, belief, timing = infer_frame(net, device, rgb, cam, dims, settings, norm)
+            detections, beliefs, timings = infer_networks(networks, device, rgb, cam)
             name = _unique(name, used)
             size = [int(rgb.shape[1]), int(rgb.shape[0])]
-            annotation = frame_annotation(name, cam, size, object_name, detections)
+            annotation = frame_annotation(name, cam, size, networks, detections)
             written += _frame_files(args.outf, name)
             _json(os.path.join(args.outf, name + ".json"), annotation)
-            _png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, dims, detections))
+            _png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, networks, detections))
             if args.belief_grid:
-                _png(os.path.join(args.outf, name + ".belief.png"), belief_grid(belief))
-            frames.append(dict(timing, image=source, name=name, size=size, camera=cam,
-                               objects=annotation["objects"]))
+                _png(os.path.join(args.outf, name + ".belief.png"), belief_grid(beliefs, networks))
+            frames.append(_frame_record(source, name, size, cam, annotation, timings, read_ms))
+            reading = time.time()
     except Stopped:
         pass   # every frame in `frames` is complete on disk; run() records the stop
     except InputError:   # a frame damaged inside (found only by decoding): a refused run
         _remove(written)  # leaves no per-frame files without the detections.json naming them
         raise
     return frames
+
+
+def _frame_record(source, name, size, cam, annotation, timings, read_ms):
+    """A frame in detections.json; network_ms and post_ms are summed over the networks."""
+    return {"image": source, "name": name, "size": size, "camera": cam,
+            "objects": annotation["objects"], "read_ms": read_ms,
+            "network_ms": sum(t["network_ms"] for t in timings),
+            "post_ms": sum(t["post_ms"] for t in timings),
+            "network_input": timings[0]["network_input"], "per_network": timings}
 
 
 def _frame_files(outf, name):
@@ -357,14 +346,20 @@ def _progress(frames, inputs):
 
 def summary(record, outf):
     frames = record["frames"]
-    found = sum(len(f["objects"]) for f in frames)
-    posed = sum(o["location"] is not None for f in frames for o in f["objects"])
+    counts = []
+    for n in record["networks"]:
+        objects = [o for f in frames for o in f["objects"] if o["class"] == n["object"]]
+        posed = sum(o["location"] is not None for o in objects)
+        counts.append("%s%d detection(s), %d with a pose" % (
+            "%s: " % n["object"] if len(record["networks"]) > 1 else "", len(objects), posed))
     net = np.median([f["network_ms"] for f in frames]) if frames else 0.0
     post = np.median([f["post_ms"] for f in frames]) if frames else 0.0
-    return ("%d frame(s): %d detection(s), %d with a pose; median %.1f ms network + %.2f ms "
-            "post-processing per frame (%s, torch %s); wrote %s"
-            % (len(frames), found, posed, net, post, record["device"],
-               record["runtime"]["torch"], os.path.join(outf, "detections.json")))
+    return ("%d frame(s): %s; median %.1f ms network + %.2f ms post-processing per frame%s (%s, "
+            "torch %s); wrote %s" % (len(frames), "; ".join(counts), net, post,
+                                     " (%d networks)" % len(record["networks"])
+                                     if len(record["networks"]) > 1 else "",
+                                     record["device"], record["runtime"]["torch"],
+                                     os.path.join(outf, "detections.json")))
 
 
 def main(args):

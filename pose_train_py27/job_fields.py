@@ -28,8 +28,9 @@ _CAMERA = (
 DECODE = (
     dict(name="dimensions", type="str",
          help="the cuboid's x,y,z in cm as DOPE's node takes them, or an NDDS "
-              "_object_settings.json (default: the weights' sidecar)"),
-    dict(name="object", type="str", help="object name in the outputs (default: the sidecar's)"),
+              "_object_settings.json naming each object (default: the weights' sidecar)"),
+    dict(name="object", type="str", help="object name in the outputs (default: the sidecar's); "
+                                        "with several weights, NAME1,NAME2,... in their order"),
     dict(name="normalize", type="str", choices=("ros", "imagenet"),
          help="input normalisation (default: the one the weights' sidecar records, else ros)"),
     dict(name="sigma", type="float", low=0,
@@ -54,8 +55,9 @@ MAX_PIXELS = dict(name="max_pixels", type="int", default=40 * 1000 * 1000, low=1
                        "before decoding)")
 
 INFER_DOPE = (
-    dict(name="weights", type="path", role="in", positional=True, beside=True,
-         help="DOPE weights: net_epoch_XX.pth (or any DOPE .pth the node loads)"),
+    dict(name="weights", type="path", role="in", positional=True, beside=True, many=True,
+         help="DOPE weights: net_epoch_XX.pth (or any DOPE .pth the node loads); several, one "
+              "per object, run over every frame as the node runs them"),
     dict(name="images", type="path", role="in", many=True,
          help="an image, a folder of images (searched recursively) or a video"),
     dict(name="outf", type="path", default="infer", role="out",

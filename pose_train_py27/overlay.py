@@ -12,6 +12,14 @@ from pose_train_py27.cuboid import EDGES
 # One colour per cuboid face direction (RGB), so a flipped cuboid is visible at a glance.
 FRONT, REAR, SIDE, CENTRE = (255, 60, 60), (60, 120, 255), (60, 230, 60), (255, 255, 0)
 AXIS_COLORS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))   # x red, y green, z blue
+# One colour per object (RGB): its label in overlays, and its draw_colors entry in the node's
+# config, so an object looks the same in both. Far apart in hue; the first is convert's.
+OBJECT_COLORS = ((13, 255, 128), (255, 90, 0), (40, 120, 255), (230, 30, 200), (250, 230, 20),
+                 (0, 220, 230), (150, 60, 255), (255, 255, 255))
+
+
+def color_of(index):
+    return OBJECT_COLORS[index % len(OBJECT_COLORS)]
 
 
 def _pixel(xy):
@@ -37,11 +45,19 @@ def draw_axes(img, rvec, tvec, camera_matrix, length, thickness=1):
     return img
 
 
-def draw_points(img, points, thickness=1):
+def draw_points(img, points, thickness=1, color=(255, 255, 255)):
     """The peaks a pose came from (None entries skipped): small rings."""
     for xy in points:
         if xy is not None:
-            cv2.circle(img, _pixel(xy), 2 + thickness, (255, 255, 255), thickness, cv2.LINE_AA)
+            cv2.circle(img, _pixel(xy), 2 + thickness, color, thickness, cv2.LINE_AA)
+    return img
+
+
+def label(img, xy, text, color, scale=0.4):
+    """``text`` in ``color`` with a dark outline, starting at ``xy`` (an object's name)."""
+    org = _pixel(xy)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
     return img
 
 

@@ -23,15 +23,16 @@ def synth_frames(folder, n, seed=3):
     return sorted(glob.glob(os.path.join(str(folder), "*.json")))
 
 
-def frame_maps(json_path, settings=SETTINGS, noise=0.0, rng=None):
-    """(beliefs, affinities, K, annotated cube objects, scale) at the network's input size."""
+def frame_maps(json_path, settings=SETTINGS, noise=0.0, rng=None, object_class="cube"):
+    """(beliefs, affinities, K, annotated objects of the class, scale) at the network's input
+    size; a frame without one gives empty maps."""
     ann = json.load(open(json_path))
     cam = camera_from_json(ann, json_path)
     scale = min(1.0, settings["downscale_height"] / float(cam["height"]))
     K = camera_matrix(cam)
     K[:2] *= scale
-    cubes = [o for o in ann["objects"] if o["class"] == "cube"]
-    pts = np.array([o["projected_cuboid"] for o in cubes]) * scale
+    cubes = [o for o in ann["objects"] if o["class"] == object_class]
+    pts = np.array([o["projected_cuboid"] for o in cubes]).reshape(-1, 9, 2) * scale
     beliefs, affinities = ideal_maps(pts, (int(cam["width"] * scale), int(cam["height"] * scale)))
     if noise:
         beliefs = beliefs + rng.normal(0, noise, beliefs.shape).astype(np.float32)
@@ -97,14 +98,15 @@ def check_decode_parity(python_argv, workdir):
         assert_same_detections(a, b)
 
 
-def write_weights(folder, seed=0):
+def write_weights(folder, seed=0, object_name="cube"):
     """Random-init DOPE weights with the trainer's sidecar (128 px crops of 320x240 frames)."""
     import torch
     from pose_train.dope.weights_files import save_epoch_weights
     from pose_train_py27.sidecar import dope_meta
     from pose_train_py27.nets import DopeNetwork
     torch.manual_seed(seed)
-    meta = dope_meta("cube", 128, "ros", 0.5, DIMS_CM, [320, 240])
+    os.makedirs(str(folder), exist_ok=True)
+    meta = dope_meta(object_name, 128, "ros", 0.5, DIMS_CM, [320, 240])
     assert meta["decode"] == SETTINGS
     return save_epoch_weights(str(folder), DopeNetwork(), 1, meta)
 
@@ -130,7 +132,28 @@ def check_infer_parity(python_argv, workdir):
         assert os.path.isfile(os.path.join(workdir, "legacy", b["name"] + ".png"))
 
 
-CHECKS = [check_decode_parity, check_infer_parity]
+def check_multi_infer_parity(python_argv, workdir):
+    """infer dope with two networks (cube, mug) in both runtimes: the same record of both."""
+    weights = [write_weights(os.path.join(workdir, name), seed, name)
+               for seed, name in enumerate(("cube", "mug"))]
+    frames = os.path.join(workdir, "frames")
+    synth_frames(frames, 2)
+    assert local_cli("infer", "dope", *weights, "--images", frames, "--outf",
+                     os.path.join(workdir, "modern"), "--partial") == 0
+    h.run_legacy(python_argv, ["-m", "pose_train_py27", "infer", "dope"] + weights + [
+        "--images", frames, "--outf", os.path.join(workdir, "legacy"), "--partial"])
+    mine, legacy = (json.load(open(os.path.join(workdir, side, "detections.json")))
+                    for side in ("modern", "legacy"))
+    assert legacy["runtime"]["torch"] == "1.4.0" and "object" not in legacy
+    assert [n["object"] for n in legacy["networks"]] == [n["object"] for n in mine["networks"]] \
+        == ["cube", "mug"]
+    for a, b in zip(mine["frames"], legacy["frames"]):
+        assert [t["object"] for t in b["per_network"]] == ["cube", "mug"]
+        assert_same_detections(a["objects"], b["objects"])
+        assert [o["class"] for o in a["objects"]] == [o["class"] for o in b["objects"]]
+
+
+CHECKS = [check_decode_parity, check_infer_parity, check_multi_infer_parity]
 
 
 def corrupt_jpeg(png):

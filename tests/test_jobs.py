@@ -86,7 +86,11 @@ def test_each_spelling_reaches_the_field(pair, tmp_path):
         assert cli.parse(words(job, tmp_path) + ["--no-" + f.name])[1][f.name] is False
     if f.positional:
         text = sample(f, tmp_path)
-        assert cli.parse(list(job.words) + [text])[1][f.name] == expected(f, text)
+        want = expected(f, text)
+        assert cli.parse(list(job.words) + [text])[1][f.name] == ([want] if f.many else want)
+        if f.many:   # WEIGHTS...: several bare words, then the flag form, in that order
+            got = cli.parse(list(job.words) + [text, text + "2", spellings[0], text + "3"])[1][f.name]
+            assert got == [want, expected(f, text + "2"), expected(f, text + "3")]
 
 
 @pytest.mark.parametrize("pair", [p for p in FIELDS if p[1].type in ("int", "float", "seq")], ids=_id)

@@ -115,19 +115,18 @@ def read_dope_config(folder):
     return config
 
 
-def write_dope_config(folder, object_name, dimensions_cm, existing=None):
-    """``folder/dope_config.yaml`` with this object's entry, keeping the other objects of
-    ``existing``: one file serves every network deployed from the folder."""
-    config, replaced = dope_config(object_name, dimensions_cm), None
-    if existing:
-        dims = dict(existing["dope"]["ros__parameters"]["dimensions"])
-        replaced = dims.get(object_name)
-        dims.update(config["dope"]["ros__parameters"]["dimensions"])
-        existing["dope"]["ros__parameters"]["dimensions"] = dims
-        config = existing
+def write_dope_config(folder, dimensions, existing=None, writer="export onnx"):
+    """``folder/dope_config.yaml`` with ``dimensions`` ({object: [x, y, z] cm}), keeping the
+    other objects of ``existing``: one file serves every network deployed from the folder.
+    Returns (its path, {object: the dimensions it replaced})."""
+    config = existing or dope_config(*next(iter(dimensions.items())))
+    known = config["dope"]["ros__parameters"]["dimensions"] = dict(
+        config["dope"]["ros__parameters"]["dimensions"])
+    replaced = {name: known[name] for name in dimensions if existing and name in known}
+    known.update((name, [float(v) for v in dims]) for name, dims in dimensions.items())
     path = os.path.join(folder, CONFIG_NAME)
     text = yaml.safe_dump(config, default_flow_style=None, sort_keys=True)
     atomic_write(path, lambda f: f.write("# Isaac ROS DOPE: cuboid dimensions in cm (x, y, z), "
-                                         "written by pose-train export onnx\n---\n" + text),
+                                         "written by pose-train %s\n---\n" % writer + text),
                  binary=False)
     return path, replaced

@@ -1,28 +1,43 @@
-"""The entries DOPE's ROS node reads from ``config_pose.yaml`` for one converted network.
+"""DOPE's ROS 1 node config (``config_pose.yaml``): one object's entries beside a converted
+network (``convert --to melodic``), or the whole file for several (``node-config``).
 
-Written beside the melodic weights as ``NAME_melodic.yaml``; merge its maps into the node's
-config. Units and names are the node's: ``dimensions`` in centimetres (the node divides its
-PnP location by 100), one ``class_ids`` / ``draw_colors`` entry per object (a missing one is a
-KeyError in the node), ``weights`` resolved by resource_retriever from the dope package.
+Units and names are the node's: ``dimensions`` in centimetres (the node divides its PnP
+location by 100), one ``class_ids`` / ``draw_colors`` entry per object (a missing one is a
+KeyError in the node), ``weights`` resolved by resource_retriever from the dope package. The
+node applies one set of thresholds, ``sigma`` and ``downscale_height`` to every network.
 """
 import os
+import shlex
+import sys
+import zipfile
 
 import yaml
 
-from pose_train.files import atomic_write
-from pose_train_py27 import sidecar
+from pose_train.compat import isaac_ros
+from pose_train.errors import UserError
+from pose_train.files import atomic_write, make_folder
+from pose_train_py27 import dope_networks, overlay, sidecar
 from pose_train_py27.dope_io import parse_dimensions
 
 IDENTITY = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-DRAW_COLOR = [13, 255, 128]
+# The node's own keys, shared by every object (its shipped config's values where one applies).
+SHARED = ("topic_camera", "topic_camera_info", "topic_publishing", "input_is_rectified",
+          "downscale_height", "overlay_belief_images", "thresh_angle", "thresh_map", "sigma",
+          "thresh_points")
+PER_OBJECT = ("weights", "dimensions", "class_ids", "draw_colors", "model_transforms")
+NODE_SETTINGS = ("thresh_angle", "thresh_map", "sigma", "thresh_points", "downscale_height")
+
+
+def object_entries(name, weights_file, dimensions_cm, index):
+    """The node's per-object maps for the ``index``-th object (class id index + 1)."""
+    return {"weights": {name: "package://dope/weights/" + weights_file},
+            "dimensions": {name: [float(v) for v in dimensions_cm]},
+            "class_ids": {name: index + 1}, "draw_colors": {name: list(overlay.color_of(index))},
+            "model_transforms": {name: [list(row) for row in IDENTITY]}}
 
 
 def node_config(meta, weights_file, dimensions_cm):
-    name = meta["object"]
-    config = {"weights": {name: "package://dope/weights/" + weights_file},
-              "dimensions": {name: [float(v) for v in dimensions_cm]},
-              "class_ids": {name: 1}, "draw_colors": {name: list(DRAW_COLOR)},
-              "model_transforms": {name: IDENTITY}}
+    config = object_entries(meta["object"], weights_file, dimensions_cm, 0)
     # The node's thresholds, with the smoothing and frame scale of the trained crop size.
     config.update(sidecar.decode_of(meta))
     return config
@@ -45,3 +60,75 @@ def write_node_config(out, meta, dimensions=None, say=print):
     say("wrote %s (merge into the node's config_pose.yaml; put %s in dope/weights)"
         % (path, os.path.basename(out)))
     return path
+
+
+def whole_config(args, networks):
+    """config_pose.yaml for ``networks`` (dope_networks.load_all), in the order given."""
+    config = {"topic_camera": args.topic_camera, "topic_camera_info": args.topic_camera_info,
+              "topic_publishing": args.topic_publishing,
+              "input_is_rectified": not args.unrectified,
+              "overlay_belief_images": True}
+    config.update({key: {} for key in PER_OBJECT})
+    for k, (n, name) in enumerate(zip(networks, file_names(networks))):
+        for key, entry in object_entries(n["object"], name, n["dimensions_cm"], k).items():
+            config[key].update(entry)
+    first = networks[0]["settings"]
+    config.update({key: first[key] for key in NODE_SETTINGS})
+    return config
+
+
+def file_names(networks):
+    """Each network's file name in dope/weights: its own, or OBJECT_NAME when two share one
+    (every training run writes net_best.pth)."""
+    names = [os.path.basename(n["weights"]) for n in networks]
+    if len(set(names)) == len(names):
+        return names
+    return ["%s_%s" % (n["object"], name) for n, name in zip(networks, names)]
+
+
+def _warnings(networks):
+    """What the node would do differently from each network's own settings, said per object."""
+    lines, first = [], networks[0]
+    for n in networks[1:]:
+        differ = [k for k in NODE_SETTINGS if n["settings"][k] != first["settings"][k]]
+        if differ:
+            lines.append("%s's decode settings (%s) differ from %s's, which the node applies to "
+                         "every object; train both at one crop and frame size, or run a node per "
+                         "object" % (n["object"], ", ".join("%s %s" % (k, n["settings"][k])
+                                                           for k in differ), first["object"]))
+    for n in networks:
+        norm = n["normalization"]
+        if [round(v, 6) for v in norm["mean"] + norm["std"]] != [0.5] * 6:
+            lines.append("%s was trained on %s normalisation, but the node feeds (x - 0.5) / 0.5; "
+                         "pass its `pose-train convert %s --to melodic` output, which folds it in"
+                         % (n["weights"], norm["name"], n["weights"]))
+        if zipfile.is_zipfile(n["weights"]):
+            lines.append("%s is in torch's zip format, which Melodic's torch 1.4 cannot load; "
+                         "pass its `pose-train convert --to melodic` output" % n["weights"])
+    return lines
+
+
+def main(args):
+    if os.path.splitext(args.out)[1].lower() not in (".yaml", ".yml"):
+        raise UserError("--out %s: the node's config is a YAML file; pass a name ending in .yaml, "
+                        "e.g. config_pose.yaml" % args.out)
+    networks = dope_networks.load_all(args, "cpu")
+    folder = make_folder(os.path.dirname(os.path.abspath(args.out)), "--out", args.out)
+    existing = isaac_ros.read_dope_config(folder)   # refused before anything is written
+    config = whole_config(args, networks)
+    names = ", ".join(n["object"] for n in networks)
+    copies = ["cp %s dope/weights/%s" % (shlex.quote(os.path.abspath(n["weights"])), name)
+              for n, name in zip(networks, file_names(networks))]
+    text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+    atomic_write(args.out, lambda f: f.write(
+        "# DOPE ROS 1 node config for %s, written by pose-train node-config. The weights go in\n"
+        "# the dope package's weights/ folder:\n%s\n" % (names, "\n".join(
+            "#   " + line for line in copies)) + text), binary=False)
+    isaac = isaac_ros.write_dope_config(folder, {n["object"]: n["dimensions_cm"] for n in networks},
+                                        existing, writer="node-config")[0]
+    for line in _warnings(networks):
+        print("pose-train: warning: %s" % line, file=sys.stderr)
+    print("wrote %s (%d object(s): %s) and %s (Isaac ROS: the same objects' dimensions); "
+          "put the weights where the node finds them:\n  %s" % (args.out, len(networks), names,
+                                                              isaac, "\n  ".join(copies)))
+    return 0

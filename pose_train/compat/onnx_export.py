@@ -195,10 +195,11 @@ def _deploy_notes(args, out, size, encoder, trained, name, dims, config):
               "graph to the %s one these weights trained on" % (encoder["name"], encoder["mean"],
                                                                  encoder["std"], trained["name"]))
     if name and dims:
-        path, replaced = isaac_ros.write_dope_config(os.path.dirname(os.path.abspath(out)), name,
-                                                     dims, config)
-        print("wrote %s (%s: %s cm%s)" % (path, name, dims, "" if replaced in (None, list(dims)) else
-                                          "; it was %s there before" % replaced))
+        path, replaced = isaac_ros.write_dope_config(os.path.dirname(os.path.abspath(out)),
+                                                     {name: dims}, config)
+        before = replaced.get(name)
+        print("wrote %s (%s: %s cm%s)" % (path, name, dims, "" if before in (None, list(dims)) else
+                                          "; it was %s there before" % before))
     else:
         print("no %s written: the weights' sidecar records no %s; pass --object NAME "
               "--dimensions X,Y,Z (cm)" % (isaac_ros.CONFIG_NAME, "dimensions" if name else "object"))

@@ -43,6 +43,32 @@ def results_markdown(summary, info):
     return "\n".join(lines)
 
 
+def overall(summaries):
+    """One summary over several objects' summaries: counts summed, rates weighted by objects
+    (so each equals the rate over every object pooled: ADD < 0.1 d on each object's own d)."""
+    objects = sum(s["objects"] for s in summaries)
+
+    def pooled(key):
+        return sum(s[key] * s["objects"] for s in summaries) / max(1, objects)
+    return {"objects": objects, "detected": sum(s["detected"] for s in summaries),
+            "detection_rate": pooled("detection_rate"), "add_below_0.1d": pooled("add_below_0.1d"),
+            "add_auc_0_10cm": pooled("add_auc_0_10cm"),
+            "false_positives": sum(s["false_positives"] for s in summaries)}
+
+
+def overall_markdown(summaries, total, metric):
+    """The table of several objects, one row each and one for all; per-object details follow."""
+    lines = ["# eval dope: %d objects" % len(summaries), "",
+             "| object | objects | detected | %s < 0.1 d | %s AUC 0-10 cm | median 2D error (px) "
+             "| false positives |" % (metric, metric), "|---|---|---|---|---|---|---|"]
+    for name, s in list(summaries.items()) + [("all", total)]:
+        lines.append("| %s | %d | %d (%.1f%%) | %.1f%% | %.3f | %s | %d |" % (
+            name, s["objects"], s["detected"], 100 * s["detection_rate"], 100 * s["add_below_0.1d"],
+            s["add_auc_0_10cm"], _fmt(s.get("median_reproj_px"), "%.2f"), s["false_positives"]))
+    return "\n".join(lines + ["", "Each object's own results.md, results.json and worst/ are in "
+                               "the folder named after it.", ""])
+
+
 def write_worst(outf, rows, count):
     """Overlays of the ``count`` worst objects (misses first, then the largest ADD)."""
     folder = os.path.join(outf, "worst")

@@ -20,12 +20,13 @@ from tqdm import tqdm
 
 from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.detections import as_published, detections_per_sample, read_detections
-from pose_train.dope.eval_outputs import results_markdown, write_worst
+from pose_train.dope.eval_outputs import overall, overall_markdown, results_markdown, write_worst
+from pose_train import files
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json
 from pose_train.keypoints import mesh as meshlib
 from pose_train.keypoints.metrics import add_error
-from pose_train_py27 import dope_infer
+from pose_train_py27 import dope_infer, dope_networks
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rotation_angle_deg
 from pose_train_py27 import dope_io, image_files, sidecar
 from pose_train_py27.dope_io import InputError, make_camera
@@ -47,13 +48,16 @@ def model_points(args, dims_cm, dialect):
     return pts, meshlib.diameter(pts), "mesh %s" % os.path.basename(args.mesh)
 
 
-def run_network(args, samples, meta, dims, net, device):
-    """({image path: posed detections}, settings, report lines of frames that cannot be
-    decoded): a damaged frame is refused, or left out under --skip_bad."""
-    settings = dope_infer.settings_for(args, meta)
-    norm = sidecar.normalization_of(meta, args.normalize, sidecar.path_of(args.weights))
-    found, damaged = {}, []
-    for s in tqdm(samples, desc="eval dope", unit="frame"):
+def run_networks(args, targets, device):
+    """({object: {image path: posed detections}}, report lines of frames that cannot be
+    decoded). Each frame is decoded once and run through every network whose object it holds;
+    a damaged frame is refused, or left out under --skip_bad."""
+    wanted = {}
+    for t in targets:
+        for s in t["samples"]:
+            wanted.setdefault(os.path.abspath(s.image), (s, []))[1].append(t)
+    found, damaged = {t["network"]["object"]: {} for t in targets}, []
+    for image, (s, users) in tqdm(wanted.items(), desc="eval dope", unit="frame"):
         if not s.intrinsics or len(s.intrinsics) < 4:
             raise UserError("%s: the dataset gives no camera intrinsics for it; eval needs "
                             "them (camera_data.intrinsics or _camera_settings.json)" % s.image)
@@ -65,9 +69,12 @@ def run_network(args, samples, meta, dims, net, device):
                 raise UserError("%s, or pass --skip_bad to score the rest" % err)
             damaged.append(str(err))
             continue
-        found[os.path.abspath(s.image)] = dope_infer.infer_frame(   # partial poses too: see
-            net, device, bgr[:, :, ::-1].copy(), cam, dims, dict(settings, partial=True), norm)[0]
-    return found, settings, damaged
+        for t in users:   # partial poses too: the figures of both choices are reported
+            n = t["network"]
+            found[n["object"]][image] = dope_infer.infer_frame(
+                n["net"], device, bgr[:, :, ::-1].copy(), cam, n["dimensions_cm"],
+                dict(n["settings"], partial=True), n["normalization"])[0]
+    return found, damaged
 
 
 def _match(gt_centres, dets):
@@ -154,41 +161,100 @@ def main(args):
     if args.runtime == "melodic" and not args.detections:
         raise UserError("eval dope --runtime melodic runs infer dope in the legacy image first; "
                         "run it through the launcher (without --local), or pass --detections")
-    net = device = None
-    if not args.detections:   # a file that is not DOPE weights is named before anything else
-        device = dope_infer.device_for(args)
-        net = dope_infer.load_network(args.weights, device)
-    meta = sidecar.read(args.weights)
-    args.object = object_to_score(args, meta)
-    samples, skipped = scorable_frames(args)
-    dims = dope_infer.dimensions_for(args, meta, args.object)
-    _say_if_the_cuboid_differs(samples, dims)
-    points, diameter, what = model_points(args, dims, samples[0].dialect)   # before the network
+    device = None if args.detections else dope_infer.device_for(args)
+    targets = [target(args, n) for n in networks_to_score(args, device)]
     dope_io.output_folder(args.outf)
     # One eval at a time per folder; the old results go first, so none outlives this run.
     with dope_io.OutputClaim(args.outf, ("results.json", "results.md")):
-        shutil.rmtree(os.path.join(args.outf, "worst"), ignore_errors=True)   # ours, from the last run
+        _remove_previous_results(args.outf, targets)
         if args.detections:
-            found, settings = read_detections(args.detections, args.object)
-            if args.partial and not (settings or {}).get("partial"):
-                print("pose-train: warning: %s was made without --partial, so it holds no partial "
-                      "poses to score; rerun infer dope --partial" % args.detections, file=sys.stderr)
-            found = detections_per_sample(samples, found, args.detections)
-            source = args.detections
+            found, source = detections_of(args, targets), args.detections
         else:
-            found, settings, damaged = run_network(args, samples, meta, dims, net, device)
-            samples = [s for s in samples if os.path.abspath(s.image) in found]
-            skipped = sorted(skipped + damaged)
+            found, damaged = run_networks(args, targets, device)
+            for t in targets:
+                t["samples"] = [s for s in t["samples"] if os.path.abspath(s.image) in found[t["object"]]]
+                t["skipped"] = sorted(t["skipped"] + damaged)
             source = "this runtime (%s)" % ", ".join(
                 "%s %s" % kv for kv in sorted(dope_infer.runtime_versions().items()))
-        if not samples:
-            raise UserError("no frame of %s could be scored; see the lines above" % ", ".join(args.data))
-        info = {"object": args.object, "weights": args.weights, "frames": len(samples),
-                "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
-                "points": what, "source": source, "settings": settings, "skipped": skipped}
-        text = write_results(args, samples, found, points, diameter, info)
+        texts = [score_target(args, t, found[t["object"]], source, len(targets) > 1)
+                 for t in targets]
+        text = texts[0] if len(targets) == 1 else write_overall(args, targets, texts)
     print(text)
     return 0
+
+
+def networks_to_score(args, device):
+    """The networks (loaded unless --detections) with the classes they score: --object, else
+    each sidecar's, else cube for a lone network; a renamed class is said, not refused (a
+    dataset may name the object differently)."""
+    paths = dope_networks.as_list(args.weights)
+    if len(paths) > 1 and args.mesh:
+        raise UserError("--mesh is one object's model; eval one network at a time for ADD on "
+                        "meshes, or drop --mesh to score each object on its cuboid")
+    if len(paths) == 1 and not args.object and not sidecar.read(paths[0]).get("object"):
+        args.object = "cube"   # the class synth dope writes
+    networks = dope_networks.load_all(args, device, load=not args.detections)
+    for n in networks:
+        trained = str(n["meta"].get("object") or "")
+        if trained and n["object"].lower() != trained.lower():
+            print("pose-train: warning: %s trained on %r; scoring it against the %r objects of "
+                  "the annotations (--object)" % (n["weights"], trained, n["object"]), file=sys.stderr)
+    return networks
+
+
+def target(args, network):
+    """What one network is scored on: its class's frames, its cuboid or --mesh, its folder."""
+    samples, skipped = scorable_frames(args, network["object"])
+    _say_if_the_cuboid_differs(samples, network["dimensions_cm"])
+    points, diameter, what = model_points(args, network["dimensions_cm"], samples[0].dialect)
+    return {"network": network, "object": network["object"], "samples": samples,
+            "skipped": skipped, "points": points, "diameter": diameter, "what": what}
+
+
+def detections_of(args, targets):
+    """{object: {image: detections}} from --detections, each object's class read separately."""
+    found = {}
+    for t in targets:
+        dets, settings = read_detections(args.detections, t["object"])
+        if args.partial and not (settings or {}).get("partial"):
+            print("pose-train: warning: %s was made without --partial, so it holds no partial "
+                  "poses to score; rerun infer dope --partial" % args.detections, file=sys.stderr)
+        found[t["object"]] = detections_per_sample(t["samples"], dets, args.detections)
+        t["network"]["settings"] = settings
+    return found
+
+
+def score_target(args, t, found, source, several):
+    """One object's results.json, results.md and worst overlays: OUTF, or OUTF/OBJECT when
+    several are scored. Returns its results.md text."""
+    samples = t["samples"]
+    if not samples:
+        raise UserError("no frame of %s could be scored for %r; see the lines above"
+                        % (", ".join(args.data), t["object"]))
+    outf = os.path.join(args.outf, _folder_name(t["object"])) if several else args.outf
+    if several:
+        files.make_folder(outf, "--outf")
+    info = {"object": t["object"], "weights": t["network"]["weights"], "frames": len(samples),
+            "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
+            "points": t["what"], "source": source, "settings": t["network"]["settings"],
+            "skipped": t["skipped"]}
+    t["summary"], text = write_results(args, outf, samples, found, t, info)
+    return text
+
+
+def _remove_previous_results(outf, targets):
+    """What an earlier eval into OUTF wrote for these objects (ours), so none outlives this run."""
+    shutil.rmtree(os.path.join(outf, "worst"), ignore_errors=True)
+    for t in targets:
+        folder = os.path.join(outf, _folder_name(t["object"]))
+        shutil.rmtree(os.path.join(folder, "worst"), ignore_errors=True)
+        for name in ("results.json", "results.md"):
+            if os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+
+
+def _folder_name(name):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _say_if_the_cuboid_differs(samples, dims_cm):
@@ -202,32 +268,20 @@ def _say_if_the_cuboid_differs(samples, dims_cm):
                              ", ".join("%.2f" % b for b in dims_cm)), file=sys.stderr)
 
 
-def object_to_score(args, meta):
-    """--object, else the class the weights trained on; a class other than the trained one is
-    said (a dataset may name the object differently, so it is not refused)."""
-    trained = str(meta.get("object") or "")
-    if args.object is None:
-        return trained or "cube"
-    if trained and args.object.lower() != trained.lower():
-        print("pose-train: warning: %s trained on %r; scoring it against the %r objects of the "
-              "annotations (--object)" % (args.weights, trained, args.object), file=sys.stderr)
-    return args.object
-
-
-def scorable_frames(args):
+def scorable_frames(args, object_name):
     """(frames whose every object of the class can be scored, ``path: reason`` lines of the
     frames left out under --skip_bad)."""
-    samples, report = scan(args.data, args.object, 1, max_pixels=args.max_pixels)
+    samples, report = scan(args.data, object_name, 1, max_pixels=args.max_pixels)
     problems = unscorable(report)
     for s in samples:
         if any(l is None or q is None for l, q in zip(s.locations_m, s.quaternions)):
             problems.setdefault(s.image, "a %s object has no usable ground-truth location and "
-                                "quaternion_xyzw" % args.object)
+                                "quaternion_xyzw" % object_name)
     skipped = refuse_or_skip(problems, args.skip_bad)
     samples = [s for s in samples if len(s.points) and s.image not in problems]
     if not samples:
         raise UserError("no frame of %s has a %s object with a usable ground-truth pose to score; see "
-                        "the lines above" % (", ".join(args.data), args.object))
+                        "the lines above" % (", ".join(args.data), object_name))
     return samples, skipped
 
 
@@ -244,18 +298,32 @@ def score_all(args, samples, found, points, diameter):
     return rows, summarize(rows, diameter, false_positives)
 
 
-def write_results(args, samples, found, points, diameter, info):
-    """Score every frame and write results.json, results.md and the worst overlays. Without
-    --partial the figures are the node's; when partial poses would change them, those figures
-    are given beside them."""
+def write_results(args, outf, samples, found, t, info):
+    """Score every frame and write results.json, results.md and the worst overlays into
+    ``outf``; (summary, results.md text). Without --partial the figures are the node's; when
+    partial poses would change them, those figures are given beside them."""
+    points, diameter = t["points"], t["diameter"]
     rows, summary = score_all(args, samples, as_published(found, args.partial), points, diameter)
     _, other = score_all(args, samples, as_published(found, not args.partial), points, diameter)
     if other["detected"] != summary["detected"]:   # the figures the other choice would give
         summary["node_only" if args.partial else "with_partial"] = {k: other[k] for k in (
             "detected", "detection_rate", "add_below_0.1d", "add_auc_0_10cm", "false_positives")}
-    atomic_write_json(os.path.join(args.outf, "results.json"),
+    atomic_write_json(os.path.join(outf, "results.json"),
                       {"summary": summary, "info": info, "objects": rows})
     text = results_markdown(summary, info)
+    atomic_write(os.path.join(outf, "results.md"), lambda f: f.write(text), binary=False)
+    write_worst(outf, rows, args.worst)
+    return summary, text
+
+
+def write_overall(args, targets, texts):
+    """OUTF/results.{json,md} of several objects: a row per object and one over all of them
+    (every figure weighted by objects, so it equals the figure of all rows pooled)."""
+    summaries = {t["object"]: t["summary"] for t in targets}
+    total = overall(list(summaries.values()))
+    atomic_write_json(os.path.join(args.outf, "results.json"), {
+        "summary": total, "per_object": summaries, "folders": {
+            t["object"]: _folder_name(t["object"]) for t in targets}})
+    text = overall_markdown(summaries, total, "ADD-S" if args.symmetric else "ADD")
     atomic_write(os.path.join(args.outf, "results.md"), lambda f: f.write(text), binary=False)
-    write_worst(args.outf, rows, args.worst)
-    return text
+    return "\n".join([text] + texts)

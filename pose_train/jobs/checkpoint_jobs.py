@@ -121,4 +121,33 @@ EXPORT_ONNX = Job("export-onnx", MODERN, "pose_train.compat.onnx_export:main",
                   defaults=export_defaults)
 
 
-JOBS = (CONVERT, INSPECT, VERIFY, EXPORT_ONNX)
+NODE_CONFIG = Job("node-config", MODERN, "pose_train.compat.node_config:main",
+                  """Write DOPE's ROS 1 node config for several objects, and Isaac ROS's dope_config.yaml.
+
+One network per object, as the node runs them: config_pose.yaml gets each object's weights
+(package://dope/weights/FILE), dimensions in cm, a distinct class id and draw colour (the
+colours infer dope draws), and the shared topics, thresholds, sigma and downscale_height (the
+first network's; a network trained at another scale is said). dope_config.yaml beside it gets
+every object's dimensions, keeping the other objects already there. Pass the weights the robot
+will load: convert --to melodic's output for Melodic.""",
+                  fields=(
+                      Field("weights", "path", None, "DOPE weights, one per object (each with "
+                            "its json sidecar, as train dope and convert write them)", role=IN,
+                            positional=True, beside=True, many=True),
+                      Field("out", "path", "config_pose.yaml", "the node's config file",
+                            role=OUT_FILE),
+                      Field("object", "str", None, "NAME1,NAME2,... in the order of the weights "
+                            "(default: each sidecar's)"),
+                      Field("dimensions", "str", None, "an NDDS _object_settings.json naming each "
+                            "object (default: each sidecar's cuboid, in cm)"),
+                      Field("topic_camera", "str", "/dope/webcam/image_raw", "the image topic"),
+                      Field("topic_camera_info", "str", "/dope/webcam/camera_info",
+                            "the camera_info topic"),
+                      Field("topic_publishing", "str", "dope", "the namespace the node publishes "
+                            "under"),
+                      Field("unrectified", "bool", False, "input_is_rectified: false (the node "
+                            "then uses camera_info's K and D)"),
+                  ), uses_gpu=False, words=("node-config",))
+
+
+JOBS = (CONVERT, INSPECT, VERIFY, EXPORT_ONNX, NODE_CONFIG)

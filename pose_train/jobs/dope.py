@@ -94,7 +94,11 @@ DOPE's post-processing as its ROS node runs it (smoothed belief peaks, affinity 
 cv2.solvePnP on the cuboid), with the weights' normalisation and trained scale. Writes
 OUTF/detections.json, and per frame NAME.json (DOPE's annotation layout: location in m,
 quaternion_xyzw, projected_cuboid) and an overlay NAME.png. --runtime melodic runs the
-same code in the ROS Melodic image (Python 2.7 + torch 1.4).""",
+same code in the ROS Melodic image (Python 2.7 + torch 1.4).
+
+Several weights, one per object, run over every frame as the node runs them, each with its
+own sidecar's settings; each frame is decoded once. detections.json, the frame JSONs and the
+overlays hold every object (each object's name and peaks in its own colour).""",
             fields=tuple(Field(**f) for f in job_fields.INFER_DOPE) + (GPUS,))
 
 def infer_before_eval(args):
@@ -117,14 +121,20 @@ Per object: detected or not, the 9 points' 2D error, translation and rotation er
 the cuboid's corners (or --mesh; ADD-S with --symmetric). Summary: detection rate,
 ADD < 0.1 diameter, ADD AUC over 0-10 cm (as DOPE reports on YCB-Video); misses count as
 failures. Writes OUTF/results.md, OUTF/results.json and OUTF/worst/*.png. --runtime melodic
-detects in the ROS Melodic image (infer dope) and scores those poses here.""",
+detects in the ROS Melodic image (infer dope) and scores those poses here.
+
+Several weights, one per object (as the node runs them): each frame is decoded once and run
+through every network; each object is scored against its own class in OUTF/OBJECT/, and
+OUTF/results.md has a row per object and one over all of them.""",
            fields=(
-               Field("weights", "path", None, "DOPE weights (net_epoch_XX.pth)", role=IN,
-                     positional=True, beside=True),
+               Field("weights", "path", None, "DOPE weights (net_epoch_XX.pth); several, one "
+                     "per object, score each object against its own class", role=IN,
+                     positional=True, beside=True, many=True),
                Field("data", "path", [], "annotated held-out folder (repeatable), either "
                      "dialect", role=IN, many=True),
                Field("object", "str", None, "the annotations' class to score (default: the one "
-                     "the weights' sidecar names, else cube)"),
+                     "the weights' sidecar names, else cube); with several weights, "
+                     "NAME1,NAME2,... in their order"),
                Field("outf", "path", "eval", "output folder", role=OUT),
                Field("mesh", "path", None, "object model (PLY or OBJ, in the dataset's units) "
                      "for ADD instead of the cuboid's corners", role=IN),

@@ -1,0 +1,202 @@
+"""Several objects, as DOPE's node runs them: one network per object over every frame.
+
+infer dope and eval dope take several weights; node-config writes the node's whole config.
+The networks here are the trainer's weights files (random, so they detect nothing) for what
+the files and flags do, and, where a figure must be right, a stand-in for a perfectly
+trained network: it outputs the true belief and affinity maps of its own class for each frame
+(everything after the network, decode, PnP, the outputs and the scoring, is the real code).
+"""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import infer_helpers as ih
+from pose_train_py27 import dope_infer, dope_io, dope_networks
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    """Two folders of 320x240 frames: one object class in each (plus distractors)."""
+    from pose_train.dope.synth import write_dataset
+    root = tmp_path_factory.mktemp("multi-frames")
+    for seed, name in enumerate(("cube", "mug")):
+        write_dataset(str(root / name), 3, seed=seed + 11, width=320, height=240, object_name=name,
+                      progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multi-weights")
+    return [ih.write_weights(root / name, seed, name) for seed, name in enumerate(("cube", "mug"))]
+
+
+class TrueMaps(torch.nn.Module):
+    """A perfectly trained network of one class: for a frame it was shown (the nearest input),
+    the true maps of that class's objects in it, at the size infer dope feeds."""
+
+    def __init__(self, folders, object_class):
+        super().__init__()
+        self.known = []
+        for json_path in sorted(p for f in folders for p in glob.glob(os.path.join(str(f), "*.json"))):
+            beliefs, affinities, _, _, scale = ih.frame_maps(json_path, object_class=object_class)
+            rgb = dope_io.decode_checked(json_path[:-5] + ".png")[:, :, ::-1]
+            import cv2
+            rgb = cv2.resize(np.ascontiguousarray(rgb), (int(scale * rgb.shape[1]), int(scale * rgb.shape[0])))
+            x = dope_infer.to_network(rgb, {"mean": [0.5] * 3, "std": [0.5] * 3}, "cpu")
+            self.known.append((x, torch.from_numpy(beliefs)[None], torch.from_numpy(affinities)[None]))
+
+    def forward(self, x):
+        k = min(range(len(self.known)), key=lambda i: float((self.known[i][0] - x).abs().mean())
+                if self.known[i][0].shape == x.shape else np.inf)
+        return [self.known[k][1]], [self.known[k][2]]
+
+
+@pytest.fixture
+def perfect(monkeypatch, frames):
+    """The networks of the weights' sidecar classes, replaced by TrueMaps of those classes."""
+    folders = [frames / "cube", frames / "mug"]
+
+    def load(path, device):
+        return TrueMaps(folders, json.load(open(os.path.splitext(path)[0] + ".json"))["object"])
+    monkeypatch.setattr(dope_networks, "load_network", load)
+
+
+def test_every_network_runs_over_every_frame_decoded_once(weights, frames, tmp_path, monkeypatch):
+    decoded = []
+    real = dope_io.decode_checked
+    monkeypatch.setattr(dope_io, "decode_checked", lambda *a: decoded.append(a[0]) or real(*a))
+    out = tmp_path / "infer"
+    assert ih.local_cli("infer", "dope", *weights, "--images", frames / "cube", "--images",
+                        frames / "mug", "--outf", out, "--belief_grid") == 0
+    record = json.load(open(out / "detections.json"))
+    assert [n["object"] for n in record["networks"]] == ["cube", "mug"]
+    assert record["networks"][0]["color"] != record["networks"][1]["color"]
+    assert "object" not in record and "weights" not in record   # no one object speaks for all
+    assert len(record["frames"]) == 6 and len(decoded) == 6
+    for frame in record["frames"]:
+        assert [t["object"] for t in frame["per_network"]] == ["cube", "mug"]
+        assert frame["network_ms"] == pytest.approx(sum(t["network_ms"] for t in frame["per_network"]))
+        assert (out / (frame["name"] + ".png")).is_file()
+        grid = dope_io.decode_checked(str(out / (frame["name"] + ".belief.png")))
+        assert grid.shape[0] == 2 * 3 * 16 * 4   # two networks' 3x3 grids of 16-cell maps, x4
+
+
+def test_each_object_is_found_by_its_own_network_and_named(weights, frames, tmp_path, perfect, capsys):
+    out = tmp_path / "infer"
+    assert ih.local_cli("infer", "dope", *weights, "--images", frames / "cube", "--images",
+                        frames / "mug", "--outf", out) == 0
+    assert "cube: 3 detection(s), 3 with a pose; mug: 3 detection(s), 3 with a pose" in capsys.readouterr().out
+    names = {f["image"]: f["name"] for f in json.load(open(out / "detections.json"))["frames"]}
+    assert len(set(names.values())) == 6   # both folders hold 000000.png: named apart
+    for folder, name in ((frames / "cube", "cube"), (frames / "mug", "mug")):
+        for truth_path in sorted(glob.glob(str(folder / "*.json"))):
+            truth = [o for o in json.load(open(truth_path))["objects"] if o["class"] == name][0]
+            frame = json.load(open(out / (names[truth_path[:-5] + ".png"] + ".json")))
+            assert [o["class"] for o in frame["objects"]] == [name]
+            found = frame["objects"][0]   # 16-row maps of a 240-row frame: 15 px cells
+            error = np.linalg.norm(np.subtract(found["projected_cuboid"], truth["projected_cuboid"]), axis=1)
+            assert error.mean() < 5.0 and np.linalg.norm(np.subtract(found["location"], truth["location"])) < 0.03
+
+
+def test_eval_scores_each_object_against_its_own_class(weights, frames, tmp_path, perfect):
+    data = ["--data", frames / "cube", "--data", frames / "mug"]
+    assert ih.local_cli("eval", "dope", *weights, *data, "--outf", tmp_path / "eval") == 0
+    results = json.load(open(tmp_path / "eval" / "results.json"))
+    assert sorted(results["per_object"]) == ["cube", "mug"]
+    for name in ("cube", "mug"):
+        s = results["per_object"][name]
+        assert s["objects"] == 3 and s["detection_rate"] == 1.0 and s["median_trans_mm"] < 30
+        own = json.load(open(tmp_path / "eval" / name / "results.json"))
+        assert own["info"]["object"] == name and own["summary"] == s
+        assert all(row["image"].startswith(str(frames / name)) for row in own["objects"])
+    total, per = results["summary"], results["per_object"]
+    assert total["objects"] == 6 and total["detection_rate"] == 1.0 and total["false_positives"] == 0
+    assert total["add_auc_0_10cm"] == pytest.approx((per["cube"]["add_auc_0_10cm"] + per["mug"]["add_auc_0_10cm"]) / 2)
+    table = open(tmp_path / "eval" / "results.md").read()
+    assert "| cube | 3 | 3 (100.0%) |" in table and "| all | 6 | 6 (100.0%) |" in table
+    # The same poses through infer dope's detections.json: the same scores.
+    assert ih.local_cli("infer", "dope", *weights, "--images", frames, "--outf", tmp_path / "infer") == 0
+    assert ih.local_cli("eval", "dope", *weights, *data, "--outf", tmp_path / "again", "--detections",
+                        tmp_path / "infer" / "detections.json") == 0
+    again = json.load(open(tmp_path / "again" / "results.json"))
+    assert again["per_object"] == results["per_object"]
+
+
+def test_one_object_missed_shows_in_its_row_and_the_overall_one(weights, frames, tmp_path, monkeypatch):
+    """Only the cube network is perfect; the mug one (random) finds nothing."""
+    folders = [frames / "cube", frames / "mug"]
+    real = dope_networks.load_network
+    monkeypatch.setattr(dope_networks, "load_network", lambda path, device: TrueMaps(folders, "cube")
+                        if "cube" in str(path) else real(path, device))
+    assert ih.local_cli("eval", "dope", *weights, "--data", frames / "cube", "--data", frames / "mug",
+                        "--outf", tmp_path / "eval") == 0
+    results = json.load(open(tmp_path / "eval" / "results.json"))
+    assert results["per_object"]["cube"]["detection_rate"] == 1.0
+    assert results["per_object"]["mug"]["detected"] == 0
+    assert results["summary"]["detection_rate"] == 0.5
+    assert results["summary"]["add_below_0.1d"] == pytest.approx(results["per_object"]["cube"]["add_below_0.1d"] / 2)
+
+
+def test_node_config_holds_every_key_the_node_reads(weights, tmp_path, capsys):
+    out = tmp_path / "deploy" / "config_pose.yaml"
+    assert ih.local_cli("node-config", *weights, "--out", out) == 0
+    config = yaml.safe_load(open(out))
+    for key in ("topic_camera", "topic_camera_info", "topic_publishing", "input_is_rectified",
+                "downscale_height", "thresh_angle", "thresh_map", "sigma", "thresh_points"):
+        assert key in config, key
+    assert sorted(config["weights"]) == ["cube", "mug"]
+    for name in config["weights"]:   # the node indexes each of these maps by the object's name
+        assert len(config["dimensions"][name]) == 3 and len(config["draw_colors"][name]) == 3
+        assert isinstance(config["class_ids"][name], int)
+    assert config["dimensions"]["cube"] == ih.DIMS_CM
+    assert len({tuple(c) for c in config["draw_colors"].values()}) == 2
+    assert sorted(config["class_ids"].values()) == [1, 2]
+    # Both files are net_epoch_01.pth: the config names them apart, and says how to copy them.
+    assert config["weights"]["mug"] == "package://dope/weights/mug_net_epoch_01.pth"
+    assert "dope/weights/mug_net_epoch_01.pth" in capsys.readouterr().out
+    isaac = yaml.safe_load(open(tmp_path / "deploy" / "dope_config.yaml"))
+    assert isaac["dope"]["ros__parameters"]["dimensions"] == {"cube": ih.DIMS_CM, "mug": ih.DIMS_CM}
+
+
+def test_node_config_says_what_the_node_would_do_differently(weights, tmp_path, capsys):
+    import shutil
+    from pose_train_py27 import sidecar
+    other = tmp_path / "big" / "net_epoch_01.pth"
+    other.parent.mkdir()
+    shutil.copy(weights[1], other)
+    meta = sidecar.read(weights[1])
+    sidecar.write(str(other), sidecar.dope_meta("mug", 400, "imagenet", 0.5, ih.DIMS_CM, [640, 480]))
+    assert meta["decode"]["sigma"] != sidecar.read(str(other))["decode"]["sigma"]
+    assert ih.local_cli("node-config", weights[0], other, "--out", tmp_path / "c.yaml") == 0
+    err = capsys.readouterr().err
+    assert "mug's decode settings (sigma" in err and "imagenet normalisation" in err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (lambda w: ["infer", "dope", w[0], w[0]], "both for 'cube'"),
+    (lambda w: ["infer", "dope", w[0], w[1], "--object", "a"], "2 network(s) need 2 name(s)"),
+    (lambda w: ["infer", "dope", w[0], w[1], "--dimensions", "1,2,3"], "one cuboid for 2 networks"),
+    (lambda w: ["eval", "dope", w[0], w[1], "--mesh", w[0]], "--mesh is one object's model"),
+    (lambda w: ["node-config", w[0], w[1], "--out", "x.txt"], "ending in .yaml"),
+])
+def test_ambiguous_multi_object_requests_are_refused(weights, frames, tmp_path, capsys, argv, said):
+    tail = {"infer": ["--images", frames / "cube", "--outf", tmp_path / "o"],
+            "eval": ["--data", frames / "cube", "--outf", tmp_path / "o"], "node-config": []}
+    args = argv(weights)
+    assert ih.local_cli(*args, *tail[args[0]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0]
+    assert not (tmp_path / "o" / "detections.json").exists()
+
+
+def test_names_given_with_object_rename_the_networks(weights, frames, tmp_path):
+    assert ih.local_cli("infer", "dope", *weights, "--object", "box,cup", "--images",
+                        frames / "cube", "--outf", tmp_path / "o") == 0
+    record = json.load(open(tmp_path / "o" / "detections.json"))
+    assert [n["object"] for n in record["networks"]] == ["box", "cup"]
