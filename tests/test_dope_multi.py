@@ -200,3 +200,49 @@ def test_names_given_with_object_rename_the_networks(weights, frames, tmp_path):
                         frames / "cube", "--outf", tmp_path / "o") == 0
     record = json.load(open(tmp_path / "o" / "detections.json"))
     assert [n["object"] for n in record["networks"]] == ["box", "cup"]
+
+
+def test_converted_networks_make_a_config_the_melodic_node_loads(weights, tmp_path, capsys):
+    """The README's chain: convert each network --to melodic, then node-config on the results."""
+    import shutil
+    melodic = []
+    for w in weights:
+        copy = tmp_path / os.path.basename(os.path.dirname(w)) / os.path.basename(w)
+        copy.parent.mkdir()
+        for path in (w, os.path.splitext(w)[0] + ".json"):
+            shutil.copy(path, copy.parent)
+        assert ih.local_cli("convert", copy, "--to", "melodic") == 0
+        melodic.append(str(copy)[:-4] + "_melodic.pth")
+    capsys.readouterr()
+    assert ih.local_cli("node-config", *melodic, "--out", tmp_path / "config_pose.yaml") == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    config = yaml.safe_load(open(tmp_path / "config_pose.yaml"))
+    assert config["weights"] == {"cube": "package://dope/weights/cube_net_epoch_01_melodic.pth",
+                                 "mug": "package://dope/weights/mug_net_epoch_01_melodic.pth"}
+
+
+def test_melodic_eval_of_several_networks_runs_infer_with_all_of_them(weights, frames, tmp_path):
+    from pose_train.jobs import JOBS, namespace
+    args = namespace("eval-dope", weights=weights, data=[str(frames / "cube")],
+                     outf=str(tmp_path / "e"), runtime="melodic")
+    job, values = JOBS["eval-dope"].first(args)
+    assert job == "infer-dope" and values["weights"] == weights
+    assert namespace(job, **values).weights == weights
+    assert args.detections == os.path.join(str(tmp_path / "e"), "infer-melodic", "detections.json")
+
+
+def test_one_object_scored_from_a_several_object_run_counts_only_its_class(weights, frames, tmp_path, monkeypatch, capsys):
+    """Both stand-ins see cubes: each cube frame holds a 'cube' and a 'mug' detection on the
+    same spot. Scoring cube must not take the mug one for a second cube (a false positive)."""
+    folders = [frames / "cube", frames / "mug"]
+    monkeypatch.setattr(dope_networks, "load_network", lambda path, device: TrueMaps(folders, "cube"))
+    assert ih.local_cli("infer", "dope", *weights, "--images", frames / "cube", "--outf", tmp_path / "i") == 0
+    dets = tmp_path / "i" / "detections.json"
+    assert ih.local_cli("eval", "dope", weights[0], "--data", frames / "cube", "--outf", tmp_path / "e",
+                        "--detections", dets) == 0
+    s = json.load(open(tmp_path / "e" / "results.json"))["summary"]
+    assert s["detected"] == 3 and s["false_positives"] == 0
+    assert ih.local_cli("eval", "dope", weights[0], "--data", frames / "cube", "--outf", tmp_path / "x",
+                        "--detections", dets, "--object", "distractor") == 2
+    assert "holds 'cube' and 'mug' detections, not 'distractor'" in capsys.readouterr().err

@@ -16,26 +16,35 @@ def as_published(found, partial):
 
 
 def read_detections(path, object_name):
-    """({image: detections}, settings) of an infer dope run on ``object_name``'s class."""
+    """({image: detections}, settings) of an infer dope run's ``object_name`` network: the
+    run's only one, or the one of that class among several."""
     import json
     try:
         with open(path) as f:
             run = json.load(f)
         found = {os.path.abspath(fr["image"]): fr["objects"] for fr in run["frames"]}
+        networks = run.get("networks") or [{"object": run.get("object", object_name),
+                                            "settings": run.get("settings")}]
+        classes = [str(n["object"]) for n in networks]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError("%s: not a detections.json written by `pose-train infer dope` (%s); "
                         "rerun infer dope" % (path, err))
-    if str(run.get("object", object_name)).lower() != object_name.lower():
-        raise UserError("%s holds %r detections, not %r; score them with --object %s, or run "
-                        "infer dope with the %s weights" % (path, run["object"], object_name,
-                                                            run["object"], object_name))
+    mine = [n for n, c in zip(networks, classes) if c.lower() == object_name.lower()]
+    if not mine:
+        raise UserError("%s holds %s detections, not %r; score them with --object %s, or run "
+                        "infer dope with the %s weights" % (
+                            path, " and ".join(repr(c) for c in classes), object_name,
+                            ",".join(classes), object_name))
+    if len(networks) > 1:   # each object's class is its network's
+        found = {image: [d for d in dets if str(d.get("class", "")).lower() == object_name.lower()]
+                 for image, dets in found.items()}
     for image, dets in found.items():
         for d in dets:
             problem = _unusable_pose(d)
             if problem:
                 raise UserError("%s: a detection in %s has %s; rerun infer dope, or fix the file"
                                 % (path, image, problem))
-    return found, run.get("settings")
+    return found, mine[0].get("settings")
 
 
 def _unusable_pose(d):
