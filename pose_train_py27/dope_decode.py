@@ -195,7 +195,7 @@ def detect(beliefs, affinities, camera_matrix, dimensions_cm, settings, dist_coe
 
     Each detection: location (m), quaternion_xyzw, projected_cuboid (9 points, None when no
     pose), points_found (the peaks used: 9 entries, None where missing), score, partial (posed
-    from fewer than 9 points: only with settings["partial"]).
+    from fewer than 9 points: only with settings["partial"]; None when there is no pose).
     """
     detections = []
     for obj in find_objects(beliefs, affinities, settings):
@@ -211,5 +211,5 @@ def detect(beliefs, affinities, camera_matrix, dimensions_cm, settings, dist_coe
             "quaternion_xyzw": None if quaternion is None else [float(v) for v in quaternion],
             "projected_cuboid": None if projected is None else projected.tolist(),
             "points_found": [None if p is None else [float(p[0]), float(p[1])] for p in points],
-            "score": obj["score"], "partial": location is not None and not complete})
+            "score": obj["score"], "partial": None if location is None else not complete})
     return detections

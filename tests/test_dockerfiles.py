@@ -69,9 +69,9 @@ def test_compose_services_and_defaults():
     compose = yaml.safe_load(open(os.path.join(REPO, "compose.yaml")))
     services = compose["services"]
     assert {"train-dope", "train-keypoints", "prepare-keypoints", "convert", "melodic",
-            "infer-dope", "eval-dope", "export-onnx"} <= set(services)
+            "infer-dope", "eval-dope", "export-onnx", "node-config"} <= set(services)
     from pose_train.cli import parse
-    for name in ("infer-dope", "eval-dope", "export-onnx"):   # entrypoint words = our job
+    for name in ("infer-dope", "eval-dope", "export-onnx", "node-config"):   # entrypoint words = our job
         words = services[name]["entrypoint"][2:]
         assert parse(words + ["w.pth"])[0].name == name
     assert "${POSE_TRAIN_DATA:-./data}:/data:ro" in services["melodic"]["volumes"]

@@ -86,6 +86,8 @@ def test_an_object_missing_a_corner_gets_no_pose_as_on_the_robot(frames, corner)
         partial = dope_decode.detect(b, a, K, ih.DIMS_CM, dict(ih.SETTINGS, partial=True))
         assert len(partial) == 1 and partial[0]["location"] and partial[0]["partial"] is True
         assert partial[0]["points_found"][corner] is None
+        unposed = dope_decode.detect(b, a, K, ih.DIMS_CM, ih.SETTINGS)   # no pose: neither kind
+        assert len(unposed) == 1 and unposed[0]["location"] is None and unposed[0]["partial"] is None
     assert compared == 6       # the complete frames, posed by both
 
 

@@ -167,13 +167,13 @@ def test_a_killed_exports_scratch_folder_is_removed_and_said(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "w").iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.parametrize("name", ["self", "other.pth"])
+@pytest.mark.parametrize("name", ["self", "other.pth", ".onnx"])
 def test_export_never_writes_over_the_weights_or_another_file(tmp_path, capsys, name):
     """--out W/copy.pth replaced the trained weights with ONNX bytes, exit 0."""
     (tmp_path / "w").mkdir()
     weights = ih.write_weights(tmp_path / "w")
     out = weights if name == "self" else str(tmp_path / "w" / name)
-    if name != "self":
+    if name != "self":   # ".onnx": a hidden file with no name, which nobody would find
         open(out, "wb").write(b"the user's")
     before = open(out, "rb").read()
     assert ih.local_cli("export", "onnx", weights, "--out", out, "--height", 64, "--width", 64) == 2
@@ -205,3 +205,15 @@ def test_a_blank_object_name_is_refused_and_a_replaced_entry_is_said(dope_weight
         assert ih.local_cli("export", "onnx", dope_weights, "--height", 64, "--width", 64,
                             "--dimensions", dims, "--out", tmp_path / "c.onnx") == 0
     assert "it was [10.0, 8.0, 6.0] there before" in capsys.readouterr().out
+
+
+def test_a_dynamic_graph_says_so_and_runs_at_another_size(dope_weights, tmp_path, capsys):
+    """--dynamic printed and recorded a fixed 1x3x96x128 input."""
+    out = tmp_path / "dyn.onnx"
+    assert ih.local_cli("export", "onnx", dope_weights, "--height", 64, "--width", 64, "--dynamic",
+                        "--out", out) == 0
+    assert "input: Nx3xHxW (dynamic)" in capsys.readouterr().out
+    assert "dynamic" in json.load(open(str(out) + ".parity.json"))["input"]
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    result = session.run(None, {"input": np.zeros((2, 3, 96, 128), np.float32)})[0]
+    assert result.shape == (2, 25, 12, 16)

@@ -116,8 +116,8 @@ def _check_out(out, weights):
     """--out refused in one line before the export (a folder, or one that cannot be written)."""
     if os.path.isdir(out):
         raise UserError("--out %s is a folder; pass the .onnx file to write" % out)
-    if not out.lower().endswith(".onnx"):   # never over the weights or another file of the user's
-        raise UserError("--out %s: give a file name ending in .onnx" % out)
+    if os.path.splitext(os.path.basename(out))[1].lower() != ".onnx":   # never over the weights
+        raise UserError("--out %s: give a file name ending in .onnx, e.g. net.onnx" % out)
     if os.path.exists(weights) and os.path.exists(out) and os.path.samefile(weights, out):
         raise UserError("--out %s is the weights file itself; pass another name" % out)
     make_folder(os.path.dirname(os.path.abspath(out)), "--out", shown=out)
@@ -145,8 +145,9 @@ def main(args):
     info = {"network": name, "normalization": trained["name"], "mean": trained["mean"],
             "std": trained["std"], "encoder": encoder["name"], "encoder_mean": encoder["mean"],
             "encoder_std": encoder["std"], "adapter": deployed is not graph,
-            "input": "%s: 1x3x%dx%d RGB float32, (x/255 - mean) / std with the encoder's mean/std"
-            % (args.input_name, height, width), "source_weights": os.path.abspath(args.weights)}
+            "input": "%s: %s RGB float32, (x/255 - mean) / std with the encoder's mean/std"
+            % (args.input_name, "Nx3xHxW (dynamic)" if args.dynamic else "1x3x%dx%d" % (height, width)),
+            "source_weights": os.path.abspath(args.weights)}
 
     # torch.onnx.export and onnx.save write paths, not file objects: the graph is made and
     # checked in a scratch folder, and only a graph that passed is written to OUT atomically.

@@ -70,8 +70,8 @@ def lr_factor(schedule, epochs):
     return lambda e: 1.0
 
 
-def make_scheduler(optimizer, base_lr, schedule, epochs, epoch):
-    """torch's LambdaLR for --lr_schedule, already at ``epoch`` (from 0).
+def make_scheduler(optimizer, base_lr, schedule, epochs, done):
+    """torch's LambdaLR for --lr_schedule, at the rate of the epoch after ``done`` epochs.
 
     LambdaLR's rate is a closed form of the epoch, so a resumed run and the DPG stage's fresh
     optimizer land on exactly the rate an uninterrupted run has there.
@@ -79,4 +79,4 @@ def make_scheduler(optimizer, base_lr, schedule, epochs, epoch):
     for group in optimizer.param_groups:
         group["initial_lr"] = base_lr    # what the factor multiplies, even after a resume
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, epochs),
-                                             last_epoch=epoch - 1)
+                                             last_epoch=done - 1)

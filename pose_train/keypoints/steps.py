@@ -55,8 +55,7 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
     total, count, seen, t0 = torch.zeros((), device=run.device), 0, 0, time.time()
     model.train()
     steps = steps_per_epoch(n, batch)
-    # Counted from 0 here, from 1 wherever a user reads it (the epoch summary, metrics.jsonl).
-    progress = Progress("epoch %d/%d" % (epoch + 1, run.last_epoch + 1), steps, initial=start_step,
+    progress = Progress("epoch %d/%d" % (epoch, run.last_epoch), steps, initial=start_step,
                         enabled=run.info.is_main,
                         steps_after=(run.last_epoch - epoch) * steps)
     try:
@@ -82,7 +81,7 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
             if log is not None and step % LOG_EVERY == 0:
                 # One host-device sync per LOG_EVERY steps, not per step; TensorBoard only, so
                 # metrics.jsonl keeps one record per epoch as before.
-                log.scalars(kind="step", at=epoch * steps + step + 1, epoch=epoch + 1, step=step + 1,
+                log.scalars(kind="step", at=(epoch - 1) * steps + step + 1, epoch=epoch, step=step + 1,
                             loss=float(loss.detach()))
                 if log.wants_images():
                     _log_images(log, inputs, target, out)
@@ -103,7 +102,7 @@ def _check_finite(total, epoch, step, run):
         raise UserError("training loss became %s by epoch %d step %d; nothing of this epoch is saved, and "
                         "the weights and state in --outf are from the last completed epoch. Likely cause: "
                         "extreme labels in the prepared data or a too-high --lr (lower it)"
-                        % (float(total), epoch + 1, step + 1))
+                        % (float(total), epoch, step + 1))
 
 
 @torch.no_grad()

@@ -55,7 +55,7 @@ class Run:
     augment: transforms.Augment = field(default_factory=transforms.Augment)
     time_limit: TimeLimit = None
     last_rate: float = 0.0
-    last_epoch: int = 0          # for the progress line's run ETA
+    last_epoch: int = 0          # the run's last epoch (from 1), for the progress line's ETA
     meta: dict = field(default_factory=dict)   # what a weights file's json sidecar says
     pose_check: tuple = None     # (annotations, crops, model) for the validation poses
     info: ddp.DistInfo = field(default_factory=ddp.DistInfo)
@@ -65,7 +65,12 @@ class Run:
             print(*a, **kw)
 
     def use_dpg(self, epoch):
-        return self.add_dpg or (self.dpg_from is not None and epoch >= self.dpg_from)
+        """DPG in ``epoch`` (from 1): with --addDPG, or after the first --dpg_from_epoch epochs."""
+        return self.add_dpg or (self.dpg_from is not None and epoch > self.dpg_from)
+
+    def dpg_starts(self, epoch):
+        """The first epoch of a one-run schedule's DPG stage (none when DPG is on from epoch 1)."""
+        return bool(self.dpg_from) and epoch == self.dpg_from + 1
 
 
 def check_args(args):
@@ -133,7 +138,7 @@ def switch_to_dpg(run, args, outf):
 
 
 def resume(args, run, outf):
-    """(epoch, step, best) to continue from; (0, 0, -1) for a fresh run. metrics.jsonl is
+    """(epoch, step, best) to continue from; (1, 0, -1) for a fresh run. metrics.jsonl is
     rewound to match (a fresh file, or the records before the state's step)."""
     path = args.resume
     if str(path) == "auto":
@@ -144,18 +149,17 @@ def resume(args, run, outf):
     if path in (None, "", False):
         if run.info.is_main:
             rewind(metrics)
-        return 0, 0, -1.0
+        return 1, 0, -1.0
     state = ckpt.load_state(path, map_location="cpu")
     epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
     run.say("resumed %s at epoch %d step %d" % (path, epoch, step))
     if run.info.is_main:
         rewind(metrics, (epoch, step))
-    return epoch - 1, step, float(state["extra"].get("best_acc", -1.0))   # the loop counts from 0
+    return epoch, step, float(state["extra"].get("best_acc", -1.0))
 
 
 def save_state(run, args, outf, epoch, step, best_acc):
-    """``epoch`` as the loop counts it (from 0); the file counts from 1, as every state does."""
-    ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch + 1, step,
+    ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch, step,
                     config=vars(args), extra={"best_acc": best_acc,
                                               "normalization": run.meta["normalization"],
                                               "input_hw": list(run.input_hw)})
@@ -167,15 +171,15 @@ def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     poses = pose_figures(run, args)
     if acc > best_acc:
         best_acc = acc
-        save_weights(run, os.path.join(outf, "best.pkl"), epoch=epoch + 1, pck=acc)
-    if args.snapshot and (epoch + 1) % args.snapshot == 0:
-        save_weights(run, os.path.join(outf, "model_%d.pkl" % (epoch + 1)), epoch=epoch + 1, pck=acc)
+        save_weights(run, os.path.join(outf, "best.pkl"), epoch=epoch, pck=acc)
+    if args.snapshot and epoch % args.snapshot == 0:
+        save_weights(run, os.path.join(outf, "model_%d.pkl" % epoch), epoch=epoch, pck=acc)
     lr = run.optimizer.param_groups[0]["lr"]
-    log.write(epoch=epoch + 1, loss=loss, val_loss=val_loss, val_empty_map_loss=empty,
+    log.write(epoch=epoch, loss=loss, val_loss=val_loss, val_empty_map_loss=empty,
               val_pck=acc, lr=lr, dpg=run.use_dpg(epoch), img_per_s=run.last_rate, **poses)
     run.say("epoch %d/%d  loss %.6f  val loss %.6f (empty maps %.6f)  val PCK %.3f  ADD < 0.1 d "
             "%.1f%%  2D proj < 5 px %.1f%%  lr %.2g  dpg %s  %.1f img/s"
-            % (epoch + 1, args.epochs, loss, val_loss, empty, acc, 100 * poses["val_add_01d"],
+            % (epoch, args.epochs, loss, val_loss, empty, acc, 100 * poses["val_add_01d"],
                100 * poses["val_proj_5px"], lr, run.use_dpg(epoch), run.last_rate),
             flush=True)  # docker logs -f shows each epoch as it ends
     return best_acc
@@ -234,7 +238,8 @@ def setup(args, info):
                (args.input_res_h, args.input_res_w), args.hm_gauss,
                "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
                args.add_dpg, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
-               TimeLimit(args.time_limit), meta=weights_meta(args, ann), info=info)
+               TimeLimit(args.time_limit), last_epoch=args.epochs, meta=weights_meta(args, ann),
+               info=info)
 
 
 def train(args, info):
@@ -243,37 +248,37 @@ def train(args, info):
     if info.is_main:
         report_stale_temps(args.outf)
     run = setup(args, info)
-    run.last_epoch = args.epochs - 1
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
     run.model = ddp.wrap_model(run.model, info, args.compile)
     loop = EpochLoop(continue_line(JOBS["train-keypoints"], args), args, info, run.time_limit,
-                     STATE_NAME, "--resume", first_epoch_number=0)
-    schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule, args.epochs,
-                                      start_epoch)
-    losses = {}
+                     STATE_NAME, "--resume")
+    # What the epochs hand on: the rate schedule (a new one with DPG's fresh optimizer), the
+    # best validation PCK so far, each epoch's loss until its end is logged.
+    track = {"best": best_acc, "losses": {}, "schedule": kpmodel.make_scheduler(
+        run.optimizer, args.lr, args.lr_schedule, args.epochs, start_epoch - 1)}
 
     def one_epoch(epoch, first_step):
-        nonlocal schedule
-        if epoch == args.dpg_from_epoch and epoch > 0 and first_step == 0:
-            switch_to_dpg(run, args, args.outf)    # a fresh optimizer: schedule it too
-            schedule = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule,
-                                              args.epochs, epoch)
+        if run.dpg_starts(epoch) and first_step == 0:
+            switch_to_dpg(run, args, args.outf)
+            track["schedule"] = kpmodel.make_scheduler(run.optimizer, args.lr, args.lr_schedule,
+                                                       args.epochs, epoch - 1)
         elif epoch > start_epoch:
-            schedule.step()
-        losses[epoch], next_step = steps.train_epoch(run, epoch, first_step, loop.should_stop,
-                                                      loop.log)
+            track["schedule"].step()
+        track["losses"][epoch], next_step = steps.train_epoch(run, epoch, first_step,
+                                                              loop.should_stop, loop.log)
         return next_step
 
     def finish(epoch):
-        nonlocal best_acc
-        best_acc = end_epoch(run, args, args.outf, epoch, losses.pop(epoch), loop.log, best_acc)
+        track["best"] = end_epoch(run, args, args.outf, epoch, track["losses"].pop(epoch),
+                                  loop.log, track["best"])
 
-    epochs = [(e, start_step if e == start_epoch else 0) for e in range(start_epoch, args.epochs)]
-    if not loop.run(epochs, one_epoch, finish,
-                    lambda epoch, step: save_state(run, args, args.outf, epoch, step, best_acc)):
+    def save(epoch, step):
+        save_state(run, args, args.outf, epoch, step, track["best"])
+
+    epochs = [(e, start_step if e == start_epoch else 0) for e in range(start_epoch, args.epochs + 1)]
+    if not loop.run(epochs, one_epoch, finish, save):
         return 0
-    main_rank = info.is_main
-    if main_rank:
+    if info.is_main:
         save_weights(run, os.path.join(args.outf, "final.pkl"), epoch=args.epochs)
-    run.say("done: best validation PCK %.3f; weights in %s" % (max(best_acc, 0.0), args.outf))
+    run.say("done: best validation PCK %.3f; weights in %s" % (max(track["best"], 0.0), args.outf))
     return 0

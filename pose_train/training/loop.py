@@ -15,13 +15,11 @@ from pose_train.training.signals import GracefulStop
 class EpochLoop:
     """One run's loop. ``loop.should_stop()`` is what a step loop asks after every step."""
 
-    def __init__(self, continue_command, args, info, time_limit, state_name, state_flag,
-                 first_epoch_number=1):
+    def __init__(self, continue_command, args, info, time_limit, state_name, state_flag):
         self.continue_command, self.args, self.info = continue_command, args, info
         self.state_flag = state_flag
         self.time_limit = time_limit
         self.state_path = os.path.join(args.outf, state_name)
-        self.offset = 1 - first_epoch_number    # printed epochs count from 1
         self.stop = GracefulStop()
         self.log = None
 
@@ -37,7 +35,8 @@ class EpochLoop:
             print(*args, **kwargs)
 
     def run(self, epochs, train_epoch, end_epoch, save_state):
-        """Train ``epochs`` (pairs of epoch, first step); True when all of them ran.
+        """Train ``epochs`` (pairs of epoch, counted from 1, and first step); True when all
+        of them ran.
 
         train_epoch(epoch, first_step) -> the step to continue at when stopped, else None;
         end_epoch(epoch) and save_state(epoch, step) run on the main rank only.
@@ -63,5 +62,5 @@ class EpochLoop:
         name = os.path.basename(self.state_path)
         return ("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: %s\n"
                 "(in a new session, e.g. Kaggle: pass %s <copy of %s> instead of --resume auto)"
-                % (self.stop.reason, epoch + self.offset, step, self.state_path,
+                % (self.stop.reason, epoch, step, self.state_path,
                    self.continue_command, self.state_flag, name))
