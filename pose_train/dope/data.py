@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pose_train.dope import corner_order
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
 from pose_train_py27.dope_io import frame_files
@@ -44,6 +45,7 @@ class DataReport:
         self.lines = []
         self.kinds = []
         self.counts = {}
+        self.orders = {}   # corner order name -> objects checked in it (see corner_order)
 
     def add(self, kind, path, reason):
         self.lines.append("%s: %s" % (path, reason))
@@ -52,7 +54,10 @@ class DataReport:
 
     def summary(self, n_used):
         parts = ", ".join("%d %s" % (v, k) for k, v in sorted(self.counts.items()))
-        return "data report: %d images used; %s" % (n_used, parts or "no problems found")
+        orders = "; corner order (objects checked against their own pose): %s" % ", ".join(
+            "%s %d%s" % (k, v, " (put right)" if k in corner_order.ORDERS and k != "nvisii" else "")
+            for k, v in sorted(self.orders.items())) if self.orders else ""
+        return "data report: %d images used; %s%s" % (n_used, parts or "no problems found", orders)
 
     def write(self, path, n_used):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -292,6 +297,8 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
                    "no %r object (classes here: %s)" % (object_name, ", ".join(present) or "none"))
             report.add("no object", image_path, "%s; kept as a negative: its maps are empty" % why)
         dialect, intr = _intrinsics(ann, os.path.dirname(image_path), root, cache)
+        if dialect == "nvisii":
+            points = _in_cuboid3d_order(points, locations, dims, quats, intr, image_path, report)
         arr = np.stack(points) if points else np.zeros((0, 9, 2), np.float32)
         if dialect == "ndds":   # NDDS/FAT locations are centimetres, sizes in _object_settings
             locations = [None if l is None else [v / 100.0 for v in l] for l in locations]
@@ -308,10 +315,42 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
                               "every one has visibility 0 (fully occluded)"), report)
         raise _Refused("no annotation of class %r in %s (matching ignores case); classes "
                        "found: %s" % (object_name, ", ".join(roots), listing), report)
-    if strict and report.lines:
-        raise _Refused("--strict: %d data problems, first: %s" % (len(report.lines),
-                                                                   report.lines[0]), report)
+    _refuse_mixed_orders(report, strict)
+    problems = [l for l, k in zip(report.lines, report.kinds) if k != "corners reordered"]
+    if strict and problems:   # a set in one known order is put right, not a problem
+        raise _Refused("--strict: %d data problems, first: %s" % (len(problems), problems[0]), report)
     return samples, report
+
+
+def _in_cuboid3d_order(points, locations, dims, quats, intrinsics, image_path, report):
+    """Each object's points checked against its own pose; a known other order is put right."""
+    out = []
+    for pts, loc, size, quat in zip(points, locations, dims, quats):
+        name, pts = corner_order.check_object(pts, loc, quat, size, intrinsics)
+        if name is not None:
+            report.orders[name] = report.orders.get(name, 0) + 1
+        if name == "disagrees":
+            report.add("corners off their pose", image_path, "the projected_cuboid in %s is not "
+                       "where its location, quaternion_xyzw and cuboid_dimensions put the cuboid "
+                       "(over %.0f px off; kept as written)" % (_json_name(image_path),
+                                                                corner_order.TOLERANCE_PX))
+        elif name == "unknown":
+            report.add("corner order unknown", image_path, "the projected_cuboid in %s lists the "
+                       "corners in an order of no known generator (kept as written)" % _json_name(image_path))
+        elif name not in (None, "nvisii"):
+            report.add("corners reordered", image_path, "%s corner order in %s, put in DOPE's "
+                       "Cuboid3d order" % (name, _json_name(image_path)))
+        out.append(pts)
+    return out
+
+
+def _refuse_mixed_orders(report, strict):
+    """--strict: one dataset, one corner order, and every checked object on its own pose."""
+    named = sorted(k for k in report.orders if k != "disagrees")
+    if strict and len(named) > 1:
+        raise _Refused("--strict: the data mixes corner orders (%s); regenerate it with one "
+                       "generator version, or drop --strict to have each put right on read"
+                       % ", ".join("%s %d" % (k, report.orders[k]) for k in named), report)
 
 
 def _ndds_sizes(folder, root, cache):

@@ -1,0 +1,84 @@
+"""Which order a frame's 8 projected corners are in, found from the frame's own pose.
+
+DOPE's network learns one belief map per corner, and the ROS node's PnP reads map k as corner k
+of its Cuboid3d order (pose_train_py27.cuboid). Data written in another order trains corner
+labels that PnP reads as other corners: wrong poses or none, and no error anywhere. DOPE's own
+BlenderProc generator wrote such data from June 2024 (commit 22a2468) to August 2025 (2dfe657).
+
+Where a frame gives its object's location, quaternion_xyzw and cuboid size and the camera, the
+cuboid is projected in Cuboid3d order and the annotated points are matched to it (each within
+TOLERANCE_PX, the centroid too). A known order is put right on read; any other is reported.
+"""
+import numpy as np
+
+from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix
+
+TOLERANCE_PX = 2.0
+# annotated corner i is Cuboid3d corner ORDERS[name][i]
+ORDERS = {
+    "nvisii": (0, 1, 2, 3, 4, 5, 6, 7),
+    # DOPE's BlenderProc generator between 22a2468 and 2dfe657: its dope_order [6, 2, 1, 5, 7,
+    # 3, 0, 4] over BlenderProc's box corners, where [5, 1, 2, 6, 4, 0, 3, 7] is NViSII's. Top
+    # and bottom swap on each face: a mirror, which no rotation of the box can fit.
+    "blenderproc-2024": (3, 2, 1, 0, 7, 6, 5, 4),
+}
+
+
+def projected(location_m, quaternion_xyzw, dimensions_m, intrinsics):
+    """The 9 points (8 corners in Cuboid3d order, centroid last) the pose projects to."""
+    vertices = cuboid_vertices(dimensions_m)
+    camera = vertices @ quat_xyzw_to_matrix(quaternion_xyzw).T + np.asarray(location_m, np.float64)
+    if (camera[:, 2] <= 1e-6).any():
+        return None   # a corner at or behind the camera: no projection to compare
+    fx, fy, cx, cy = (intrinsics[k] for k in ("fx", "fy", "cx", "cy"))
+    return np.stack([fx * camera[:, 0] / camera[:, 2] + cx, fy * camera[:, 1] / camera[:, 2] + cy], 1)
+
+
+def match(points, expected, tolerance=TOLERANCE_PX):
+    """The order of ``points`` (9x2, centroid last) against ``expected``: a tuple with
+    points[i] = expected[order[i]] for the 8 corners, or None when they do not correspond
+    (a point off by more than ``tolerance``, or two corners too close to tell apart)."""
+    points, expected = np.asarray(points, np.float64), np.asarray(expected, np.float64)
+    if np.linalg.norm(points[8] - expected[8]) > tolerance:
+        return None
+    distance = np.linalg.norm(points[:8, None] - expected[None, :8], axis=2)
+    order = tuple(int(j) for j in distance.argmin(axis=1))
+    if len(set(order)) < 8 or distance[range(8), order].max() > tolerance:
+        return None
+    if (np.sort(distance, axis=1)[:, 1] <= tolerance).any():
+        return None   # seen edge-on: another corner fits as well, so the order is not known
+    return order
+
+
+def name_of(order):
+    return next((name for name, known in ORDERS.items() if known == order), "unknown")
+
+
+def in_cuboid3d_order(points, order):
+    """``points`` rearranged so that corner k is Cuboid3d corner k (centroid stays last)."""
+    out = np.array(points, np.float32, copy=True)
+    for i, k in enumerate(order):
+        out[k] = points[i]
+    return out
+
+
+def check_object(points, location_m, quaternion_xyzw, dimensions_m, intrinsics):
+    """(the order's name or None, the points in Cuboid3d order): "nvisii" and names of known
+    orders are put right; "unknown" (another correspondence) and "disagrees" (none within
+    tolerance) are left as written; None when the frame cannot be checked."""
+    if None in (location_m, quaternion_xyzw, dimensions_m) or not intrinsics or len(intrinsics) < 4:
+        return None, points
+    expected = projected(location_m, quaternion_xyzw, dimensions_m, intrinsics)
+    if expected is None:
+        return None, points
+    order = match(points, expected)
+    if order is None:
+        return ("disagrees" if _mismatch(points, expected) else None), points
+    name = name_of(order)
+    return name, (in_cuboid3d_order(points, order) if name != "unknown" else points)
+
+
+def _mismatch(points, expected):
+    """Whether the points disagree with the pose, not merely sit too close to tell apart."""
+    distance = np.linalg.norm(np.asarray(points, np.float64)[:, None] - expected[None], axis=2)
+    return distance.min(axis=1).max() > TOLERANCE_PX
