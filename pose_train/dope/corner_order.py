@@ -9,6 +9,8 @@ Where a frame gives its object's location, quaternion_xyzw and cuboid size and t
 cuboid is projected in Cuboid3d order and the annotated points are matched to it (each within
 TOLERANCE_PX, the centroid too). A known order is put right on read; any other is reported.
 """
+import os
+
 import numpy as np
 
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix
@@ -82,3 +84,25 @@ def _mismatch(points, expected):
     """Whether the points disagree with the pose, not merely sit too close to tell apart."""
     distance = np.linalg.norm(np.asarray(points, np.float64)[:, None] - expected[None], axis=2)
     return distance.min(axis=1).max() > TOLERANCE_PX
+
+
+def check_frame(points, locations, dims, quats, intrinsics, image_path, report):
+    """Each object's points of one frame checked against its own pose, in a data report's
+    terms (a known other order put right, the rest said); the points in Cuboid3d order."""
+    out, annotation = [], os.path.basename(os.path.splitext(image_path)[0] + ".json")
+    for pts, loc, size, quat in zip(points, locations, dims, quats):
+        name, pts = check_object(pts, loc, quat, size, intrinsics)
+        if name is not None:
+            report.orders[name] = report.orders.get(name, 0) + 1
+        if name == "disagrees":
+            report.add("corners off their pose", image_path, "the projected_cuboid in %s is not "
+                       "where its location, quaternion_xyzw and cuboid_dimensions put the cuboid "
+                       "(over %.0f px off; kept as written)" % (annotation, TOLERANCE_PX))
+        elif name == "unknown":
+            report.add("corner order unknown", image_path, "the projected_cuboid in %s lists the "
+                       "corners in an order of no known generator (kept as written)" % annotation)
+        elif name not in (None, "nvisii"):
+            report.add("corners reordered", image_path, "%s corner order in %s, put in DOPE's "
+                       "Cuboid3d order" % (name, annotation))
+        out.append(pts)
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pose_train.dope import corner_order
+from pose_train.dope import bop, corner_order
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
 from pose_train_py27.dope_io import frame_files
@@ -274,8 +274,12 @@ class _Refused(Exception):
 
 def _scan(roots, object_name, imagesize, strict, max_pixels):
     report, classes_seen, cache, samples = DataReport(), {}, {}, []
-    images = find_images(roots)
-    if not images:
+    bop_roots = [r for r in roots if bop.is_bop(r)]
+    for root in bop_roots:
+        samples += _bop_samples(root, object_name, imagesize, max_pixels, report, classes_seen)
+    plain = [r for r in roots if r not in bop_roots]
+    images = find_images(plain) if plain else []
+    if not images and not samples:
         raise UserError("no .png/.jpg images under %s; pass folders that hold images + json"
                         % ", ".join(roots))
     for image_path in images:
@@ -298,7 +302,7 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
             report.add("no object", image_path, "%s; kept as a negative: its maps are empty" % why)
         dialect, intr = _intrinsics(ann, os.path.dirname(image_path), root, cache)
         if dialect == "nvisii":
-            points = _in_cuboid3d_order(points, locations, dims, quats, intr, image_path, report)
+            points = corner_order.check_frame(points, locations, dims, quats, intr, image_path, report)
         arr = np.stack(points) if points else np.zeros((0, 9, 2), np.float32)
         if dialect == "ndds":   # NDDS/FAT locations are centimetres, sizes in _object_settings
             locations = [None if l is None else [v / 100.0 for v in l] for l in locations]
@@ -322,25 +326,19 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
     return samples, report
 
 
-def _in_cuboid3d_order(points, locations, dims, quats, intrinsics, image_path, report):
-    """Each object's points checked against its own pose; a known other order is put right."""
+def _bop_samples(root, object_name, imagesize, max_pixels, report, classes_seen):
+    """A BOP dataset's frames of the object, their cuboids made from its model (dope.bop)."""
     out = []
-    for pts, loc, size, quat in zip(points, locations, dims, quats):
-        name, pts = corner_order.check_object(pts, loc, quat, size, intrinsics)
-        if name is not None:
-            report.orders[name] = report.orders.get(name, 0) + 1
-        if name == "disagrees":
-            report.add("corners off their pose", image_path, "the projected_cuboid in %s is not "
-                       "where its location, quaternion_xyzw and cuboid_dimensions put the cuboid "
-                       "(over %.0f px off; kept as written)" % (_json_name(image_path),
-                                                                corner_order.TOLERANCE_PX))
-        elif name == "unknown":
-            report.add("corner order unknown", image_path, "the projected_cuboid in %s lists the "
-                       "corners in an order of no known generator (kept as written)" % _json_name(image_path))
-        elif name not in (None, "nvisii"):
-            report.add("corners reordered", image_path, "%s corner order in %s, put in DOPE's "
-                       "Cuboid3d order" % (name, _json_name(image_path)))
-        out.append(pts)
+    for image_path, intrinsics, objects in bop.frames(root, object_name):
+        header = _check_image(image_path, imagesize, report, max_pixels)
+        if header is None:
+            continue
+        w, h = header
+        points, locations, dims, quats = _matching_points(
+            {"objects": objects}, objects[0]["class"], image_path, w, h, report, classes_seen)
+        if points:   # none when every instance is fully occluded (visib_fract 0)
+            out.append(Sample(image_path, (w, h), np.stack(points), "bop", intrinsics, locations,
+                              dims, quats))
     return out
 
 

@@ -40,7 +40,8 @@ def model_points(args, dims_cm, dialect):
     if not args.mesh:
         pts = cuboid_vertices([d / 100.0 for d in dims_cm])[:8]
         return pts, float(np.linalg.norm(np.asarray(dims_cm)) / 100.0), "cuboid corners"
-    scale = 0.01 if dialect == "ndds" else 1.0   # the mesh is in the dataset's units
+    # The mesh is in the dataset's units: NDDS centimetres, BOP millimetres, NViSII metres.
+    scale = {"ndds": 0.01, "bop": 0.001}.get(dialect, 1.0)
     pts = meshlib.read_vertices(args.mesh) * scale   # every point: ADD(-S) is exact
     if len(pts) == 0 or not np.isfinite(pts).all():
         raise UserError("--mesh %s: %s; give the object's model with its vertices" % (

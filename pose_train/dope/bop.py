@@ -1,0 +1,121 @@
+"""BOP datasets read as DOPE data, without conversion.
+
+Layout (bop_toolkit's): ROOT/models/models_info.json (per obj_id: min_x/y/z and size_x/y/z of
+the model's bounding box, mm), ROOT/SPLIT/SCENE/scene_gt.json (per image id: obj_id, cam_R_m2c
+row-major, cam_t_m2c in mm), scene_camera.json (cam_K row-major), scene_gt_info.json
+(visib_fract, optional) and rgb/IMAGE.png|jpg. SPLIT is any folder (train, test, train_pbr...).
+
+Each object's DOPE cuboid is its model's axis-aligned bounding box in the model's own frame,
+as DOPE's generators use: the box's centre gives ``location`` (metres, camera frame), the
+model's rotation the ``quaternion_xyzw``, and the 8 corners and centre projected with cam_K
+the ``projected_cuboid`` in Cuboid3d order. ``--object`` names the object obj_000005 (the
+model's file name), or 5.
+"""
+import glob
+import json
+import os
+
+import cv2
+import numpy as np
+
+from pose_train.errors import UserError
+from pose_train_py27.cuboid import cuboid_vertices, rvec_to_quat
+
+IMAGE_FOLDERS = ("rgb", "gray")
+
+
+def is_bop(root):
+    return os.path.isfile(os.path.join(root, "models", "models_info.json")) and bool(_scenes(root))
+
+
+def _scenes(root):
+    return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(root, "*", "[0-9]*", "scene_gt.json")))
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise UserError("%s: not readable BOP json (%s); fix or replace it" % (path, err))
+
+
+def object_id(object_name, info, path):
+    """obj_000005 or 5 -> 5, checked against models_info.json."""
+    text = str(object_name).lower()
+    digits = text[4:] if text.startswith("obj_") else text
+    if not digits.isdigit() or str(int(digits)) not in info:
+        raise UserError("%s has no object %r; BOP objects are named by id, e.g. --object obj_%06d "
+                        "(ids here: %s)" % (path, object_name, int(sorted(info, key=int)[0]),
+                                           ", ".join(sorted(info, key=int))))
+    return int(digits)
+
+
+def cuboid_of(entry):
+    """(box centre in the model frame, box size), both in metres, from a models_info entry."""
+    low = np.array([entry["min_x"], entry["min_y"], entry["min_z"]], np.float64)
+    size = np.array([entry["size_x"], entry["size_y"], entry["size_z"]], np.float64)
+    return (low + size / 2.0) / 1000.0, size / 1000.0
+
+
+def annotation(R, t_mm, K, centre, size):
+    """One object as a NViSII-layout dict: location (m), quaternion_xyzw, projected_cuboid."""
+    location = R.dot(centre) + np.asarray(t_mm, np.float64) / 1000.0
+    camera = cuboid_vertices(size).dot(R.T) + location
+    pixels = camera.dot(K.T)
+    return {"location": location.tolist(), "quaternion_xyzw": rvec_to_quat(cv2.Rodrigues(R)[0]).tolist(),
+            "cuboid_dimensions": size.tolist(),
+            "projected_cuboid": (pixels[:, :2] / pixels[:, 2:3]).tolist()}
+
+
+def frames(root, object_name):
+    """[(image path, intrinsics dict, [object dicts])] of every image showing the object."""
+    info_path = os.path.join(root, "models", "models_info.json")
+    info = _load(info_path)
+    oid = object_id(object_name, info, info_path)
+    centre, size = cuboid_of(info[str(oid)])
+    out = []
+    for scene in _scenes(root):
+        gts = _load(os.path.join(scene, "scene_gt.json"))
+        cams = _load(os.path.join(scene, "scene_camera.json"))
+        visib_path = os.path.join(scene, "scene_gt_info.json")
+        visib = _load(visib_path) if os.path.isfile(visib_path) else {}
+        for key in sorted(gts, key=int):
+            objects = _objects(gts[key], visib.get(key, []), oid, cams.get(key), centre, size, scene, key)
+            if objects is not None:
+                K = np.asarray(cams[key]["cam_K"], np.float64).reshape(3, 3)
+                out.append((_image(scene, key), {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2],
+                                                 "cy": K[1, 2]}, objects))
+    return out
+
+
+def _objects(entries, infos, oid, camera, centre, size, scene, key):
+    """The frame's objects of ``oid`` (None when it shows none), each with its visibility."""
+    mine = [(k, e) for k, e in enumerate(entries) if int(e.get("obj_id", -1)) == oid]
+    if not mine:
+        return None
+    if camera is None or "cam_K" not in camera:
+        raise UserError("%s/scene_camera.json: no cam_K for image %s; the scene is incomplete" % (scene, key))
+    K = np.asarray(camera["cam_K"], np.float64).reshape(3, 3)
+    objects = []
+    for k, entry in mine:
+        try:
+            R = np.asarray(entry["cam_R_m2c"], np.float64).reshape(3, 3)
+            t = np.asarray(entry["cam_t_m2c"], np.float64).reshape(3)
+        except (KeyError, ValueError, TypeError):
+            raise UserError("%s/scene_gt.json: image %s, object %d has no cam_R_m2c (9 numbers) "
+                            "and cam_t_m2c (3)" % (scene, key, k))
+        obj = dict(annotation(R, t, K, centre, size), **{"class": "obj_%06d" % oid})
+        if k < len(infos) and "visib_fract" in infos[k]:
+            obj["visibility"] = float(infos[k]["visib_fract"])
+        objects.append(obj)
+    return objects
+
+
+def _image(scene, key):
+    for folder in IMAGE_FOLDERS:
+        for ext in (".png", ".jpg", ".tif"):
+            path = os.path.join(scene, folder, "%06d%s" % (int(key), ext))
+            if os.path.isfile(path):
+                return path
+    raise UserError("%s: no image %06d in %s; the scene is incomplete" % (scene, int(key), "/".join(IMAGE_FOLDERS)))
