@@ -107,3 +107,14 @@ def test_validate_and_train_read_the_order_put_right(nvisii, tmp_path, capsys):
     assert ih.local_cli("validate", "dope", "--data", old, "--outf", tmp_path / "v", "--imagesize", 64) == 0
     assert "blenderproc-2024 6 (put right)" in capsys.readouterr().out
     assert "blenderproc-2024 6 (put right)" in open(tmp_path / "v" / "data_report.txt").read()
+
+
+def test_validate_describes_each_data_folder(nvisii, tmp_path, capsys):
+    old = _rewrite(nvisii, tmp_path / "bp2024", as_blenderproc_2024)
+    assert ih.local_cli("validate", "dope", "--data", str(nvisii), "--data", old, "--outf",
+                        tmp_path / "v", "--imagesize", 64) == 0
+    out = capsys.readouterr().out
+    assert "%s: 6 frames, 6 objects; nvisii 6; corner order nvisii 6; cuboid 10 x 8 x 6 cm; camera fx" % nvisii in out
+    facts = json.load(open(tmp_path / "v" / "data_report.json"))["folders"]
+    assert facts[1]["corner_orders"] == {"blenderproc-2024": 6}
+    assert facts[1]["problems"] == {"corners reordered": 6} and len(facts[1]["cameras"]) == 1

@@ -1,6 +1,7 @@
 """`pose-train validate dope`: check a dataset before training.
 
-Writes ``data_report.txt`` (one line per problem: file + reason, then a summary) and PNG grids of
+Writes ``data_report.txt`` (one line per problem: file + reason, then a summary),
+``data_report.json`` (per --data folder: dialects, corner order, problems, cuboid, cameras) and PNG grids of
 augmented samples exactly as training sees them, with the cuboids and the belief maps drawn. Any
 tile without a cuboid has a line in the report saying why.
 """
@@ -11,12 +12,12 @@ import torch
 from torch.utils.data import default_collate
 
 from pose_train.dope.augment import NORMALIZATIONS
-from pose_train.dope.data import scan
+from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.draw import batch_grid, save_grid
 from pose_train.dope.steps import StepConfig, prepare_batch
 from pose_train.dope.loader import DopeDataset
 from pose_train.errors import UserError
-from pose_train.files import make_folder
+from pose_train.files import atomic_write_json, make_folder
 
 PREVIEW_SIGMA_PX = 4.0
 
@@ -50,6 +51,41 @@ def _caption(sample, points, valid, size):
     return name
 
 
+def folder_facts(root, args):
+    """What one --data folder holds, as the trainer reads it: dialects, the corner order found,
+    what was put right or refused and why, the cuboid, the cameras."""
+    try:
+        samples, report = scan([root], args.object, args.imagesize, max_pixels=args.max_pixels)
+    except UserError as err:
+        return {"folder": root, "error": str(err)}
+    cameras = sorted({tuple(round(s.intrinsics[k], 3) for k in ("fx", "fy", "cx", "cy"))
+                      for s in samples if s.intrinsics and len(s.intrinsics) == 4})
+    dims = dimensions_of(samples)
+    dialects = {}
+    for s in samples:
+        dialects[s.dialect] = dialects.get(s.dialect, 0) + 1
+    return {"folder": root, "frames": len(samples), "objects": int(sum(len(s.points) for s in samples)),
+            "dialects": dialects, "corner_orders": dict(report.orders), "problems": dict(report.counts),
+            "dimensions_cm": None if dims is None else [round(100 * v, 3) for v in dims],
+            "cameras": [dict(zip(("fx", "fy", "cx", "cy"), c)) for c in cameras]}
+
+
+def describe(facts):
+    """One --data folder's facts as lines for people."""
+    if "error" in facts:
+        return "%s: %s" % (facts["folder"], facts["error"])
+    cams = facts["cameras"]
+    camera = ("fx %(fx)g fy %(fy)g cx %(cx)g cy %(cy)g" % cams[0] if len(cams) == 1 else
+              "%d different cameras" % len(cams) if cams else "none given")
+    return ("%s: %d frames, %d objects; %s; corner order %s; cuboid %s cm; camera %s%s" % (
+        facts["folder"], facts["frames"], facts["objects"],
+        ", ".join("%s %d" % kv for kv in sorted(facts["dialects"].items())),
+        ", ".join("%s %d" % kv for kv in sorted(facts["corner_orders"].items())) or "not checked",
+        " x ".join("%g" % v for v in facts["dimensions_cm"]) if facts["dimensions_cm"] else "unknown",
+        camera, "; " + ", ".join("%d %s" % (n, kind) for kind, n in sorted(facts["problems"].items()))
+        if facts["problems"] else ""))
+
+
 def main(args):
     """Job entry: args.data, args.object, args.outf, args.imagesize, args.strict, args.seed."""
     if not args.data:
@@ -64,6 +100,11 @@ def main(args):
     if len(report.lines) > 20:
         print("... %d more lines in %s" % (len(report.lines) - 20, report_path))
     print(report.summary(len(samples)))
+    folders = [folder_facts(root, args) for root in args.data]
+    for facts in folders:
+        print(describe(facts))
+    atomic_write_json(os.path.join(args.outf, "data_report.json"), {
+        "frames_used": len(samples), "summary": report.summary(len(samples)), "folders": folders})
     dataset = DopeDataset(samples, args.imagesize, seed=args.seed, train=True)
     cfg = StepConfig(device=torch.device("cpu"), sigma=PREVIEW_SIGMA_PX / 8.0, seed=args.seed,
                      normalization=NORMALIZATIONS[args.normalize])
