@@ -49,7 +49,9 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
     # One optimizer step takes `batch` frames over all ranks, per_rank from each.
     per_rank = max(1, min(run.batch, n) // run.info.world_size)
     batch = per_rank * run.info.world_size
-    order = epoch_order(n, run.seed, epoch)
+    # Seeded by the epoch's index from 0, as before epochs counted from 1 here: a state saved
+    # by an earlier version resumes on the same batches.
+    order = epoch_order(n, run.seed, epoch - 1)
     # The loss stays on the device until the epoch ends: a .item() per step would make the
     # host wait for the GPU every step and starve the queue.
     total, count, seen, t0 = torch.zeros((), device=run.device), 0, 0, time.time()
@@ -62,7 +64,7 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
         for step in range(start_step, steps):
             lo = step * batch + run.info.rank * per_rank
             idx = order[lo:lo + per_rank].to(run.device)
-            gen = batch_generator(run.device, run.seed, epoch, step, run.info.rank)
+            gen = batch_generator(run.device, run.seed, epoch - 1, step, run.info.rank)
             inputs, target, weight, _ = transforms.make_batch(
                 data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment, use_dpg=run.use_dpg(epoch),
                 train_occluded=run.train_occluded)
