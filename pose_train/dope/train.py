@@ -64,8 +64,7 @@ def _train(args, info):
     _size_the_run(args, info, say)
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
-    # --net / --resume first: a file that is not weights is named before the data is scanned
-    # and the report is written into --outf.
+    # --net / --resume first: a file that is not weights is named before --outf gets a report.
     start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
     samples = _scan(args, info, say)
     samples, held_out = _split(args, info, samples, say)
