@@ -193,6 +193,9 @@ def run(args):
         raise InputError("--images: give at least one image, folder of images or video")
     device = device_for(args)
     networks = dope_networks.load_all(args, device)   # wrong networks named before the rest
+    for line in dope_networks.node_wide_differences(networks):
+        print("pose-train: warning: %s: each runs with its own here; DOPE's node would apply "
+              "the first's to every object (see node-config)" % line, file=sys.stderr)
     fixed = fixed_camera(args)
     output_folder(args.outf)
     inputs = _inputs(args)

@@ -6,6 +6,7 @@ decode settings. The flags that apply to all of them (thresholds, sigma) overrid
 from __future__ import absolute_import, division, print_function
 
 import os
+import sys
 
 from pose_train_py27 import overlay, sidecar
 from pose_train_py27.dope_io import InputError, dimensions_from_settings, parse_dimensions
@@ -13,6 +14,8 @@ from pose_train_py27.keys import add_prefix
 from pose_train_py27.verify import VerifyError, infer_model, load_as_consumer, load_weights_file
 
 NODE_DOWNSCALE_HEIGHT = 500   # the node's shipped config
+# The settings DOPE's node applies to every network it runs (one config for all objects).
+NODE_WIDE = ("thresh_angle", "thresh_map", "sigma", "thresh_points", "downscale_height")
 
 
 def load_network(weights, device):
@@ -73,11 +76,25 @@ def _names_given(args, count):
     if not given:
         return [None] * count
     names = [n.strip() for n in given.split(",")] if count > 1 else [given]
-    if len(names) != count or not all(names):
-        raise InputError("--object %s: %d network(s) need %d name(s), comma-separated in the "
-                         "order of the weights (or leave it out: each sidecar names its object)"
-                         % (given, count, count))
+    if not all(names):
+        raise InputError("--object %s: an empty name; give each of the %d network(s) a name, "
+                         "comma-separated in the order of the weights" % (given, count))
+    if len(names) != count:
+        raise InputError("--object %s: %d name(s) for %d network(s); give one per network, "
+                         "comma-separated in the order of the weights (or leave it out: each "
+                         "sidecar names its object)" % (given, len(names), count))
     return names
+
+
+def _refuse_a_file_twice(paths):
+    """The same weights twice would run one network as two objects."""
+    seen = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise InputError("%s is given twice (as %s and %s); pass each object's network once"
+                             % (real, seen[real], path))
+        seen[real] = path
 
 
 def _check_dimensions_flag(args, count):
@@ -95,6 +112,7 @@ def load_all(args, device, load=True):
     paths = as_list(args.weights)
     if not paths:
         raise InputError("give WEIGHTS: one DOPE net_epoch_XX.pth per object")
+    _refuse_a_file_twice(paths)
     names = _names_given(args, len(paths))
     _check_dimensions_flag(args, len(paths))
     nets = [load_network(w, device) if load else None for w in paths]
@@ -103,15 +121,33 @@ def load_all(args, device, load=True):
         meta = sidecar.read(weights)
         name = name or meta.get("object") or ("object" if len(paths) == 1 else "object%d" % (k + 1))
         if name.lower() in seen:
-            raise InputError("%s and %s are both for %r: one network per object; pass "
-                             "--object NAME1,NAME2,... to name them" % (seen[name.lower()], weights, name))
+            raise InputError("%s and %s are both for '%s': one network per object; %s" % (
+                seen[name.lower()], weights, name, "--object names it twice" if names[k] else
+                "pass --object NAME1,NAME2,... to tell them apart"))
         seen[name.lower()] = weights
         out.append({"weights": weights, "net": net, "meta": meta, "object": name,
                     "dimensions_cm": dimensions_for(args, meta, name, weights),
                     "normalization": sidecar.normalization_of(meta, getattr(args, "normalize", None),
                                                               sidecar.path_of(weights)),
                     "settings": settings_for(args, meta), "color": overlay.color_of(k)})
+    for n, given in zip(out, names):   # said, not refused: datasets name objects their own way
+        trained = str(n["meta"].get("object") or "")
+        if given and trained and given.lower() != trained.lower():
+            print("pose-train: warning: %s trained on '%s'; --object names it '%s' here"
+                  % (n["weights"], trained, given), file=sys.stderr)
     return out
+
+
+def node_wide_differences(networks):
+    """One line per network whose NODE_WIDE settings differ from the first's, or []."""
+    first, lines = networks[0], []
+    for n in networks[1:]:
+        differ = [k for k in NODE_WIDE if n["settings"][k] != first["settings"][k]]
+        if differ:
+            lines.append("%s decodes with %s, %s with %s" % (
+                n["object"], ", ".join("%s %s" % (k, n["settings"][k]) for k in differ),
+                first["object"], ", ".join("%s %s" % (k, first["settings"][k]) for k in differ)))
+    return lines
 
 
 def described(network):

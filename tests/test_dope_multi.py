@@ -175,12 +175,15 @@ def test_node_config_says_what_the_node_would_do_differently(weights, tmp_path, 
     assert meta["decode"]["sigma"] != sidecar.read(str(other))["decode"]["sigma"]
     assert ih.local_cli("node-config", weights[0], other, "--out", tmp_path / "c.yaml") == 0
     err = capsys.readouterr().err
-    assert "mug's decode settings (sigma" in err and "imagenet normalisation" in err
+    assert "mug decodes with sigma" in err and "imagenet normalisation" in err
 
 
 @pytest.mark.parametrize("argv, said", [
-    (lambda w: ["infer", "dope", w[0], w[0]], "both for 'cube'"),
-    (lambda w: ["infer", "dope", w[0], w[1], "--object", "a"], "2 network(s) need 2 name(s)"),
+    (lambda w: ["infer", "dope", w[0], w[0]], "is given twice"),
+    (lambda w: ["infer", "dope", w[0], w[1], "--object", "a,a"], "both for 'a': one network per object; --object names it twice"),
+    (lambda w: ["infer", "dope", w[0], w[1], "--object", "a"], "1 name(s) for 2 network(s)"),
+    (lambda w: ["infer", "dope", w[0], w[1], "--object", ",mug"], "an empty name"),
+    (lambda w: ["node-config", w[0], w[1], "--object", "../x,mug"], "ROS names"),
     (lambda w: ["infer", "dope", w[0], w[1], "--dimensions", "1,2,3"], "one cuboid for 2 networks"),
     (lambda w: ["eval", "dope", w[0], w[1], "--mesh", w[0]], "--mesh is one object's model"),
     (lambda w: ["node-config", w[0], w[1], "--out", "x.txt"], "ending in .yaml"),
@@ -190,16 +193,18 @@ def test_ambiguous_multi_object_requests_are_refused(weights, frames, tmp_path, 
             "eval": ["--data", frames / "cube", "--outf", tmp_path / "o"], "node-config": []}
     args = argv(weights)
     assert ih.local_cli(*args, *tail[args[0]]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" not in line]
     assert len(err) == 1 and said in err[0]
     assert not (tmp_path / "o" / "detections.json").exists()
 
 
-def test_names_given_with_object_rename_the_networks(weights, frames, tmp_path):
+def test_names_given_with_object_rename_the_networks(weights, frames, tmp_path, capsys):
     assert ih.local_cli("infer", "dope", *weights, "--object", "box,cup", "--images",
                         frames / "cube", "--outf", tmp_path / "o") == 0
     record = json.load(open(tmp_path / "o" / "detections.json"))
     assert [n["object"] for n in record["networks"]] == ["box", "cup"]
+    err = capsys.readouterr().err   # a swap (mug,cube) is said, as every rename is
+    assert "trained on 'cube'; --object names it 'box'" in err and "names it 'cup'" in err
 
 
 def test_converted_networks_make_a_config_the_melodic_node_loads(weights, tmp_path, capsys):
@@ -246,3 +251,42 @@ def test_one_object_scored_from_a_several_object_run_counts_only_its_class(weigh
     assert ih.local_cli("eval", "dope", weights[0], "--data", frames / "cube", "--outf", tmp_path / "x",
                         "--detections", dets, "--object", "distractor") == 2
     assert "holds 'cube' and 'mug' detections, not 'distractor'" in capsys.readouterr().err
+
+
+def test_a_network_that_mistakes_other_objects_for_its_own_scores_false_positives(
+        weights, frames, tmp_path, monkeypatch, capsys):
+    """The mug network poses the cubes as mugs. On the frames without a mug, as the node runs
+    it over every frame, those are false positives: they went uncounted (only frames holding
+    the class were scored)."""
+    folders = [frames / "cube", frames / "mug"]
+    monkeypatch.setattr(dope_networks, "load_network", lambda path, device: TrueMaps(folders, "cube"))
+    assert ih.local_cli("eval", "dope", *weights, "--data", frames / "cube", "--data", frames / "mug",
+                        "--outf", tmp_path / "eval") == 0
+    results = json.load(open(tmp_path / "eval" / "results.json"))
+    assert results["per_object"]["mug"]["false_positives"] == 3
+    assert results["per_object"]["cube"]["false_positives"] == 0
+    mug = json.load(open(tmp_path / "eval" / "mug" / "results.json"))["info"]
+    assert mug["frames"] == 6 and mug["negatives"] == 3
+    assert "wrote %s" % (tmp_path / "eval" / "results.md") in capsys.readouterr().out
+
+
+def test_a_multi_object_eval_leaves_no_results_for_a_later_single_one(weights, frames, tmp_path, perfect):
+    out = tmp_path / "eval"
+    data = ["--data", frames / "cube", "--data", frames / "mug"]
+    assert ih.local_cli("eval", "dope", *weights, *data, "--outf", out) == 0
+    assert (out / "mug" / "results.md").exists()
+    assert ih.local_cli("eval", "dope", weights[0], *data, "--outf", out) == 0
+    assert not (out / "mug").exists() and not (out / "cube").exists()
+    assert json.load(open(out / "results.json"))["info"]["object"] == "cube"
+
+
+def test_networks_trained_at_other_scales_are_said_by_infer(weights, frames, tmp_path, capsys):
+    import shutil
+    from pose_train_py27 import sidecar
+    other = tmp_path / "big" / "net_epoch_01.pth"
+    other.parent.mkdir()
+    shutil.copy(weights[1], other)
+    sidecar.write(str(other), sidecar.dope_meta("mug", 400, "ros", 0.5, ih.DIMS_CM, [640, 480]))
+    assert ih.local_cli("infer", "dope", weights[0], other, "--images", frames / "cube", "--outf",
+                        tmp_path / "o") == 0
+    assert "mug decodes with sigma 3.0" in capsys.readouterr().err

@@ -7,6 +7,7 @@ KeyError in the node), ``weights`` resolved by resource_retriever from the dope 
 node applies one set of thresholds, ``sigma`` and ``downscale_height`` to every network.
 """
 import os
+import re
 import shlex
 import sys
 import zipfile
@@ -25,7 +26,6 @@ SHARED = ("topic_camera", "topic_camera_info", "topic_publishing", "input_is_rec
           "downscale_height", "overlay_belief_images", "thresh_angle", "thresh_map", "sigma",
           "thresh_points")
 PER_OBJECT = ("weights", "dimensions", "class_ids", "draw_colors", "model_transforms")
-NODE_SETTINGS = ("thresh_angle", "thresh_map", "sigma", "thresh_points", "downscale_height")
 
 
 def object_entries(name, weights_file, dimensions_cm, index):
@@ -73,7 +73,7 @@ def whole_config(args, networks):
         for key, entry in object_entries(n["object"], name, n["dimensions_cm"], k).items():
             config[key].update(entry)
     first = networks[0]["settings"]
-    config.update({key: first[key] for key in NODE_SETTINGS})
+    config.update({key: first[key] for key in dope_networks.NODE_WIDE})
     return config
 
 
@@ -88,14 +88,9 @@ def file_names(networks):
 
 def _warnings(networks):
     """What the node would do differently from each network's own settings, said per object."""
-    lines, first = [], networks[0]
-    for n in networks[1:]:
-        differ = [k for k in NODE_SETTINGS if n["settings"][k] != first["settings"][k]]
-        if differ:
-            lines.append("%s's decode settings (%s) differ from %s's, which the node applies to "
-                         "every object; train both at one crop and frame size, or run a node per "
-                         "object" % (n["object"], ", ".join("%s %s" % (k, n["settings"][k])
-                                                           for k in differ), first["object"]))
+    lines = ["%s; the node applies the first's to every object: train both at one crop and "
+             "frame size, or run a node per object" % line
+             for line in dope_networks.node_wide_differences(networks)]
     for n in networks:
         norm = n["normalization"]
         if [round(v, 6) for v in norm["mean"] + norm["std"]] != [0.5] * 6:
@@ -109,10 +104,17 @@ def _warnings(networks):
 
 
 def main(args):
-    if os.path.splitext(args.out)[1].lower() not in (".yaml", ".yml"):
+    if not os.path.isdir(args.out) and os.path.splitext(args.out)[1].lower() not in (".yaml", ".yml"):
         raise UserError("--out %s: the node's config is a YAML file; pass a name ending in .yaml, "
                         "e.g. config_pose.yaml" % args.out)
+    if os.path.isdir(args.out):
+        args.out = os.path.join(args.out, "config_pose.yaml")
     networks = dope_networks.load_all(args, "cpu")
+    for n in networks:   # the node publishes dope/pose_NAME: a ROS name, and a file name here
+        if not re.match(r"^[A-Za-z0-9_]+$", n["object"]):
+            raise UserError("object name %r (%s): ROS names take letters, digits and _ only (the "
+                            "node publishes on %s/pose_NAME); pass --object NAME1,NAME2,..."
+                            % (n["object"], n["weights"], args.topic_publishing))
     folder = make_folder(os.path.dirname(os.path.abspath(args.out)), "--out", args.out)
     existing = isaac_ros.read_dope_config(folder)   # refused before anything is written
     config = whole_config(args, networks)
@@ -128,7 +130,8 @@ def main(args):
                                         existing, writer="node-config")[0]
     for line in _warnings(networks):
         print("pose-train: warning: %s" % line, file=sys.stderr)
-    print("wrote %s (%d object(s): %s) and %s (Isaac ROS: the same objects' dimensions); "
+    print("wrote %s (%d object(s): %s) and %s (Isaac ROS: their dimensions, merged with any "
+          "objects already there); "
           "put the weights where the node finds them:\n  %s" % (args.out, len(networks), names,
                                                               isaac, "\n  ".join(copies)))
     return 0

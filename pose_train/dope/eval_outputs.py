@@ -15,8 +15,10 @@ def _fmt(value, spec):
 def results_markdown(summary, info):
     s = summary
     lines = ["# eval dope: %s" % info["object"], "",
-             "weights `%s`, %d frames of %s; %s on %s, diameter %.1f cm; detections from %s."
-             % (info["weights"], info["frames"], ", ".join(info["data"]), info["metric"],
+             "weights `%s`, %d frames of %s%s; %s on %s, diameter %.1f cm; detections from %s."
+             % (info["weights"], info["frames"], ", ".join(info["data"]),
+                " (%d without the object: they count its false positives)" % info["negatives"]
+                if info.get("negatives") else "", info["metric"],
                 info["points"], 100 * s["diameter_m"], info["source"]), "",
              "| objects | detected | %s < 0.1 d | %s AUC 0-10 cm | median 2D error (px) | "
              "median translation (mm) | median rotation (deg) | false positives |"

@@ -10,6 +10,7 @@ OUTF/results.md and overlays of the worst frames in OUTF/worst/.
 The detections come from the network run here (this runtime), or from a detections.json
 of `infer dope` (--detections): that is how --runtime melodic scores the legacy image's poses.
 """
+import json
 import os
 import re
 import shutil
@@ -166,8 +167,8 @@ def main(args):
     targets = [target(args, n) for n in networks_to_score(args, device)]
     dope_io.output_folder(args.outf)
     # One eval at a time per folder; the old results go first, so none outlives this run.
-    with dope_io.OutputClaim(args.outf, ("results.json", "results.md")):
-        _remove_previous_results(args.outf, targets)
+    with dope_io.OutputClaim(args.outf, ("results.json", "results.md"),
+                             lambda outf: _remove_previous_results(outf, targets)):
         if args.detections:
             found, source = detections_of(args, targets), args.detections
         else:
@@ -181,26 +182,20 @@ def main(args):
                  for t in targets]
         text = texts[0] if len(targets) == 1 else write_overall(args, targets, texts)
     print(text)
+    print("wrote %s" % os.path.join(args.outf, "results.md"))
     return 0
 
 
 def networks_to_score(args, device):
     """The networks (loaded unless --detections) with the classes they score: --object, else
-    each sidecar's, else cube for a lone network; a renamed class is said, not refused (a
-    dataset may name the object differently)."""
+    each sidecar's, else cube for a lone network (a renamed class is said, not refused)."""
     paths = dope_networks.as_list(args.weights)
     if len(paths) > 1 and args.mesh:
         raise UserError("--mesh is one object's model; eval one network at a time for ADD on "
                         "meshes, or drop --mesh to score each object on its cuboid")
     if len(paths) == 1 and not args.object and not sidecar.read(paths[0]).get("object"):
         args.object = "cube"   # the class synth dope writes
-    networks = dope_networks.load_all(args, device, load=not args.detections)
-    for n in networks:
-        trained = str(n["meta"].get("object") or "")
-        if trained and n["object"].lower() != trained.lower():
-            print("pose-train: warning: %s trained on %r; scoring it against the %r objects of "
-                  "the annotations (--object)" % (n["weights"], trained, n["object"]), file=sys.stderr)
-    return networks
+    return dope_networks.load_all(args, device, load=not args.detections)
 
 
 def target(args, network):
@@ -236,6 +231,7 @@ def score_target(args, t, found, source, several):
     if several:
         files.make_folder(outf, "--outf")
     info = {"object": t["object"], "weights": t["network"]["weights"], "frames": len(samples),
+            "negatives": sum(not len(s.points) for s in samples),
             "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
             "points": t["what"], "source": source, "settings": t["network"]["settings"],
             "skipped": t["skipped"]}
@@ -244,14 +240,22 @@ def score_target(args, t, found, source, several):
 
 
 def _remove_previous_results(outf, targets):
-    """What an earlier eval into OUTF wrote for these objects (ours), so none outlives this run."""
+    """What an earlier eval into OUTF wrote (ours: the worst overlays, and the per-object
+    folders its results.json or this run names), so none outlives this run."""
     shutil.rmtree(os.path.join(outf, "worst"), ignore_errors=True)
-    for t in targets:
-        folder = os.path.join(outf, _folder_name(t["object"]))
+    try:
+        with open(os.path.join(outf, "results.json")) as f:
+            earlier = list(json.load(f).get("folders", {}).values())
+    except (OSError, ValueError, AttributeError):
+        earlier = []
+    for name in set(earlier + [_folder_name(t["object"]) for t in targets]):
+        folder = os.path.join(outf, _folder_name(str(name)))
         shutil.rmtree(os.path.join(folder, "worst"), ignore_errors=True)
-        for name in ("results.json", "results.md"):
-            if os.path.isfile(os.path.join(folder, name)):
-                os.remove(os.path.join(folder, name))
+        for result in ("results.json", "results.md"):
+            if os.path.isfile(os.path.join(folder, result)):
+                os.remove(os.path.join(folder, result))
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
 
 
 def _folder_name(name):
@@ -279,8 +283,10 @@ def scorable_frames(args, object_name):
             problems.setdefault(s.image, "a %s object has no usable ground-truth location and "
                                 "quaternion_xyzw" % object_name)
     skipped = refuse_or_skip(problems, args.skip_bad)
-    samples = [s for s in samples if len(s.points) and s.image not in problems]
-    if not samples:
+    # Frames without the object stay: a network that poses something there, as the node
+    # would publish it, scores a false positive.
+    samples = [s for s in samples if s.image not in problems]
+    if not any(len(s.points) for s in samples):
         raise UserError("no frame of %s has a %s object with a usable ground-truth pose to score; see "
                         "the lines above" % (", ".join(args.data), object_name))
     return samples, skipped

@@ -130,7 +130,7 @@ OUTF/results.md has a row per object and one over all of them.""",
                Field("weights", "path", None, "DOPE weights (net_epoch_XX.pth); several, one "
                      "per object, score each object against its own class", role=IN,
                      positional=True, beside=True, many=True),
-               Field("data", "path", [], "annotated held-out folder (repeatable), either "
+               Field("data", "path", [], "annotated held-out folder, either "
                      "dialect", role=IN, many=True),
                Field("object", "str", None, "the annotations' class to score (default: the one "
                      "the weights' sidecar names, else cube); with several weights, "
