@@ -206,6 +206,9 @@ def detect(beliefs, affinities, camera_matrix, dimensions_cm, settings, dist_coe
         if complete or settings.get("partial"):
             location, quaternion, projected = solve_pnp(points, dimensions_cm, camera_matrix,
                                                         dist_coeffs)
+        if not complete and location is not None and location[2] <= 0.5 * min(dimensions_cm):
+            # P3P from few points can put the box through the camera; no pose, not that one
+            location = quaternion = projected = None
         detections.append({
             "location": None if location is None else [float(v) / 100.0 for v in location],
             "quaternion_xyzw": None if quaternion is None else [float(v) for v in quaternion],

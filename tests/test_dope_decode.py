@@ -173,3 +173,18 @@ def test_the_frame_and_camera_are_scaled_with_the_nodes_arithmetic():
     assert len(dets) == len(node) == 1
     assert np.allclose(np.array(dets[0]["location"]) * 100, node[0][0], atol=1e-3)
     assert np.linalg.norm(np.array(dets[0]["location"]) * 100 - tvec) < 1.0    # and it is right
+
+
+def test_a_partial_pose_through_the_camera_is_no_pose(frames, monkeypatch):
+    """--partial posed garbage maps at 1e-13 m from P3P: a box the camera would sit inside."""
+    b, a, K = _without_corner(frames[0], 3)
+    real = dope_decode.solve_pnp
+
+    def near(*args):
+        location, quaternion, projected = real(*args)
+        return np.array([0.0, 0.0, 1e-11]), quaternion, projected
+    monkeypatch.setattr(dope_decode, "solve_pnp", near)
+    partial = dope_decode.detect(b, a, K, ih.DIMS_CM, dict(ih.SETTINGS, partial=True))
+    assert len(partial) == 1 and partial[0]["location"] is None and partial[0]["partial"] is None
+    complete = dope_decode.detect(*ih.frame_maps(frames[0])[:3], ih.DIMS_CM, ih.SETTINGS)
+    assert complete[0]["location"] is not None   # the node publishes whatever PnP gives
