@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh speed        # ~8 min: DOPE + keypoint img/s vs the original recipes
 #   bash benchmarks/gpu_session.sh learn-dope   # ~9 min: synth -> train dope --val -> eval dope on held-out frames
 #   bash benchmarks/gpu_session.sh learn-kp     # ~9 min: PCK / 2D projection / ADD after training
+#   bash benchmarks/gpu_session.sh multi        # ~3 min: infer dope per frame with 1, 2 and 4 networks
 #
 # Logs and JSON go to $OUT (the lent machine's return folder) or benchmarks/out.
 # A step that runs past its share is cut by `timeout` and the next step still runs.
@@ -36,7 +37,10 @@ case "${1:-}" in
     learn-kp)
         step learn_keypoints 540 python3 benchmarks/learn_keypoints.py --minutes 6 \
             --json "$out/learn_keypoints.json" ;;
+    multi)
+        step bench_dope_multi 240 python3 benchmarks/bench_dope_multi.py --frames 16 \
+            --size 1280x720 ;;
     *)
-        echo "usage: $0 speed|learn-dope|learn-kp" >&2
+        echo "usage: $0 speed|learn-dope|learn-kp|multi" >&2
         exit 2 ;;
 esac
