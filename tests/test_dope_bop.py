@@ -87,3 +87,52 @@ def test_validate_dope_reads_a_bop_set(nvisii, tmp_path, capsys):
     assert ih.local_cli("validate", "dope", "--data", root, "--object", "obj_000002", "--outf",
                         tmp_path / "v", "--imagesize", 64) == 0
     assert "data report: 1 images used" in capsys.readouterr().out
+
+
+def _edit(root, name, change):
+    path = os.path.join(root, name)
+    data = json.load(open(path))
+    change(data)
+    json.dump(data, open(path, "w"))
+
+
+def test_a_folder_of_another_naming_is_said_to_train_as_negatives(nvisii, tmp_path, capsys):
+    root = write_bop(nvisii, tmp_path / "bop")
+    scan([root, str(nvisii)], "obj_000001", 64)
+    assert "--data %s holds no 'obj_000001' object: its 4 frames train as negatives" % nvisii \
+        in capsys.readouterr().err
+
+
+def test_impossible_bop_poses_are_reported_and_skipped(nvisii, tmp_path):
+    root = write_bop(nvisii, tmp_path / "bop")
+    scene = "train_pbr/000000/scene_gt.json"
+
+    def change(gt):
+        gt["1"][0]["cam_t_m2c"][2] *= -1                                  # behind the camera
+        gt["2"][0]["cam_R_m2c"] = [2 * v for v in gt["2"][0]["cam_R_m2c"]]   # not a rotation
+    _edit(root, scene, change)
+    samples, report = scan([root], "obj_000001", 64)
+    assert len([s for s in samples if len(s.points)]) == 2
+    bad = [l for l, k in zip(report.lines, report.kinds) if k == "bad pose"]
+    assert len(bad) == 2 and "behind the camera" in bad[0] and "not a rotation" in bad[1]
+
+
+@pytest.mark.parametrize("break_it, said", [
+    (lambda root: _edit(root, "models/models_info.json", lambda m: m["1"].pop("size_x")),
+     "object 1 needs min_x, min_y, min_z and positive size_x"),
+    (lambda root: _edit(root, "train_pbr/000000/scene_gt_info.json",
+                        lambda i: [e.update(visib_fract=0.0) for v in i.values() for e in v]),
+     "no frame shows object 1"),
+    (lambda root: os.remove(os.path.join(root, "models", "models_info.json")),
+     "holds BOP scenes (SPLIT/SCENE/scene_gt.json) but no models/models_info.json"),
+    (lambda root: _edit(root, "train_pbr/000000/scene_camera.json",
+                        lambda c: c["0"].update(cam_K=[0] * 9)), "cam_K is not 9 finite numbers"),
+])
+def test_a_broken_bop_set_is_one_line(nvisii, tmp_path, capsys, break_it, said):
+    root = write_bop(nvisii, tmp_path / "bop")
+    break_it(root)
+    assert ih.local_cli("validate", "dope", "--data", root, "--object", "1", "--outf", tmp_path / "v",
+                        "--imagesize", 64) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0]
+    assert not (tmp_path / "v").exists()

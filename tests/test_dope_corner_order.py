@@ -78,7 +78,7 @@ def test_a_mixture_of_orders_is_put_right_or_refused_with_strict(nvisii, tmp_pat
 def test_points_that_disagree_with_their_own_pose_are_named(nvisii, tmp_path):
     off = _rewrite(nvisii, tmp_path / "off", lambda c: [[x + 9.0, y] for x, y in c], frames={3})
     samples, report = scan([off], "cube", 64)
-    assert report.orders == {"nvisii": 5, "disagrees": 1}
+    assert report.orders == {"nvisii": 5, "off their pose": 1}
     line = [l for l, k in zip(report.lines, report.kinds) if k == "corners off their pose"]
     assert len(line) == 1 and "000003.json" in line[0]
     with pytest.raises(UserError, match="--strict: 1 data problems, first: .*000003"):
@@ -91,14 +91,32 @@ def test_an_order_of_no_known_generator_is_reported_and_kept(nvisii, tmp_path):
     assert report.orders.get("unknown") == 1 and report.counts["corner order unknown"] == 1
 
 
-def test_corners_seen_edge_on_leave_the_order_undetermined():
-    expected = np.array([[10, 10], [10, 10.5], [20, 10], [20, 20], [30, 30], [40, 30], [40, 40],
-                         [30, 40], [25, 25]], np.float64)
-    assert corner_order.match(expected, expected) is None
-    clear = expected.copy()
+EDGE_ON = np.array([[10, 10], [10, 10.5], [20, 10], [20, 20], [30, 30], [40, 30], [40, 40],
+                    [30, 40], [25, 25]], np.float64)   # corners 0 and 1 seen edge-on
+
+
+def test_corners_seen_edge_on_leave_the_order_undetermined_unless_one_known_order_fits():
+    assert corner_order.match(EDGE_ON, EDGE_ON) == (None, "ambiguous")
+    assert corner_order.fitting_known_orders(EDGE_ON, EDGE_ON) == ["nvisii"]
+    clear = EDGE_ON.copy()
     clear[1] = [12, 30]
-    assert corner_order.match(clear, clear) == tuple(range(8))
+    assert corner_order.match(clear, clear) == (tuple(range(9)), None)
     assert corner_order.name_of(tuple(range(8))) == "nvisii"
+    # A BlenderProc-2024 frame with two corners edge-on: the general match cannot tell, but of
+    # the known orders only that one fits (it was trained mirrored, unreported).
+    bp = corner_order.ORDERS["blenderproc-2024"]
+    edge = EDGE_ON.copy()
+    edge[2] = [10.3, 10.2]   # corners 1 and 2, which that order swaps, coincide
+    written = edge[list(bp) + [8]]
+    assert corner_order.match(written, edge)[0] is None
+    assert corner_order.fitting_known_orders(written, edge) == ["blenderproc-2024"]
+
+
+def test_a_centroid_not_last_is_an_unknown_order(nvisii, tmp_path):
+    """All 9 points reversed went unreported and uncounted."""
+    moved = _rewrite(nvisii, tmp_path / "rev", lambda c: c[::-1], frames={0})
+    samples, report = scan([moved], "cube", 64)
+    assert report.orders == {"nvisii": 5, "unknown": 1} and report.counts == {"corner order unknown": 1}
 
 
 def test_validate_and_train_read_the_order_put_right(nvisii, tmp_path, capsys):

@@ -25,7 +25,15 @@ IMAGE_FOLDERS = ("rgb", "gray")
 
 
 def is_bop(root):
-    return os.path.isfile(os.path.join(root, "models", "models_info.json")) and bool(_scenes(root))
+    """Whether ``root`` is a BOP dataset; one with scenes but no models_info.json is refused,
+    since its cuboids are made from it."""
+    if not _scenes(root):
+        return False
+    if not os.path.isfile(os.path.join(root, "models", "models_info.json")):
+        raise UserError("--data %s holds BOP scenes (SPLIT/SCENE/scene_gt.json) but no "
+                        "models/models_info.json, which DOPE's cuboids are made from; add the "
+                        "dataset's models folder" % root)
+    return True
 
 
 def _scenes(root):
@@ -33,6 +41,8 @@ def _scenes(root):
 
 
 def _load(path):
+    if not os.path.isfile(path):
+        raise UserError("%s is missing; a BOP scene needs scene_gt.json and scene_camera.json" % path)
     try:
         with open(path) as f:
             return json.load(f)
@@ -51,10 +61,16 @@ def object_id(object_name, info, path):
     return int(digits)
 
 
-def cuboid_of(entry):
+def cuboid_of(entry, oid, path):
     """(box centre in the model frame, box size), both in metres, from a models_info entry."""
-    low = np.array([entry["min_x"], entry["min_y"], entry["min_z"]], np.float64)
-    size = np.array([entry["size_x"], entry["size_y"], entry["size_z"]], np.float64)
+    try:
+        low = np.array([entry[k] for k in ("min_x", "min_y", "min_z")], np.float64)
+        size = np.array([entry[k] for k in ("size_x", "size_y", "size_z")], np.float64)
+    except (KeyError, TypeError, ValueError):
+        low = size = None
+    if low is None or not (np.isfinite(low).all() and np.isfinite(size).all() and (size > 0).all()):
+        raise UserError("%s: object %d needs min_x, min_y, min_z and positive size_x, size_y, "
+                        "size_z (mm), as bop_toolkit writes them; fix its entry" % (path, oid))
     return (low + size / 2.0) / 1000.0, size / 1000.0
 
 
@@ -69,11 +85,12 @@ def annotation(R, t_mm, K, centre, size):
 
 
 def frames(root, object_name):
-    """[(image path, intrinsics dict, [object dicts])] of every image showing the object."""
+    """[(image path, intrinsics dict, [object dicts], [problems])] of every image annotating
+    the object; an object whose pose or camera is impossible is a problem, not an object."""
     info_path = os.path.join(root, "models", "models_info.json")
     info = _load(info_path)
     oid = object_id(object_name, info, info_path)
-    centre, size = cuboid_of(info[str(oid)])
+    centre, size = cuboid_of(info[str(oid)], oid, info_path)
     out = []
     for scene in _scenes(root):
         gts = _load(os.path.join(scene, "scene_gt.json"))
@@ -81,11 +98,11 @@ def frames(root, object_name):
         visib_path = os.path.join(scene, "scene_gt_info.json")
         visib = _load(visib_path) if os.path.isfile(visib_path) else {}
         for key in sorted(gts, key=int):
-            objects = _objects(gts[key], visib.get(key, []), oid, cams.get(key), centre, size, scene, key)
-            if objects is not None:
+            found = _objects(gts[key], visib.get(key, []), oid, cams.get(key), centre, size, scene, key)
+            if found is not None:
                 K = np.asarray(cams[key]["cam_K"], np.float64).reshape(3, 3)
                 out.append((_image(scene, key), {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2],
-                                                 "cy": K[1, 2]}, objects))
+                                                 "cy": K[1, 2]}) + found)
     return out
 
 
@@ -96,8 +113,8 @@ def _objects(entries, infos, oid, camera, centre, size, scene, key):
         return None
     if camera is None or "cam_K" not in camera:
         raise UserError("%s/scene_camera.json: no cam_K for image %s; the scene is incomplete" % (scene, key))
-    K = np.asarray(camera["cam_K"], np.float64).reshape(3, 3)
-    objects = []
+    K = _camera_matrix(camera["cam_K"], scene, key)
+    objects, problems = [], []
     for k, entry in mine:
         try:
             R = np.asarray(entry["cam_R_m2c"], np.float64).reshape(3, 3)
@@ -105,11 +122,38 @@ def _objects(entries, infos, oid, camera, centre, size, scene, key):
         except (KeyError, ValueError, TypeError):
             raise UserError("%s/scene_gt.json: image %s, object %d has no cam_R_m2c (9 numbers) "
                             "and cam_t_m2c (3)" % (scene, key, k))
+        problem = _impossible(R, t)
+        if problem:
+            problems.append("%s/scene_gt.json: image %s, object %d: %s (object skipped)"
+                            % (scene, key, k, problem))
+            continue
         obj = dict(annotation(R, t, K, centre, size), **{"class": "obj_%06d" % oid})
         if k < len(infos) and "visib_fract" in infos[k]:
             obj["visibility"] = float(infos[k]["visib_fract"])
         objects.append(obj)
-    return objects
+    return objects, problems
+
+
+def _impossible(R, t):
+    """Why a BOP pose cannot be an object in view (or None): not a rotation, or not in front."""
+    if not (np.isfinite(R).all() and np.isfinite(t).all()):
+        return "cam_R_m2c or cam_t_m2c is not finite"
+    if np.abs(R.dot(R.T) - np.eye(3)).max() > 1e-3 or np.linalg.det(R) < 0:
+        return "cam_R_m2c is not a rotation (orthonormal, determinant +1)"
+    if t[2] <= 0:
+        return "cam_t_m2c puts the object at or behind the camera (z <= 0)"
+    return None
+
+
+def _camera_matrix(values, scene, key):
+    try:
+        K = np.asarray(values, np.float64).reshape(3, 3)
+    except (TypeError, ValueError):
+        K = None
+    if K is None or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise UserError("%s/scene_camera.json: image %s: cam_K is not 9 finite numbers with "
+                        "positive fx and fy; fix that entry" % (scene, key))
+    return K
 
 
 def _image(scene, key):

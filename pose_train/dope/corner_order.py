@@ -37,19 +37,26 @@ def projected(location_m, quaternion_xyzw, dimensions_m, intrinsics):
 
 
 def match(points, expected, tolerance=TOLERANCE_PX):
-    """The order of ``points`` (9x2, centroid last) against ``expected``: a tuple with
-    points[i] = expected[order[i]] for the 8 corners, or None when they do not correspond
-    (a point off by more than ``tolerance``, or two corners too close to tell apart)."""
+    """(order, why): the order of the 9 ``points`` (centroid meant last) against ``expected``,
+    a tuple with points[i] = expected[order[i]], and why there is none: "off" (a point further
+    than ``tolerance`` from every projected one) or "ambiguous" (corners seen edge-on, two
+    within ``tolerance`` of each other)."""
     points, expected = np.asarray(points, np.float64), np.asarray(expected, np.float64)
-    if np.linalg.norm(points[8] - expected[8]) > tolerance:
-        return None
-    distance = np.linalg.norm(points[:8, None] - expected[None, :8], axis=2)
+    distance = np.linalg.norm(points[:, None] - expected[None], axis=2)
+    if (distance.min(axis=1) > tolerance).any():
+        return None, "off"
     order = tuple(int(j) for j in distance.argmin(axis=1))
-    if len(set(order)) < 8 or distance[range(8), order].max() > tolerance:
-        return None
-    if (np.sort(distance, axis=1)[:, 1] <= tolerance).any():
-        return None   # seen edge-on: another corner fits as well, so the order is not known
-    return order
+    if len(set(order)) < 9 or (np.sort(distance, axis=1)[:, 1] <= tolerance).any():
+        return None, "ambiguous"
+    return order, None
+
+
+def fitting_known_orders(points, expected, tolerance=TOLERANCE_PX):
+    """The known orders the points fit, centroid included: one, where corners seen edge-on
+    leave the general match ambiguous but rule out every other known order."""
+    points, expected = np.asarray(points, np.float64), np.asarray(expected, np.float64)
+    return [name for name, known in ORDERS.items()
+            if np.linalg.norm(points - expected[list(known) + [8]], axis=1).max() <= tolerance]
 
 
 def name_of(order):
@@ -65,25 +72,23 @@ def in_cuboid3d_order(points, order):
 
 
 def check_object(points, location_m, quaternion_xyzw, dimensions_m, intrinsics):
-    """(the order's name or None, the points in Cuboid3d order): "nvisii" and names of known
-    orders are put right; "unknown" (another correspondence) and "disagrees" (none within
-    tolerance) are left as written; None when the frame cannot be checked."""
+    """(the order's name or None, the points in Cuboid3d order). Known orders are put right;
+    "unknown" (another correspondence, or the centroid not last), "off their pose" (no
+    correspondence within tolerance) and "undetermined" (seen edge-on, and no single known
+    order fits) are left as written; None when the frame cannot be checked."""
     if None in (location_m, quaternion_xyzw, dimensions_m) or not intrinsics or len(intrinsics) < 4:
         return None, points
     expected = projected(location_m, quaternion_xyzw, dimensions_m, intrinsics)
     if expected is None:
         return None, points
-    order = match(points, expected)
+    order, why = match(points, expected)
     if order is None:
-        return ("disagrees" if _mismatch(points, expected) else None), points
-    name = name_of(order)
-    return name, (in_cuboid3d_order(points, order) if name != "unknown" else points)
-
-
-def _mismatch(points, expected):
-    """Whether the points disagree with the pose, not merely sit too close to tell apart."""
-    distance = np.linalg.norm(np.asarray(points, np.float64)[:, None] - expected[None], axis=2)
-    return distance.min(axis=1).max() > TOLERANCE_PX
+        fits = fitting_known_orders(points, expected) if why == "ambiguous" else []
+        if len(fits) != 1:
+            return ("off their pose" if why == "off" else "undetermined"), points
+        order = ORDERS[fits[0]] + (8,)
+    name = name_of(order[:8]) if order[8] == 8 else "unknown"
+    return name, (in_cuboid3d_order(points, order[:8]) if name != "unknown" else points)
 
 
 def check_frame(points, locations, dims, quats, intrinsics, image_path, report):
@@ -94,14 +99,14 @@ def check_frame(points, locations, dims, quats, intrinsics, image_path, report):
         name, pts = check_object(pts, loc, quat, size, intrinsics)
         if name is not None:
             report.orders[name] = report.orders.get(name, 0) + 1
-        if name == "disagrees":
+        if name == "off their pose":
             report.add("corners off their pose", image_path, "the projected_cuboid in %s is not "
                        "where its location, quaternion_xyzw and cuboid_dimensions put the cuboid "
                        "(over %.0f px off; kept as written)" % (annotation, TOLERANCE_PX))
         elif name == "unknown":
-            report.add("corner order unknown", image_path, "the projected_cuboid in %s lists the "
-                       "corners in an order of no known generator (kept as written)" % annotation)
-        elif name not in (None, "nvisii"):
+            report.add("corner order unknown", image_path, "the projected_cuboid in %s lists its "
+                       "9 points in an order of no known generator (kept as written)" % annotation)
+        elif name not in (None, "nvisii", "undetermined"):
             report.add("corners reordered", image_path, "%s corner order in %s, put in DOPE's "
                        "Cuboid3d order" % (name, annotation))
         out.append(pts)

@@ -319,6 +319,7 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
                               "every one has visibility 0 (fully occluded)"), report)
         raise _Refused("no annotation of class %r in %s (matching ignores case); classes "
                        "found: %s" % (object_name, ", ".join(roots), listing), report)
+    _say_empty_folders(roots, samples, object_name)
     _refuse_mixed_orders(report, strict)
     problems = [l for l, k in zip(report.lines, report.kinds) if k != "corners reordered"]
     if strict and problems:   # a set in one known order is put right, not a problem
@@ -329,22 +330,42 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
 def _bop_samples(root, object_name, imagesize, max_pixels, report, classes_seen):
     """A BOP dataset's frames of the object, their cuboids made from its model (dope.bop)."""
     out = []
-    for image_path, intrinsics, objects in bop.frames(root, object_name):
-        header = _check_image(image_path, imagesize, report, max_pixels)
+    for image_path, intrinsics, objects, problems in bop.frames(root, object_name):
+        for line in problems:
+            report.add("bad pose", image_path, line)
+        header = _check_image(image_path, imagesize, report, max_pixels) if objects else None
         if header is None:
             continue
         w, h = header
         points, locations, dims, quats = _matching_points(
             {"objects": objects}, objects[0]["class"], image_path, w, h, report, classes_seen)
-        if points:   # none when every instance is fully occluded (visib_fract 0)
+        if points:
             out.append(Sample(image_path, (w, h), np.stack(points), "bop", intrinsics, locations,
                               dims, quats))
+        elif objects:
+            report.add("no object", image_path, "every %s in it has visib_fract 0 (fully "
+                       "occluded; frame skipped)" % objects[0]["class"])
+    if not out:
+        raise UserError("--data %s: no frame shows object %s (every annotation of it is fully "
+                        "occluded, impossible, or absent); check its scene_gt.json and "
+                        "scene_gt_info.json" % (root, object_name))
     return out
+
+
+def _say_empty_folders(roots, samples, object_name):
+    """A --data folder without one object of the class trains as negatives only: said, since
+    the class may be named otherwise there (BOP's obj_000001 beside a NViSII 'cube')."""
+    for root in roots if len(roots) > 1 else ():
+        prefix = os.path.join(os.path.abspath(root), "")
+        mine = [s for s in samples if os.path.abspath(s.image).startswith(prefix)]
+        if mine and not any(len(s.points) for s in mine):
+            print("pose-train: warning: --data %s holds no %r object: its %d frames train as "
+                  "negatives (empty maps)" % (root, object_name, len(mine)), file=sys.stderr)
 
 
 def _refuse_mixed_orders(report, strict):
     """--strict: one dataset, one corner order, and every checked object on its own pose."""
-    named = sorted(k for k in report.orders if k != "disagrees")
+    named = sorted(k for k in report.orders if k in corner_order.ORDERS)   # the rest are problems
     if strict and len(named) > 1:
         raise _Refused("--strict: the data mixes corner orders (%s); regenerate it with one "
                        "generator version, or drop --strict to have each put right on read"

@@ -90,10 +90,16 @@ def main(args):
     """Job entry: args.data, args.object, args.outf, args.imagesize, args.strict, args.seed."""
     if not args.data:
         raise UserError("validate dope needs --data DIR (repeatable): the dataset to check")
+    made = not os.path.isdir(args.outf)
     make_folder(args.outf)
-    samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict,
-                           max_pixels=args.max_pixels,
-                           report_to=os.path.join(args.outf, "data_report.txt"))
+    try:
+        samples, report = scan(list(args.data), args.object, args.imagesize, strict=args.strict,
+                               max_pixels=args.max_pixels,
+                               report_to=os.path.join(args.outf, "data_report.txt"))
+    except UserError:
+        if made and not os.listdir(args.outf):   # refused before a report: leave nothing behind
+            os.rmdir(args.outf)
+        raise
     report_path = report.write(os.path.join(args.outf, "data_report.txt"), len(samples))
     for line in report.lines[:20]:
         print(line)
