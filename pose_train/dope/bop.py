@@ -163,3 +163,14 @@ def _image(scene, key):
             if os.path.isfile(path):
                 return path
     raise UserError("%s: no image %06d in %s; the scene is incomplete" % (scene, int(key), "/".join(IMAGE_FOLDERS)))
+
+
+def symmetries(root, object_name):
+    """The symmetry fields models_info.json gives the object (symmetries_discrete and/or
+    symmetries_continuous, non-empty), [] when none or when ``root`` is not BOP."""
+    path = os.path.join(root, "models", "models_info.json")
+    if not os.path.isfile(path):
+        return []
+    info = _load(path)
+    entry = info.get(str(object_id(object_name, info, path)), {})
+    return [k for k in ("symmetries_discrete", "symmetries_continuous") if entry.get(k)]

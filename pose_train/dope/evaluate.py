@@ -19,6 +19,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from pose_train.dope import bop
 from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.detections import as_published, detections_per_sample, read_detections
 from pose_train.dope.eval_outputs import overall, overall_markdown, results_markdown, write_worst
@@ -201,6 +202,8 @@ def networks_to_score(args, device):
 def target(args, network):
     """What one network is scored on: its class's frames, its cuboid or --mesh, its folder."""
     samples, skipped = scorable_frames(args, network["object"])
+    if not args.symmetric and any(s.dialect == "bop" for s in samples):
+        _say_if_bop_marks_it_symmetric(args.data, network["object"])
     _say_if_the_cuboid_differs(samples, network["dimensions_cm"])
     points, diameter, what = model_points(args, network["dimensions_cm"], samples[0].dialect)
     return {"network": network, "object": network["object"], "samples": samples,
@@ -260,6 +263,16 @@ def _remove_previous_results(outf, targets):
 
 def _folder_name(name):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _say_if_bop_marks_it_symmetric(roots, object_name):
+    for root in roots:
+        marked = bop.symmetries(root, object_name) if bop.is_bop(root) else []
+        if marked:
+            print("pose-train: warning: %s/models/models_info.json marks object %s symmetric (%s): "
+                  "ADD counts its symmetric poses as errors; pass --symmetric for ADD-S, as BOP "
+                  "scores such objects" % (root, object_name, ", ".join(marked)), file=sys.stderr)
+            return
 
 
 def _say_if_the_cuboid_differs(samples, dims_cm):
