@@ -85,6 +85,38 @@ def test_dope_chain_ends_in_the_legacy_runtime(trained):
         assert_same_detections(a["objects"], b["objects"])
 
 
+def test_several_objects_chain(trained):
+    """README "Several objects": a second object trained, both networks through infer and
+    eval, each converted, node-config over the converted files, both in py2.7 + torch 1.4."""
+    root = trained
+    run("synth", "dope", "--out", root / "mug-data", "--n", "20", "--seed", "3", "--object", "mug", *SMALL)
+    run("synth", "dope", "--out", root / "mug-heldout", "--n", "3", "--seed", "4", "--object", "mug", *SMALL)
+    run("train", "dope", "--data", root / "mug-data", "--object", "mug", "--outf", root / "mug",
+        "--epochs", "1", "--imagesize", "64", "--batchsize", "4", "--workers", "0", "--pretrained", "none")
+    nets = [root / "run" / "net_best.pth", root / "mug" / "net_best.pth"]
+    run("infer", "dope", *nets, "--images", root / "heldout", "--images", root / "mug-heldout",
+        "--outf", root / "multi-infer")
+    record = json.load(open(root / "multi-infer" / "detections.json"))
+    assert [n["object"] for n in record["networks"]] == ["cube", "mug"] and len(record["frames"]) == 6
+    run("eval", "dope", *nets, "--data", root / "heldout", "--data", root / "mug-heldout", "--outf",
+        root / "multi-eval")
+    per_object = json.load(open(root / "multi-eval" / "results.json"))["per_object"]
+    assert per_object["cube"]["objects"] == per_object["mug"]["objects"] == 3
+    for net in nets:
+        run("convert", net, "--to", "melodic")
+    melodic = [str(net)[:-4] + "_melodic.pth" for net in nets]
+    run("node-config", *melodic, "--out", root / "deploy" / "config_pose.yaml")
+    import yaml
+    config = yaml.safe_load(open(root / "deploy" / "config_pose.yaml"))
+    assert config["weights"] == {"cube": "package://dope/weights/cube_net_best_melodic.pth",
+                                 "mug": "package://dope/weights/mug_net_best_melodic.pth"}
+    h.run_legacy(h.legacy_python_argv(), ["-m", "pose_train_py27", "infer", "dope"] + melodic + [
+        "--images", str(root / "heldout"), "--outf", str(root / "multi-melodic")])
+    legacy = json.load(open(root / "multi-melodic" / "detections.json"))
+    assert [n["object"] for n in legacy["networks"]] == ["cube", "mug"]
+    assert legacy["runtime"]["torch"] == "1.4.0"
+
+
 def test_keypoint_chain_in_process(tmp_path):
     """synth linemod -> prepare -> train -> eval -> convert, each on the last one's output."""
     run("synth", "linemod", "--out", tmp_path / "lm", "--n", "8", "--width", "160",
