@@ -156,15 +156,15 @@ def check_multi_infer_parity(python_argv, workdir):
 CHECKS = [check_decode_parity, check_infer_parity, check_multi_infer_parity]
 
 
-def corrupt_jpeg(png):
-    """Replace ``png`` by a JPEG that is complete but corrupt inside (zeros at 30%, where libjpeg
-    notices); returns its path. Only decoding finds it."""
+def corrupt_jpeg(png, zeros=300):
+    """Replace ``png`` by a JPEG that is complete but corrupt inside (``zeros`` zero bytes at
+    30%, where libjpeg notices); returns its path. Only decoding finds it."""
     import cv2
     jpg = png.with_suffix(".jpg")
     cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 95])
     png.unlink()
     data = bytearray(jpg.read_bytes())
     middle = len(data) * 3 // 10
-    data[middle:middle + 300] = b"\x00" * 300
+    data[middle:middle + zeros] = b"\x00" * zeros
     jpg.write_bytes(bytes(data))
     return jpg

@@ -11,6 +11,7 @@ from pose_train.cli import main as cli_main
 from pose_train.dope import loader as loader_mod
 from pose_train.dope.weights_files import epoch_from_name, load_pretrained_vgg, weights_name
 from pose_train.dope.data import scan
+from infer_helpers import corrupt_jpeg
 from pose_train.dope.loader import DecodedCache, DopeDataset, decoded_cache
 from pose_train.dope.synth import write_dataset
 from pose_train.errors import UserError
@@ -152,14 +153,7 @@ def test_a_complete_but_corrupt_jpeg_trains_as_an_empty_frame_and_is_named(tmp_p
     """The scan reads headers and trailers; libjpeg's 'Corrupt JPEG data' (no file name) came
     only at decode time, and the garbage pixels were trained on with their labels."""
     write_dataset(str(tmp_path), n=2, seed=7, width=96, height=72, progress=False)
-    png = tmp_path / "000000.png"
-    jpg = png.with_suffix(".jpg")
-    cv2.imwrite(str(jpg), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    png.unlink()
-    data = bytearray(jpg.read_bytes())
-    middle = len(data) * 3 // 10
-    data[middle:middle + 60] = b"\x00" * 60
-    jpg.write_bytes(bytes(data))
+    jpg = corrupt_jpeg(tmp_path / "000000.png", zeros=60)
     samples, report = scan([str(tmp_path)], "cube", imagesize=64)
     assert len(samples) == 2 and not report.lines          # nothing to see without decoding
     dataset = DopeDataset(samples, 64, seed=3)
