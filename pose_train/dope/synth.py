@@ -91,7 +91,7 @@ def _light(rng):
     return d / np.linalg.norm(d), float(rng.uniform(0.25, 0.6))
 
 
-def _background(rng, width, height):
+def background(rng, width, height):
     """Smooth gradient + random shapes + noise: cheap clutter with edges and colour."""
     gx = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
     gy = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
@@ -151,7 +151,7 @@ def _sample_pose(rng, K, width, height, distance):
 def render_sample(rng, width, height, object_name, K, distance=DEFAULT_DISTANCE, look=None):
     """One image + its objects list (DOPE NViSII fields). ``look``: the object's face
     textures (default: its class's)."""
-    img = _background(rng, width, height)
+    img = background(rng, width, height)
     ids = np.zeros((height, width), np.int16)
     objects = [(object_name, OBJECT_SIZE)]
     if rng.random() < 0.3:
@@ -191,13 +191,14 @@ def render_sample(rng, width, height, object_name, K, distance=DEFAULT_DISTANCE,
 
 
 def write_dataset(out, n, seed=0, width=640, height=480, object_name="cube", progress=True,
-                  distance=DEFAULT_DISTANCE):
+                  distance=DEFAULT_DISTANCE, fx=None, fy=None):
     """Write ``n`` PNG + json pairs into ``out`` (created). Returns ``out``."""
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(seed)
-    f = 0.9 * width
-    K = intrinsics_matrix(f, f, width / 2.0, height / 2.0)
-    camera = {"intrinsics": {"fx": f, "fy": f, "cx": width / 2.0, "cy": height / 2.0},
+    fx = fx or 0.9 * width
+    fy = fy or fx
+    K = intrinsics_matrix(fx, fy, width / 2.0, height / 2.0)
+    camera = {"intrinsics": {"fx": fx, "fy": fy, "cx": width / 2.0, "cy": height / 2.0},
               "width": width, "height": height}
     for i in tqdm(range(n), desc="synth dope", disable=not progress, unit="img"):
         img, objects = render_sample(rng, width, height, object_name, K, distance)
@@ -227,12 +228,28 @@ def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube",
     return path, True
 
 
+# What only the mesh renderer does, with the value that means "not asked for".
+MESH_ONLY = {"scale": 1.0, "instances": 1, "distractors": None, "max_distractors": 5,
+             "backgrounds": None, "workers": None, "extras": False, "symmetry": None,
+             "symmetry_id": None, "shard": None}
+
+
 def main(args):
-    """Job entry: args.out, args.n, args.seed, args.width, args.height, args.object."""
+    """Job entry: --mesh renders your object (mesh_synth); otherwise textured cuboids."""
+    if args.mesh and args.cuboid:
+        raise UserError("--mesh and --cuboid are two generators; pass one of them")
+    if args.mesh:
+        from pose_train.dope import mesh_synth
+        return mesh_synth.main(args)
+    asked = [k for k, v in MESH_ONLY.items() if getattr(args, k, v) != v]
+    if asked:
+        raise UserError("--%s only apply to --mesh; the cuboid generator has none of them"
+                        % ", --".join(asked))
     make_folder(args.out, "--out")
-    distance = parse_distance(args.distance)
-    write_dataset(args.out, args.n, args.seed, args.width, args.height, args.object.lower(),
-                  distance=distance)
+    distance = parse_distance(args.distance or "%g,%g" % DEFAULT_DISTANCE)
+    name = (args.object or "cube").lower()
+    write_dataset(args.out, args.n, args.seed, args.width, args.height, name,
+                  distance=distance, fx=args.fx, fy=args.fy)
     print("wrote %d images + json to %s (class %r, NViSII format, %g-%g m away)"
-          % (args.n, args.out, args.object.lower(), distance[0], distance[1]))
+          % (args.n, args.out, name, distance[0], distance[1]))
     return 0

@@ -72,20 +72,56 @@ VALIDATE = Job("validate-dope", MODERN, "pose_train.dope.validate:main",
                uses_gpu=False)
 
 SYNTH = Job("synth-dope", MODERN, "pose_train.dope.synth:main",
-            """Write a synthetic NViSII-format DOPE dataset: textured cuboids over random backgrounds.
+            """Write a synthetic NViSII-format DOPE dataset: your mesh rendered headless, or textured cuboids.
 
-The object keeps one look in every frame: six distinct face textures seeded by its class name,
-on a 10 x 8 x 6 cm box. The faces are what make its pose unambiguous (four rotations of the box
-share a silhouette). Pose, distance, lighting, background and noise change per frame; a
-distractor box (class "distractor") appears in ~30% of frames with a new look each time.""",
+--mesh FILE (OBJ + MTL + texture, PLY with vertex colours, glTF/GLB) renders your object with
+OpenGL through EGL (Mesa on a CPU, the NVIDIA driver on a GPU), randomised as DOPE's
+generators do: pose and distance, --instances copies, distractors (your --distractors meshes
+or random shapes, some occluding), 1-4 coloured lights, backgrounds (your --backgrounds or
+procedural), colour jitter, blur and noise. The cuboid is the mesh's axis-aligned box. Frames
+already in --out are kept (rerun to resume); each frame has its own seed, so --workers and
+--shard I/N never change a frame's bytes.
+
+Without --mesh (or with --cuboid): a 10 x 8 x 6 cm box with one look in every frame (six
+face textures seeded by its class name; the faces make its pose unambiguous), and a
+distractor box in ~30% of frames.""",
             fields=(
                 Field("out", "path", "data/synth-dope", "output folder", role=OUT),
                 Field("n", "int", 200, "images", low=1), SEED,
                 Field("width", "int", 640, "image width", low=32, high=7680),
                 Field("height", "int", 480, "image height", low=32, high=4320),
-                OBJECT,
-                Field("distance", "str", "0.35,0.9", "MIN,MAX metres from the camera to the "
-                      "object's centre (closer = bigger in the frame; see README for crops)"),
+                Field("object", "str", None, "object class (default: the mesh file's name, or "
+                      "cube)"),
+                Field("distance", "str", None, "MIN,MAX metres from the camera to the object's "
+                      "centre (default: 0.35,0.9 for the cuboid; for a mesh, its box spans 18-60%% "
+                      "of the frame)"),
+                Field("mesh", "path", None, "your object's mesh (OBJ + MTL + texture beside it, "
+                      "PLY, glTF/GLB)", role=IN, beside=True),
+                Field("cuboid", "bool", False, "the textured-cuboid generator (the default "
+                      "without --mesh)"),
+                Field("scale", "float", 1.0, "mesh units to metres (0.001 for mm, e.g. BOP "
+                      "models)", positive=True),
+                Field("instances", "int", 1, "copies of the object per frame", low=1, high=20),
+                Field("distractors", "path", None, "folder of distractor meshes (default: "
+                      "random shapes)", role=IN),
+                Field("max_distractors", "int", 5, "up to this many distractors per frame",
+                      low=0, high=50),
+                Field("backgrounds", "path", None, "folder of background images, HDR too "
+                      "(default: procedural)", role=IN),
+                Field("fx", "float", None, "focal length in pixels (default 0.9 x width)",
+                      positive=True),
+                Field("fy", "float", None, "vertical focal length in pixels (default --fx)",
+                      positive=True),
+                Field("workers", "int", None, "render processes (default: one per core)",
+                      low=1),
+                Field("extras", "bool", False, "also write NAME.seg.png (instance ids) and "
+                      "NAME.depth.png (mm, 16 bit)"),
+                Field("symmetry", "path", None, "BOP models_info.json: label symmetric poses "
+                      "canonically", role=IN),
+                Field("symmetry_id", "str", None, "the object's id in --symmetry when it holds "
+                      "several"),
+                Field("shard", "str", None, "I/N: write frames I, I+N, ... (one machine's share;"
+                      " the shards together equal one run)"),
             ), uses_gpu=False)
 
 INFER = Job("infer-dope", MODERN, "pose_train_py27.dope_infer:main", """Detect the object and its 6D pose in images or a video.

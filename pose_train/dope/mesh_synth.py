@@ -1,0 +1,310 @@
+"""`pose-train synth dope --mesh FILE`: a DOPE dataset of your own object, rasterised headless.
+
+Per frame, as DOPE's generators randomise: the object's pose and distance (its centre kept in
+frame), ``--instances`` copies of it, distractors (your meshes, or random primitives) some of
+them placed to occlude, 1-4 coloured lights, a background (your images or procedural ones),
+then colour jitter, blur and sensor noise. Each frame is drawn from its own seed (the run's
+seed and the frame's index), so any worker count, any resume and any shard give the same
+bytes. The cuboid is the mesh's axis-aligned box in its own frame; ``location`` is the box's
+centre in the camera frame (what the node's PnP publishes), the rotation the mesh's.
+"""
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from pose_train.dope import meshes, symmetry
+from pose_train.dope.geometry import project, random_quat_xyzw
+from pose_train.dope.render import Renderer
+from pose_train.dope.synth import background
+from pose_train.errors import UserError
+from pose_train.files import atomic_write, atomic_write_json
+from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix
+
+# The object's box diagonal spans this fraction of the frame's shorter side (the default range
+# of distances): small enough to leave context, large enough for the belief maps.
+APPARENT = (0.18, 0.6)
+BACKGROUND_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".hdr", ".exr", ".tif", ".tiff")
+PRIMITIVES = 16
+
+
+@dataclass
+class Setup:
+    """Everything a worker needs to draw any frame; plain values, so it pickles to workers."""
+    mesh: str
+    scale: float
+    object_name: str
+    width: int
+    height: int
+    K: np.ndarray
+    seed: int
+    distance: tuple
+    instances: int = 1
+    distractors: list = field(default_factory=list)   # mesh files; empty: primitives
+    max_distractors: int = 5
+    backgrounds: list = field(default_factory=list)
+    extras: bool = False
+    symmetries: symmetry.Symmetries = field(default_factory=lambda: symmetry.NONE)
+
+
+def auto_distance(dimensions, K, width, height):
+    """The distance range that gives the object's box the APPARENT share of the frame."""
+    diagonal = float(np.linalg.norm(dimensions))
+    side = min(width, height)
+    f = float(min(K[0, 0], K[1, 1]))
+    return f * diagonal / (APPARENT[1] * side), f * diagonal / (APPARENT[0] * side)
+
+
+def background_files(folder):
+    if not os.path.isdir(folder):
+        raise UserError("--backgrounds %s is not a folder; pass a folder of images" % folder)
+    found = sorted(os.path.join(d, n) for d, _, names in os.walk(folder) for n in names
+                   if n.lower().endswith(BACKGROUND_EXTS))
+    if not found:
+        raise UserError("--backgrounds %s holds no images (%s)" % (folder, ", ".join(BACKGROUND_EXTS)))
+    return found
+
+
+def _read_background(path, rng, width, height):
+    image = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError("%s: not a readable image; remove it from --backgrounds" % path)
+    if image.dtype != np.uint8:   # HDR: a random exposure, tone-mapped
+        image = image.astype(np.float32) * rng.uniform(0.5, 2.0)
+        image = np.clip(255 * image / (1.0 + image), 0, 255).astype(np.uint8)
+    h, w = image.shape[:2]
+    crop = rng.uniform(0.5, 1.0)
+    cw, ch = max(1, int(w * crop)), max(1, int(h * crop))
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    image = cv2.resize(image[y:y + ch, x:x + cw], (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _pose(R, location, scale=1.0, centre=np.zeros(3)):
+    """The 4x4 model-to-camera matrix that puts the box centre ``centre`` at ``location``."""
+    pose = np.eye(4)
+    pose[:3, :3] = R * scale
+    pose[:3, 3] = np.asarray(location) - R @ (np.asarray(centre) * scale)
+    return pose
+
+
+def _in_frame(rng, K, width, height, z):
+    u, v = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
+    return np.linalg.inv(K) @ np.array([u, v, 1.0]) * z
+
+
+def _lights(rng):
+    lights = []
+    for _ in range(int(rng.integers(1, 5))):
+        d = rng.normal(size=3)
+        d[2] = abs(d[2]) + 0.3   # light travels away from the camera's side
+        tint = rng.uniform(0.7, 1.0, 3)
+        lights.append((d / np.linalg.norm(d), tint * rng.uniform(0.3, 1.0)))
+    return lights, np.full(3, rng.uniform(0.1, 0.45)) * rng.uniform(0.85, 1.0, 3)
+
+
+def _camera_effects(rng, image):
+    out = image.astype(np.float32) * rng.uniform(0.8, 1.2, 3) + rng.uniform(-20, 20)
+    mean = out.mean()
+    out = (out - mean) * rng.uniform(0.8, 1.2) + mean
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
+    out += rng.normal(0, rng.uniform(0, 5), out.shape).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+class FrameMaker:
+    """One worker's renderer with every mesh uploaded once; ``frame(i)`` draws frame i."""
+
+    def __init__(self, setup):
+        self.s = setup
+        self.renderer = Renderer(setup.width, setup.height, setup.K)
+        self.object = meshes.load(setup.mesh, setup.scale)
+        self.handle = self.renderer.add_mesh(self.object.rows, self.object.texture)
+        diagonal = float(np.linalg.norm(self.object.dimensions))
+        pool = ([meshes.load(p, setup.scale) for p in setup.distractors] if setup.distractors else
+                meshes.primitives(np.random.default_rng([setup.seed, 1 << 30]), PRIMITIVES, diagonal))
+        self.pool = [(self.renderer.add_mesh(m.rows, m.texture), m) for m in pool]
+
+    def _distractors(self, rng, placed):
+        items, diagonal = [], float(np.linalg.norm(self.object.dimensions))
+        for k in range(int(rng.integers(0, self.s.max_distractors + 1))):
+            handle, mesh = self.pool[int(rng.integers(0, len(self.pool)))]
+            size = diagonal * rng.uniform(0.4, 1.2) / max(float(np.linalg.norm(mesh.dimensions)), 1e-9)
+            target = placed[int(rng.integers(0, len(placed)))][1]
+            if rng.random() < 0.4:   # an occluder, part-way to one instance
+                where = target * rng.uniform(0.45, 0.8) + rng.normal(0, diagonal * 0.4, 3)
+            else:
+                where = _in_frame(rng, self.s.K, self.s.width, self.s.height,
+                                  rng.uniform(*self.s.distance) * rng.uniform(0.8, 1.6))
+            where[2] = max(where[2], 3 * diagonal)
+            R = quat_xyzw_to_matrix(random_quat_xyzw(rng))
+            items.append((handle, _pose(R, where, size, mesh.centre), 1 + self.s.instances + k))
+        return items
+
+    def frame(self, index):
+        """(rgb, objects records, ids, depth) of frame ``index``."""
+        s = self.s
+        rng = np.random.default_rng([s.seed, index])
+        placed = []
+        for _ in range(s.instances):
+            quat = random_quat_xyzw(rng)
+            placed.append((quat, _in_frame(rng, s.K, s.width, s.height, rng.uniform(*s.distance))))
+        items = [(self.handle, _pose(quat_xyzw_to_matrix(q), loc, 1.0, self.object.centre), i + 1)
+                 for i, (q, loc) in enumerate(placed)]
+        items += self._distractors(rng, placed)
+        lights, ambient = _lights(rng)
+        image = (_read_background(s.backgrounds[int(rng.integers(0, len(s.backgrounds)))], rng,
+                                  s.width, s.height)
+                 if s.backgrounds else background(rng, s.width, s.height))
+        rgb, ids, depth = self.renderer.render(items, lights, ambient, rng.uniform(0, 0.5),
+                                               rng.uniform(8, 64))
+        image = np.where((ids > 0)[:, :, None], rgb, image)
+        image = _camera_effects(rng, image)
+        full = self.renderer.silhouettes(items[:s.instances])
+        records = [self._record(i, quat, loc, ids, full[i]) for i, (quat, loc) in enumerate(placed)]
+        return image, records, ids, depth
+
+    def _record(self, i, quat, location, ids, full):
+        quat, location = symmetry.canonical(quat, location, self.object.centre, self.s.symmetries)
+        dims = self.object.dimensions
+        uv, _ = project(cuboid_vertices(dims), quat, location, self.s.K)
+        seen = int((ids == i + 1).sum())
+        return {"class": self.s.object_name, "name": "%s_%d" % (self.s.object_name, i),
+                "visibility": round(seen / full, 4) if full else 0.0,
+                "location": [float(v) for v in location],
+                "quaternion_xyzw": [float(v) for v in quat],
+                "projected_cuboid": [[float(a), float(b)] for a, b in uv],
+                "cuboid_dimensions": [float(v) for v in dims]}
+
+
+def camera_data(setup):
+    K = setup.K
+    return {"intrinsics": {"fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]),
+                           "cy": float(K[1, 2])},
+            "width": setup.width, "height": setup.height}
+
+
+def _png(path, image):
+    ok, data = cv2.imencode(".png", image)
+    atomic_write(path, lambda f: f.write(data.tobytes()))
+
+
+def write_frame(maker, out, index):
+    """Draw frame ``index`` and write it: PNG first, the JSON last, so a frame whose JSON is
+    there is complete (what a resumed run keeps)."""
+    image, records, ids, depth = maker.frame(index)
+    stem = os.path.join(out, "%06d" % index)
+    _png(stem + ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if maker.s.extras:
+        _png(stem + ".seg.png", ids.astype(np.uint16))
+        _png(stem + ".depth.png", np.clip(np.rint(depth * 1000), 0, 65535).astype(np.uint16))
+    atomic_write_json(stem + ".json", {"camera_data": camera_data(maker.s), "objects": records})
+    return index
+
+
+def done(out, index):
+    stem = os.path.join(out, "%06d" % index)
+    return os.path.isfile(stem + ".json") and os.path.isfile(stem + ".png")
+
+
+_MAKER = None
+
+
+def _start_worker(setup, threads):
+    global _MAKER
+    if threads:   # llvmpipe would start a thread per core in every worker
+        os.environ.setdefault("LP_NUM_THREADS", str(threads))
+    _MAKER = FrameMaker(setup)
+
+
+def _work(job):
+    out, index = job
+    return write_frame(_MAKER, out, index)
+
+
+def shard_indices(n, shard):
+    """Frames I, I+N, ... of ``n`` for ``--shard I/N`` (None: all)."""
+    if not shard:
+        return list(range(n))
+    try:
+        i, count = (int(v) for v in str(shard).split("/"))
+    except ValueError:
+        i, count = -1, 0
+    if not 0 <= i < count:
+        raise UserError("--shard takes I/N with 0 <= I < N (this machine's share of N), e.g. "
+                        "0/2 and 1/2; got %r" % shard)
+    return list(range(i, n, count))
+
+
+def write_frames(setup, out, indices, workers=1, progress=True):
+    """Write every frame in ``indices`` that ``out`` lacks; returns (written, kept)."""
+    from tqdm import tqdm
+    todo = [i for i in indices if not done(out, i)]
+    bar = tqdm(total=len(todo), desc="synth dope --mesh", disable=not progress, unit="img")
+    if workers <= 1 or len(todo) <= 1:
+        maker = FrameMaker(setup)
+        try:
+            for i in todo:
+                write_frame(maker, out, i)
+                bar.update()
+        finally:
+            maker.renderer.release()
+    else:
+        import multiprocessing
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // workers)
+        # spawn: a fresh process per worker, each with its own EGL context (never forked).
+        with multiprocessing.get_context("spawn").Pool(
+                workers, initializer=_start_worker, initargs=(setup, threads)) as pool:
+            for _ in pool.imap_unordered(_work, [(out, i) for i in todo]):
+                bar.update()
+    bar.close()
+    return len(todo), len(indices) - len(todo)
+
+
+def _object_name(args):
+    name = args.object or os.path.splitext(os.path.basename(args.mesh))[0]
+    return name.lower()
+
+
+def setup_from_args(args):
+    """A Setup from the job's arguments; every input is checked here, once, before any worker."""
+    from pose_train.dope.geometry import intrinsics_matrix
+    from pose_train.dope.synth import parse_distance
+    mesh = meshes.load(args.mesh, args.scale)
+    fx = args.fx or 0.9 * args.width
+    K = intrinsics_matrix(fx, args.fy or fx, args.width / 2.0, args.height / 2.0)
+    distance = (parse_distance(args.distance) if args.distance else
+                auto_distance(mesh.dimensions, K, args.width, args.height))
+    distractors = meshes.mesh_files(args.distractors, "--distractors") if args.distractors else []
+    for path in distractors:
+        meshes.load(path, args.scale)
+    return Setup(
+        mesh=args.mesh, scale=args.scale, object_name=_object_name(args), width=args.width,
+        height=args.height, K=K, seed=args.seed, distance=tuple(distance),
+        instances=args.instances, distractors=distractors, max_distractors=args.max_distractors,
+        backgrounds=background_files(args.backgrounds) if args.backgrounds else [],
+        extras=args.extras, symmetries=symmetry.read(args.symmetry, args.symmetry_id, args.scale)
+    ), mesh
+
+
+def main(args):
+    from pose_train.dope import render
+    from pose_train.files import make_folder
+    setup, mesh = setup_from_args(args)
+    indices = shard_indices(args.n, args.shard)
+    ctx = render.create_context()   # no EGL: one line now, not one per worker
+    renderer = ctx.info["GL_RENDERER"]
+    ctx.release()
+    make_folder(args.out, "--out")
+    workers = args.workers or min(os.cpu_count() or 1, 8)
+    written, kept = write_frames(setup, args.out, indices, workers)
+    dims = mesh.dimensions * 100
+    print("wrote %d frames to %s%s (class %r, cuboid %.1f x %.1f x %.1f cm, %d triangles, "
+          "%dx%d fx %.1f, %.2f-%.2f m away, %s)"
+          % (written, args.out, ", kept %d already there" % kept if kept else "",
+             setup.object_name, dims[0], dims[1], dims[2], mesh.triangles, setup.width,
+             setup.height, setup.K[0, 0], setup.distance[0], setup.distance[1], renderer))
+    return 0

@@ -1,0 +1,143 @@
+"""Meshes for `synth dope --mesh`, read with trimesh: OBJ + MTL + texture, PLY with vertex
+colours (LINEMOD/BOP models), glTF/GLB. Each becomes the renderer's vertex table, its texture,
+and its axis-aligned box in its own frame (DOPE's cuboid)."""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from pose_train.dope import render
+from pose_train.errors import UserError
+
+MESH_EXTS = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
+GREY = (0.7, 0.7, 0.7, 1.0)
+
+
+@dataclass
+class MeshData:
+    rows: np.ndarray          # render.vertex_table, metres
+    texture: object           # HxWxC uint8 or None
+    box_min: np.ndarray       # the axis-aligned box in the mesh's frame, metres
+    box_max: np.ndarray
+    triangles: int
+    path: str = ""
+
+    @property
+    def dimensions(self):
+        return self.box_max - self.box_min
+
+    @property
+    def centre(self):
+        return (self.box_max + self.box_min) / 2.0
+
+
+def _trimesh():
+    try:
+        import trimesh
+    except ImportError:
+        raise UserError("synth dope --mesh needs trimesh (pip install 'pose-train[train]'), or "
+                        "run it in the modern image")
+    return trimesh
+
+
+def _texture_and_uv(visual):
+    """(texture image or None, uv or None, base colour rgba 0-1) of a TextureVisuals."""
+    material = getattr(visual, "material", None)
+    if material is not None and hasattr(material, "baseColorTexture"):   # glTF's PBR material
+        image, factor = material.baseColorTexture, material.baseColorFactor
+    else:
+        image = getattr(material, "image", None)
+        factor = getattr(material, "diffuse", None)
+    color = (np.asarray(factor, np.float64) / (255.0 if np.asarray(factor).max() > 1 else 1.0)
+             if factor is not None else np.ones(4))
+    if image is None or visual.uv is None:
+        return None, None, color
+    texture = np.asarray(image.convert("RGBA") if hasattr(image, "convert") else image, np.uint8)
+    return texture, np.asarray(visual.uv, np.float64), color
+
+
+def _colors(mesh, n_corners):
+    """Per-corner rgba (0-1), the texture image and the uv, from whatever the file carries."""
+    visual, faces = mesh.visual, mesh.faces
+    kind = getattr(visual, "kind", None)
+    if kind == "texture":
+        texture, uv, color = _texture_and_uv(visual)
+        return np.tile(np.resize(color, 4), (n_corners, 1)), texture, uv
+    if kind == "vertex":
+        return np.asarray(visual.vertex_colors, np.float64)[faces.reshape(-1)] / 255.0, None, None
+    if kind == "face":
+        return np.repeat(np.asarray(visual.face_colors, np.float64) / 255.0, 3, axis=0), None, None
+    return np.tile(GREY, (n_corners, 1)), None, None
+
+
+def from_trimesh(mesh, path=""):
+    """A loaded trimesh.Trimesh (already in metres) -> MeshData."""
+    if len(mesh.faces) == 0:
+        raise UserError("%s: the mesh has no triangles; export it with its faces" % path)
+    vertices = np.asarray(mesh.vertices, np.float64)
+    if not np.isfinite(vertices).all():
+        raise UserError("%s: the mesh has vertices that are not finite numbers; repair it "
+                        "(e.g. in Blender) and export it again" % path)
+    n_corners = len(mesh.faces) * 3
+    colors, texture, uv = _colors(mesh, n_corners)
+    normals = render.corner_normals(vertices, mesh.faces, mesh.vertex_normals)
+    rows = render.vertex_table(vertices, mesh.faces, normals, uv, colors)
+    return MeshData(rows, texture, vertices.min(axis=0), vertices.max(axis=0), len(mesh.faces),
+                    path)
+
+
+def load(path, scale=1.0):
+    """Read a mesh file, scaled to metres by ``scale``. Scenes are flattened with their node
+    transforms; materials with several textures are packed into one by trimesh."""
+    trimesh = _trimesh()
+    if not os.path.isfile(path):
+        raise UserError("--mesh %s does not exist; pass an OBJ (with its MTL and texture beside "
+                        "it), PLY or glTF/GLB file" % path)
+    if not path.lower().endswith(MESH_EXTS):
+        raise UserError("--mesh %s: not a mesh file pose-train reads (%s)"
+                        % (path, ", ".join(MESH_EXTS)))
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as exc:   # trimesh raises many types for a broken file
+        raise UserError("%s: not a readable mesh (%s: %s); check that it opens in a viewer"
+                        % (path, type(exc).__name__, exc))
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise UserError("%s: holds no triangles; export the object as a triangle mesh" % path)
+    if scale != 1.0:
+        mesh.apply_scale(scale)
+    return from_trimesh(mesh, path)
+
+
+def mesh_files(folder, flag):
+    """Every mesh file under ``folder`` (sorted), or one line naming the folder."""
+    if not os.path.isdir(folder):
+        raise UserError("%s %s is not a folder; pass a folder of mesh files" % (flag, folder))
+    found = sorted(os.path.join(d, n) for d, _, names in os.walk(folder) for n in names
+                   if n.lower().endswith(MESH_EXTS))
+    if not found:
+        raise UserError("%s %s holds no mesh files (%s)" % (flag, folder, ", ".join(MESH_EXTS)))
+    return found
+
+
+def primitives(rng, count, size):
+    """``count`` random shapes of about ``size`` metres, each with its own flat colour: the
+    distractors when no --distractors folder is given."""
+    trimesh = _trimesh()
+    out = []
+    for _ in range(count):
+        kind = int(rng.integers(0, 5))
+        s = float(size) * rng.uniform(0.5, 1.2)
+        if kind == 0:
+            mesh = trimesh.creation.box(extents=rng.uniform(0.3, 1.0, 3) * s)
+        elif kind == 1:
+            mesh = trimesh.creation.cylinder(radius=s * rng.uniform(0.15, 0.5), height=s, sections=24)
+        elif kind == 2:
+            mesh = trimesh.creation.icosphere(subdivisions=2, radius=s / 2)
+        elif kind == 3:
+            mesh = trimesh.creation.cone(radius=s * rng.uniform(0.2, 0.5), height=s, sections=24)
+        else:
+            mesh = trimesh.creation.capsule(height=s * 0.6, radius=s * rng.uniform(0.1, 0.3))
+        rgba = np.append(rng.integers(20, 256, 3), 255).astype(np.uint8)
+        mesh.visual.face_colors = np.tile(rgba, (len(mesh.faces), 1))
+        out.append(from_trimesh(mesh, "primitive"))
+    return out
