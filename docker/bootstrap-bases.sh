@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the two base images from Debian packages when no registry can be pulled
 # from (CI). Tarballs are cached, so a second run only re-imports.
-#   modern base:      Debian bookworm + python3 (3.11, the CPU lock's cp311 torch wheel)
+#   modern base:      Debian bookworm + python3 (3.11, the CPU lock's cp311 torch wheel) + Mesa EGL
 #   modern CUDA base: Ubuntu noble + python3 (3.12, the CUDA lock's; the OS of the users'
 #                     nvidia/cuda:*-ubuntu24.04 base), from archive.ubuntu.com
 #   legacy base:      Debian bullseye + python2.7 (the last Debian release shipping it)
@@ -46,13 +46,17 @@ bootstrap() {  # name suite packages [tarball name [debootstrap options and mirr
   docker import -c 'ENV LANG=C.UTF-8' "$tarball" "$name" >&2
 }
 
-bootstrap pose-train-base/bookworm-python3:local bookworm python3,python3-venv,python3-pip,ca-certificates
+# libegl1 ... libgl1-mesa-dri: synth dope --mesh's headless OpenGL (Mesa's EGL and llvmpipe), as
+# the modern Dockerfile installs them on a base without (new names: a cached base lacks them).
+EGL=libegl1,libgl1,libegl-mesa0,libgl1-mesa-dri
+bootstrap pose-train-base/bookworm-python3-egl:local bookworm python3,python3-venv,python3-pip,ca-certificates,$EGL \
+  bookworm-egl
 # libglib2.0-0: the legacy image's OpenCV wheel links libgthread-2.0, as ROS bases carry it
 # (a new name, so a cached base without it is not reused).
 bootstrap pose-train-base/bullseye-python2-glib:local bullseye python2.7,ca-certificates,libglib2.0-0 \
   bullseye-glib
 # noble: debootstrap 1.0.128 has no script of that name; gutsy's serves every Ubuntu release.
-bootstrap pose-train-base/noble-python3:local noble python3,python3-venv,ca-certificates noble \
+bootstrap pose-train-base/noble-python3-egl:local noble python3,python3-venv,ca-certificates,$EGL noble-egl \
   --keyring="$(ubuntu_keyring)" --components=main,universe -- http://archive.ubuntu.com/ubuntu \
   /usr/share/debootstrap/scripts/gutsy
-echo pose-train-base/bookworm-python3:local pose-train-base/bullseye-python2-glib:local pose-train-base/noble-python3:local
+echo pose-train-base/bookworm-python3-egl:local pose-train-base/bullseye-python2-glib:local pose-train-base/noble-python3-egl:local
