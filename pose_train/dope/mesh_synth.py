@@ -27,6 +27,7 @@ from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix
 APPARENT = (0.18, 0.6)
 BACKGROUND_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".hdr", ".exr", ".tif", ".tiff")
 PRIMITIVES = 16
+NOISE_MARGIN = 64
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Setup:
     instances: int = 1
     distractors: list = field(default_factory=list)   # mesh files; empty: primitives
     max_distractors: int = 5
+    min_distractors: int = 0
     backgrounds: list = field(default_factory=list)
     extras: bool = False
     symmetries: symmetry.Symmetries = field(default_factory=lambda: symmetry.NONE)
@@ -104,13 +106,18 @@ def _lights(rng):
     return lights, np.full(3, rng.uniform(0.1, 0.45)) * rng.uniform(0.85, 1.0, 3)
 
 
-def _camera_effects(rng, image):
-    out = image.astype(np.float32) * rng.uniform(0.8, 1.2, 3) + rng.uniform(-20, 20)
-    mean = out.mean()
-    out = (out - mean) * rng.uniform(0.8, 1.2) + mean
+def _camera_effects(rng, image, noise):
+    """Colour gain and offset, contrast, sometimes blur, then sensor noise: a random crop of
+    the worker's noise field (drawing fresh Gaussian noise per frame costs more than the render)."""
+    gain = (rng.uniform(0.8, 1.2, 3) * rng.uniform(0.8, 1.2)).astype(np.float32)
+    out = image.astype(np.float32)
+    mean = float(out.mean())
+    out = (out - mean) * gain + np.float32(mean + rng.uniform(-20, 20))
     if rng.random() < 0.3:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
-    out += rng.normal(0, rng.uniform(0, 5), out.shape).astype(np.float32)
+    h, w = image.shape[:2]
+    dy, dx = (int(v) for v in rng.integers(0, NOISE_MARGIN + 1, 2))
+    out += noise[dy:dy + h, dx:dx + w] * np.float32(rng.uniform(0, 5))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -126,10 +133,12 @@ class FrameMaker:
         pool = ([meshes.load(p, setup.scale) for p in setup.distractors] if setup.distractors else
                 meshes.primitives(np.random.default_rng([setup.seed, 1 << 30]), PRIMITIVES, diagonal))
         self.pool = [(self.renderer.add_mesh(m.rows, m.texture), m) for m in pool]
+        self.noise = np.random.default_rng([setup.seed, 1 << 31]).standard_normal(
+            (setup.height + NOISE_MARGIN, setup.width + NOISE_MARGIN, 3), dtype=np.float32)
 
     def _distractors(self, rng, placed):
         items, diagonal = [], float(np.linalg.norm(self.object.dimensions))
-        for k in range(int(rng.integers(0, self.s.max_distractors + 1))):
+        for k in range(int(rng.integers(self.s.min_distractors, self.s.max_distractors + 1))):
             handle, mesh = self.pool[int(rng.integers(0, len(self.pool)))]
             size = diagonal * rng.uniform(0.4, 1.2) / max(float(np.linalg.norm(mesh.dimensions)), 1e-9)
             target = placed[int(rng.integers(0, len(placed)))][1]
@@ -157,11 +166,12 @@ class FrameMaker:
         lights, ambient = _lights(rng)
         image = (_read_background(s.backgrounds[int(rng.integers(0, len(s.backgrounds)))], rng,
                                   s.width, s.height)
-                 if s.backgrounds else background(rng, s.width, s.height))
+                 if s.backgrounds else background(rng, s.width, s.height, noise=False))
         rgb, ids, depth = self.renderer.render(items, lights, ambient, rng.uniform(0, 0.5),
-                                               rng.uniform(8, 64))
-        image = np.where((ids > 0)[:, :, None], rgb, image)
-        image = _camera_effects(rng, image)
+                                               rng.uniform(8, 64), depth=s.extras)
+        mask = ids > 0
+        image[mask] = rgb[mask]
+        image = _camera_effects(rng, image, self.noise)
         full = self.renderer.silhouettes(items[:s.instances])
         records = [self._record(i, quat, loc, ids, full[i]) for i, (quat, loc) in enumerate(placed)]
         return image, records, ids, depth

@@ -56,7 +56,8 @@ in vec3 v_normal;
 in vec2 v_uv;
 in vec4 v_color;
 layout(location = 0) out vec4 f_color;
-layout(location = 1) out vec2 f_id_depth;
+layout(location = 1) out float f_id;
+layout(location = 2) out float f_depth;
 void main() {
     vec4 base = texture(tex, v_uv) * v_color;
     vec3 n = normalize(v_normal);
@@ -70,7 +71,8 @@ void main() {
         c += light_color[i] * (base.rgb * diffuse + specular * spec);
     }
     f_color = vec4(clamp(c, 0.0, 1.0), 1.0);
-    f_id_depth = vec2(object_id, v_pos.z);
+    f_id = object_id;
+    f_depth = v_pos.z;
 }
 """
 
@@ -130,9 +132,11 @@ class Renderer:
         moderngl = _moderngl()
         self.prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
         self.color = self.ctx.texture((self.width, self.height), 4, dtype="f1")
-        self.id_depth = self.ctx.texture((self.width, self.height), 2, dtype="f4")
-        self.depth = self.ctx.depth_renderbuffer((self.width, self.height))
-        self.fbo = self.ctx.framebuffer([self.color, self.id_depth], self.depth)
+        size = (self.width, self.height)
+        self.ids = self.ctx.texture(size, 1, dtype="f4")
+        self.z = self.ctx.texture(size, 1, dtype="f4")
+        self.fbo = self.ctx.framebuffer([self.color, self.ids, self.z],
+                                        self.ctx.depth_renderbuffer(size))
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         # GL window x of pixel u is u + 0.5: OpenCV's integer pixel centres.
         self.prog["intr"].value = (2 * fx / self.width, 2 * (cx + 0.5) / self.width - 1,
@@ -169,12 +173,7 @@ class Renderer:
         self.prog["specular"].value = float(specular)
         self.prog["shininess"].value = float(shininess)
 
-    def render(self, items, lights=(), ambient=(1.0, 1.0, 1.0), specular=0.0, shininess=16.0):
-        """Draw ``items`` [(mesh handle, 4x4 object-to-camera pose, id > 0)].
-
-        Returns (rgb HxWx3 uint8, ids HxW int32 with 0 for nothing, depth HxW float32 metres
-        with 0 for nothing); row 0 is the image's top."""
-        self._lights(lights, ambient, specular, shininess)
+    def _draw(self, items):
         self.fbo.use()
         self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         for handle, pose, object_id in items:
@@ -183,18 +182,30 @@ class Renderer:
             self.prog["model_view"].write(np.asarray(pose, np.float32).T.tobytes())
             self.prog["object_id"].value = float(object_id)
             vao.render()
-        rgba = np.frombuffer(self.fbo.read(components=4, attachment=0), np.uint8)
-        rgb = rgba.reshape(self.height, self.width, 4)[:, :, :3]
-        both = np.frombuffer(self.fbo.read(components=2, attachment=1, dtype="f4"), np.float32)
-        both = both.reshape(self.height, self.width, 2)
-        return rgb, np.rint(both[:, :, 0]).astype(np.int32), both[:, :, 1].copy()
+
+    def _read(self, attachment, components, dtype):
+        raw = self.fbo.read(components=components, attachment=attachment, dtype=dtype)
+        shape = (self.height, self.width) + ((components,) if components > 1 else ())
+        return np.frombuffer(raw, np.uint8 if dtype == "f1" else np.float32).reshape(shape)
+
+    def render(self, items, lights=(), ambient=(1.0, 1.0, 1.0), specular=0.0, shininess=16.0,
+               depth=False):
+        """Draw ``items`` [(mesh handle, 4x4 object-to-camera pose, id > 0)].
+
+        Returns (rgb HxWx3 uint8, ids HxW int32 with 0 for nothing, depth HxW float32 metres
+        with 0 for nothing, or None unless asked); row 0 is the image's top."""
+        self._lights(lights, ambient, specular, shininess)
+        self._draw(items)
+        rgb = self._read(0, 4, "f1")[:, :, :3]
+        ids = np.rint(self._read(1, 1, "f4")).astype(np.int32)
+        return rgb, ids, self._read(2, 1, "f4").copy() if depth else None
 
     def silhouettes(self, items):
         """Each item's pixel count drawn alone (the denominator of its visibility)."""
         counts = []
         for item in items:
-            _, ids, _ = self.render([item])
-            counts.append(int((ids == item[2]).sum()))
+            self._draw([item])
+            counts.append(int((self._read(1, 1, "f4") == item[2]).sum()))
         return counts
 
     def release(self):

@@ -91,8 +91,9 @@ def _light(rng):
     return d / np.linalg.norm(d), float(rng.uniform(0.25, 0.6))
 
 
-def background(rng, width, height):
-    """Smooth gradient + random shapes + noise: cheap clutter with edges and colour."""
+def background(rng, width, height, noise=True):
+    """Smooth gradient + random shapes + noise: cheap clutter with edges and colour. The mesh
+    generator adds its sensor noise over the whole frame (``noise=False``)."""
     gx = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
     gy = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     c0, c1, c2 = (rng.uniform(0, 255, 3).astype(np.float32) for _ in range(3))
@@ -106,6 +107,8 @@ def background(rng, width, height):
         else:
             q = (int(rng.integers(0, width)), int(rng.integers(0, height)))
             cv2.rectangle(img, p, q, color, -1)
+    if not noise:
+        return img
     noise = rng.normal(0, 6, img.shape).astype(np.float32)
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
