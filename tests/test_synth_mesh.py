@@ -246,14 +246,19 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
     (["--mesh", "{box}", "--backgrounds", "{empty}"], "holds no images"),
     (["--mesh", "{broken}"], "not a readable mesh"),
     (["--mesh", "{box}", "--symmetry", "{twoinfo}"], "name one with --symmetry_id"),
+    (["--mesh", "{box}", "--camera", "{cam}", "--fx", "100"], "drop --fx/--fy"),
+    (["--mesh", "{box}", "--camera", "{notmesh}"], "not valid JSON"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notmesh.txt").write_text("hello")
     (tmp_path / "broken.obj").write_text("v 0 0 0\nf 1 2 3\nv nonsense\n")
     mesh_files.models_info(tmp_path / "two.json", {1: {}, 2: {}})
+    (tmp_path / "cam.json").write_text(json.dumps({"camera_data": {"intrinsics": {
+        "fx": 90, "fy": 90, "cx": 32, "cy": 24}, "width": 64, "height": 48}}))
     names = dict(box=box, notmesh=tmp_path / "notmesh.txt", empty=tmp_path / "empty",
-                 broken=tmp_path / "broken.obj", twoinfo=tmp_path / "two.json")
+                 broken=tmp_path / "broken.obj", twoinfo=tmp_path / "two.json",
+                 cam=tmp_path / "cam.json")
     argv = [str(a).format(**names) for a in argv]
     code = local_cli("synth", "dope", *argv, "--out", tmp_path / "out", "--n", 1, "--width", 64,
                      "--height", 48)
@@ -269,3 +274,19 @@ def test_renderer_reports_its_gl(tmp_path):
         assert ctx.version_code >= 330
     finally:
         ctx.release()
+
+
+def test_a_ros_camera_info_sets_the_size_and_intrinsics(box, tmp_path):
+    """camera_info as camera_calibration writes it: P (the rectified camera) is used, as the node
+    does with input_is_rectified, and the frame takes the calibration's size."""
+    (tmp_path / "camera_info.yaml").write_text(
+        "image_width: 120\nimage_height: 90\n"
+        "camera_matrix: {rows: 3, cols: 3, data: [100, 0, 60, 0, 101, 45, 0, 0, 1]}\n"
+        "distortion_model: plumb_bob\ndistortion_coefficients: {rows: 1, cols: 5, data: [0.1, 0, 0, 0, 0]}\n"
+        "projection_matrix: {rows: 3, cols: 4, data: [98, 0, 58.5, 0, 0, 99, 44.5, 0, 0, 0, 1, 0]}\n")
+    assert local_cli("synth", "dope", "--mesh", box, "--camera", tmp_path / "camera_info.yaml",
+                     "--out", tmp_path / "out", "--n", 1, "--workers", 1) == 0
+    ((stem, ann),) = _frames(str(tmp_path / "out"))
+    assert ann["camera_data"] == {"intrinsics": {"fx": 98.0, "fy": 99.0, "cx": 58.5, "cy": 44.5},
+                                  "width": 120, "height": 90}
+    assert cv2.imread(stem + ".png").shape == (90, 120, 3)

@@ -279,21 +279,34 @@ def _object_name(args):
     return name.lower()
 
 
+def _camera(args):
+    """(K, width, height): from --camera (its size wins), else --fx/--fy and the frame size."""
+    from pose_train.dope.geometry import intrinsics_matrix
+    if not args.camera:
+        fx = args.fx or 0.9 * args.width
+        return (intrinsics_matrix(fx, args.fy or fx, args.width / 2.0, args.height / 2.0),
+                args.width, args.height)
+    if args.fx or args.fy:
+        raise UserError("--camera %s already gives the focal lengths; drop --fx/--fy" % args.camera)
+    from pose_train_py27.dope_io import camera_from_file
+    cam = camera_from_file(args.camera)
+    return (intrinsics_matrix(cam["fx"], cam["fy"], cam["cx"], cam["cy"]),
+            cam["width"] or args.width, cam["height"] or args.height)
+
+
 def setup_from_args(args):
     """A Setup from the job's arguments; every input is checked here, once, before any worker."""
-    from pose_train.dope.geometry import intrinsics_matrix
     from pose_train.dope.synth import parse_distance
     mesh = meshes.load(args.mesh, args.scale)
-    fx = args.fx or 0.9 * args.width
-    K = intrinsics_matrix(fx, args.fy or fx, args.width / 2.0, args.height / 2.0)
+    K, width, height = _camera(args)
     distance = (parse_distance(args.distance) if args.distance else
-                auto_distance(mesh.dimensions, K, args.width, args.height))
+                auto_distance(mesh.dimensions, K, width, height))
     distractors = meshes.mesh_files(args.distractors, "--distractors") if args.distractors else []
     for path in distractors:
         meshes.load(path, args.scale)
     return Setup(
-        mesh=args.mesh, scale=args.scale, object_name=_object_name(args), width=args.width,
-        height=args.height, K=K, seed=args.seed, distance=tuple(distance),
+        mesh=args.mesh, scale=args.scale, object_name=_object_name(args), width=width,
+        height=height, K=K, seed=args.seed, distance=tuple(distance),
         instances=args.instances, distractors=distractors, max_distractors=args.max_distractors,
         backgrounds=background_files(args.backgrounds) if args.backgrounds else [],
         extras=args.extras, symmetries=symmetry.read(args.symmetry, args.symmetry_id, args.scale)

@@ -234,7 +234,7 @@ def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube",
 # What only the mesh renderer does, with the value that means "not asked for".
 MESH_ONLY = {"scale": 1.0, "instances": 1, "distractors": None, "max_distractors": 5,
              "backgrounds": None, "workers": None, "extras": False, "symmetry": None,
-             "symmetry_id": None, "shard": None}
+             "symmetry_id": None, "shard": None, "camera": None}
 
 
 def main(args):

@@ -112,6 +112,9 @@ distractor box in ~30% of frames.""",
                       positive=True),
                 Field("fy", "float", None, "vertical focal length in pixels (default --fx)",
                       positive=True),
+                Field("camera", "path", None, "the camera to render with: a ROS camera_info YAML "
+                      "(P, as the node uses for rectified frames) or a DOPE frame JSON; sets "
+                      "the size and intrinsics", role=IN),
                 Field("workers", "int", None, "render processes (default: one per core)",
                       low=1),
                 Field("extras", "bool", False, "also write NAME.seg.png (instance ids) and "
