@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pose_train.dope import bop, corner_order
+from pose_train.dope import bop, corner_order, isaac_sim
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
 from pose_train_py27.dope_io import frame_files
@@ -136,7 +136,8 @@ def _points(obj):
 def _intrinsics(ann, folder, root, cache):
     cam = ann.get("camera_data") or {}
     if isinstance(cam.get("intrinsics"), dict):
-        return "nvisii", {k: float(cam["intrinsics"][k]) for k in ("fx", "fy", "cx", "cy")}
+        return (ann.get("dialect", "nvisii"),   # isaac-sim: read by pose_train.dope.isaac_sim
+                {k: float(cam["intrinsics"][k]) for k in ("fx", "fy", "cx", "cy")})
     settings = _side_file(folder, "_camera_settings.json", root, cache)
     if settings and settings.get("camera_settings"):
         intr = settings["camera_settings"][0].get("intrinsic_settings", {})
@@ -159,6 +160,9 @@ def _read_annotation(image_path, report):
         return None
     if not isinstance(ann, dict) or not isinstance(ann.get("objects"), list):
         report.add("malformed json", json_path, "no 'objects' list; image skipped")
+        return None
+    if isaac_sim.is_isaac_sim(ann) and not isaac_sim.to_dope(
+            ann, lambda why: report.add("malformed json", json_path, why)):
         return None
     return ann
 
