@@ -41,3 +41,15 @@ def test_mesh_frames_render_in_the_modern_image_as_on_the_host(modern_image, tmp
             assert (a != b).any(axis=-1 if a.ndim == 3 else None).mean() < 0.01
     owned = [p for p in (tmp_path / "image").iterdir() if p.is_file()]
     assert owned and all(p.stat().st_uid == os.getuid() for p in owned)
+
+
+def test_the_cuda_image_draws_through_egl_too(docker_client, cuda_image):
+    """Without a GPU the CUDA image falls back to Mesa's llvmpipe; with one, the toolkit's
+    "graphics" capability (set in the image) brings the driver's EGL."""
+    out = docker_client.containers.run(
+        cuda_image, ["-c", "from pose_train.dope import render; c = render.create_context(); "
+                           "print(c.info['GL_RENDERER'], c.version_code)"],
+        entrypoint=["python"], remove=True).decode()
+    assert "llvmpipe" in out and int(out.split()[-1]) >= 330
+    env = docker_client.images.get(cuda_image).attrs["Config"]["Env"]
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics" in env
