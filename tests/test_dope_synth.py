@@ -8,7 +8,7 @@ import numpy as np
 
 from pose_train.dope.geometry import intrinsics_matrix, project
 from pose_train_py27.cuboid import cuboid_vertices
-from pose_train.dope.synth import OBJECT_SIZE, cached_dataset, write_dataset
+from pose_train.dope.synth import OBJECT_SIZE, write_dataset
 
 
 def test_reprojection_matches_projected_cuboid(tmp_path):
@@ -51,29 +51,6 @@ def test_object_pixels_sit_where_the_projection_says(tmp_path):
         hull = cv2.convexHull(pts[:8].astype(np.float32))
         assert cv2.pointPolygonTest(hull, tuple(map(float, pts[8])), False) >= 0
         assert img.shape[0] == ann["camera_data"]["height"]
-
-
-def test_cached_dataset_is_generated_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSE_TRAIN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("pose_train.dope.synth.write_dataset",
-                        _counting_writer(calls := []))
-    path, made = cached_dataset(str(tmp_path / "out"), 3, seed=0, width=64, height=48)
-    assert made and os.path.isdir(path) and path.startswith(str(tmp_path / "cache"))
-    again, made2 = cached_dataset(str(tmp_path / "out"), 3, seed=0, width=64, height=48)
-    assert again == path and not made2 and len(calls) == 1
-    other, _ = cached_dataset(str(tmp_path / "out"), 4, seed=0, width=64, height=48)
-    assert other != path and len(calls) == 2
-    monkeypatch.delenv("POSE_TRAIN_CACHE")
-    local, _ = cached_dataset(str(tmp_path / "out"), 3, seed=0, width=64, height=48)
-    assert local.startswith(str(tmp_path / "out" / ".cache"))
-
-
-def _counting_writer(calls):
-    def fake(out, n, seed, width, height, object_name, distance):
-        calls.append((n, seed, width, height))
-        os.makedirs(out, exist_ok=True)
-        open(os.path.join(out, "000000.json"), "w").write("{}")
-    return fake
 
 
 def _front_faces(folder, size=48):

@@ -92,9 +92,11 @@ def create_context():
     try:
         return moderngl.create_standalone_context(backend="egl", require=330)
     except Exception as exc:   # glcontext raises plain Exceptions for every EGL failure
-        raise UserError("synth dope --mesh: no headless OpenGL (EGL) here (%s); install Mesa's "
-                        "EGL (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
-                        " or run it in the modern image, which has it" % str(exc).strip())
+        raise UserError("no headless OpenGL (EGL) here (%s); install Mesa's EGL (Debian/Ubuntu: "
+                        "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri) or run it in the "
+                        "modern image, which has it; to draw on the CPU where a GPU driver's EGL "
+                        "fails, set __EGL_VENDOR_LIBRARY_FILENAMES=%s"
+                        % (str(exc).strip(), "/usr/share/glvnd/egl_vendor.d/50_mesa.json"))
 
 
 def vertex_table(vertices, faces, normals, uv, colors):

@@ -21,11 +21,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pose_train import environment
 from pose_train.dope.geometry import (FACE_NORMALS, FACES, intrinsics_matrix, project,
                                       quat_xyzw_to_matrix, random_quat_xyzw)
 from pose_train.errors import UserError
-from pose_train.files import atomic_folder, make_folder
+from pose_train.files import make_folder
 from pose_train_py27.cuboid import cuboid_vertices
 
 # Physical size (metres) of the generated object and of the distractor: not a cube on purpose,
@@ -210,25 +209,6 @@ def write_dataset(out, n, seed=0, width=640, height=480, object_name="cube", pro
         with open(stem + ".json", "w") as fh:
             json.dump({"camera_data": camera, "objects": objects}, fh, indent=1)
     return out
-
-
-def cached_dataset(outf, n, seed=0, width=640, height=480, object_name="cube",
-                   distance=DEFAULT_DISTANCE):
-    """The embedded default dataset: generated once per (n, seed, size, object), then reused.
-
-    Lives in $POSE_TRAIN_CACHE if set, else <outf>/.cache. Generated into a temp folder and
-    renamed, so an interrupted generation is never mistaken for a complete one.
-    """
-    root = os.environ.get(environment.CACHE) or os.path.join(outf, ".cache")
-    key = "synth-dope-%s-n%d-seed%d-%dx%d-%g-%gm" % (object_name.lower(), n, seed, width, height,
-                                                     distance[0], distance[1])
-    path = os.path.join(root, key)
-    if os.path.isdir(path):
-        return path, False
-    os.makedirs(root, exist_ok=True)
-    atomic_folder(path, lambda tmp: write_dataset(tmp, n, seed, width, height,
-                                                  object_name.lower(), distance=distance))
-    return path, True
 
 
 # What only the mesh renderer does, with the value that means "not asked for".

@@ -21,7 +21,7 @@ from pose_train.dope.steps import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
 from pose_train.dope import validation
-from pose_train.dope.synth import cached_dataset
+from pose_train.dope.embedded import cached_dataset
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, read_sidecar, report_stale_temps
