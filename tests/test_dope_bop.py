@@ -138,14 +138,19 @@ def test_a_broken_bop_set_is_one_line(nvisii, tmp_path, capsys, break_it, said):
     assert not (tmp_path / "v").exists()
 
 
-def test_eval_says_when_bop_marks_the_object_symmetric(nvisii, tmp_path, capsys):
-    """ADD on a symmetric BOP object scores its equivalent poses as errors; BOP uses ADD-S."""
+def test_eval_scores_with_add_s_where_bop_marks_the_object_symmetric(nvisii, tmp_path, capsys):
+    """ADD on a symmetric BOP object scores its equivalent poses as errors; BOP uses ADD-S, so
+    eval does by default there, says why, and --add asks for ADD."""
     root = write_bop(nvisii, tmp_path / "bop")
     _edit(root, "models/models_info.json", lambda m: m["1"].update(
         symmetries_discrete=[[-1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]]))
     weights = ih.write_weights(tmp_path / "w", object_name="obj_000001")
     args = ["eval", "dope", weights, "--data", root, "--outf", tmp_path / "e"]
     assert ih.local_cli(*args) == 0
-    assert "marks object obj_000001 symmetric (symmetries_discrete)" in capsys.readouterr().err
-    assert ih.local_cli(*args, "--symmetric") == 0
-    assert "symmetric (" not in capsys.readouterr().err
+    assert "obj_000001 is marked symmetric by" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "e" / "results.json"))["info"]["metric"] == "ADD-S"
+    assert ih.local_cli(*args, "--add") == 0
+    assert "marked symmetric" not in capsys.readouterr().out
+    assert json.load(open(tmp_path / "e" / "results.json"))["info"]["metric"] == "ADD"
+    assert ih.local_cli(*args, "--add", "--symmetric") == 2
+    assert "pass one of them" in capsys.readouterr().err

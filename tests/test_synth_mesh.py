@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mesh_files
-from infer_helpers import local_cli
+from infer_helpers import local_cli, write_weights
 from pose_train.dope import data, render, symmetry
 from pose_train.dope.geometry import intrinsics_matrix, project, random_quat_xyzw
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix, rvec_to_quat
@@ -234,6 +234,12 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
         R = quat_xyzw_to_matrix(obj["quaternion_xyzw"])
         flipped = R @ np.diag([-1.0, -1.0, 1.0])
         assert np.trace(R) >= np.trace(flipped) - 1e-9
+        assert obj["symmetric"] is True
+    # eval dope reads the mark: ADD-S by default on these frames, --add for ADD.
+    weights = write_weights(tmp_path / "w", object_name="box")
+    assert local_cli("eval", "dope", weights, "--data", tmp_path / "sym", "--outf",
+                     tmp_path / "e") == 0
+    assert json.load(open(tmp_path / "e" / "results.json"))["info"]["metric"] == "ADD-S"
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -202,12 +202,40 @@ def networks_to_score(args, device):
 def target(args, network):
     """What one network is scored on: its class's frames, its cuboid or --mesh, its folder."""
     samples, skipped = scorable_frames(args, network["object"])
-    if not args.symmetric and any(s.dialect == "bop" for s in samples):
-        _say_if_bop_marks_it_symmetric(args.data, network["object"])
     _say_if_the_cuboid_differs(samples, network["dimensions_cm"])
     points, diameter, what = model_points(args, network["dimensions_cm"], samples[0].dialect)
     return {"network": network, "object": network["object"], "samples": samples,
-            "skipped": skipped, "points": points, "diameter": diameter, "what": what}
+            "skipped": skipped, "points": points, "diameter": diameter, "what": what,
+            "symmetric": _symmetric(args, samples, network["object"])}
+
+
+def _symmetric(args, samples, object_name):
+    """ADD-S for this object: --symmetric, or the data marks it symmetric (BOP's models_info,
+    or synth dope --symmetry's frames) and --add does not ask for ADD."""
+    if args.symmetric and args.add:
+        raise UserError("--symmetric asks for ADD-S and --add for ADD; pass one of them")
+    if args.symmetric or args.add:
+        return bool(args.symmetric)
+    why = next((("%s/models/models_info.json (%s)" % (root, ", ".join(marks)))
+                for root in args.data if bop.is_bop(root)
+                for marks in [bop.symmetries(root, object_name)] if marks), None)
+    why = why or next((s.image for s in samples if s.dialect == "nvisii" and
+                       _marked_in_frame(s.image, object_name)), None)
+    if why:
+        print("pose-train: %s is marked symmetric by %s: scored with ADD-S, as BOP scores "
+              "symmetric objects (pass --add for ADD)" % (object_name, why))
+    return bool(why)
+
+
+def _marked_in_frame(image_path, object_name):
+    """Whether the frame's JSON marks an object of the class ``"symmetric": true``."""
+    try:
+        with open(os.path.splitext(image_path)[0] + ".json") as f:
+            objects = json.load(f).get("objects") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(str(o.get("class", "")).lower() == object_name.lower() and o.get("symmetric") is True
+               for o in objects if isinstance(o, dict))
 
 
 def detections_of(args, targets):
@@ -235,7 +263,7 @@ def score_target(args, t, found, source, several):
         files.make_folder(outf, "--outf")
     info = {"object": t["object"], "weights": t["network"]["weights"], "frames": len(samples),
             "negatives": sum(not len(s.points) for s in samples),
-            "data": list(args.data), "metric": "ADD-S" if args.symmetric else "ADD",
+            "data": list(args.data), "metric": "ADD-S" if t["symmetric"] else "ADD",
             "points": t["what"], "source": source, "settings": t["network"]["settings"],
             "skipped": t["skipped"]}
     t["summary"], text = write_results(args, outf, samples, found, t, info)
@@ -263,16 +291,6 @@ def _remove_previous_results(outf, targets):
 
 def _folder_name(name):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def _say_if_bop_marks_it_symmetric(roots, object_name):
-    for root in roots:
-        marked = bop.symmetries(root, object_name) if bop.is_bop(root) else []
-        if marked:
-            print("pose-train: warning: %s/models/models_info.json marks object %s symmetric (%s): "
-                  "ADD counts its symmetric poses as errors; pass --symmetric for ADD-S, as BOP "
-                  "scores such objects" % (root, object_name, ", ".join(marked)), file=sys.stderr)
-            return
 
 
 def _say_if_the_cuboid_differs(samples, dims_cm):
@@ -305,12 +323,12 @@ def scorable_frames(args, object_name):
     return samples, skipped
 
 
-def score_all(args, samples, found, points, diameter):
+def score_all(samples, found, points, diameter, symmetric):
     """(rows, summary) over every frame."""
     rows, false_positives = [], 0
     for s in samples:
         frame_rows, extra = score_frame(s, found.get(os.path.abspath(s.image), []), points,
-                                        args.symmetric)
+                                        symmetric)
         for row in frame_rows:
             row["gt_points"] = s.points[row["object"]].tolist()
         rows += frame_rows
@@ -323,8 +341,10 @@ def write_results(args, outf, samples, found, t, info):
     ``outf``; (summary, results.md text). Without --partial the figures are the node's; when
     partial poses would change them, those figures are given beside them."""
     points, diameter = t["points"], t["diameter"]
-    rows, summary = score_all(args, samples, as_published(found, args.partial), points, diameter)
-    _, other = score_all(args, samples, as_published(found, not args.partial), points, diameter)
+    rows, summary = score_all(samples, as_published(found, args.partial), points, diameter,
+                              t["symmetric"])
+    _, other = score_all(samples, as_published(found, not args.partial), points, diameter,
+                         t["symmetric"])
     if other["detected"] != summary["detected"]:   # the figures the other choice would give
         summary["node_only" if args.partial else "with_partial"] = {k: other[k] for k in (
             "detected", "detection_rate", "add_below_0.1d", "add_auc_0_10cm", "false_positives")}
@@ -344,6 +364,7 @@ def write_overall(args, targets, texts):
     atomic_write_json(os.path.join(args.outf, "results.json"), {
         "summary": total, "per_object": summaries, "folders": {
             t["object"]: _folder_name(t["object"]) for t in targets}})
-    text = overall_markdown(summaries, total, "ADD-S" if args.symmetric else "ADD")
+    metrics = sorted({"ADD-S" if t["symmetric"] else "ADD" for t in targets})
+    text = overall_markdown(summaries, total, " / ".join(metrics))
     atomic_write(os.path.join(args.outf, "results.md"), lambda f: f.write(text), binary=False)
     return "\n".join([text] + texts)

@@ -186,7 +186,8 @@ class FrameMaker:
                 "location": [float(v) for v in location],
                 "quaternion_xyzw": [float(v) for v in quat],
                 "projected_cuboid": [[float(a), float(b)] for a, b in uv],
-                "cuboid_dimensions": [float(v) for v in dims]}
+                "cuboid_dimensions": [float(v) for v in dims],
+                **({"symmetric": True} if self.s.symmetries else {})}
 
 
 def camera_data(setup):

@@ -178,7 +178,9 @@ OUTF/results.md has a row per object and one over all of them.""",
                Field("mesh", "path", None, "object model (PLY or OBJ, in the dataset's units) "
                      "for ADD instead of the cuboid's corners", role=IN),
                Field("symmetric", "bool", False, "ADD-S: closest-point distance, for "
-                     "symmetric objects"),
+                     "symmetric objects (the default where the data marks the object symmetric)"),
+               Field("add", "bool", False, "ADD even where the data marks the object symmetric "
+                     "(BOP's models_info.json, synth dope --symmetry)"),
                Field("detections", "path", None, "score this detections.json of infer dope "
                      "instead of running the network", role=IN),
                Field("worst", "int", 8, "overlays of this many worst objects", low=0),
