@@ -22,6 +22,7 @@ LEGACY_IMAGE = "POSE_TRAIN_LEGACY_IMAGE"
 WHEELHOUSE = "POSE_TRAIN_WHEELHOUSE"
 DOCKER_TIMEOUT = "POSE_TRAIN_DOCKER_TIMEOUT"
 LEGACY_PYTHON = "POSE_TRAIN_LEGACY_PYTHON"
+NODE_RANK = "POSE_TRAIN_NODE_RANK"
 
 VARIABLES = (
     Variable(LOCAL, "", "1: run every job in this process (set inside pose-train's images)"),
@@ -46,6 +47,8 @@ VARIABLES = (
     Variable(DOCKER_TIMEOUT, "600", "seconds the docker SDK waits for the engine per call"),
     Variable(LEGACY_PYTHON, "", "a python2.7 with torch 1.4: convert --verify --local runs the "
                                 "legacy verifier with it"),
+    Variable(NODE_RANK, "", "set by a several-node run for its processes: the node's "
+                            "--node_rank, by which they number themselves"),
 )
 
 # Read by compose.yaml and the images' entrypoint, not by Python: listed so that one table

@@ -25,9 +25,10 @@ from pose_train.dope.embedded import cached_dataset
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, read_sidecar, report_stale_temps
-from pose_train.jobs import JOBS, continue_line
+from pose_train.jobs import JOBS, command_words, continue_line
 from pose_train.training import checkpoint_io as state_io
 from pose_train.training import distributed as ddp
+from pose_train.training import nodes
 from pose_train.training.loop import EpochLoop
 from pose_train.training.metrics_log import read_metrics, rewind
 from pose_train.training.signals import TimeLimit
@@ -44,6 +45,10 @@ FIRST_RUN_FRAMES = {"width": 192, "height": 144, "distance": (0.16, 0.24)}
 
 def main(args):
     """Job entry; the flags are declared in pose_train.jobs.dope."""
+    nodes.from_environment(args)
+    if nodes.asked(args):
+        return nodes.launch(args, command_words(JOBS["train-dope"], args),
+                            ddp.requested_processes(args.nproc_per_node or args.gpus))
     return ddp.run_processes(_run, args, args.gpus)
 
 

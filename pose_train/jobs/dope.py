@@ -1,7 +1,7 @@
 """DOPE's jobs: train, validate, synthetic data, inference, evaluation."""
 import os
 
-from pose_train.jobs.fields import COMPILE, GPUS, OUTF, SEED, TIME_LIMIT
+from pose_train.jobs.fields import COMPILE, GPUS, NODES, OUTF, SEED, TIME_LIMIT
 from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
 from pose_train.pretrained import WORDS
 from pose_train_py27 import job_fields
@@ -26,8 +26,8 @@ of --data never trained on): loss against the empty-map loss, peaks, and poses t
 infer dope's decode and PnP (detection rate, ADD < 0.1 d, AUC, 2D error), into metrics.jsonl
 and TensorBoard; net_best.pth (+ .json) is rewritten whenever ADD < 0.1 d improves.
 
-Several nodes: torchrun --nnodes N --nproc_per_node G
---rdzv_backend c10d --rdzv_endpoint HOST:PORT -m pose_train --local train dope ... on each.""",
+Several machines: the same command on each, with --nnodes N --node_rank R --rdzv HOST:PORT
+(node 0's address); the output folder must be shared by every node.""",
     fields=(
         DATA, OBJECT, OUTF,
         Field("epochs", "int", None, "epochs to train, counted from where this run starts "
@@ -63,7 +63,7 @@ Several nodes: torchrun --nnodes N --nproc_per_node G
               "validation, every frame trains", role=IN, many=True, words=("off",)),
         Field("val_every", "int", None, "also validate every N steps (default: each epoch "
               "only)", low=1),
-    ))
+    ) + NODES)
 
 VALIDATE = Job("validate-dope", MODERN, "pose_train.dope.validate:main",
                "Check a dataset before training: a data report and PNG grids of augmented "

@@ -15,3 +15,16 @@ COMPILE = Field("compile", "bool", False, "torch.compile the network")
 TRUST = Field("trust", "str", [], "also allow this global (train.TrainConfig) or module (train) "
               "in the pickle; what it names may run as the file loads", many=True)
 NET_KIND = Field("model", "str", "auto", "network in the file", choices=("auto", "dope", "keypoints"))
+# Several machines (pose_train.training.nodes): every node runs the same train command.
+NODES = (
+    Field("nnodes", "int", None, "machines taking part (torchrun's c10d rendezvous; env NNODES)",
+          low=1),
+    Field("node_rank", "int", 0, "this machine's number, 0 first: node 0 hosts the rendezvous "
+          "and its first process writes (env NODE_RANK)", low=0),
+    Field("rdzv", "str", None, "HOST:PORT of node 0's rendezvous, as every node reaches it "
+          "(env RDZV)"),
+    Field("nproc_per_node", "int", None, "processes on this machine (default: --gpus, else one "
+          "per visible GPU, else 1); the same on every node", low=1),
+    Field("rdzv_timeout", "float", 300.0, "seconds to wait for every node to join before "
+          "failing", positive=True),
+)

@@ -3,7 +3,8 @@
 The seed's flag spellings (nClasses, optMethod, ...) are accepted as aliases of the
 snake_case names, so the seed's commands run as written.
 """
-from pose_train.jobs.fields import COMPILE, GPUS, KP_DATA, KPTYPE, OUTF, SEED, SEQ, TIME_LIMIT
+from pose_train.jobs.fields import (COMPILE, GPUS, KP_DATA, KPTYPE, NODES, OUTF, SEED, SEQ,
+                                    TIME_LIMIT)
 from pose_train.jobs.spec import IN, MODERN, OUT, Field, Job
 from pose_train.pretrained import WORDS
 
@@ -102,7 +103,7 @@ in one: E epochs without DPG, then from the best weights with DPG.""",
                 Field("train_occluded", "bool", False, "also learn hidden keypoints, as kp6d"),
                 Field("flip", "bool", False, "mirror augmentation (see the keypoints README)"),
                 GPUS,
-            ))
+            ) + NODES)
 
 EVAL = Job("eval-keypoints", MODERN, "pose_train.keypoints.evaluate:main",
            "PnP from predicted keypoints: PCK, 2D projection (<5 px), ADD(-S) (<0.1 d); writes "

@@ -256,6 +256,11 @@ def to_argv(values):
     return flags
 
 
+def command_words(job, args):
+    """This run as the words after ``pose-train``: the job's words, then its flags."""
+    return list(job.words) + to_argv(vars(args) if not isinstance(args, dict) else args)
+
+
 # Set by compose.yaml's training services: the command that reruns the service, and the flags
 # its entrypoint already gives (a compose user cannot run pose-train's own CLI in there).
 CONTINUE_PREFIX_ENV, CONTINUE_SKIP_ENV = environment.CONTINUE_PREFIX, environment.CONTINUE_SKIP

@@ -24,11 +24,12 @@ import torch
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, report_stale_temps, write_sidecar
-from pose_train.jobs import JOBS, continue_line, namespace
+from pose_train.jobs import JOBS, command_words, continue_line, namespace
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import model as kpmodel, steps, transforms
 from pose_train.training import checkpoint_io as ckpt
 from pose_train.training import distributed as ddp
+from pose_train.training import nodes
 from pose_train.training.loop import EpochLoop
 from pose_train.training.metrics_log import rewind
 from pose_train.training.signals import TimeLimit
@@ -210,6 +211,10 @@ def pose_figures(run, args):
 
 def main(args):
     check_args(args)
+    nodes.from_environment(args)
+    if nodes.asked(args):
+        return nodes.launch(args, command_words(JOBS["train-keypoints"], args),
+                            ddp.requested_processes(args.nproc_per_node or args.gpus))
     return ddp.run_processes(run_process, args, args.gpus)
 
 

@@ -74,6 +74,9 @@ def container_spec(job, args, use_gpu, run_id, create=True):
         if use_gpu:
             new_args["device"] = "cuda"
     return dict(
+        # Several nodes: the rendezvous port and the processes' own ports must be reachable
+        # from the other machines, as on the host itself.
+        network="host" if args.get("rdzv") else None,
         image=images.image_tag(job.image), command=container_argv(job, new_args), mounts=mounts,
         user="%d:%d" % (os.getuid(), os.getgid()), shm_size=SHM_SIZE, init=True,
         gpu_count=(gpus or -1) if use_gpu else 0, name="pose-train-%s-%s" % (job.name, run_id),
@@ -89,6 +92,8 @@ def docker_run_command(spec):
            "--name", spec["name"]]
     if spec["gpu_count"]:
         cmd += ["--gpus", "all" if spec["gpu_count"] < 0 else str(spec["gpu_count"])]
+    if spec["network"]:
+        cmd += ["--network", spec["network"]]
     for m in spec["mounts"]:
         cmd += ["-v", "%s:%s:%s" % (m.source, m.target, "ro" if m.read_only else "rw")]
     for key, value in sorted(spec["environment"].items()):
@@ -145,7 +150,7 @@ def _create(client, spec):
     return client.containers.create(
         spec["image"], spec["command"], name=spec["name"], user=spec["user"], shm_size=spec["shm_size"],
         init=True, mounts=mounts, device_requests=requests, environment=spec["environment"],
-        labels=spec["labels"], detach=True)
+        labels=spec["labels"], network_mode=spec["network"], detach=True)
 
 
 def _run_container(client, spec, log_dir, run_id, labels, report):

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from pose_train import environment
+from pose_train.training import nodes
 
 
 @dataclass
@@ -43,6 +44,8 @@ def init_distributed(device_type=None):
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
+    renumbered = nodes.global_rank()   # several nodes: node 0's first process is rank 0
+    rank = rank if renumbered is None else renumbered
     local = int(os.environ.get("LOCAL_RANK", 0))
     if device_type == "cuda":
         torch.cuda.set_device(local)

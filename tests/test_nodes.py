@@ -1,0 +1,122 @@
+"""Several machines: train dope under torchrun's elastic launch (c10d rendezvous), two local
+processes standing in as two nodes (the same code path; tests/test_docker_nodes.py runs them
+as two containers)."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pose_train.dope.synth import write_dataset
+from pose_train.errors import UserError
+from pose_train.launcher.run import container_spec, docker_run_command
+from pose_train.jobs import JOBS, command_words
+from pose_train.training import nodes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--object", "cube", "--epochs", "1", "--batchsize", "1", "--workers", "0",
+        "--imagesize", "32", "--val", "off", "--pretrained", "none"]
+
+
+def _args(**given):
+    values = dict(nnodes=None, node_rank=0, rdzv=None, nproc_per_node=None, rdzv_timeout=300.0)
+    values.update(given)
+    return SimpleNamespace(**values)
+
+
+def _port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(*argv):
+    return subprocess.Popen([sys.executable, "-m", "pose_train", "--local"] + [str(a) for a in argv],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu")
+
+
+def test_torchrun_arguments_and_checks():
+    argv = nodes.torchrun_argv(_args(nnodes=2, node_rank=1, rdzv="10.0.0.1:29500",
+                                     rdzv_timeout=30), 4)
+    assert argv[argv.index("--rdzv_backend") + 1] == "c10d"
+    assert argv[argv.index("--rdzv_endpoint") + 1] == "10.0.0.1:29500"
+    assert argv[argv.index("--nproc_per_node") + 1] == "4"
+    assert argv[argv.index("--rdzv_conf") + 1] == "join_timeout=30,read_timeout=15,is_host=false"
+    assert argv[-2:] == ["-m", "pose_train"]
+    assert nodes.endpoint("node-0") == ("node-0", nodes.DEFAULT_PORT)
+    assert nodes.endpoint("[::1]:29400") == ("::1", 29400)
+    for bad, words in ((dict(nnodes=2), "needs --rdzv"),
+                       (dict(nnodes=2, node_rank=2, rdzv="h:1"), "--node_rank 2 is not one of 0..1"),
+                       (dict(nnodes=2, rdzv="h:99999"), "--rdzv takes HOST:PORT")):
+        with pytest.raises(UserError, match=words):
+            nodes.check(_args(**bad))
+    worker = command_words(JOBS["train-dope"], _args(nnodes=2, rdzv="h:1", data=["/d"]))
+    assert worker[:2] == ["train", "dope"] and "--nnodes=2" in worker and "--data=/d" in worker
+
+
+def test_compose_environment_and_renumbered_ranks():
+    args = _args()
+    nodes.from_environment(args, {"NNODES": "3", "NODE_RANK": "2", "RDZV": "n0:1"})
+    assert (args.nnodes, args.node_rank, args.rdzv) == (3, 2, "n0:1")
+    with pytest.raises(UserError, match="NODE_RANK='x' is not a whole number"):
+        nodes.from_environment(_args(), {"NODE_RANK": "x"})
+    env = {nodes.NODE_RANK_ENV: "1", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}
+    assert nodes.global_rank(env) == 3
+    assert nodes.global_rank({"LOCAL_RANK": "0"}) is None
+    with pytest.raises(UserError, match="same --nproc_per_node"):
+        nodes.global_rank(dict(env, WORLD_SIZE="3"))
+
+
+def test_the_launcher_gives_a_node_the_hosts_network(tmp_path):
+    job = JOBS["train-dope"]
+    args = {f.name: f.default for f in job.fields}
+    args.update(outf=str(tmp_path / "out"), nnodes=2, rdzv="10.0.0.1:29400")
+    spec = container_spec(job, args, False, "run1", create=False)
+    assert spec["network"] == "host" and "--network host" in docker_run_command(spec)
+    assert "--rdzv=10.0.0.1:29400" in spec["command"] and "--nnodes=2" in spec["command"]
+    args.update(nnodes=None, rdzv=None)
+    assert container_spec(job, args, False, "run2", create=False)["network"] is None
+
+
+@pytest.mark.slow
+def test_two_nodes_train_the_weights_one_node_of_two_processes_trains(tmp_path):
+    """2 nodes x 1 process and 1 node x 2 processes: the same global batch, the same shards,
+    the same weights. Global rank 0 (node 0's process) alone writes."""
+    data = tmp_path / "data"
+    write_dataset(str(data), 4, seed=2, width=64, height=48, progress=False)
+    port = _port()
+    procs = [_cli("train", "dope", "--data", data, "--outf", tmp_path / "nodes", *TINY,
+                  "--nnodes", 2, "--node_rank", rank, "--rdzv", "127.0.0.1:%d" % port,
+                  "--nproc_per_node", 1) for rank in (1, 0)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "node 0 of 2" in outs[1] and "-> " in outs[1] and "-> " not in outs[0]
+    one = _cli("train", "dope", "--data", data, "--outf", tmp_path / "one", *TINY, "--gpus", 2)
+    assert one.wait(timeout=300) == 0
+    a, b = _weights(tmp_path / "nodes" / "net_epoch_01.pth"), _weights(tmp_path / "one" / "net_epoch_01.pth")
+    assert a.keys() == b.keys()
+    assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) <= 1e-6
+
+
+@pytest.mark.slow
+def test_a_rendezvous_that_never_comes_fails_in_one_line_within_the_timeout(tmp_path):
+    data = tmp_path / "data"
+    write_dataset(str(data), 2, seed=2, width=64, height=48, progress=False)
+    started = time.time()
+    lonely = _cli("train", "dope", "--data", data, "--outf", tmp_path / "out", *TINY,
+                  "--nnodes", 2, "--node_rank", 1, "--rdzv", "127.0.0.1:%d" % _port(),
+                  "--rdzv_timeout", 6)
+    out = lonely.communicate(timeout=120)[0]
+    assert lonely.returncode == 2
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("pose-train: error: no rendezvous at 127.0.0.1:") and "--node_rank 0" in last
+    assert time.time() - started < 6 + 30   # the timeout, and the interpreter's start
+    assert not (tmp_path / "out" / "net_epoch_01.pth").exists()
