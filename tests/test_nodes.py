@@ -120,3 +120,46 @@ def test_a_rendezvous_that_never_comes_fails_in_one_line_within_the_timeout(tmp_
     assert last.startswith("pose-train: error: no rendezvous at 127.0.0.1:") and "--node_rank 0" in last
     assert time.time() - started < 6 + 30   # the timeout, and the interpreter's start
     assert not (tmp_path / "out" / "net_epoch_01.pth").exists()
+
+
+def _step_logged(outf, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = outf / "metrics.jsonl"
+        if path.exists() and '"kind": "step"' in path.read_text():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_node_stops_every_node_at_one_step_and_both_resume(tmp_path):
+    """SIGTERM to node 1's pose-train mid-run: it passes the signal to its process, every rank
+    stops at the same step, node 0's first process saves one state, both end at once (no wait
+    at torchrun's exit barrier); both rerun with --resume auto and finish with the weights of
+    an uninterrupted run."""
+    data = tmp_path / "data"
+    write_dataset(str(data), 8, seed=2, width=64, height=48, progress=False)
+    run = TINY[:2] + ["--epochs", "4"] + TINY[4:]
+    port = _port()
+    node = ["train", "dope", "--data", data, "--outf", tmp_path / "nodes", *run, "--nnodes", 2,
+            "--rdzv", "127.0.0.1:%d" % port, "--nproc_per_node", 1]
+    procs = [_cli(*node, "--node_rank", rank) for rank in (0, 1)]
+    assert _step_logged(tmp_path / "nodes")
+    started = time.time()
+    procs[1].send_signal(15)
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert time.time() - started < 60          # not torchrun's 300 s exit barrier
+    assert "SIGTERM passed to its 1 processes" in outs[1]
+    assert "state saved in" in outs[0] and "with its own --node_rank" in outs[0]
+    assert os.listdir(tmp_path / "nodes").count("training_state.pt") == 1
+    assert not (tmp_path / "nodes" / "net_epoch_04.pth").exists()
+    procs = [_cli(*node, "--node_rank", rank, "--resume", "auto") for rank in (0, 1)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    whole = _cli("train", "dope", "--data", data, "--outf", tmp_path / "whole", *run, "--gpus", 2)
+    assert whole.wait(timeout=300) == 0
+    a = _weights(tmp_path / "nodes" / "net_epoch_04.pth")
+    b = _weights(tmp_path / "whole" / "net_epoch_04.pth")
+    assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) <= 1e-6

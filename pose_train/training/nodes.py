@@ -10,7 +10,9 @@ metrics, is always node 0's first process. The output folder must be one folder 
 sees (a shared file system): every rank reads a resumed state from it.
 """
 import os
+import signal
 import sys
+import threading
 
 from pose_train import environment
 from pose_train.errors import UserError
@@ -20,6 +22,7 @@ FIELDS = ("nnodes", "node_rank", "rdzv", "nproc_per_node", "rdzv_timeout")
 ENVIRONMENT = {"nnodes": "NNODES", "node_rank": "NODE_RANK", "rdzv": "RDZV"}
 NODE_RANK_ENV = environment.NODE_RANK   # to the workers: this node's --node_rank
 DEFAULT_PORT = 29400
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def from_environment(args, environ=None):
@@ -82,10 +85,9 @@ def launch(args, job_argv, processes):
     """Run this node's torchrun agent until every node's workers end; 0 when they all did.
     ``job_argv``: the job the workers run, this one with its node flags (for their "continue
     with:" line; torchrun having started them, they do not launch again)."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
-    from torch.distributed.run import get_args_parser, run
+    from torch.distributed.run import get_args_parser
     # Parsed apart from the job's flags: torchrun's parser would take --rdzv=... for its own.
     config = get_args_parser().parse_args(torchrun_argv(args, processes))
     config.training_script_args = list(job_argv)
@@ -94,7 +96,7 @@ def launch(args, job_argv, processes):
     print("node %d of %d: %d processes, rendezvous %s (c10d, waiting up to %g s for every node)"
           % (args.node_rank, args.nnodes or 1, processes, args.rdzv, args.rdzv_timeout), flush=True)
     try:
-        run(config)
+        _agent(config, args.node_rank)
     except RendezvousError as err:
         raise UserError("no rendezvous at %s within %g s (%s): check that node 0 runs the same "
                         "command with --node_rank 0 and --nnodes %d, and that %s is reachable "
@@ -106,13 +108,64 @@ def launch(args, job_argv, processes):
         raise UserError("a training process on node %d failed (exit code %s; its message is "
                         "above)" % (args.node_rank, ", ".join(map(str, codes))),
                         code=codes[-1] if codes and codes[-1] > 0 else 1)
-    except SignalException as err:
-        # torchrun passed the signal to its workers, which stop at a step every node agrees
-        # on; node 0's first process saved the state and printed how to continue.
-        print("node %d: stopped by signal %s; its processes stopped at the step every node "
-              "agreed on" % (args.node_rank, err.sigval), file=sys.stderr, flush=True)
-        return 0
     return 0
+
+
+def _agent(config, node_rank):
+    """torchrun's agent in a thread, this (main) thread passing stop signals to the workers.
+
+    torchrun's own handlers would end the agent on a signal, leaving the other nodes' agents
+    waiting minutes at their exit barrier; passed on instead, the workers stop at the step
+    every node agrees on, the state is saved, and every agent ends as after a finished run.
+    """
+    import logging
+    from torch.distributed.run import run
+    outcome = {}
+
+    def target():
+        try:
+            run(config)
+        except BaseException as err:   # re-raised in the main thread
+            outcome["error"] = err
+
+    def forward(signum, frame):
+        children = _children()
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        print("node %d: %s passed to its %d processes" % (node_rank, signal.Signals(signum).name,
+                                                          len(children)), file=sys.stderr, flush=True)
+
+    # Its handlers need the main thread; it says so once, which is what is wanted here.
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.ERROR)
+    thread = threading.Thread(target=target, name="torchrun-agent", daemon=True)
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+def _children():
+    """This process's direct children (torchrun's workers, each in its own session)."""
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                found.append(int(name))
+    return found
 
 
 def global_rank(environ=None):
