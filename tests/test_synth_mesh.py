@@ -20,7 +20,7 @@ SIZE, OFFSET = (0.1, 0.08, 0.06), (0.02, -0.01, 0.015)
 
 def _frames(folder):
     out = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+    for path in sorted(glob.glob(os.path.join(folder, "[0-9]*.json"))):
         out.append((path[:-5], json.load(open(path))))
     return out
 
@@ -128,7 +128,7 @@ def test_same_seed_same_bytes_any_workers_any_shards(box, tmp_path):
         assert local_cli("synth", "dope", *common, "--out", tmp_path / "shards", "--shard",
                          shard, "--workers", 1) == 0
     names = sorted(os.listdir(tmp_path / "one"))
-    assert len(names) == 10
+    assert len(names) == 11 and "_synth_settings.json" in names
     for other in ("two", "shards"):
         assert sorted(os.listdir(tmp_path / other)) == names
         for name in names:
@@ -246,7 +246,14 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
     (["--mesh", "missing.obj"], "--mesh missing.obj does not exist"),
     (["--mesh", "{notmesh}"], "not a mesh file"),
     (["--mesh", "{box}", "--cuboid"], "two generators"),
-    (["--instances", "2"], "only apply to --mesh"),
+    (["--instances", "2"], "--instances: applies only to --mesh"),
+    (["--mesh", "{box}", "--camera", "{cam}"], "is 80x60; drop --width/--height"),
+    (["--mesh", "{box}", "--symmetry_id", "3"], "needs --symmetry"),
+    (["--mesh", "{nomtl}"], "which is not beside it"),
+    (["--mesh", "{notex}"], "names the texture"),
+    (["--mesh", "{mm}"], "is it in mm? pass --scale 0.001"),
+    (["--mesh", "{box}", "--backgrounds", "{badbg}"], "fake.png: not a readable image"),
+    (["--mesh", "{empty}"], "is a folder"),
     (["--mesh", "{box}", "--shard", "2/2"], "--shard takes I/N"),
     (["--mesh", "{box}", "--distractors", "{empty}"], "holds no mesh files"),
     (["--mesh", "{box}", "--backgrounds", "{empty}"], "holds no images"),
@@ -261,10 +268,19 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
     (tmp_path / "broken.obj").write_text("v 0 0 0\nf 1 2 3\nv nonsense\n")
     mesh_files.models_info(tmp_path / "two.json", {1: {}, 2: {}})
     (tmp_path / "cam.json").write_text(json.dumps({"camera_data": {"intrinsics": {
-        "fx": 90, "fy": 90, "cx": 32, "cy": 24}, "width": 64, "height": 48}}))
+        "fx": 90, "fy": 90, "cx": 40, "cy": 30}, "width": 80, "height": 60}}))
+    nomtl = mesh_files.textured_box(str(tmp_path / "nomtl"))
+    os.remove(os.path.join(tmp_path, "nomtl", "box.mtl"))
+    notex = mesh_files.textured_box(str(tmp_path / "notex"))
+    os.remove(os.path.join(tmp_path, "notex", "box.png"))
+    mm = mesh_files.textured_box(str(tmp_path / "mm"), units=1000.0)
+    (tmp_path / "badbg").mkdir()
+    cv2.imwrite(str(tmp_path / "badbg" / "good.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "badbg" / "fake.png").write_text("not an image")
     names = dict(box=box, notmesh=tmp_path / "notmesh.txt", empty=tmp_path / "empty",
                  broken=tmp_path / "broken.obj", twoinfo=tmp_path / "two.json",
-                 cam=tmp_path / "cam.json")
+                 cam=tmp_path / "cam.json", nomtl=nomtl, notex=notex, mm=mm,
+                 badbg=tmp_path / "badbg")
     argv = [str(a).format(**names) for a in argv]
     code = local_cli("synth", "dope", *argv, "--out", tmp_path / "out", "--n", 1, "--width", 64,
                      "--height", 48)
@@ -296,3 +312,37 @@ def test_a_ros_camera_info_sets_the_size_and_intrinsics(box, tmp_path):
     assert ann["camera_data"] == {"intrinsics": {"fx": 98.0, "fy": 99.0, "cx": 58.5, "cy": 44.5},
                                   "width": 120, "height": 90}
     assert cv2.imread(stem + ".png").shape == (90, 120, 3)
+
+
+def test_a_rerun_with_other_settings_is_refused(box, tmp_path, capsys):
+    """Resuming keeps frames; frames of another mesh, size or seed in the same folder would make
+    a mixed dataset nothing could tell apart, so the folder records its settings."""
+    common = ["synth", "dope", "--mesh", box, "--out", tmp_path, "--n", 2, "--width", 64,
+              "--height", 48, "--workers", 1]
+    assert local_cli(*common) == 0
+    record = json.load(open(tmp_path / "_synth_settings.json"))
+    assert record["mesh"] == "box.obj" and record["seed"] == 0 and record["width"] == 64
+    for other, key in ((["--seed", 5], "seed"), (["--instances", 2], "instances"),
+                       (["--object", "thing"], "object")):
+        capsys.readouterr()
+        assert local_cli(*common, *other) == 2
+        err = capsys.readouterr().err
+        assert "holds frames made with another %s" % key in err and len(err.strip().splitlines()) == 1
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".json")) == [
+        "000000.json", "000001.json", "_synth_settings.json"]
+    assert local_cli(*common[:-2], "--n", 3, "--workers", 1) == 0     # more frames: resumes
+
+
+def test_symmetries_named_by_a_bop_mesh_name_and_workers_capped(tmp_path, capsys):
+    trimesh = pytest.importorskip("trimesh")
+    mesh = trimesh.creation.cylinder(radius=30.0, height=80.0, sections=16)
+    mesh.visual.vertex_colors = np.tile([200, 30, 30, 255], (len(mesh.vertices), 1))
+    mesh.export(tmp_path / "obj_000002.ply")
+    info = mesh_files.models_info(tmp_path / "models_info.json", {
+        1: {}, 2: {"symmetries_continuous": [{"axis": [0, 0, 1], "offset": [0, 0, 0]}]}})
+    assert local_cli("synth", "dope", "--mesh", tmp_path / "obj_000002.ply", "--scale", 0.001,
+                     "--symmetry", info, "--out", tmp_path / "out", "--n", 2, "--width", 64,
+                     "--height", 48, "--workers", 100) == 0
+    out = capsys.readouterr().out
+    assert "symmetric: canonical labels" in out and "--workers 100: using" in out
+    assert all(o["symmetric"] for _, a in _frames(str(tmp_path / "out")) for o in a["objects"])

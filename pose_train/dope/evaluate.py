@@ -219,8 +219,8 @@ def _symmetric(args, samples, object_name):
     why = next((("%s/models/models_info.json (%s)" % (root, ", ".join(marks)))
                 for root in args.data if bop.is_bop(root)
                 for marks in [bop.symmetries(root, object_name)] if marks), None)
-    why = why or next((s.image for s in samples if s.dialect == "nvisii" and
-                       _marked_in_frame(s.image, object_name)), None)
+    why = why or next((os.path.splitext(s.image)[0] + ".json" for s in samples
+                       if s.dialect == "nvisii" and _marked_in_frame(s.image, object_name)), None)
     if why:
         print("pose-train: %s is marked symmetric by %s: scored with ADD-S, as BOP scores "
               "symmetric objects (pass --add for ADD)" % (object_name, why))

@@ -9,6 +9,8 @@ bytes. The cuboid is the mesh's axis-aligned box in its own frame; ``location`` 
 centre in the camera frame (what the node's PnP publishes), the rotation the mesh's.
 """
 import os
+import sys
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
@@ -155,7 +157,8 @@ class FrameMaker:
     def frame(self, index):
         """(rgb, objects records, ids, depth) of frame ``index``."""
         s = self.s
-        rng = np.random.default_rng([s.seed, index])
+        # The class is in the seed: two objects' datasets of one --seed differ in every frame.
+        rng = np.random.default_rng([s.seed, zlib.crc32(s.object_name.encode("utf-8")), index])
         placed = []
         for _ in range(s.instances):
             quat = random_quat_xyzw(rng)
@@ -250,10 +253,24 @@ def shard_indices(n, shard):
 
 
 def write_frames(setup, out, indices, workers=1, progress=True):
-    """Write every frame in ``indices`` that ``out`` lacks; returns (written, kept)."""
+    """Write every frame in ``indices`` that ``out`` lacks; returns (written, kept). Stopped
+    (Ctrl-C, SIGTERM), it says how many frames are there: a rerun writes the rest."""
     from tqdm import tqdm
     todo = [i for i in indices if not done(out, i)]
     bar = tqdm(total=len(todo), desc="synth dope --mesh", disable=not progress, unit="img")
+    try:
+        _write(setup, out, todo, workers, bar)
+    except (KeyboardInterrupt, SystemExit):
+        bar.close()
+        print("synth dope --mesh: stopped with %d of %d frames in %s; the same command writes "
+              "the rest" % (sum(done(out, i) for i in indices), len(indices), out),
+              file=sys.stderr, flush=True)
+        raise
+    bar.close()
+    return len(todo), len(indices) - len(todo)
+
+
+def _write(setup, out, todo, workers, bar):
     if workers <= 1 or len(todo) <= 1:
         maker = FrameMaker(setup)
         try:
@@ -262,73 +279,11 @@ def write_frames(setup, out, indices, workers=1, progress=True):
                 bar.update()
         finally:
             maker.renderer.release()
-    else:
-        import multiprocessing
-        cores = os.cpu_count() or 1
-        threads = max(1, cores // workers)
-        # spawn: a fresh process per worker, each with its own EGL context (never forked).
-        with multiprocessing.get_context("spawn").Pool(
-                workers, initializer=_start_worker, initargs=(setup, threads)) as pool:
-            for _ in pool.imap_unordered(_work, [(out, i) for i in todo]):
-                bar.update()
-    bar.close()
-    return len(todo), len(indices) - len(todo)
-
-
-def _object_name(args):
-    name = args.object or os.path.splitext(os.path.basename(args.mesh))[0]
-    return name.lower()
-
-
-def _camera(args):
-    """(K, width, height): from --camera (its size wins), else --fx/--fy and the frame size."""
-    from pose_train.dope.geometry import intrinsics_matrix
-    if not args.camera:
-        fx = args.fx or 0.9 * args.width
-        return (intrinsics_matrix(fx, args.fy or fx, args.width / 2.0, args.height / 2.0),
-                args.width, args.height)
-    if args.fx or args.fy:
-        raise UserError("--camera %s already gives the focal lengths; drop --fx/--fy" % args.camera)
-    from pose_train_py27.dope_io import camera_from_file
-    cam = camera_from_file(args.camera)
-    return (intrinsics_matrix(cam["fx"], cam["fy"], cam["cx"], cam["cy"]),
-            cam["width"] or args.width, cam["height"] or args.height)
-
-
-def setup_from_args(args):
-    """A Setup from the job's arguments; every input is checked here, once, before any worker."""
-    from pose_train.dope.synth import parse_distance
-    mesh = meshes.load(args.mesh, args.scale)
-    K, width, height = _camera(args)
-    distance = (parse_distance(args.distance) if args.distance else
-                auto_distance(mesh.dimensions, K, width, height))
-    distractors = meshes.mesh_files(args.distractors, "--distractors") if args.distractors else []
-    for path in distractors:
-        meshes.load(path, args.scale)
-    return Setup(
-        mesh=args.mesh, scale=args.scale, object_name=_object_name(args), width=width,
-        height=height, K=K, seed=args.seed, distance=tuple(distance),
-        instances=args.instances, distractors=distractors, max_distractors=args.max_distractors,
-        backgrounds=background_files(args.backgrounds) if args.backgrounds else [],
-        extras=args.extras, symmetries=symmetry.read(args.symmetry, args.symmetry_id, args.scale)
-    ), mesh
-
-
-def main(args):
-    from pose_train.dope import render
-    from pose_train.files import make_folder
-    setup, mesh = setup_from_args(args)
-    indices = shard_indices(args.n, args.shard)
-    ctx = render.create_context()   # no EGL: one line now, not one per worker
-    renderer = ctx.info["GL_RENDERER"]
-    ctx.release()
-    make_folder(args.out, "--out")
-    workers = args.workers or min(os.cpu_count() or 1, 8)
-    written, kept = write_frames(setup, args.out, indices, workers)
-    dims = mesh.dimensions * 100
-    print("wrote %d frames to %s%s (class %r, cuboid %.1f x %.1f x %.1f cm, %d triangles, "
-          "%dx%d fx %.1f, %.2f-%.2f m away, %s)"
-          % (written, args.out, ", kept %d already there" % kept if kept else "",
-             setup.object_name, dims[0], dims[1], dims[2], mesh.triangles, setup.width,
-             setup.height, setup.K[0, 0], setup.distance[0], setup.distance[1], renderer))
-    return 0
+        return
+    import multiprocessing
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawn: a fresh process per worker, each with its own EGL context (never forked).
+    with multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_start_worker, initargs=(setup, threads)) as pool:
+        for _ in pool.imap_unordered(_work, [(out, i) for i in todo]):
+            bar.update()

@@ -21,6 +21,7 @@ class MeshData:
     box_max: np.ndarray
     triangles: int
     path: str = ""
+    plain: bool = False       # no texture and no colours: drawn grey
 
     @property
     def dimensions(self):
@@ -82,8 +83,9 @@ def from_trimesh(mesh, path=""):
     colors, texture, uv = _colors(mesh, n_corners)
     normals = render.corner_normals(vertices, mesh.faces, mesh.vertex_normals)
     rows = render.vertex_table(vertices, mesh.faces, normals, uv, colors)
+    plain = texture is None and getattr(mesh.visual, "kind", None) not in ("vertex", "face")
     return MeshData(rows, texture, vertices.min(axis=0), vertices.max(axis=0), len(mesh.faces),
-                    path)
+                    path, plain)
 
 
 def load(path, scale=1.0):
@@ -91,8 +93,9 @@ def load(path, scale=1.0):
     transforms; materials with several textures are packed into one by trimesh."""
     trimesh = _trimesh()
     if not os.path.isfile(path):
-        raise UserError("--mesh %s does not exist; pass an OBJ (with its MTL and texture beside "
-                        "it), PLY or glTF/GLB file" % path)
+        raise UserError("--mesh %s %s; pass an OBJ (with its MTL and texture beside it), PLY or "
+                        "glTF/GLB file" % (path, "is a folder" if os.path.isdir(path) else
+                                           "does not exist"))
     if not path.lower().endswith(MESH_EXTS):
         raise UserError("--mesh %s: not a mesh file pose-train reads (%s)"
                         % (path, ", ".join(MESH_EXTS)))
@@ -103,9 +106,34 @@ def load(path, scale=1.0):
                         % (path, type(exc).__name__, exc))
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise UserError("%s: holds no triangles; export the object as a triangle mesh" % path)
+    if path.lower().endswith(".obj"):
+        _check_obj_files(path)
     if scale != 1.0:
         mesh.apply_scale(scale)
     return from_trimesh(mesh, path)
+
+
+def _named_files(path, keyword):
+    """The files ``path`` names on its ``keyword`` lines (mtllib in an OBJ, map_* in an MTL)."""
+    named = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            words = line.split()
+            if words and words[0] == keyword and len(words) > 1:
+                named.append(os.path.join(os.path.dirname(path), words[-1]))
+    return named
+
+
+def _check_obj_files(path):
+    """An OBJ whose MTL or texture is missing loads as a grey, untextured object; refused."""
+    for mtl in _named_files(path, "mtllib"):
+        if not os.path.isfile(mtl):
+            raise UserError("%s names its materials in %s, which is not beside it; copy the .mtl "
+                            "and the textures it names next to the .obj" % (path, os.path.basename(mtl)))
+        for texture in _named_files(mtl, "map_Kd"):
+            if not os.path.isfile(texture):
+                raise UserError("%s names the texture %s, which is not there; copy it next to the "
+                                ".mtl (or fix the map_Kd line)" % (mtl, os.path.basename(texture)))
 
 
 def mesh_files(folder, flag):

@@ -222,12 +222,12 @@ def main(args):
     if args.mesh and args.cuboid:
         raise UserError("--mesh and --cuboid are two generators; pass one of them")
     if args.mesh:
-        from pose_train.dope import mesh_synth
-        return mesh_synth.main(args)
+        from pose_train.dope import synth_mesh
+        return synth_mesh.main(args)
     asked = [k for k, v in MESH_ONLY.items() if getattr(args, k, v) != v]
     if asked:
-        raise UserError("--%s only apply to --mesh; the cuboid generator has none of them"
-                        % ", --".join(asked))
+        raise UserError("--%s: %s only to --mesh; the cuboid generator takes no such option"
+                        % (", --".join(asked), "applies" if len(asked) == 1 else "apply"))
     make_folder(args.out, "--out")
     distance = parse_distance(args.distance or "%g,%g" % DEFAULT_DISTANCE)
     name = (args.object or "cube").lower()

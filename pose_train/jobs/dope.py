@@ -99,31 +99,35 @@ distractor box in ~30% of frames.""",
                       "PLY, glTF/GLB)", role=IN, beside=True),
                 Field("cuboid", "bool", False, "the textured-cuboid generator (the default "
                       "without --mesh)"),
-                Field("scale", "float", 1.0, "mesh units to metres (0.001 for mm, e.g. BOP "
-                      "models)", positive=True),
-                Field("instances", "int", 1, "copies of the object per frame", low=1, high=20),
-                Field("distractors", "path", None, "folder of distractor meshes (default: "
-                      "random shapes)", role=IN),
-                Field("max_distractors", "int", 5, "up to this many distractors per frame",
-                      low=0, high=50),
-                Field("backgrounds", "path", None, "folder of background images, HDR too "
-                      "(default: procedural)", role=IN),
+                Field("scale", "float", 1.0, "(--mesh) mesh units to metres (0.001 for mm, "
+                      "e.g. BOP models)", positive=True),
+                Field("instances", "int", 1, "(--mesh) copies of the object per frame", low=1,
+                      high=20),
+                Field("distractors", "path", None, "(--mesh) folder of distractor meshes "
+                      "(default: random shapes)", role=IN),
+                Field("max_distractors", "int", 5, "(--mesh) up to this many distractors per "
+                      "frame", low=0, high=50),
+                Field("backgrounds", "path", None, "(--mesh) folder of background images, HDR "
+                      "too (default: procedural)", role=IN),
                 Field("fx", "float", None, "focal length in pixels (default 0.9 x width)",
                       positive=True),
                 Field("fy", "float", None, "vertical focal length in pixels (default --fx)",
                       positive=True),
-                Field("camera", "path", None, "the camera to render with: a ROS camera_info YAML "
+                Field("camera", "path", None, "(--mesh) the camera: a ROS camera_info YAML "
                       "(P, as the node uses for rectified frames) or a DOPE frame JSON; sets "
                       "the size and intrinsics", role=IN),
-                Field("workers", "int", None, "render processes (default: one per core)",
+                Field("workers", "int", None, "(--mesh) render processes (default: one per "
+                      "core, at most 8)",
                       low=1),
-                Field("extras", "bool", False, "also write NAME.seg.png (instance ids) and "
-                      "NAME.depth.png (mm, 16 bit)"),
-                Field("symmetry", "path", None, "BOP models_info.json: label symmetric poses "
+                Field("extras", "bool", False, "(--mesh) also write NAME.seg.png (instance "
+                      "ids) and NAME.depth.png (mm, 16 bit)"),
+                Field("symmetry", "path", None, "(--mesh) BOP models_info.json: label symmetric "
+                      "poses "
                       "canonically", role=IN),
-                Field("symmetry_id", "str", None, "the object's id in --symmetry when it holds "
-                      "several"),
-                Field("shard", "str", None, "I/N: write frames I, I+N, ... (one machine's share;"
+                Field("symmetry_id", "str", None, "(--mesh) the object's id in --symmetry (5 or "
+                      "obj_000005; default: from an obj_NNNNNN mesh name)"),
+                Field("shard", "str", None, "(--mesh) I/N: write frames I, I+N, ... (one "
+                      "machine's share;"
                       " the shards together equal one run)"),
             ), uses_gpu=False)
 
