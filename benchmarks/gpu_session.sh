@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_session.sh learn-dope   # ~9 min: synth -> train dope --val -> eval dope on held-out frames
 #   bash benchmarks/gpu_session.sh learn-kp     # ~9 min: PCK / 2D projection / ADD after training
 #   bash benchmarks/gpu_session.sh multi        # ~3 min: infer dope per frame with 1, 2 and 4 networks
+#   bash benchmarks/gpu_session.sh procs        # ~4 min: train dope img/s, 1 process vs one per GPU
 #
 # Logs and JSON go to $OUT (the lent machine's return folder) or benchmarks/out.
 # A step that runs past its share is cut by `timeout` and the next step still runs.
@@ -40,7 +41,11 @@ case "${1:-}" in
     multi)
         step bench_dope_multi 240 python3 benchmarks/bench_dope_multi.py --frames 16 \
             --size 1280x720 ;;
+    procs)
+        gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
+        step bench_processes 300 python3 benchmarks/bench_processes.py --processes "1,$gpus" \
+            --frames 1024 --size 400 --batch 32 ;;
     *)
-        echo "usage: $0 speed|learn-dope|learn-kp|multi" >&2
+        echo "usage: $0 speed|learn-dope|learn-kp|multi|procs" >&2
         exit 2 ;;
 esac
