@@ -91,16 +91,22 @@ def test_two_nodes_train_the_weights_one_node_of_two_processes_trains(tmp_path):
     """2 nodes x 1 process and 1 node x 2 processes: the same global batch, the same shards,
     the same weights. Global rank 0 (node 0's process) alone writes."""
     data = tmp_path / "data"
-    write_dataset(str(data), 4, seed=2, width=64, height=48, progress=False)
+    write_dataset(str(data), 12, seed=2, width=64, height=48, progress=False)
     port = _port()
-    procs = [_cli("train", "dope", "--data", data, "--outf", tmp_path / "nodes", *TINY,
+    validated = [a for a in TINY if a not in ("--val", "off")]   # the default held-out split
+    procs = [_cli("train", "dope", "--data", data, "--outf", tmp_path / "nodes", *validated,
                   "--nnodes", 2, "--node_rank", rank, "--rdzv", "127.0.0.1:%d" % port,
                   "--nproc_per_node", 1) for rank in (1, 0)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "node 0 of 2" in outs[1] and "-> " in outs[1] and "-> " not in outs[0]
-    one = _cli("train", "dope", "--data", data, "--outf", tmp_path / "one", *TINY, "--gpus", 2)
+    assert "held out" in outs[1] and "held out" not in outs[0]     # rank 0 alone validates
+    assert (tmp_path / "nodes" / "net_best.pth").exists()
+    one = _cli("train", "dope", "--data", data, "--outf", tmp_path / "one", *validated,
+               "--gpus", 2)
     assert one.wait(timeout=300) == 0
+    held_out = [(tmp_path / run / "val_frames.txt").read_text() for run in ("nodes", "one")]
+    assert held_out[0] == held_out[1] and len(held_out[0].split()) == 6   # half of 12
     a, b = _weights(tmp_path / "nodes" / "net_epoch_01.pth"), _weights(tmp_path / "one" / "net_epoch_01.pth")
     assert a.keys() == b.keys()
     assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) <= 1e-6
