@@ -55,7 +55,7 @@ def test_two_containers_as_two_nodes_stop_together_and_resume(modern_image, tmp_
         log = up.communicate(timeout=120)[0]
         assert time.time() - started < 60, log
         assert _exit_codes(env) == {"node-0": "0", "node-1": "0"}, log
-        assert "SIGTERM passed to its 1 processes" in log and "state saved in" in log
+        assert "SIGTERM passed to its 1 process(es)" in log and "state saved in" in log
         assert (out / "training_state.pt").exists() and not (out / "net_epoch_04.pth").exists()
         env["TRAIN_ARGS"] = TRAIN + " --resume auto"
         resumed = _compose(env, "up", timeout=300)

@@ -51,9 +51,11 @@ def test_torchrun_arguments_and_checks():
     assert argv[argv.index("--nproc_per_node") + 1] == "4"
     assert argv[argv.index("--rdzv_conf") + 1] == "join_timeout=30,read_timeout=15,is_host=false"
     assert argv[-2:] == ["-m", "pose_train"]
-    assert nodes.endpoint("node-0") == ("node-0", nodes.DEFAULT_PORT)
     assert nodes.endpoint("[::1]:29400") == ("::1", 29400)
     for bad, words in ((dict(nnodes=2), "needs --rdzv"),
+                       (dict(rdzv="h:1"), "--rdzv is for several machines"),
+                       (dict(nnodes=2, rdzv="node0"), "--rdzv takes HOST:PORT"),
+                       (dict(nnodes=2, rdzv=":29400"), "--rdzv takes HOST:PORT"),
                        (dict(nnodes=2, node_rank=2, rdzv="h:1"), "--node_rank 2 is not one of 0..1"),
                        (dict(nnodes=2, rdzv="h:99999"), "--rdzv takes HOST:PORT")):
         with pytest.raises(UserError, match=words):
@@ -62,17 +64,25 @@ def test_torchrun_arguments_and_checks():
     assert worker[:2] == ["train", "dope"] and "--nnodes=2" in worker and "--data=/d" in worker
 
 
-def test_compose_environment_and_renumbered_ranks():
-    args = _args()
+def test_compose_environment_and_the_agreement_between_nodes():
+    args = _args(nnodes=None, node_rank=None)
     nodes.from_environment(args, {"NNODES": "3", "NODE_RANK": "2", "RDZV": "n0:1"})
     assert (args.nnodes, args.node_rank, args.rdzv) == (3, 2, "n0:1")
+    given = _args(nnodes=None, node_rank=0)      # a flag given wins over the environment
+    nodes.from_environment(given, {"NODE_RANK": "1"})
+    assert given.node_rank == 0
     with pytest.raises(UserError, match="NODE_RANK='x' is not a whole number"):
-        nodes.from_environment(_args(), {"NODE_RANK": "x"})
-    env = {nodes.NODE_RANK_ENV: "1", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}
-    assert nodes.global_rank(env) == 3
-    assert nodes.global_rank({"LOCAL_RANK": "0"}) is None
-    with pytest.raises(UserError, match="same --nproc_per_node"):
-        nodes.global_rank(dict(env, WORLD_SIZE="3"))
+        nodes.from_environment(_args(node_rank=None), {"NODE_RANK": "x"})
+
+    def worker(node, local, procs=1, **command):
+        return {"node": node, "local": local, "procs": procs, "command": dict(epochs=2, **command)}
+    nodes._refuse_disagreement([worker(0, 0), worker(1, 0)], 2)
+    for everyone, words in (
+            ([worker(0, 0), worker(0, 0)], "--node_rank 0 was given to two nodes"),
+            ([worker(0, 0, 1), worker(1, 0, 2), worker(1, 1, 2)], "different numbers of processes"),
+            ([worker(0, 0, resume="auto"), worker(1, 0)], "--resume is 'auto' on one and None")):
+        with pytest.raises(UserError, match=words):
+            nodes._refuse_disagreement(everyone, len(everyone))
 
 
 def test_the_launcher_gives_a_node_the_hosts_network(tmp_path):
@@ -157,7 +167,7 @@ def test_sigterm_to_one_node_stops_every_node_at_one_step_and_both_resume(tmp_pa
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert time.time() - started < 60          # not torchrun's 300 s exit barrier
-    assert "SIGTERM passed to its 1 processes" in outs[1]
+    assert "SIGTERM passed to its 1 process(es)" in outs[1]
     assert "state saved in" in outs[0] and "with its own --node_rank" in outs[0]
     assert os.listdir(tmp_path / "nodes").count("training_state.pt") == 1
     assert not (tmp_path / "nodes" / "net_epoch_04.pth").exists()

@@ -53,7 +53,7 @@ def main(args):
 
 
 def _run(args):
-    info = ddp.init_distributed()
+    info = ddp.init_distributed(command=vars(args))
     ddp.share_cores(info)
     try:
         with job_folder(args.outf, claim=info.is_main):

@@ -17,10 +17,10 @@ TRUST = Field("trust", "str", [], "also allow this global (train.TrainConfig) or
 NET_KIND = Field("model", "str", "auto", "network in the file", choices=("auto", "dope", "keypoints"))
 # Several machines (pose_train.training.nodes): every node runs the same train command.
 NODES = (
-    Field("nnodes", "int", None, "machines taking part (torchrun's c10d rendezvous; env NNODES)",
-          low=1),
-    Field("node_rank", "int", 0, "this machine's number, 0 first: node 0 hosts the rendezvous "
-          "and its first process writes (env NODE_RANK)", low=0),
+    Field("nnodes", "int", None, "machines taking part (default 1; torchrun's c10d rendezvous; "
+          "env NNODES)", low=1),
+    Field("node_rank", "int", None, "this machine's number, 0 first (default 0): node 0 hosts "
+          "the rendezvous and its first process writes (env NODE_RANK)", low=0),
     Field("rdzv", "str", None, "HOST:PORT of node 0's rendezvous, as every node reaches it "
           "(env RDZV)"),
     Field("nproc_per_node", "int", None, "processes on this machine (default: --gpus, else one "

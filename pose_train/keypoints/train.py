@@ -220,7 +220,7 @@ def main(args):
 
 def run_process(args):
     """One training process (the only one, or one rank of several)."""
-    info = ddp.init_distributed()
+    info = ddp.init_distributed(command=vars(args))
     ddp.share_cores(info)
     try:
         with job_folder(args.outf, claim=info.is_main):

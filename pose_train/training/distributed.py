@@ -35,7 +35,7 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device_type=None):
+def init_distributed(device_type=None, command=None):
     """Read the torchrun environment, pick the device, init the process group when world > 1.
 
     NCCL on CUDA, gloo on CPU (the CPU path exists for tests and for debugging on a laptop).
@@ -44,7 +44,8 @@ def init_distributed(device_type=None):
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
-    renumbered = nodes.global_rank()   # several nodes: node 0's first process is rank 0
+    # Several nodes: they agree on the command, and node 0's first process becomes rank 0.
+    renumbered = nodes.agreed_rank(command)
     rank = rank if renumbered is None else renumbered
     local = int(os.environ.get("LOCAL_RANK", 0))
     if device_type == "cuda":

@@ -26,16 +26,20 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def from_environment(args, environ=None):
-    """Fill the node flags the command line left out from NNODES / NODE_RANK / RDZV."""
+    """Fill the node flags the command line left out from NNODES / NODE_RANK / RDZV (a flag
+    given wins: clusters often export NODE_RANK for other tools)."""
     environ = os.environ if environ is None else environ
+    meaning = {"nnodes": "the number of machines", "node_rank": "this machine's number, 0 first"}
     for name, variable in ENVIRONMENT.items():
-        if environ.get(variable) and getattr(args, name) in (None, 0):
+        if environ.get(variable) and getattr(args, name) is None:
             value = environ[variable]
             try:
                 setattr(args, name, value if name == "rdzv" else int(value))
             except ValueError:
-                raise UserError("%s=%r is not a whole number; set it to this node's %s"
-                                % (variable, value, name.replace("_", " ")))
+                raise UserError("%s=%r is not a whole number; set it to %s"
+                                % (variable, value, meaning[name]))
+    if args.node_rank is None:
+        args.node_rank = 0
 
 
 def asked(args):
@@ -46,8 +50,6 @@ def asked(args):
 def endpoint(text):
     """``HOST:PORT`` -> (host, port); one line naming the flag when it is not."""
     host, _, port = str(text).rpartition(":")
-    if not host:
-        host, port = str(text), str(DEFAULT_PORT)
     if not port.isdigit() or not 0 < int(port) < 65536 or not host.strip("[]"):
         raise UserError("--rdzv takes HOST:PORT, node 0's address as every node reaches it and a "
                         "free port, e.g. 10.0.0.1:%d; got %r" % (DEFAULT_PORT, text))
@@ -58,6 +60,9 @@ def check(args):
     if (args.nnodes or 1) > 1 and not args.rdzv:
         raise UserError("--nnodes %d needs --rdzv HOST:PORT: node 0's address as every node "
                         "reaches it, the same on every node" % args.nnodes)
+    if (args.nnodes or 1) < 2:
+        raise UserError("--rdzv is for several machines: give every node --nnodes N, the number "
+                        "of machines (one machine needs neither; --gpus N runs N processes)")
     nnodes = args.nnodes or 1
     if not 0 <= args.node_rank < nnodes:
         raise UserError("--node_rank %d is not one of 0..%d (--nnodes %d): number the nodes "
@@ -93,16 +98,18 @@ def launch(args, job_argv, processes):
     config.training_script_args = list(job_argv)
     os.environ[NODE_RANK_ENV] = str(args.node_rank)
     os.environ[environment.LOCAL] = "1"   # the workers run the job in-process, as here
-    print("node %d of %d: %d processes, rendezvous %s (c10d, waiting up to %g s for every node)"
+    print("node %d of %d: %d process(es), rendezvous %s (c10d, waiting up to %g s for every node)"
           % (args.node_rank, args.nnodes or 1, processes, args.rdzv, args.rdzv_timeout), flush=True)
     try:
         _agent(config, args.node_rank)
     except RendezvousError as err:
-        raise UserError("no rendezvous at %s within %g s (%s): check that node 0 runs the same "
-                        "command with --node_rank 0 and --nnodes %d, and that %s is reachable "
-                        "from this node (firewall; in a container, the host's network)"
-                        % (args.rdzv, args.rdzv_timeout, type(err).__name__, args.nnodes or 1,
-                           args.rdzv))
+        who = ("every other node runs the same command (--nnodes %d, each its own --node_rank, "
+               "none of them 0) and reaches %s" % (args.nnodes, args.rdzv) if args.node_rank == 0 else
+               "node 0 runs the same command with --node_rank 0 and --nnodes %d, and that %s is "
+               "reachable from this node" % (args.nnodes, args.rdzv))
+        raise UserError("no rendezvous at %s within %g s (%s): check that %s (firewall; in a "
+                        "container, the host's network)" % (args.rdzv, args.rdzv_timeout,
+                                                            type(err).__name__, who))
     except ChildFailedError as err:
         codes = sorted({f.exitcode for f in err.failures.values()})
         raise UserError("a training process on node %d failed (exit code %s; its message is "
@@ -128,15 +135,22 @@ def _agent(config, node_rank):
         except BaseException as err:   # re-raised in the main thread
             outcome["error"] = err
 
+    signals = []
+
     def forward(signum, frame):
-        children = _children()
+        children, name = _children(), signal.Signals(signum).name
+        signals.append(signum)
+        if not children:    # still waiting for the other nodes: nothing to save
+            raise KeyboardInterrupt(name)
+        again = len(signals) > 1   # asked twice: the workers may be stuck; end them now
         for pid in children:
             try:
-                os.kill(pid, signum)
+                os.kill(pid, signal.SIGKILL if again else signum)
             except ProcessLookupError:
                 pass
-        print("node %d: %s passed to its %d processes" % (node_rank, signal.Signals(signum).name,
-                                                          len(children)), file=sys.stderr, flush=True)
+        print("node %d: %s %s its %d process(es)" % (
+            node_rank, name, "again: killed" if again else "passed to", len(children)),
+            file=sys.stderr, flush=True)
 
     # Its handlers need the main thread; it says so once, which is what is wanted here.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.ERROR)
@@ -168,14 +182,55 @@ def _children():
     return found
 
 
-def global_rank(environ=None):
-    """This worker's rank renumbered by --node_rank (node 0's first process is 0), or None
-    outside a several-node run. Every node must run the same number of processes."""
+# Flags each node may give its own way: where things are on that machine, and how it runs.
+LOCAL_FLAGS = {"node_rank", "data", "val", "outf", "net", "pretrained", "load_model", "workers",
+               "gpus", "rdzv", "nproc_per_node", "rdzv_timeout"}
+
+
+def agreed_rank(command, environ=None, timeout_s=300):
+    """Before the process group forms: every worker posts its node's --node_rank, process count
+    and command to torchrun's store and reads everyone's. Nodes that disagree (a --node_rank
+    given twice, different --nproc_per_node, one node resuming and another not) get the same
+    one line on every rank instead of a hang. Returns this worker's rank renumbered by
+    --node_rank (node 0's first process is 0), or None outside a several-node run."""
     environ = os.environ if environ is None else environ
-    if NODE_RANK_ENV not in environ or "LOCAL_WORLD_SIZE" not in environ:
+    if NODE_RANK_ENV not in environ or "TORCHELASTIC_RUN_ID" not in environ:
         return None
-    local_world = int(environ["LOCAL_WORLD_SIZE"])
-    if int(environ["WORLD_SIZE"]) % local_world:
-        raise UserError("the nodes run different numbers of processes (%s in all, %d here): "
-                        "give every node the same --nproc_per_node" % (environ["WORLD_SIZE"], local_world))
-    return int(environ[NODE_RANK_ENV]) * local_world + int(environ["LOCAL_RANK"])
+    import json
+    from datetime import timedelta
+    from torch.distributed import TCPStore
+    rank, world = int(environ["RANK"]), int(environ["WORLD_SIZE"])
+    store = TCPStore(environ["MASTER_ADDR"], int(environ["MASTER_PORT"]), is_master=False,
+                     timeout=timedelta(seconds=timeout_s))
+    mine = {"node": int(environ[NODE_RANK_ENV]), "procs": int(environ["LOCAL_WORLD_SIZE"]),
+            "local": int(environ["LOCAL_RANK"]),
+            "command": {k: v for k, v in sorted((command or {}).items()) if k not in LOCAL_FLAGS}}
+    store.set("pose-train/agree/%d" % rank, json.dumps(mine, default=str))
+    keys = ["pose-train/agree/%d" % r for r in range(world)]
+    store.wait(keys)
+    everyone = [json.loads(store.get(key)) for key in keys]
+    _refuse_disagreement(everyone, world)
+    return mine["node"] * mine["procs"] + mine["local"]
+
+
+def _refuse_disagreement(everyone, world):
+    procs = sorted({w["procs"] for w in everyone})
+    if len(procs) > 1:
+        raise UserError("the nodes run different numbers of processes (%s): give every node the "
+                        "same --nproc_per_node" % ", ".join(map(str, procs)))
+    per_node = {}
+    for w in everyone:
+        per_node[w["node"]] = per_node.get(w["node"], 0) + 1
+    twice = sorted(n for n, count in per_node.items() if count > procs[0])
+    if twice or sorted(per_node) != list(range(world // procs[0])):
+        raise UserError("--node_rank %s was given to two nodes: number them 0..%d, each its own"
+                        % (twice[0] if twice else sorted(per_node), world // procs[0] - 1))
+    first = everyone[0]["command"]
+    for w in everyone[1:]:
+        differ = sorted(k for k in set(first) | set(w["command"])
+                        if first.get(k) != w["command"].get(k))
+        if differ:
+            raise UserError("the nodes were given different commands: --%s is %r on one and %r "
+                            "on node %d; run the same command on every node, only --node_rank "
+                            "differing" % (differ[0], first.get(differ[0]),
+                                           w["command"].get(differ[0]), w["node"]))
