@@ -71,7 +71,9 @@ def _shipped_paths(image):
                           "for p, _, fs in os.walk(r) for f in fs))")
 
 
-@pytest.mark.parametrize("fixture,base_env,limit_gb", [("modern_image", "POSE_TRAIN_MODERN_BASE", 1.7),
+# CPU: 1.84 GB measured at stop 28; Mesa's EGL and llvmpipe (synth dope --mesh) added ~215 MB
+# to the base. CUDA: 5.78 GB.
+@pytest.mark.parametrize("fixture,base_env,limit_gb", [("modern_image", "POSE_TRAIN_MODERN_BASE", 2.0),
                                                         ("cuda_image", "POSE_TRAIN_CUDA_BASE", 6.0)])
 def test_images_ship_no_wheelhouse_and_fit_their_size(request, docker_client, fixture, base_env, limit_gb):
     """Base + venv + sources and nothing else: no wheelhouse layer deleted later, no host file."""
