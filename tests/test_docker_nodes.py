@@ -10,6 +10,8 @@ import time
 import pytest
 import torch
 
+from nodes_helpers import step_logged
+
 from pose_train.dope.synth import write_dataset
 from pose_train.launcher import docker_images as images
 
@@ -29,16 +31,6 @@ def _exit_codes(env):
     return dict(zip(ps[0::2], ps[1::2]))
 
 
-def _wait_for_a_step(out, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        path = out / "metrics.jsonl"
-        if path.exists() and '"kind": "step"' in path.read_text():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_two_containers_as_two_nodes_stop_together_and_resume(modern_image, tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     write_dataset(str(data / "set"), 8, seed=2, width=64, height=48, progress=False)
@@ -49,7 +41,7 @@ def test_two_containers_as_two_nodes_stop_together_and_resume(modern_image, tmp_
         up = subprocess.Popen(["docker", "compose", "-f", "compose.two-nodes.yaml", "up"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
-        assert _wait_for_a_step(out)
+        assert step_logged(out, timeout=120)
         started = time.time()
         assert _compose(env, "kill", "-s", "SIGTERM", "node-1").returncode == 0
         log = up.communicate(timeout=120)[0]

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from nodes_helpers import step_logged
+
 from pose_train.dope.synth import write_dataset
 from pose_train.errors import UserError
 from pose_train.launcher.run import container_spec, docker_run_command
@@ -138,16 +140,6 @@ def test_a_rendezvous_that_never_comes_fails_in_one_line_within_the_timeout(tmp_
     assert not (tmp_path / "out" / "net_epoch_01.pth").exists()
 
 
-def _step_logged(outf, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        path = outf / "metrics.jsonl"
-        if path.exists() and '"kind": "step"' in path.read_text():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 @pytest.mark.slow
 def test_sigterm_to_one_node_stops_every_node_at_one_step_and_both_resume(tmp_path):
     """SIGTERM to node 1's pose-train mid-run: it passes the signal to its process, every rank
@@ -161,7 +153,7 @@ def test_sigterm_to_one_node_stops_every_node_at_one_step_and_both_resume(tmp_pa
     node = ["train", "dope", "--data", data, "--outf", tmp_path / "nodes", *run, "--nnodes", 2,
             "--rdzv", "127.0.0.1:%d" % port, "--nproc_per_node", 1]
     procs = [_cli(*node, "--node_rank", rank) for rank in (0, 1)]
-    assert _step_logged(tmp_path / "nodes")
+    assert step_logged(tmp_path / "nodes")
     started = time.time()
     procs[1].send_signal(15)
     outs = [p.communicate(timeout=120)[0] for p in procs]

@@ -146,8 +146,7 @@ class Renderer:
         self.prog["depth_ab"].value = ((FAR + NEAR) / (FAR - NEAR), -2 * FAR * NEAR / (FAR - NEAR))
         self.meshes = []
         self.ctx.enable(moderngl.DEPTH_TEST)
-        white = self.ctx.texture((1, 1), 4, data=b"\xff\xff\xff\xff")
-        self._white = white
+        self._white = self.ctx.texture((1, 1), 4, data=b"\xff\xff\xff\xff")
 
     def add_mesh(self, rows, texture=None):
         """Upload a vertex_table and its texture (HxWx3/4 uint8, row 0 the image's top, as

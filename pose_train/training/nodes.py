@@ -17,7 +17,6 @@ import threading
 from pose_train import environment
 from pose_train.errors import UserError
 
-FIELDS = ("nnodes", "node_rank", "rdzv", "nproc_per_node", "rdzv_timeout")
 # What compose's multi-node form sets on each node (compose.nodes.yaml).
 ENVIRONMENT = {"nnodes": "NNODES", "node_rank": "NODE_RANK", "rdzv": "RDZV"}
 NODE_RANK_ENV = environment.NODE_RANK   # to the workers: this node's --node_rank
