@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pose_train_py27.nets import DopeNetwork  # noqa: E402
 from pose_train.dope.data import scan  # noqa: E402
 from pose_train.dope.steps import StepConfig, dope_loss  # noqa: E402
-from pose_train.dope.loader import DopeDataset, EpochSampler, make_loader  # noqa: E402
+from pose_train.dope.loader import DopeDataset, EpochBatches, make_loader  # noqa: E402
 from pose_train.dope.synth import write_dataset  # noqa: E402
 from dope_steps import train_step  # noqa: E402
 
@@ -47,7 +47,7 @@ def _model(init):
 def _run(init, dataset, args):
     net, cfg = _model(init), StepConfig(device=torch.device("cpu"), sigma=0.5)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    sampler = EpochSampler(torch.utils.data.RandomSampler(dataset))
+    sampler = EpochBatches([torch.utils.data.RandomSampler(dataset)], args.batch)
     loader = make_loader(dataset, sampler, args.batch, 0)
     step, epoch, losses, empties, t0 = 0, 0, [], [], time.time()
     while step < args.steps:

@@ -183,6 +183,9 @@ def run_job(job, given, local=False, dry_run=False):
     args = finish(job, given)
     job = for_runtime(job, args, local)
     if local or job.image == HOST:
+        if hasattr(args, "rdzv"):
+            from pose_train.training import nodes
+            nodes.quiet_connection_errors(args)
         with _typed_local(job, local):
             code = resolve_entry(job)(args) or 0
     else:

@@ -1,7 +1,8 @@
 """Two containers of the modern CPU image as two nodes (compose.two-nodes.yaml: one Docker
 engine, the project's own network, gloo, one shared output folder): SIGTERM to node 1 mid-run
 stops both at one step with one state, both resume to the weights of an uninterrupted run of
-one node with two processes, and a node whose rendezvous never comes fails in one line."""
+one process accumulating two batches a step (the same global batch), and a node whose
+rendezvous never comes fails in one line."""
 import os
 import subprocess
 import sys
@@ -56,12 +57,12 @@ def test_two_containers_as_two_nodes_stop_together_and_resume(modern_image, tmp_
         _compose(env, "down", "--remove-orphans")
     whole = subprocess.run(
         [sys.executable, "-m", "pose_train", "--local", "train", "dope", "--outf",
-         str(tmp_path / "whole"), "--gpus", "2"] + TRAIN.replace("/data", str(data)).split(),
+         str(tmp_path / "whole"), "--accumulate", "2"] + TRAIN.replace("/data", str(data)).split(),
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr[-2000:]
     a = torch.load(out / "net_epoch_04.pth", map_location="cpu")
     b = torch.load(tmp_path / "whole" / "net_epoch_04.pth", map_location="cpu")
-    assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) <= 1e-6
+    assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) <= 5e-6
 
 
 def test_a_node_whose_rendezvous_never_comes_fails_in_one_line(modern_image, tmp_path):

@@ -112,13 +112,13 @@ class _NanDope(torch.nn.Module):
 
 def test_non_finite_loss_stops_with_a_clear_message(data4):
     from pose_train.dope.steps import StepConfig, train_one_epoch
-    from pose_train.dope.loader import EpochSampler, make_loader
+    from pose_train.dope.loader import EpochBatches, make_loader
     from pose_train.training.distributed import DistInfo
     from pose_train.training.metrics_log import MetricsLog
 
     samples, _ = scan([data4], "cube", imagesize=32)
     dataset = DopeDataset(samples, 32)
-    sampler = EpochSampler(torch.utils.data.SequentialSampler(dataset))
+    sampler = EpochBatches([torch.utils.data.SequentialSampler(dataset)], 2)
     model = _NanDope()
     opt = torch.optim.Adam(model.parameters())
     cfg = StepConfig(device=torch.device("cpu"), sigma=0.5)

@@ -107,6 +107,10 @@ def test_exact_resume_after_time_limit(data6, baseline, tmp_path, capsys):
     expected = _step_losses(baseline)
     assert len(expected) == 3
     assert _step_losses(tmp_path) == expected
+    # The resumed epoch's mean covers its steps before the stop too.
+    means = [[r["loss_mean"] for r in read_metrics(os.path.join(run, "metrics.jsonl"))
+              if r["kind"] == "epoch" and r["status"] == "done"] for run in (tmp_path, baseline)]
+    assert means[0] == pytest.approx(means[1], rel=1e-12) and len(means[0]) == 1
     a = torch.load(tmp_path / "net_epoch_01.pth", weights_only=True)
     b = torch.load(baseline / "net_epoch_01.pth", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)

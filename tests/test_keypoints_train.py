@@ -167,6 +167,9 @@ def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert json.load(open(straight / "best.json")) == json.load(open(stopped / "best.json"))
+    # The resumed epoch's mean covers its steps before the stop too.
+    losses = [[r["loss"] for r in read_metrics(run / "metrics.jsonl")] for run in (straight, stopped)]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
 
 
 @pytest.mark.slow

@@ -112,6 +112,8 @@ def test_two_nodes_train_the_weights_one_node_of_two_processes_trains(tmp_path):
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "node 0 of 2" in outs[1] and "-> " in outs[1] and "-> " not in outs[0]
+    # Node 1 writes nothing, but its log says how the run ended.
+    assert "node 1: done: epochs 1..1; node 0 wrote the weights in" in outs[0]
     assert "held out" in outs[1] and "held out" not in outs[0]     # rank 0 alone validates
     assert (tmp_path / "nodes" / "net_best.pth").exists()
     one = _cli("train", "dope", "--data", data, "--outf", tmp_path / "one", *validated,
@@ -136,8 +138,22 @@ def test_a_rendezvous_that_never_comes_fails_in_one_line_within_the_timeout(tmp_
     assert lonely.returncode == 2
     last = out.strip().splitlines()[-1]
     assert last.startswith("pose-train: error: no rendezvous at 127.0.0.1:") and "--node_rank 0" in last
+    # torch's C++ logger stays out of the agent's way: no connection tries, no C++ frames.
+    assert "frame #" not in out and "socket.cpp" not in out and len(out.splitlines()) == 2, out
     assert time.time() - started < 6 + 30   # the timeout, and the interpreter's start
     assert not (tmp_path / "out" / "net_epoch_01.pth").exists()
+
+
+def test_a_missing_path_is_named_before_the_node_waits_for_the_others(tmp_path):
+    """Each node checks its own paths first: a typo must not wait out the rendezvous."""
+    started = time.time()
+    node = _cli("train", "dope", "--data", tmp_path / "no-such-set", "--outf", tmp_path / "out",
+                *TINY, "--nnodes", 2, "--node_rank", 1, "--rdzv", "127.0.0.1:%d" % _port())
+    out = node.communicate(timeout=120)[0]
+    assert node.returncode == 2 and time.time() - started < 30      # not the 300 s timeout
+    assert out.strip().splitlines() == [
+        "pose-train: error: --data %s: no such file or folder; check the path (relative paths "
+        "are taken from %s)" % (tmp_path / "no-such-set", REPO)]
 
 
 @pytest.mark.slow
@@ -160,6 +176,7 @@ def test_sigterm_to_one_node_stops_every_node_at_one_step_and_both_resume(tmp_pa
     assert [p.returncode for p in procs] == [0, 0], outs
     assert time.time() - started < 60          # not torchrun's 300 s exit barrier
     assert "SIGTERM passed to its 1 process(es)" in outs[1]
+    assert "node 1: stopped with every node at epoch" in outs[1] and "--resume auto" in outs[1]
     assert "state saved in" in outs[0] and "with its own --node_rank" in outs[0]
     assert os.listdir(tmp_path / "nodes").count("training_state.pt") == 1
     assert not (tmp_path / "nodes" / "net_epoch_04.pth").exists()

@@ -148,7 +148,7 @@ class DopeDataset(Dataset):
         return img, True
 
     def __getitem__(self, key):
-        # EpochSampler hands out (epoch, index): persistent workers learn the epoch that way.
+        # EpochBatches hands out (epoch, index): persistent workers learn the epoch that way.
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index]
         img, ok = self._decode(index, sample)
@@ -188,28 +188,40 @@ def default_workers(world_size=1):
     return max(0, min(16, (cores or 1) // max(1, world_size) - 1))
 
 
-class EpochSampler(Sampler):
-    """Wraps an index sampler: yields (epoch, index) and can skip the first n of an epoch.
+class EpochBatches(Sampler):
+    """Batches of (epoch, index) in step order, that can start at any step of an epoch.
 
-    The epoch travels with each index, so loader workers can stay alive across epochs and still
-    draw each epoch's augmentation; ``skip`` lets a resumed run start mid-epoch.
+    One index sampler per batch of an optimizer step (several with gradient accumulation: see
+    distributed.make_sampler); step s yields batch s of each in turn. The epoch travels with
+    each index, so loader workers can stay alive across epochs and still draw each epoch's
+    augmentation; ``skip`` steps let a resumed run start mid-epoch.
     """
 
-    def __init__(self, sampler):
-        self.sampler, self.epoch, self.skip = sampler, 0, 0
+    def __init__(self, samplers, batch_size):
+        self.samplers, self.batch_size, self.epoch, self.skip = list(samplers), batch_size, 0, 0
+
+    @property
+    def accumulate(self):
+        return len(self.samplers)
 
     def set_epoch(self, epoch, skip=0):
         self.epoch, self.skip = int(epoch), int(skip)
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(self.epoch)
+        for sampler in self.samplers:
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(self.epoch)
+
+    def steps(self):
+        """Optimizer steps in a whole epoch (the last batches may be short)."""
+        return -(-len(self.samplers[0]) // self.batch_size)
 
     def __iter__(self):
-        for i, index in enumerate(self.sampler):
-            if i >= self.skip:
-                yield self.epoch, index
+        orders, b = [list(s) for s in self.samplers], self.batch_size
+        for step in range(self.skip, self.steps()):
+            for order in orders:
+                yield [(self.epoch, i) for i in order[step * b:(step + 1) * b]]
 
     def __len__(self):
-        return max(0, len(self.sampler) - self.skip)
+        return max(0, self.steps() - self.skip) * self.accumulate
 
 
 def _worker_init(_):
@@ -219,12 +231,14 @@ def _worker_init(_):
 
 
 def make_loader(dataset, sampler, batch_size, workers, pin_memory=False, drop_last=True):
-    """Workers are started by a fork server, not forked from this process: a fork inherits the
+    """``sampler`` may be an EpochBatches, which then makes the batches itself. Workers are started by a fork server, not forked from this process: a fork inherits the
     parent's OpenCV/OpenMP thread-pool state and can deadlock after the main process has used
     them (generating data, drawing previews). They persist across epochs to pay that start once.
     """
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0,
+    batching = (dict(batch_sampler=sampler) if isinstance(sampler, EpochBatches) else
+                dict(batch_size=batch_size, sampler=sampler, drop_last=drop_last))
+    return DataLoader(dataset, num_workers=workers, **batching,
+                      pin_memory=pin_memory, persistent_workers=workers > 0,
                       worker_init_fn=_worker_init if workers else None,
                       multiprocessing_context="forkserver" if workers else None,
                       prefetch_factor=4 if workers else None)

@@ -4,6 +4,7 @@ A step: uint8 crops + keypoints arrive from the loader; photometric augmentation
 and targets are computed on the device for the whole batch; forward under autocast (bf16 on
 CUDA by default); loss in fp32 = sum over the six stages of MSE(belief) + MSE(affinity).
 """
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pose_train.dope.augment import (NORMALIZATIONS, PhotometricParams, normaliz
 from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
 from pose_train.errors import UserError
 from pose_train.training.progress import Progress
-from pose_train.training.distributed import sum_ranks
+from pose_train.training.distributed import no_sync, sum_ranks, virtual_rank
 
 
 @dataclass
@@ -28,13 +29,15 @@ class StepConfig:
     channels_last: bool = False
     seed: int = 0
     rank: int = 0
+    accumulate: int = 1            # batches per optimizer step (gradient accumulation)
     photometric: PhotometricParams = None
     crop_size: int = 0             # needed when batches carry whole frames (device warp)
     normalization: dict = field(default_factory=lambda: dict(NORMALIZATIONS["ros"]))
 
 
-def prepare_batch(batch, cfg, epoch, step, train=True):
-    """Loader batch -> (normalised images, belief targets, affinity targets, keypoints, valid)."""
+def prepare_batch(batch, cfg, epoch, step, train=True, micro=0):
+    """Loader batch -> (normalised images, belief targets, affinity targets, keypoints, valid).
+    micro: which of a step's accumulated batches (its augmentation is that virtual rank's)."""
     dev = cfg.device
     if len(batch) == 5:      # whole frames + affines (DopeDataset device_warp): crop here
         frames, matrices, points, valid, _ = batch
@@ -45,7 +48,7 @@ def prepare_batch(batch, cfg, epoch, step, train=True):
     points = points.to(dev, non_blocking=True)
     valid = valid.to(dev, non_blocking=True)
     if train:
-        gen = step_generator(dev, cfg.seed, epoch, step, cfg.rank)
+        gen = step_generator(dev, cfg.seed, epoch, step, virtual_rank(cfg.rank, cfg.accumulate, micro))
         images = photometric(images, gen, cfg.photometric or PhotometricParams())
     # NCHW view of channels-last memory: exactly torch.channels_last, so no copy on CUDA.
     images = normalize(images, cfg.normalization).permute(0, 3, 1, 2)
@@ -76,50 +79,59 @@ def forward_loss(model, images, beliefs, affinities, cfg):
 class EpochResult:
     status: str          # "done" | "stopped"
     next_step: int       # steps done in this epoch (where a resume continues)
-    loss_mean: float
+    loss_mean: float     # over the epoch's steps so far, those before a resume included
+    loss_sum: float      # (loss_sum, loss_steps): what a mid-epoch state carries on
+    loss_steps: int
     samples: int         # over all ranks
     seconds: float
     loader_wait: float   # seconds this rank waited for batches
 
 
 def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, should_stop,
-                    log, info, show_progress=True, steps_after=0, every=None):
+                    log, info, show_progress=True, steps_after=0, every=None, carried=(0.0, 0)):
     """Train until the loader ends or ``should_stop()`` (checked on every rank, every step).
+    The loader yields ``cfg.accumulate`` batches per optimizer step (loader.EpochBatches).
+    carried: (loss sum, steps) of this epoch before a resume, for the epoch's mean.
     steps_after: steps of the later epochs, for the progress line's run ETA. every: (N, f)
     calls f(step) after every N-th step of the epoch (validation between steps)."""
     model.train()
     stop = False
-    step, total, count, seen, wait = start_step, 0.0, 0, 0, 0.0
+    step, (total, count), seen, wait = start_step, carried, 0, 0.0
     t0 = time.perf_counter()
-    progress = Progress("epoch %d" % epoch, start_step + len(loader), initial=start_step,
-                        steps_after=steps_after, enabled=show_progress)
-    ready = time.perf_counter()
+    progress = Progress("epoch %d" % epoch, start_step + len(loader) // cfg.accumulate,
+                        initial=start_step, steps_after=steps_after, enabled=show_progress)
+    ready, value, images = time.perf_counter(), 0.0, None
     try:
-        for batch in loader:
+        for i, batch in enumerate(loader):
             # Time blocked on the loader (the step before ended with a device sync in .item()):
             # the "is the GPU starved?" number.
             wait += time.perf_counter() - ready
-            images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step)
-            loss, final = forward_loss(model, images, tb, ta, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None and scaler.is_enabled():
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            value = loss.item()
+            micro = i % cfg.accumulate
+            last = micro == cfg.accumulate - 1
+            if micro == 0:
+                optimizer.zero_grad(set_to_none=True)
+                value = 0.0
+            images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step, micro=micro)
+            # Gradients are averaged over ranks once a step, not after every accumulated batch.
+            with contextlib.nullcontext() if last else no_sync(model):
+                loss, final = forward_loss(model, images, tb, ta, cfg)
+                _backward(loss / cfg.accumulate, scaler)
+            value += loss.item() / cfg.accumulate
+            seen += images.shape[0]
+            ready = time.perf_counter()
+            if not last:
+                continue
+            _optimizer_step(optimizer, scaler)
             if not math.isfinite(value):
                 raise UserError("training loss became %s at epoch %d step %d; lower --lr or check "
                                 "the data report; the last epoch checkpoint in --outf is intact"
                                 % (value, epoch, step))
             step += 1
-            total, count, seen = total + value, count + 1, seen + images.shape[0]
+            total, count = total + value, count + 1
             log.write(kind="step", epoch=epoch, step=step, loss=value)
             if log.wants_images():
                 _log_images(log, images, points, valid, tb, final, cfg)
-            progress.update(value, images.shape[0] * info.world_size)
+            progress.update(value, images.shape[0] * info.world_size * cfg.accumulate)
             if every and step % every[0] == 0:
                 every[1](step)
             stop = should_stop()     # the same answer on every rank
@@ -129,8 +141,23 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
     finally:
         progress.close()
     return EpochResult("stopped" if stop else "done", step if stop else 0,
-                       total / max(1, count), int(sum_ranks(seen, info)),
+                       total / max(1, count), total, count, int(sum_ranks(seen, info)),
                        time.perf_counter() - t0, wait)
+
+
+def _backward(loss, scaler):
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+    else:
+        loss.backward()
+
+
+def _optimizer_step(optimizer, scaler):
+    if scaler is not None and scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
 
 
 @torch.no_grad()

@@ -18,14 +18,14 @@ from pose_train.dope import weights_files as ckpt
 from pose_train.dope.augment import NORMALIZATIONS
 from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.steps import StepConfig, train_one_epoch
-from pose_train.dope.loader import (DopeDataset, EpochSampler, decoded_cache, default_workers,
+from pose_train.dope.loader import (DopeDataset, EpochBatches, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
 from pose_train.dope import validation
 from pose_train.dope.embedded import cached_dataset
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, read_sidecar, report_stale_temps
-from pose_train.jobs import JOBS, command_words, continue_line
+from pose_train.jobs import JOBS, check_inputs, command_words, continue_line
 from pose_train.training import checkpoint_io as state_io
 from pose_train.training import distributed as ddp
 from pose_train.training import nodes
@@ -47,6 +47,8 @@ def main(args):
     """Job entry; the flags are declared in pose_train.jobs.dope."""
     nodes.from_environment(args)
     if nodes.asked(args):
+        # A missing path would otherwise be seen only once every node has joined.
+        check_inputs(JOBS["train-dope"], args)
         return nodes.launch(args, command_words(JOBS["train-dope"], args),
                             ddp.requested_processes(args.nproc_per_node or args.gpus))
     return ddp.run_processes(_run, args, args.gpus)
@@ -95,11 +97,12 @@ def _train(args, info):
 
     def one_epoch(epoch, first_step):
         # Same order as an uninterrupted run; a resumed epoch skips the batches it did.
-        sampler.set_epoch(epoch, skip=first_step * args.batchsize)
+        sampler.set_epoch(epoch, skip=first_step)
         result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch, first_step,
                                  loop.should_stop, loop.log, info, show_progress=info.is_main,
-                                 steps_after=(end_epoch - epoch) * len(loader),
-                                 every=_every_steps(args, watch, loop, model, epoch))
+                                 steps_after=(end_epoch - epoch) * sampler.steps(),
+                                 every=_every_steps(args, watch, loop, model, epoch),
+                                 carried=state_io.epoch_loss(state) if first_step else (0.0, 0))
         results[epoch] = result
         if result.status == "stopped":
             _log_epoch(loop.log, epoch, result, info)
@@ -108,15 +111,13 @@ def _train(args, info):
     def finish(epoch):
         path = ckpt.save_epoch_weights(args.outf, model, epoch, meta)
         r = results.pop(epoch)
-        say("epoch %d: loss %.6f, %.1f img/s, %.0f%% of the time waiting for data -> %s"
-            % (epoch, r.loss_mean, r.samples / max(r.seconds, 1e-9),
-               100.0 * r.loader_wait / max(r.seconds, 1e-9), path))
+        say(_epoch_line(epoch, r, path))
         figures = watch.epoch_end(model, epoch, r.seconds, lambda f: ckpt.save_weights(
             os.path.join(args.outf, ckpt.BEST_NAME), model, dict(meta, epoch=epoch, val=f)))
         _log_epoch(loop.log, epoch, r, info, **figures)
 
     def save_state(epoch, step):
-        _save_state(args, model, optimizer, scaler, epoch, step, meta)
+        _save_state(args, model, optimizer, scaler, epoch, step, meta, results.get(epoch))
 
     results = {}
     epochs = [(e, start_step if e == start_epoch else 0) for e in range(start_epoch, end_epoch + 1)]
@@ -128,16 +129,20 @@ def _train(args, info):
 
 def _how(args, info, cfg, device_warp):
     amp = "amp " + str(cfg.amp_dtype).replace("torch.", "") if cfg.amp_dtype else "fp32"
-    return "batch %d x %d process(es), %s, %s, crops cut on the %s" % (
-        args.batchsize, info.world_size, cfg.device, amp, "GPU" if device_warp else "CPU (loader workers)")
+    accumulated = " x %d accumulated" % args.accumulate if args.accumulate > 1 else ""
+    return "batch %d x %d process(es)%s, %s, %s, crops cut on the %s" % (
+        args.batchsize, info.world_size, accumulated, cfg.device, amp,
+        "GPU" if device_warp else "CPU (loader workers)")
 
 
 def _loader(args, info, cfg, dataset):
     """(the sampler every rank shares the order of, the loader over it)."""
-    sampler = EpochSampler(ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed))
+    sampler = EpochBatches([ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed,
+                                             accumulate=args.accumulate, micro=j)
+                            for j in range(args.accumulate)], args.batchsize)
     workers = default_workers(info.world_size) if args.workers is None else args.workers
     return sampler, make_loader(dataset, sampler, args.batchsize, workers,
-                                pin_memory=cfg.device.type == "cuda", drop_last=False)
+                                pin_memory=cfg.device.type == "cuda")
 
 
 def _done(args, watch, start_epoch, end_epoch, say):
@@ -307,6 +312,7 @@ def _starting_point(args, model, say):
             raise UserError("%s trained object %r, not %r; pass the matching --object or a new "
                             "--outf" % (path, saved.get("object"), args.object))
         _same_normalization(path, state["extra"].get("normalization"), args)
+        state_io.same_steps_mid_epoch(path, state, args, ("batchsize", "accumulate"))
         say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
         return state["epoch"], state["step"], int(saved["first_epoch"]), state
     trained = read_sidecar(path).get("normalization")
@@ -340,7 +346,7 @@ def _step_config(args, info):
         torch.backends.cudnn.benchmark = True   # fixed crop size: autotuning pays off
     sigma_px = DEFAULT_SIGMA_PX if args.sigma is None else args.sigma
     return StepConfig(device=info.device, sigma=sigma_px / 8.0, amp_dtype=amp,
-                      channels_last=cuda, seed=args.seed, rank=info.rank,
+                      channels_last=cuda, seed=args.seed, rank=info.rank, accumulate=args.accumulate,
                       crop_size=args.imagesize, normalization=NORMALIZATIONS[args.normalize])
 
 
@@ -356,11 +362,19 @@ def _run_meta(args, first_epoch, cfg, samples):
                              np.median(sizes, axis=0), config)
 
 
-def _save_state(args, model, optimizer, scaler, epoch, step, meta):
+def _epoch_line(epoch, r, path):
+    return ("epoch %d: loss %.6f, %.1f img/s, %.0f%% of the time waiting for data -> %s"
+            % (epoch, r.loss_mean, r.samples / max(r.seconds, 1e-9),
+               100.0 * r.loader_wait / max(r.seconds, 1e-9), path))
+
+
+def _save_state(args, model, optimizer, scaler, epoch, step, meta, partial=None):
+    """partial: the EpochResult of a stopped epoch (its loss so far goes into the state)."""
     state_io.save_state(os.path.join(args.outf, state_io.STATE_NAME), model, optimizer,
                         epoch=epoch, step=step, config=meta["config"], scaler=scaler,
                         extra={"normalization": meta["normalization"],
-                               "imagesize": args.imagesize, "object": meta["object"]})
+                               "imagesize": args.imagesize, "object": meta["object"]},
+                        epoch_loss=partial and (partial.loss_sum, partial.loss_steps))
 
 
 def _save_previews(args, dataset, cfg, say):

@@ -37,6 +37,9 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
         Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),
         Field("batchsize", "int", None, "batch per process (default: 32; 8 for the embedded "
               "data on a CPU)", low=1),
+        Field("accumulate", "int", 1, "batches per optimizer step (gradient accumulation): "
+              "the step sees batchsize x processes x this many images, as that many more "
+              "processes would", low=1),
         Field("lr", "float", 1e-4, "Adam learning rate", positive=True),
         Field("workers", "int", None, "data loader processes (default: from the CPU count)",
               low=0),

@@ -20,7 +20,7 @@ NODES = (
     Field("nnodes", "int", None, "machines taking part (default 1; torchrun's c10d rendezvous; "
           "env NNODES)", low=1),
     Field("node_rank", "int", None, "this machine's number, 0 first (default 0): node 0 hosts "
-          "the rendezvous and its first process writes (env NODE_RANK)", low=0),
+          "the rendezvous and its first process writes (env NODE_RANK)", low=0, resumes=False),
     Field("rdzv", "str", None, "HOST:PORT of node 0's rendezvous, as every node reaches it "
           "(env RDZV)"),
     Field("nproc_per_node", "int", None, "processes on this machine (default: --gpus, else one "

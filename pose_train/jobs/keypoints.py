@@ -72,6 +72,9 @@ in one: E epochs without DPG, then from the best weights with DPG.""",
                       choices=("rmsprop", "adam", "sgd", "nag")),
                 Field("train_batch", "int", 48, "batch of one optimizer step over all processes",
                       aliases=("trainBatch",), low=1),
+                Field("accumulate", "int", 1, "split each process's share of --trainBatch "
+                      "into this many batches, gradients accumulated: the same step in less "
+                      "memory", low=1),
                 Field("dataset", "str", "linemod", "dataset name", choices=("linemod",)),
                 Field("datatype", "str", "gt", "ground-truth LINEMOD frames", choices=("gt",)),
                 Field("load_model", "path", None, "weights to start from (.pkl/.pth, strict)",

@@ -256,6 +256,25 @@ def to_argv(values):
     return flags
 
 
+def input_paths(job, args):
+    """(field name, path) of every input path given, keywords (--resume auto) left out."""
+    values = vars(args) if not isinstance(args, dict) else args
+    for name in job.inputs:
+        value = values.get(name)
+        for path in (value if isinstance(value, (list, tuple)) else [value]):
+            if path is not None and not job.is_word(name, path):
+                yield name, path
+
+
+def check_inputs(job, args):
+    """One line naming the first input path that is not there (before a container is made, or
+    before the nodes of a several-machine run wait for each other)."""
+    for name, path in input_paths(job, args):
+        if not os.path.exists(path):
+            raise UserError("--%s %s: no such file or folder; check the path (relative paths are "
+                            "taken from %s)" % (name, path, os.getcwd()))
+
+
 def command_words(job, args):
     """This run as the words after ``pose-train``: the job's words, then its flags."""
     return list(job.words) + to_argv(vars(args) if not isinstance(args, dict) else args)

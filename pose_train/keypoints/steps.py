@@ -8,6 +8,7 @@ import torch
 from pose_train.errors import UserError
 from pose_train.keypoints import heatmaps, transforms
 from pose_train.training import checkpoint_io as ckpt
+from pose_train.training import distributed as ddp
 from pose_train.training.progress import Progress
 
 LOG_EVERY = 20   # keypoint steps between step records (each costs a device sync)
@@ -43,18 +44,23 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
 
     run carries model, optimizer, data, device and the settings (see train.Run);
     ``should_stop()`` is asked after every step (training.loop.EpochLoop.should_stop).
+    A resumed epoch's mean includes the steps before the stop (``run.epoch_loss``), which
+    holds this epoch's (loss sum, steps) when it stops.
     """
-    model, opt, data = run.model, run.optimizer, run.train_data
+    model, data = run.model, run.train_data
     n = data["crops"].shape[0]
-    # One optimizer step takes `batch` frames over all ranks, per_rank from each.
-    per_rank = max(1, min(run.batch, n) // run.info.world_size)
-    batch = per_rank * run.info.world_size
+    # One optimizer step takes `batch` frames over all ranks and accumulated batches:
+    # per_batch from each, as a world of world_size x accumulate processes would.
+    share = run.info.world_size * run.accumulate
+    per_batch = max(1, min(run.batch, n) // share)
+    batch = per_batch * share
     # Seeded by the epoch's index from 0, as before epochs counted from 1 here: a state saved
     # by an earlier version resumes on the same batches.
     order = epoch_order(n, run.seed, epoch - 1)
     # The loss stays on the device until the epoch ends: a .item() per step would make the
     # host wait for the GPU every step and starve the queue.
-    total, count, seen, t0 = torch.zeros((), device=run.device), 0, 0, time.time()
+    carried, count = run.epoch_loss if start_step else (0.0, 0)
+    total, seen, t0 = torch.full((), carried, device=run.device), 0, time.time()
     model.train()
     steps = steps_per_epoch(n, batch)
     progress = Progress("epoch %d/%d" % (epoch, run.last_epoch), steps, initial=start_step,
@@ -62,33 +68,21 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
                         steps_after=(run.last_epoch - epoch) * steps)
     try:
         for step in range(start_step, steps):
-            lo = step * batch + run.info.rank * per_rank
-            idx = order[lo:lo + per_rank].to(run.device)
-            gen = batch_generator(run.device, run.seed, epoch - 1, step, run.info.rank)
-            inputs, target, weight, _ = transforms.make_batch(
-                data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment, use_dpg=run.use_dpg(epoch),
-                train_occluded=run.train_occluded)
-            if run.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with autocast(run.device, run.amp):
-                out = model(inputs)
-            loss = heatmaps.masked_mse(out, target, weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, count, seen = total + loss.detach().float(), count + 1, seen + len(idx)
-            progress.update(loss.detach(), len(idx) * run.info.world_size)
+            loss, shown = _one_step(run, order, epoch, step, batch, per_batch)
+            total, count, seen = total + loss, count + 1, seen + per_batch * run.accumulate
+            progress.update(loss, per_batch * share)
             if step % LOG_EVERY == 0:
                 _check_finite(total, epoch, step, run)
             if log is not None and step % LOG_EVERY == 0:
                 # One host-device sync per LOG_EVERY steps, not per step; TensorBoard only, so
                 # metrics.jsonl keeps one record per epoch as before.
                 log.scalars(kind="step", at=(epoch - 1) * steps + step + 1, epoch=epoch, step=step + 1,
-                            loss=float(loss.detach()))
+                            loss=float(loss))
                 if log.wants_images():
-                    _log_images(log, inputs, target, out)
+                    _log_images(log, *shown)
             if should_stop():
                 _check_finite(total, epoch, step, run)
+                run.epoch_loss = (float(total), count)
                 return float(total) / max(count, 1), step + 1
     finally:
         progress.close()
@@ -96,6 +90,33 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
     mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
     run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)
     return mean, None
+
+
+def _one_step(run, order, epoch, step, batch, per_batch):
+    """One optimizer step over ``run.accumulate`` batches; (the step's mean loss on the device,
+    (inputs, target, output) of its last batch for TensorBoard)."""
+    run.optimizer.zero_grad(set_to_none=True)
+    loss_sum = torch.zeros((), device=run.device)
+    for micro in range(run.accumulate):
+        rank = ddp.virtual_rank(run.info.rank, run.accumulate, micro)
+        lo = step * batch + rank * per_batch
+        idx = order[lo:lo + per_batch].to(run.device)
+        gen = batch_generator(run.device, run.seed, epoch - 1, step, rank)
+        inputs, target, weight, _ = transforms.make_batch(
+            run.train_data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment,
+            use_dpg=run.use_dpg(epoch), train_occluded=run.train_occluded)
+        if run.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        # Gradients are averaged over ranks once a step, not after every accumulated batch.
+        last = micro == run.accumulate - 1
+        with contextlib.nullcontext() if last else ddp.no_sync(run.model):
+            with autocast(run.device, run.amp):
+                out = run.model(inputs)
+            loss = heatmaps.masked_mse(out, target, weight)
+            (loss / run.accumulate).backward()
+        loss_sum = loss_sum + loss.detach().float()
+    run.optimizer.step()
+    return loss_sum / run.accumulate, (inputs, target, out)
 
 
 def _check_finite(total, epoch, step, run):

@@ -24,7 +24,7 @@ import torch
 from pose_train import pretrained
 from pose_train.errors import UserError
 from pose_train.files import job_folder, report_stale_temps, write_sidecar
-from pose_train.jobs import JOBS, command_words, continue_line, namespace
+from pose_train.jobs import JOBS, check_inputs, command_words, continue_line, namespace
 from pose_train.keypoints import data as kpdata
 from pose_train.keypoints import model as kpmodel, steps, transforms
 from pose_train.training import checkpoint_io as ckpt
@@ -60,6 +60,8 @@ class Run:
     meta: dict = field(default_factory=dict)   # what a weights file's json sidecar says
     pose_check: tuple = None     # (annotations, crops, model) for the validation poses
     info: ddp.DistInfo = field(default_factory=ddp.DistInfo)
+    accumulate: int = 1          # batches per optimizer step on each process
+    epoch_loss: tuple = (0.0, 0)  # (loss sum, steps) of the epoch a mid-epoch state stopped in
 
     def say(self, *a, **kw):
         if self.info.is_main:
@@ -78,10 +80,13 @@ def check_args(args):
     """What one field's declaration cannot say (pose_train.jobs.keypoints has the rest)."""
     if args.dpg_from_epoch is not None and not 0 <= args.dpg_from_epoch <= args.epochs:
         raise UserError("--dpg_from_epoch must be between 0 and --epochs")
-    world = ddp.requested_processes(args.gpus)
-    if args.train_batch % world:
-        raise UserError("--trainBatch %d is split over %d processes; make it a multiple of %d"
-                        % (args.train_batch, world, world))
+    procs = ddp.requested_processes(args.nproc_per_node or args.gpus) * (args.nnodes or 1)
+    share = procs * args.accumulate
+    if args.train_batch % share:
+        split = "%d process%s" % (procs, "" if procs == 1 else "es") + (
+            " x --accumulate %d" % args.accumulate if args.accumulate > 1 else "")
+        raise UserError("--trainBatch %d is split over %s; make it a multiple of %d"
+                        % (args.train_batch, split, share))
 
 
 def load_data(args, device, say=print):
@@ -152,7 +157,9 @@ def resume(args, run, outf):
             rewind(metrics)
         return 1, 0, -1.0
     state = ckpt.load_state(path, map_location="cpu")
+    ckpt.same_steps_mid_epoch(path, state, args, ("train_batch", "accumulate"))
     epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
+    run.epoch_loss = ckpt.epoch_loss(state)
     run.say("resumed %s at epoch %d step %d" % (path, epoch, step))
     if run.info.is_main:
         rewind(metrics, (epoch, step))
@@ -163,7 +170,8 @@ def save_state(run, args, outf, epoch, step, best_acc):
     ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch, step,
                     config=vars(args), extra={"best_acc": best_acc,
                                               "normalization": run.meta["normalization"],
-                                              "input_hw": list(run.input_hw)})
+                                              "input_hw": list(run.input_hw)},
+                    epoch_loss=run.epoch_loss)
 
 
 def end_epoch(run, args, outf, epoch, loss, log, best_acc):
@@ -210,9 +218,11 @@ def pose_figures(run, args):
 
 
 def main(args):
-    check_args(args)
     nodes.from_environment(args)
+    check_args(args)
     if nodes.asked(args):
+        # A missing path would otherwise be seen only once every node has joined.
+        check_inputs(JOBS["train-keypoints"], args)
         return nodes.launch(args, command_words(JOBS["train-keypoints"], args),
                             ddp.requested_processes(args.nproc_per_node or args.gpus))
     return ddp.run_processes(run_process, args, args.gpus)
@@ -244,7 +254,7 @@ def setup(args, info):
                "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
                args.add_dpg, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
                TimeLimit(args.time_limit), last_epoch=args.epochs, meta=weights_meta(args, ann),
-               info=info)
+               accumulate=args.accumulate, info=info)
 
 
 def train(args, info):

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from pose_train.errors import UserError
+from pose_train.jobs.spec import check_inputs
 
 HOST_PREFIX = "/host"
 
@@ -43,12 +44,10 @@ def plan_mounts(job, args, create=True):
     """Validate path arguments, create output folders (unless ``create`` is False, as for
     --dry-run), return (container args, mounts)."""
     new_args, mounts = dict(args), {}
+    check_inputs(job, args)
     for name in job.inputs:
         paths = [p for p in _as_list(args.get(name)) if not job.is_word(name, p)]
         for path in paths:
-            if not os.path.exists(path):
-                raise UserError("--%s %s: no such file or folder; check the path (relative paths are "
-                                "taken from %s)" % (name, path, os.getcwd()))
             # A weights file's sidecar (net_epoch_10.json) is read beside it: mount its folder.
             beside = job.field(name).beside and os.path.isfile(path)
             mounts.setdefault(os.path.dirname(os.path.abspath(path)) if beside

@@ -72,15 +72,20 @@ def restore_rng(rng):
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_state(path, model, optimizer, epoch, step, config, scaler=None, extra=None):
+def save_state(path, model, optimizer, epoch, step, config, scaler=None, extra=None,
+               epoch_loss=None):
     """Write a training-state file atomically.
 
     epoch/step: where training continues from, epochs counted from 1 (``step`` = optimizer steps
     already done inside ``epoch``; 0 means the epoch starts from its first batch). config:
     plain-data dict of the run's arguments. extra: plain-data dict of trainer facts; every
     trainer puts its input normalisation there as ``extra["normalization"]`` (a dict).
-    The model is stored without any wrapper prefix.
+    epoch_loss: (loss sum, steps) of ``epoch`` so far when it stopped mid-epoch, so the resumed
+    epoch's mean covers all of it. The model is stored without any wrapper prefix.
     """
+    extra = dict(extra or {})
+    if epoch_loss is not None and step:
+        extra["epoch_loss"] = [float(epoch_loss[0]), int(epoch_loss[1])]
     state = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
@@ -91,9 +96,30 @@ def save_state(path, model, optimizer, epoch, step, config, scaler=None, extra=N
         "step": int(step),
         "rng": capture_rng(),
         "config": dict(config),
-        "extra": dict(extra or {}),
+        "extra": extra,
     }
     return atomic_save(state, path)
+
+
+def same_steps_mid_epoch(path, state, args, flags):
+    """A state saved mid-epoch continues at a step counted in its batches: another batch size
+    or --accumulate would start that epoch at the wrong images. ``flags``: the step-size flags."""
+    if not state.get("step"):
+        return
+    saved = state.get("config", {})
+    for flag in flags:
+        if flag in saved and saved[flag] != getattr(args, flag):
+            raise UserError("%s stopped mid-epoch (epoch %d step %d) with --%s %s; resume it with "
+                            "--%s %s (another value is fine from the next epoch's state on)"
+                            % (path, state["epoch"], state["step"], flag, saved[flag], flag,
+                               saved[flag]))
+
+
+def epoch_loss(state):
+    """(loss sum, steps) of the epoch a mid-epoch state stopped in; (0.0, 0) otherwise (or
+    from a state written before this was kept)."""
+    kept = (state or {}).get("extra", {}).get("epoch_loss") if state and state.get("step") else None
+    return (float(kept[0]), int(kept[1])) if kept else (0.0, 0)
 
 
 def is_state(obj):

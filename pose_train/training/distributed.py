@@ -6,6 +6,7 @@ torchrun. Multi-node: run on every node
   torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
       -m pose_train --local train dope ...
 """
+import contextlib
 import os
 import socket
 import sys
@@ -66,11 +67,21 @@ def init_distributed(device_type=None, command=None):
     return DistInfo(rank, world, local, device)
 
 
-def make_sampler(dataset, info, shuffle=True, seed=0):
+def make_sampler(dataset, info, shuffle=True, seed=0, accumulate=1, micro=0):
     """DistributedSampler even on one process: its order depends only on (seed, epoch), which is
-    what exact resume needs, and each rank gets a disjoint 1/world share of every epoch."""
-    return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+    what exact resume needs, and each rank gets a disjoint 1/world share of every epoch.
+
+    With gradient accumulation a process stands for ``accumulate`` ranks of a world that many
+    times larger, its ``micro``-th batch of a step being that virtual rank's: so 1 process
+    accumulating 2 batches draws exactly what 2 processes draw."""
+    return DistributedSampler(dataset, num_replicas=info.world_size * accumulate,
+                              rank=virtual_rank(info.rank, accumulate, micro),
                               shuffle=shuffle, seed=seed, drop_last=False)
+
+
+def virtual_rank(rank, accumulate, micro):
+    """The rank a process's ``micro``-th accumulated batch stands for (see make_sampler)."""
+    return rank * accumulate + micro
 
 
 def share_cores(info):
@@ -87,6 +98,13 @@ def wrap_model(model, info, compile=False):
         ids = [info.local_rank] if info.device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     return torch.compile(net) if compile else net
+
+
+def no_sync(model):
+    """DDP's no_sync (also through torch.compile's wrapper): no gradient all-reduce in the
+    backward passes of a step's accumulated batches but the last."""
+    sync_off = getattr(model, "no_sync", None)
+    return sync_off() if sync_off is not None else contextlib.nullcontext()
 
 
 def _reduce(value, info, op):

@@ -8,6 +8,7 @@ line the trainer made from its job's declaration is printed. After each full epo
 import os
 
 from pose_train.training import distributed as ddp
+from pose_train.training import nodes
 from pose_train.training.metrics_log import MetricsLog
 from pose_train.training.signals import GracefulStop
 
@@ -34,6 +35,13 @@ class EpochLoop:
         if self.info.is_main:
             print(*args, **kwargs)
 
+    def node_say(self, text):
+        """A line from the first process of every node but node 0, whose log would otherwise
+        end without a word on how the run ended (node 0's rank 0 writes every file)."""
+        node = nodes.this_node()
+        if node and self.info.local_rank == 0:
+            print("node %d: %s" % (node, text), flush=True)
+
     def run(self, epochs, train_epoch, end_epoch, save_state):
         """Train ``epochs`` (pairs of epoch, counted from 1, and first step); True when all
         of them ran.
@@ -50,12 +58,19 @@ class EpochLoop:
                     if self.info.is_main:
                         save_state(epoch, next_step)
                     self.say(self.stopped_message(epoch, next_step), flush=True)
+                    self.node_say("stopped with every node at epoch %d step %d (%s); node 0 "
+                                  "saved the state in %s: rerun this node's command with "
+                                  "--resume auto" % (epoch, next_step, self.stop.reason or
+                                                     "a stop on another node", self.state_path))
                     ddp.barrier(self.info)
                     return False
                 if self.info.is_main:
                     end_epoch(epoch)
                     save_state(epoch + 1, 0)
                 ddp.barrier(self.info)   # the epoch's files are on disk before any rank reads them
+        if epochs:
+            self.node_say("done: epochs %d..%d; node 0 wrote the weights in %s"
+                          % (epochs[0][0], epochs[-1][0], self.args.outf))
         return True
 
     def stopped_message(self, epoch, step):

@@ -85,6 +85,26 @@ def torchrun_argv(args, processes):
 
 
 
+CPP_LOG = "TORCH_CPP_LOG_LEVEL"
+_quieted = []
+
+
+def quiet_connection_errors(args):
+    """Before torch loads, in a several-machine run's launching process only: torch's C++
+    logger prints every failed connection try to the rendezvous with a stack of C++ frames,
+    ahead of the one line that says what to check. Its level is read once, as libtorch loads;
+    launch() takes the setting back before the workers start, so theirs (NCCL's, gloo's) print."""
+    wanted = args.rdzv or (args.nnodes or 1) > 1 or os.environ.get(ENVIRONMENT["rdzv"])
+    if wanted and CPP_LOG not in os.environ and "torch" not in sys.modules:
+        os.environ[CPP_LOG] = "FATAL"
+        _quieted.append(CPP_LOG)
+
+
+def this_node():
+    """This process's node (0 outside a several-machine run)."""
+    return int(os.environ.get(NODE_RANK_ENV) or 0)
+
+
 def launch(args, job_argv, processes):
     """Run this node's torchrun agent until every node's workers end; 0 when they all did.
     ``job_argv``: the job the workers run, this one with its node flags (for their "continue
@@ -95,6 +115,8 @@ def launch(args, job_argv, processes):
     # Parsed apart from the job's flags: torchrun's parser would take --rdzv=... for its own.
     config = get_args_parser().parse_args(torchrun_argv(args, processes))
     config.training_script_args = list(job_argv)
+    while _quieted:
+        os.environ.pop(_quieted.pop(), None)
     os.environ[NODE_RANK_ENV] = str(args.node_rank)
     os.environ[environment.LOCAL] = "1"   # the workers run the job in-process, as here
     print("node %d of %d: %d process(es), rendezvous %s (c10d, waiting up to %g s for every node)"
