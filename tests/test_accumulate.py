@@ -17,7 +17,10 @@ from pose_train.keypoints import model as kpmodel, train as kptrain
 from pose_train.training.distributed import spawn_local
 from pose_train.training.metrics_log import read_metrics
 
-pytestmark = pytest.mark.slow
+# One thread in every process: a process then computes each batch as a rank of two does here,
+# and the weights agree bit for bit. With other thread counts the kernels round differently
+# (1e-8 after an epoch), which Adam grows on near-zero gradients (6e-4 after 16 steps of 1).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOPE = ["--object", "cube", "--epochs", "2", "--batchsize", "2", "--workers", "0",
         "--imagesize", "32", "--val", "off", "--pretrained", "none"]
@@ -53,7 +56,7 @@ def dope_runs(tmp_path_factory):
 def test_dope_one_process_accumulating_two_batches_trains_what_two_processes_train(dope_runs, capsys):
     root, _ = dope_runs
     two, accumulated = (_load(root / run / "net_epoch_02.pth") for run in ("two", "accumulated"))
-    assert _largest_difference(two, accumulated) <= 5e-6     # 5e-7 measured
+    assert _largest_difference(two, accumulated) <= 1e-7     # 0.0 measured: bit for bit
     # The comparison can tell: one process without accumulation takes other steps.
     assert _largest_difference(two, _load(root / "plain" / "net_epoch_02.pth")) > 1e-4
     steps = [r for r in read_metrics(root / "accumulated" / "metrics.jsonl") if r["kind"] == "step"]
@@ -77,7 +80,7 @@ def test_dope_accumulating_run_resumes_mid_epoch_exactly(dope_runs, tmp_path, ca
             in capsys.readouterr().err.strip().splitlines()[-1])
     cli_main(run + ["--resume", "auto"])
     a, b = _load(tmp_path / "net_epoch_02.pth"), _load(root / "accumulated" / "net_epoch_02.pth")
-    assert _largest_difference(a, b) <= 1e-6
+    assert _largest_difference(a, b) <= 1e-7     # 0.0 measured
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +92,7 @@ def prepared(tmp_path_factory):
 
 def test_keypoints_one_process_accumulating_two_batches_trains_what_two_processes_train(
         prepared, tmp_path, monkeypatch):
-    # SGD: TinyNet's first conv has a bias that batch norm cancels, so its gradient is float
-    # noise, which Adam or RMSprop scale up to a full step of either sign.
-    settings = dict(kptype="corner", epochs=2, trainBatch=4, optMethod="sgd")
+    settings = dict(kptype="corner", epochs=2, trainBatch=4)
     spawn_local(tiny_process, 2, train_args(prepared, tmp_path / "two", gpus=2, **settings))
     monkeypatch.setattr(kpmodel, "build", lambda k, arch: TinyNet(k, arch))
     kptrain.run_process(train_args(prepared, tmp_path / "accumulated", accumulate=2, **settings))
@@ -103,9 +104,9 @@ def test_keypoints_one_process_accumulating_two_batches_trains_what_two_processe
     # batch's own statistics, so the parameters do not depend on them.
     def trained(key):
         return "running_" not in key and "num_batches" not in key
-    assert _largest_difference(two, accumulated, keys=trained) <= 1e-7     # 4e-9 measured
+    assert _largest_difference(two, accumulated, keys=trained) <= 1e-7     # 0.0 measured
     # The comparison can tell: one batch of 4 normalises over 4 frames, not 2 and 2.
-    assert _largest_difference(two, plain, keys=trained) > 1e-6             # 1.5e-5 measured
+    assert _largest_difference(two, plain, keys=trained) > 1e-4             # 6.5e-3 measured
 
 
 def test_keypoints_batch_must_split_over_processes_and_accumulated_batches(prepared, tmp_path):

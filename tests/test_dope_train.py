@@ -19,23 +19,9 @@ from pose_train.cli import main as cli_main
 from pose_train.dope.synth import write_dataset
 from pose_train.training.metrics_log import read_metrics
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 # Training mechanics on 6 frames: validation (tests/test_dope_validation.py) would hold half out.
 SIZE = ["--imagesize", "32", "--val", "off", "--local"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread per process: the test box is small and shared; spawned ranks inherit it."""
-    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-    if env is None:
-        os.environ.pop("OMP_NUM_THREADS")
-    else:
-        os.environ["OMP_NUM_THREADS"] = env
 
 
 @pytest.fixture(scope="module")
