@@ -160,6 +160,10 @@ def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
     state = torch.load(stopped / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (2, 2)    # epochs count from 1 in every state
     assert not os.path.exists(stopped / "final.pkl")
+    with pytest.raises(UserError, match=r"stopped mid-epoch \(epoch 2 step 2\) with --trainBatch "
+                                        r"2; resume it with --trainBatch 2"):
+        train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1,
+                              resume="auto", trainBatch=1))
     train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1,
                           resume="auto"))
     a, b = _weights(straight / "final.pkl"), _weights(stopped / "final.pkl")

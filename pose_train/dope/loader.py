@@ -231,7 +231,9 @@ def _worker_init(_):
 
 
 def make_loader(dataset, sampler, batch_size, workers, pin_memory=False, drop_last=True):
-    """``sampler`` may be an EpochBatches, which then makes the batches itself. Workers are started by a fork server, not forked from this process: a fork inherits the
+    """``sampler`` may be an EpochBatches, which then makes the batches itself.
+
+    Workers are started by a fork server, not forked from this process: a fork inherits the
     parent's OpenCV/OpenMP thread-pool state and can deadlock after the main process has used
     them (generating data, drawing previews). They persist across epochs to pay that start once.
     """

@@ -312,7 +312,8 @@ def _starting_point(args, model, say):
             raise UserError("%s trained object %r, not %r; pass the matching --object or a new "
                             "--outf" % (path, saved.get("object"), args.object))
         _same_normalization(path, state["extra"].get("normalization"), args)
-        state_io.same_steps_mid_epoch(path, state, args, ("batchsize", "accumulate"))
+        state_io.same_steps_mid_epoch(path, state, args, {"batchsize": "--batchsize",
+                                                          "accumulate": "--accumulate"})
         say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
         return state["epoch"], state["step"], int(saved["first_epoch"]), state
     trained = read_sidecar(path).get("normalization")

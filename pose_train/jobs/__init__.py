@@ -5,8 +5,8 @@ one ``Field(...)`` line.
 """
 from pose_train.jobs import checkpoint_jobs, dope, host, keypoints
 from pose_train.jobs.spec import (HOST, IN, LEGACY, MODERN, OUT, OUT_FILE, Field, Job,
-                                  check_inputs, command_words, continue_line, finish, resolve, resolve_entry,
-                                  to_argv)
+                                  check_inputs, command_words, continue_line, finish, resolve,
+                                  resolve_entry, to_argv)
 from pose_train.jobs.spec import namespace as _namespace
 
 JOBS = {j.name: j for j in dope.JOBS + keypoints.JOBS + checkpoint_jobs.JOBS + host.JOBS}
@@ -18,4 +18,5 @@ def namespace(job_name, **given):
 
 
 __all__ = ["JOBS", "HOST", "IN", "LEGACY", "MODERN", "OUT", "OUT_FILE", "Field", "Job",
-           "check_inputs", "command_words", "continue_line", "finish", "namespace", "resolve", "resolve_entry", "to_argv"]
+           "check_inputs", "command_words", "continue_line", "finish", "namespace", "resolve",
+           "resolve_entry", "to_argv"]

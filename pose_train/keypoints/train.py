@@ -157,7 +157,8 @@ def resume(args, run, outf):
             rewind(metrics)
         return 1, 0, -1.0
     state = ckpt.load_state(path, map_location="cpu")
-    ckpt.same_steps_mid_epoch(path, state, args, ("train_batch", "accumulate"))
+    ckpt.same_steps_mid_epoch(path, state, args, {"train_batch": "--trainBatch",
+                                                  "accumulate": "--accumulate"})
     epoch, step = ckpt.restore_state(state, model=run.model, optimizer=run.optimizer)
     run.epoch_loss = ckpt.epoch_loss(state)
     run.say("resumed %s at epoch %d step %d" % (path, epoch, step))

@@ -103,16 +103,17 @@ def save_state(path, model, optimizer, epoch, step, config, scaler=None, extra=N
 
 def same_steps_mid_epoch(path, state, args, flags):
     """A state saved mid-epoch continues at a step counted in its batches: another batch size
-    or --accumulate would start that epoch at the wrong images. ``flags``: the step-size flags."""
+    or --accumulate would start that epoch at the wrong images. ``flags``: the step-size
+    arguments, each with the flag users type for it."""
     if not state.get("step"):
         return
     saved = state.get("config", {})
-    for flag in flags:
-        if flag in saved and saved[flag] != getattr(args, flag):
-            raise UserError("%s stopped mid-epoch (epoch %d step %d) with --%s %s; resume it with "
-                            "--%s %s (another value is fine from the next epoch's state on)"
-                            % (path, state["epoch"], state["step"], flag, saved[flag], flag,
-                               saved[flag]))
+    for name, flag in flags.items():
+        if name in saved and saved[name] != getattr(args, name):
+            raise UserError("%s stopped mid-epoch (epoch %d step %d) with %s %s; resume it with "
+                            "%s %s (another value is fine from the next epoch's state on)"
+                            % (path, state["epoch"], state["step"], flag, saved[name], flag,
+                               saved[name]))
 
 
 def epoch_loss(state):
