@@ -23,6 +23,7 @@ WHEELHOUSE = "POSE_TRAIN_WHEELHOUSE"
 DOCKER_TIMEOUT = "POSE_TRAIN_DOCKER_TIMEOUT"
 LEGACY_PYTHON = "POSE_TRAIN_LEGACY_PYTHON"
 NODE_RANK = "POSE_TRAIN_NODE_RANK"
+AGENT_PID = "POSE_TRAIN_AGENT_PID"
 
 VARIABLES = (
     Variable(LOCAL, "", "1: run every job in this process (set inside pose-train's images)"),
@@ -49,6 +50,8 @@ VARIABLES = (
                                 "legacy verifier with it"),
     Variable(NODE_RANK, "", "set by a several-node run for its processes: the node's "
                             "--node_rank, by which they number themselves"),
+    Variable(AGENT_PID, "", "set by a several-node run for its processes: the pose-train that "
+                            "started them, which they outlive by no more than a step"),
 )
 
 # Read by compose.yaml and the images' entrypoint, not by Python: listed so that one table

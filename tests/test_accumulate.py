@@ -59,8 +59,11 @@ def test_dope_one_process_accumulating_two_batches_trains_what_two_processes_tra
     assert _largest_difference(two, accumulated) <= 1e-7     # 0.0 measured: bit for bit
     # The comparison can tell: one process without accumulation takes other steps.
     assert _largest_difference(two, _load(root / "plain" / "net_epoch_02.pth")) > 1e-4
-    steps = [r for r in read_metrics(root / "accumulated" / "metrics.jsonl") if r["kind"] == "step"]
-    assert [r["step"] for r in steps] == [1, 2, 3, 1, 2, 3]    # 12 frames / (2 x 2) a step
+    steps = [[r for r in read_metrics(root / run / "metrics.jsonl") if r["kind"] == "step"]
+             for run in ("two", "accumulated")]
+    assert [r["step"] for r in steps[1]] == [1, 2, 3, 1, 2, 3]    # 12 frames / (2 x 2) a step
+    # The loss shown is the step's over every batch, whichever way they were spread.
+    assert [r["loss"] for r in steps[0]] == pytest.approx([r["loss"] for r in steps[1]], rel=1e-6)
 
 
 def test_dope_accumulating_run_resumes_mid_epoch_exactly(dope_runs, tmp_path, capsys):
@@ -105,6 +108,9 @@ def test_keypoints_one_process_accumulating_two_batches_trains_what_two_processe
     def trained(key):
         return "running_" not in key and "num_batches" not in key
     assert _largest_difference(two, accumulated, keys=trained) <= 1e-7     # 0.0 measured
+    losses = [[r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl")]
+              for run in ("two", "accumulated")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6) and len(losses[0]) == 2
     # The comparison can tell: one batch of 4 normalises over 4 frames, not 2 and 2.
     assert _largest_difference(two, plain, keys=trained) > 1e-4             # 6.5e-3 measured
 

@@ -149,7 +149,7 @@ class _StopAfter:
         return self.steps <= 0
 
 
-def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
+def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch, capsys):
     straight = tmp_path / "straight"
     train.main(train_args(prepared, straight, kptype="corner", epochs=2, dpg_from_epoch=1,
                           addDPG=False))
@@ -164,8 +164,12 @@ def test_resume_is_exact_mid_epoch(prepared, tmp_path, tiny, monkeypatch):
                                         r"2; resume it with --trainBatch 2"):
         train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1,
                               resume="auto", trainBatch=1))
+    capsys.readouterr()
     train.main(train_args(prepared, stopped, kptype="corner", epochs=2, dpg_from_epoch=1,
                           resume="auto"))
+    # The state holds every weight: no word about an ImageNet trunk it will not use.
+    out = capsys.readouterr().out
+    assert "resumed" in out and "RANDOM" not in out
     a, b = _weights(straight / "final.pkl"), _weights(stopped / "final.pkl")
     assert a.keys() == b.keys()
     for k in a:

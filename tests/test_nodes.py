@@ -82,7 +82,7 @@ def test_compose_environment_and_the_agreement_between_nodes():
     for everyone, words in (
             ([worker(0, 0), worker(0, 0)], "--node_rank 0 was given to two nodes"),
             ([worker(0, 0, 1), worker(1, 0, 2), worker(1, 1, 2)], "different numbers of processes"),
-            ([worker(0, 0, resume="auto"), worker(1, 0)], "--resume is 'auto' on one and None")):
+            ([worker(0, 0, resume="auto"), worker(1, 0)], "--resume auto on node 0, not given on node 1")):
         with pytest.raises(UserError, match=words):
             nodes._refuse_disagreement(everyone, len(everyone))
 
@@ -188,3 +188,32 @@ def test_sigterm_to_one_node_stops_every_node_at_one_step_and_both_resume(tmp_pa
     a = _weights(tmp_path / "nodes" / "net_epoch_04.pth")
     b = _weights(tmp_path / "whole" / "net_epoch_04.pth")
     assert max(float((a[k].double() - b[k].double()).abs().max()) for k in a) <= 1e-6
+
+
+@pytest.mark.slow
+def test_a_node_killed_outright_takes_its_processes_with_it(tmp_path):
+    """SIGKILL to node 1's pose-train (nothing can be passed on): its training process gets
+    Linux's parent-death SIGTERM instead of training on alone, so every node stops at one step
+    and node 0 saves the state. (Node 0's agent then waits at torchrun's exit barrier for the
+    dead agent, 300 s, so the test ends it.)"""
+    data = tmp_path / "data"
+    write_dataset(str(data), 8, seed=2, width=64, height=48, progress=False)
+    run = TINY[:2] + ["--epochs", "6"] + TINY[4:]
+    node = ["train", "dope", "--data", data, "--outf", tmp_path / "nodes", *run, "--nnodes", 2,
+            "--rdzv", "127.0.0.1:%d" % _port()]
+    procs = [_cli(*node, "--node_rank", rank) for rank in (0, 1)]
+    try:
+        assert step_logged(tmp_path / "nodes")
+        workers = nodes._children(procs[1].pid)
+        assert workers
+        procs[1].kill()
+        out = procs[1].communicate(timeout=30)[0]
+        deadline = time.time() + 60
+        while time.time() < deadline and any(os.path.exists("/proc/%d" % pid) for pid in workers):
+            time.sleep(0.5)
+        assert not any(os.path.exists("/proc/%d" % pid) for pid in workers)
+        assert "node 1: stopped with every node at epoch 1" in out, out
+        assert (tmp_path / "nodes" / "training_state.pt").exists()
+    finally:
+        procs[0].kill()
+        procs[0].communicate(timeout=30)

@@ -17,7 +17,7 @@ from pose_train.dope.augment import (NORMALIZATIONS, PhotometricParams, normaliz
 from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
 from pose_train.errors import UserError
 from pose_train.training.progress import Progress
-from pose_train.training.distributed import no_sync, sum_ranks, virtual_rank
+from pose_train.training.distributed import mean_over_ranks, no_sync, sum_ranks, virtual_rank
 
 
 @dataclass
@@ -122,6 +122,7 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
             if not last:
                 continue
             _optimizer_step(optimizer, scaler)
+            value = mean_over_ranks(value, info)
             if not math.isfinite(value):
                 raise UserError("training loss became %s at epoch %d step %d; lower --lr or check "
                                 "the data report; the last epoch checkpoint in --outf is intact"

@@ -8,6 +8,7 @@ last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
 import functools
 import os
+import sys
 
 import numpy as np
 import torch
@@ -140,6 +141,11 @@ def _loader(args, info, cfg, dataset):
     sampler = EpochBatches([ddp.make_sampler(dataset, info, shuffle=True, seed=args.seed,
                                              accumulate=args.accumulate, micro=j)
                             for j in range(args.accumulate)], args.batchsize)
+    step = args.batchsize * info.world_size * args.accumulate
+    if step > len(dataset) and info.is_main:
+        print("pose-train: warning: a step takes %d images (--batchsize x processes x "
+              "--accumulate) but %d are training: frames repeat within a step; lower "
+              "--accumulate or --batchsize" % (step, len(dataset)), file=sys.stderr, flush=True)
     workers = default_workers(info.world_size) if args.workers is None else args.workers
     return sampler, make_loader(dataset, sampler, args.batchsize, workers,
                                 pin_memory=cfg.device.type == "cuda")

@@ -69,6 +69,7 @@ def train_epoch(run, epoch, start_step, should_stop, log=None):
     try:
         for step in range(start_step, steps):
             loss, shown = _one_step(run, order, epoch, step, batch, per_batch)
+            loss = ddp.mean_over_ranks(loss, run.info)
             total, count, seen = total + loss, count + 1, seen + per_batch * run.accumulate
             progress.update(loss, per_batch * share)
             if step % LOG_EVERY == 0:

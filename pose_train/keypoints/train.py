@@ -103,7 +103,10 @@ def load_data(args, device, say=print):
 
 def build_model(args, kpnum, device, say=print):
     net = kpmodel.build(kpnum, args.arch)
-    weights = None if args.load_model else pretrained.resolve(args.pretrained, args.arch, say)
+    # A training state or --loadModel replaces every weight: no trunk to start (or warn about).
+    resumes = ckpt.find_latest_state(args.outf) if str(args.resume) == "auto" else args.resume
+    weights = (None if args.load_model or resumes
+               else pretrained.resolve(args.pretrained, args.arch, say))
     if weights:
         kpmodel.load_pretrained(net, weights)
     if args.load_model:

@@ -125,6 +125,18 @@ def sum_ranks(value, info):
     return _reduce(value, info, dist.ReduceOp.SUM)
 
 
+def mean_over_ranks(value, info):
+    """A step's loss as every rank's batches make it (what one process accumulating them all
+    reports). A device tensor stays on the device: no host sync."""
+    if not info.distributed:
+        return value
+    if not torch.is_tensor(value):
+        return sum_ranks(value, info) / info.world_size
+    total = value.detach().reshape(1).clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return (total / info.world_size).reshape(())
+
+
 def barrier(info):
     if info.distributed:
         dist.barrier()

@@ -75,10 +75,11 @@ class EpochLoop:
 
     def stopped_message(self, epoch, step):
         name = os.path.basename(self.state_path)
-        nodes = getattr(self.args, "nnodes", None) or 1
+        several = (getattr(self.args, "nnodes", None) or 1) > 1
+        reason = self.stop.reason or "a stop on another %s" % ("node or process" if several
+                                                                 else "process")
         return ("stopped by %s at epoch %d step %d; state saved in %s\ncontinue with: %s\n%s"
                 "(in a new session, e.g. Kaggle: pass %s <copy of %s> instead of --resume auto)"
-                % (self.stop.reason or "a stop on another process", epoch, step,
-                   self.state_path, self.continue_command,
-                   "(every node: the same, with its own --node_rank)\n" if nodes > 1 else "",
+                % (reason, epoch, step, self.state_path, self.continue_command,
+                   "(every node: the same, with its own --node_rank)\n" if several else "",
                    self.state_flag, name))

@@ -21,6 +21,7 @@ from pose_train.errors import UserError
 ENVIRONMENT = {"nnodes": "NNODES", "node_rank": "NODE_RANK", "rdzv": "RDZV"}
 NODE_RANK_ENV = environment.NODE_RANK   # to the workers: this node's --node_rank
 DEFAULT_PORT = 29400
+BAD_INPUT = 2          # the exit code of a process that ended on a UserError (its one line)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -117,7 +118,10 @@ def launch(args, job_argv, processes):
     config.training_script_args = list(job_argv)
     while _quieted:
         os.environ.pop(_quieted.pop(), None)
+    if args.node_rank == 0:
+        _port_free(args.rdzv)
     os.environ[NODE_RANK_ENV] = str(args.node_rank)
+    os.environ[environment.AGENT_PID] = str(os.getpid())
     os.environ[environment.LOCAL] = "1"   # the workers run the job in-process, as here
     print("node %d of %d: %d process(es), rendezvous %s (c10d, waiting up to %g s for every node)"
           % (args.node_rank, args.nnodes or 1, processes, args.rdzv, args.rdzv_timeout), flush=True)
@@ -133,10 +137,42 @@ def launch(args, job_argv, processes):
                                                             type(err).__name__, who))
     except ChildFailedError as err:
         codes = sorted({f.exitcode for f in err.failures.values()})
+        if codes == [BAD_INPUT]:
+            return BAD_INPUT    # each process has said what was wrong, in one line
         raise UserError("a training process on node %d failed (exit code %s; its message is "
                         "above)" % (args.node_rank, ", ".join(map(str, codes))),
                         code=codes[-1] if codes and codes[-1] > 0 else 1)
     return 0
+
+
+def _port_free(rdzv):
+    """Node 0 hosts the rendezvous on its port: taken already (most often by a node 0 started
+    twice on this machine, a --node_rank left unchanged), every node would wait out the timeout."""
+    import socket
+    host, port = endpoint(rdzv)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError:
+            raise UserError("port %d on this machine is taken, so this node 0 cannot host the "
+                            "rendezvous: is another node running with --node_rank 0 here? Give "
+                            "each node its own --node_rank, or pick a free port in --rdzv" % port)
+
+
+def die_with_agent(environ=None):
+    """A training process ends (as on SIGTERM: every node stops at the next step, the state
+    is saved) when the pose-train that started it dies, even by SIGKILL, instead of training
+    on alone: Linux's parent-death signal."""
+    environ = os.environ if environ is None else environ
+    agent = environ.get(environment.AGENT_PID)
+    if not agent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != int(agent):      # it died before the signal was asked for
+        raise UserError("the pose-train that started this training process has ended")
 
 
 def _agent(config, node_rank):
@@ -173,8 +209,10 @@ def _agent(config, node_rank):
             node_rank, name, "again: killed" if again else "passed to", len(children)),
             file=sys.stderr, flush=True)
 
-    # Its handlers need the main thread; it says so once, which is what is wanted here.
-    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.ERROR)
+    # Its handlers need the main thread (said once, as wanted here); a failed process is
+    # reported by launch() after the process's own line, and a failed rendezvous by its error.
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
+    logging.getLogger("torch.distributed.elastic.rendezvous.dynamic_rendezvous").setLevel(logging.ERROR)
     thread = threading.Thread(target=target, name="torchrun-agent", daemon=True)
     previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
@@ -188,9 +226,10 @@ def _agent(config, node_rank):
         raise outcome["error"]
 
 
-def _children():
-    """This process's direct children (torchrun's workers, each in its own session)."""
-    me, found = os.getpid(), []
+def _children(parent=None):
+    """This process's (or ``parent``'s) direct children (torchrun's workers, each in its own
+    session)."""
+    me, found = parent or os.getpid(), []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
@@ -217,6 +256,7 @@ def agreed_rank(command, environ=None, timeout_s=300):
     environ = os.environ if environ is None else environ
     if NODE_RANK_ENV not in environ or "TORCHELASTIC_RUN_ID" not in environ:
         return None
+    die_with_agent(environ)
     import json
     from datetime import timedelta
     from torch.distributed import TCPStore
@@ -251,7 +291,13 @@ def _refuse_disagreement(everyone, world):
         differ = sorted(k for k in set(first) | set(w["command"])
                         if first.get(k) != w["command"].get(k))
         if differ:
-            raise UserError("the nodes were given different commands: --%s is %r on one and %r "
-                            "on node %d; run the same command on every node, only --node_rank "
-                            "differing" % (differ[0], first.get(differ[0]),
-                                           w["command"].get(differ[0]), w["node"]))
+            flag = differ[0]
+            raise UserError("the nodes were given different commands: --%s %s on node %d, %s on "
+                            "node %d; run the same command on every node (only --node_rank and "
+                            "the paths may differ)" % (flag, _shown(first.get(flag)),
+                                                       everyone[0]["node"],
+                                                       _shown(w["command"].get(flag)), w["node"]))
+
+
+def _shown(value):
+    return "not given" if value is None else str(value)
