@@ -94,11 +94,12 @@ def prepared(tmp_path_factory):
 
 
 def test_keypoints_one_process_accumulating_two_batches_trains_what_two_processes_train(
-        prepared, tmp_path, monkeypatch):
+        prepared, tmp_path, monkeypatch, capsys):
     settings = dict(kptype="corner", epochs=2, trainBatch=4)
     spawn_local(tiny_process, 2, train_args(prepared, tmp_path / "two", gpus=2, **settings))
     monkeypatch.setattr(kpmodel, "build", lambda k, arch: TinyNet(k, arch))
     kptrain.run_process(train_args(prepared, tmp_path / "accumulated", accumulate=2, **settings))
+    assert "--trainBatch 4 a step over 1 process(es) x 2 accumulated batches" in capsys.readouterr().out
     kptrain.run_process(train_args(prepared, tmp_path / "plain", **settings))
     two, accumulated, plain = (_load(tmp_path / run / "final.pkl")
                                for run in ("two", "accumulated", "plain"))

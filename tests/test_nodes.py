@@ -144,6 +144,19 @@ def test_a_rendezvous_that_never_comes_fails_in_one_line_within_the_timeout(tmp_
     assert not (tmp_path / "out" / "net_epoch_01.pth").exists()
 
 
+def test_sigterm_while_a_node_waits_for_the_others_ends_it_as_a_shell_would(tmp_path):
+    data = tmp_path / "data"
+    write_dataset(str(data), 2, seed=2, width=64, height=48, progress=False)
+    node = _cli("train", "dope", "--data", data, "--outf", tmp_path / "out", *TINY,
+                "--nnodes", 2, "--node_rank", 1, "--rdzv", "127.0.0.1:%d" % _port())
+    assert node.stdout.readline().startswith("node 1 of 2")
+    time.sleep(3)       # into the wait
+    node.send_signal(15)
+    rest = node.communicate(timeout=30)[0]
+    assert node.returncode == 143 and rest.strip().splitlines()[-1] == "pose-train: interrupted (SIGTERM)"
+    assert not (tmp_path / "out" / "training_state.pt").exists()
+
+
 def test_a_missing_path_is_named_before_the_node_waits_for_the_others(tmp_path):
     """Each node checks its own paths first: a typo must not wait out the rendezvous."""
     started = time.time()

@@ -268,6 +268,9 @@ def train(args, info):
         report_stale_temps(args.outf)
     run = setup(args, info)
     start_epoch, start_step, best_acc = resume(args, run, args.outf)
+    run.say("training: --trainBatch %d a step over %d process(es)%s, %s" % (
+        args.train_batch, info.world_size, " x %d accumulated batches" % args.accumulate
+        if args.accumulate > 1 else "", info.device))
     run.model = ddp.wrap_model(run.model, info, args.compile)
     loop = EpochLoop(continue_line(JOBS["train-keypoints"], args), args, info, run.time_limit,
                      STATE_NAME, "--resume")

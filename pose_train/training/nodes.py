@@ -15,7 +15,7 @@ import sys
 import threading
 
 from pose_train import environment
-from pose_train.errors import UserError
+from pose_train.errors import Interrupted, UserError
 
 # What compose's multi-node form sets on each node (compose.nodes.yaml).
 ENVIRONMENT = {"nnodes": "NNODES", "node_rank": "NODE_RANK", "rdzv": "RDZV"}
@@ -198,7 +198,7 @@ def _agent(config, node_rank):
         children, name = _children(), signal.Signals(signum).name
         signals.append(signum)
         if not children:    # still waiting for the other nodes: nothing to save
-            raise KeyboardInterrupt(name)
+            raise Interrupted(signum)     # exits 128 + the signal, as a shell does
         again = len(signals) > 1   # asked twice: the workers may be stuck; end them now
         for pid in children:
             try:
