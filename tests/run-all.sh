@@ -8,8 +8,8 @@ export POSE_TRAIN_CI_CACHE=${POSE_TRAIN_CI_CACHE:-/var/cache/pose-train-ci}
 mkdir -p "$POSE_TRAIN_CI_CACHE"
 
 # pytest's temp folder peaks near 5 GB (it keeps only failed tests' files); image builds and
-# their layers take ~12 GB more where the engine keeps them (measured at stop 27; stop 29: 1015
-# tests, 31:31).
+# their layers take ~12 GB more where the engine keeps them (measured at stop 27; stop 29: 1016
+# tests, 27:49).
 free_gb=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print int($4 / 1048576)}')
 if [ "$free_gb" -lt 25 ]; then
   echo "tests/run-all.sh: warning: ${free_gb} GB free in ${TMPDIR:-/tmp}; the suite needs ~25 GB (clear old /tmp/pytest-of-* folders, or set TMPDIR)" >&2
