@@ -100,7 +100,7 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
     t0 = time.perf_counter()
     progress = Progress("epoch %d" % epoch, start_step + len(loader) // cfg.accumulate,
                         initial=start_step, steps_after=steps_after, enabled=show_progress)
-    ready, value, images = time.perf_counter(), 0.0, None
+    ready, value = time.perf_counter(), 0.0
     try:
         for i, batch in enumerate(loader):
             # Time blocked on the loader (the step before ended with a device sync in .item()):

@@ -119,7 +119,7 @@ def same_steps_mid_epoch(path, state, args, flags):
 def epoch_loss(state):
     """(loss sum, steps) of the epoch a mid-epoch state stopped in; (0.0, 0) otherwise (or
     from a state written before this was kept)."""
-    kept = (state or {}).get("extra", {}).get("epoch_loss") if state and state.get("step") else None
+    kept = state["extra"].get("epoch_loss") if state and state.get("step") else None
     return (float(kept[0]), int(kept[1])) if kept else (0.0, 0)
 
 
