@@ -1,117 +1,184 @@
-"""Does a DOPE trained by pose-train find its object in frames it never saw?
+"""Does a DOPE trained by pose-train find its object in frames it never saw? Recipes side by side.
 
-The product end to end, in this process, as a user runs it: `synth dope` writes a training set
-and a held-out set from another seed; `train dope --val HELDOUT` trains the six-stage network
-the node loads, validating on the held-out frames after every epoch (never training on them)
-until the time runs out; `eval dope` then scores net_best.pth on the same held-out frames.
+The product end to end, as a user runs it: `synth dope` writes a training set and a held-out
+set from another seed; `train dope --recipe R --val HELDOUT` trains the six-stage network the
+node loads, validating on the held-out frames after every epoch (never training on them);
+`eval dope` then scores each recipe's net_best.pth on the same held-out frames. The recipes
+train at the same time from the same frames and the same initial weights (--seed), with the
+cores split between them, so their curves are comparable minute for minute.
 
-  # CPU, 2 cores (the README's figures): 128 px crops of 160x120 frames, object 16-24 cm away
-  python benchmarks/learn_dope.py --minutes 45 --outf runs/learn-dope
+  # CPU, 2 cores (the README's figures): both recipes, one core each
+  python benchmarks/learn_dope.py --recipe fast,dope --steps 600 --outf runs/learn-dope
+  # your own mesh (the embedded carton here)
+  python benchmarks/learn_dope.py --mesh pose_train/dope/assets/carton/carton.obj --outf runs/carton
   # GPU (benchmarks/gpu_session.sh learn-dope): the recipe's 400 px crops, bf16
-  python benchmarks/learn_dope.py --minutes 6 --train 1500 --size 400 --frame 640x480 \\
-      --distance 0.3,0.45 --batch 32 --lr 1e-4 --outf OUT
+  python benchmarks/learn_dope.py --steps 1500 --train 1500 --size 400 --frame 640x480 \\
+      --distance 0.3,0.45 --batch 32 --outf OUT
 
 Object size against the crop: the trainer's crop spans the frame's shorter side, and a belief
-map cell is 8 crop pixels. At 128 px crops of 160x120 frames (fx = 144 px), the 10 x 8 x 6 cm
-box 16-24 cm away spans ~60-90 frame pixels = 8-12 cells; at the generator's default
-0.35-0.9 m in 320x240 frames it spans 2-5 cells, too few for 8 separable corners.
+map cell is 8 crop pixels. At 128 px crops of 160x120 frames (fx = 144 px), an object 10 cm
+across 16-24 cm away spans ~60-90 frame pixels = 8-12 cells.
 
-Prints the per-epoch validation table and writes OUTF/learn_dope.json; plot it with
-`python benchmarks/plot_learning.py OUTF/run/metrics.jsonl --out OUTF/learning.png`.
+Prints each recipe's validation table and the eval of its net_best.pth, writes
+OUTF/learn_dope.json and, where matplotlib is installed, OUTF/learning.png (both curves).
 """
 import argparse
 import json
+import math
 import os
+import subprocess
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pose_train.cli import main as cli  # noqa: E402
 from pose_train.training.metrics_log import read_metrics  # noqa: E402
+
+GOAL = {"detection_rate": 0.8, "add_below_0.1d": 0.3, "median_reproj_px": 4.0}
 
 
 def _parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=45.0, help="training time (validation "
-                   "included); the trainer stops and saves before it")
+    p.add_argument("--recipe", default="fast,dope", help="recipes to compare, comma-separated")
+    p.add_argument("--steps", type=int, default=600, help="optimizer steps per recipe (whole "
+                   "epochs: rounded up); the learning-rate schedule spans them")
+    p.add_argument("--minutes", type=float, default=90.0, help="a time limit per recipe on top")
     p.add_argument("--outf", required=True)
     p.add_argument("--train", type=int, default=400, help="synthetic training frames")
     p.add_argument("--heldout", type=int, default=24, help="held-out frames (another seed)")
     p.add_argument("--size", type=int, default=128, help="crop size (--imagesize)")
     p.add_argument("--frame", default="160x120", help="synthetic frame size WxH")
     p.add_argument("--distance", default="0.16,0.24", help="synth dope --distance (m)")
+    p.add_argument("--mesh", help="synth dope --mesh: your object instead of textured cuboids")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, help="train dope --lr (default: each recipe's own)")
     p.add_argument("--pretrained", default="none", help="train dope --pretrained")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="train dope --seed: the initial weights")
     return p.parse_args()
 
 
-def _run(*argv):
-    try:
-        cli(["--local"] + [str(a) for a in argv])
-    except SystemExit as err:
-        if err.code:
-            raise
-    return 0
+def _cli(*argv, env=None):
+    """``pose-train --local ARGV`` in a child process (the trainer owns its signals and threads)."""
+    command = [sys.executable, "-m", "pose_train.cli", "--local"] + [str(a) for a in argv]
+    return subprocess.Popen(command, env=env)
 
 
-def table(records):
-    """Markdown rows of the epoch records (the README's table)."""
-    rows = ["| epoch | steps | val_loss | empty-map loss | peaks <= 2 cells | detected | "
-            "ADD < 0.1 d | ADD AUC | median 2D px | val s (share of epoch) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in records:
-        px = "-" if r.get("val_median_px") is None else "%.1f" % r["val_median_px"]
-        rows.append("| %d | %d | %.5f | %.5f | %.1f%% | %.1f%% | %.1f%% | %.3f | %s | %.1f (%.0f%%) |"
-                    % (r["epoch"], r["global_step"], r["val_loss"], r["val_empty_map_loss"],
-                       100 * r["val_peaks_within_2px"], 100 * r["val_detection_rate"],
-                       100 * r["val_add_01d"], r["val_add_auc"], px, r["val_seconds"],
-                       100 * r["val_fraction_of_epoch"]))
-    return "\n".join(rows)
+def _check(proc, what):
+    if proc.wait() != 0:
+        sys.exit("learn_dope: %s failed (exit %d)" % (what, proc.returncode))
+
+
+def _object_name(args):
+    return os.path.splitext(os.path.basename(args.mesh))[0] if args.mesh else "cube"
+
+
+def make_data(args, data, held):
+    width, height = args.frame.lower().split("x")
+    mesh = ["--mesh", args.mesh] if args.mesh else []
+    for folder, n, seed in ((data, args.train, 1), (held, args.heldout, 99)):
+        if not os.path.isdir(folder):
+            _check(_cli("synth", "dope", "--out", folder, "--n", n, "--seed", seed, "--width",
+                        width, "--height", height, "--distance", args.distance, *mesh), "synth dope")
+
+
+def train_all(args, recipes, data, held):
+    """Every recipe at once, the cores split evenly; {recipe: run folder}."""
+    epochs = max(1, math.ceil(args.steps / float(max(1, args.train // args.batch))))
+    threads = max(1, (os.cpu_count() or 1) // len(recipes))
+    runs, procs = {}, []
+    for recipe in recipes:
+        runs[recipe] = os.path.join(args.outf, "run-" + recipe)
+        lr = ["--lr", args.lr] if args.lr else []
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        procs.append((recipe, _cli(
+            "train", "dope", "--recipe", recipe, "--data", data, "--val", held, "--object",
+            _object_name(args), "--outf", runs[recipe], "--epochs", epochs, "--imagesize", args.size,
+            "--batchsize", args.batch, "--pretrained", args.pretrained, "--workers", 1, "--seed",
+            args.seed, "--time_limit", args.minutes / 60.0, "--resume", "auto", *lr, env=env)))
+    for recipe, proc in procs:
+        _check(proc, "train dope --recipe " + recipe)
+    return runs
+
+
+def evaluate(args, run, held):
+    out = os.path.join(run, "eval-heldout")
+    _check(_cli("eval", "dope", os.path.join(run, "net_best.pth"), "--data", held, "--object",
+                _object_name(args), "--outf", out), "eval dope")
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)["summary"]
 
 
 def epoch_records(path):
-    """Epoch records that carry validation figures, with the global step at their end."""
-    out, steps = [], 0
+    """Epoch records with validation figures, with the global step and the minutes (training
+    and validation) at their end."""
+    out, steps, seconds = [], 0, 0.0
     for r in read_metrics(path):
         if r["kind"] == "step":
             steps += 1
-        elif r["kind"] == "epoch" and "val_loss" in r:
-            out.append(dict(r, global_step=steps))
+        elif r["kind"] == "epoch":
+            seconds += r.get("seconds", 0.0) + (r.get("val_seconds") or 0.0)
+            if "val_loss" in r:
+                out.append(dict(r, global_step=steps, minutes=round(seconds / 60.0, 2)))
     return out
+
+
+def table(records):
+    """Markdown rows of the epoch records (the README's tables)."""
+    rows = ["| epoch | steps | minutes | val_loss / empty-map loss | peaks <= 2 cells | detected "
+            "| false pos. | ADD < 0.1 d | median 2D px |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in records:
+        px = "-" if r.get("val_median_px") is None else "%.1f" % r["val_median_px"]
+        rows.append("| %d | %d | %.1f | %.3f | %.1f%% | %.1f%% | %s | %.1f%% | %s |" % (
+            r["epoch"], r["global_step"], r["minutes"], r["val_loss"] / r["val_empty_map_loss"],
+            100 * r["val_peaks_within_2px"], 100 * r["val_detection_rate"],
+            r.get("val_false_positives", "-"), 100 * r["val_add_01d"], px))
+    return "\n".join(rows)
+
+
+def plot(curves, path):
+    """Both curves on one figure (matplotlib is a benchmark tool, not in the images)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("learn_dope: matplotlib not installed; no plot (pip install matplotlib)")
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for recipe, records in curves.items():
+        minutes = [r["minutes"] for r in records]
+        axes[0].plot(minutes, [r["val_loss"] / r["val_empty_map_loss"] for r in records], "o-", label=recipe)
+        axes[1].plot(minutes, [100 * r["val_detection_rate"] for r in records], "o-", label=recipe)
+        axes[2].plot(minutes, [100 * r["val_add_01d"] for r in records], "o-", label=recipe)
+    for ax, title in zip(axes, ("held-out loss / empty-map loss", "held-out detected %",
+                                "held-out ADD < 0.1 d %")):
+        ax.set_title(title)
+        ax.set_xlabel("minutes of training (validation included)")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return path
 
 
 def main():
     args = _parse()
-    width, height = args.frame.lower().split("x")
-    data, held, run = (os.path.join(args.outf, n) for n in ("train", "heldout", "run"))
-    for folder, n, seed in ((data, args.train, 1), (held, args.heldout, 99)):
-        if not os.path.isdir(folder):
-            _run("synth", "dope", "--out", folder, "--n", n, "--seed", seed, "--width", width,
-                 "--height", height, "--distance", args.distance)
+    recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
+    data, held = os.path.join(args.outf, "train"), os.path.join(args.outf, "heldout")
+    make_data(args, data, held)
     started = time.time()
-    _run("train", "dope", "--data", data, "--val", held, "--object", "cube", "--outf", run,
-         "--epochs", 100000, "--imagesize", args.size, "--batchsize", args.batch, "--lr",
-         args.lr, "--pretrained", args.pretrained, "--workers", args.workers,
-         "--time_limit", args.minutes / 60.0, "--resume", "auto")
+    runs = train_all(args, recipes, data, held)
     minutes = (time.time() - started) / 60.0
-    best = os.path.join(run, "net_best.pth")
-    _run("eval", "dope", best, "--data", held, "--object", "cube", "--outf",
-         os.path.join(args.outf, "eval-heldout"))
-    with open(os.path.join(args.outf, "eval-heldout", "results.json")) as f:
-        summary = json.load(f)["summary"]
-    records = epoch_records(os.path.join(run, "metrics.jsonl"))
     result = {"command": " ".join(sys.argv), "minutes_this_call": round(minutes, 1),
-              "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-              "threads": torch.get_num_threads(), "eval_heldout": summary, "epochs": records,
-              "goal": {"detection_rate": 0.8, "add_below_0.1d": 0.3, "median_reproj_px": 4.0}}
-    print(table(records))
-    print("eval dope on the %d held-out frames (net_best.pth): %s"
-          % (args.heldout, json.dumps(summary)))
+              "cpus": os.cpu_count(), "goal": GOAL, "recipes": {}}
+    curves = {}
+    for recipe in recipes:
+        curves[recipe] = epoch_records(os.path.join(runs[recipe], "metrics.jsonl"))
+        summary = evaluate(args, runs[recipe], held)
+        result["recipes"][recipe] = {"eval_heldout": summary, "epochs": curves[recipe]}
+        print("\n## --recipe %s\n\n%s\n\neval dope of net_best.pth on the %d held-out frames: %s"
+              % (recipe, table(curves[recipe]), args.heldout, json.dumps(summary)))
+    result["plot"] = plot(curves, os.path.join(args.outf, "learning.png"))
     with open(os.path.join(args.outf, "learn_dope.json"), "w") as f:
         json.dump(result, f, indent=1)
 

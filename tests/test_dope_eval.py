@@ -78,6 +78,28 @@ def test_misses_and_shifted_poses_give_the_expected_rates_and_auc(weights, frame
     assert len(worst) == 3 and worst[0].startswith("00_000000")   # the miss first
 
 
+def _moved_in_the_image(o, fraction):
+    """The object's 9 projected points moved sideways by ``fraction`` of its 2D size."""
+    pts = np.asarray(o["projected_cuboid"], np.float64)
+    size = np.linalg.norm(pts.max(axis=0) - pts.min(axis=0))
+    return dict(o, projected_cuboid=(pts + [fraction * size, 0.0]).tolist())
+
+
+def test_a_pose_far_from_its_object_is_a_false_positive_not_a_detection(weights, frames, tmp_path):
+    """Half the frames' detections sit half the object's size away from it: misses and false
+    positives, not detections (counting them made a random network score 12-17%)."""
+    def change(i, o):
+        return _moved_in_the_image(o, 0.5 if i % 2 else 0.1)
+    dets = _detections(tmp_path, frames, change)
+    assert _eval(weights, frames, tmp_path / "out", "--detections", dets) == 0
+    result = json.load(open(tmp_path / "out" / "results.json"))
+    s = result["summary"]
+    assert s["detection_rate"] == 0.5 and s["false_positives"] == 4 and s["detected"] == 4
+    assert [r["detected"] for r in result["objects"]] == [True, False] * 4
+    assert "0.2 x the object's 2D size" in s["match"]
+    assert "false positive" in open(tmp_path / "out" / "results.md").read()
+
+
 def test_add_s_forgives_a_symmetric_flip_and_a_mesh_gives_the_same_add(weights, frames, tmp_path):
     half_turn = axis_angle_quat([0, 0, 1], np.pi)
     dets = _detections(tmp_path, frames, lambda i, o: dict(

@@ -28,7 +28,9 @@ def results_markdown(summary, info):
              % (s["objects"], s["detected"], 100 * s["detection_rate"],
                 100 * s["add_below_0.1d"], s["add_auc_0_10cm"], _fmt(s["median_reproj_px"], "%.2f"),
                 _fmt(s["median_trans_mm"], "%.1f"), _fmt(s["median_rot_deg"], "%.2f"),
-                s["false_positives"]), ""]
+                s["false_positives"]), "",
+             "A detection counts for an object when its %s; any other posed detection is a "
+             "false positive." % s.get("match", "projected centroid is the nearest"), ""]
     for key, lead in (("with_partial", "DOPE's node publishes only complete cuboids (all 9 "
                                         "points), as scored above. Posed from 4-8 points too "
                                         "(--partial):"),

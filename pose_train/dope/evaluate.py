@@ -35,6 +35,13 @@ from pose_train_py27.dope_io import InputError, make_camera
 
 AUC_MAX_M = 0.10
 ADD_FRACTION = 0.1
+# A detection is the object's only when its projected centroid lies within this fraction of
+# the object's size in the image (the diagonal of its projected cuboid's bounding box): about
+# two belief-map cells for an object of ten. Anything posed elsewhere is a false positive, as
+# BOP and DOPE's evaluation count a detection far from its object.
+MATCH_FRACTION = 0.2
+MATCH_RULE = ("projected centroid within %g x the object's 2D size (its projected cuboid's "
+              "bounding-box diagonal)" % MATCH_FRACTION)
 
 
 def model_points(args, dims_cm, dialect):
@@ -80,10 +87,19 @@ def run_networks(args, targets, device):
     return found, damaged
 
 
-def _match(gt_centres, dets):
-    """Greedy by 2D centroid distance: {gt index: detection}; each detection used once."""
-    pairs = sorted((np.linalg.norm(np.subtract(d["projected_cuboid"][8], c)), g, k)
-                   for g, c in enumerate(gt_centres) for k, d in enumerate(dets))
+def match_radius(points):
+    """The farthest a detection's projected centroid may lie from the truth's (pixels), for an
+    object whose 9 projected points are ``points``."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    return MATCH_FRACTION * float(np.linalg.norm(pts.max(axis=0) - pts.min(axis=0)))
+
+
+def _match(gt_points, dets):
+    """Greedy by 2D centroid distance: {gt index: detection}; each detection used once, and
+    only for an object whose centroid it lies near (match_radius)."""
+    pairs = sorted((dist, g, k) for g, pts in enumerate(gt_points) for k, d in enumerate(dets)
+                   for dist in [np.linalg.norm(np.subtract(d["projected_cuboid"][8], pts[8]))]
+                   if dist <= match_radius(pts))
     used_g, used_k, out = set(), set(), {}
     for _, g, k in pairs:
         if g not in used_g and k not in used_k:
@@ -96,7 +112,7 @@ def _match(gt_centres, dets):
 def score_frame(sample, dets, points, symmetric):
     """One row per annotated object of the class in this frame."""
     posed = [d for d in dets if d.get("location") is not None]
-    matched = _match([p[8] for p in sample.points], posed)
+    matched = _match(sample.points, posed)
     rows = []
     for g in range(len(sample.points)):
         row = {"image": sample.image, "object": g, "detected": g in matched}
@@ -129,7 +145,7 @@ def summarize(rows, diameter, false_positives):
             "add_auc_0_10cm": float(np.trapezoid(accuracy, thresholds) / AUC_MAX_M),
             "median_reproj_px": median("reproj_px"), "median_trans_mm": median("trans_mm"),
             "median_rot_deg": median("rot_deg"), "false_positives": false_positives,
-            "diameter_m": diameter}
+            "diameter_m": diameter, "match": MATCH_RULE}
 
 
 # Data-report kinds that leave a frame, or one of its objects, without a score: scoring the

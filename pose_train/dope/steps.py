@@ -35,9 +35,10 @@ class StepConfig:
     normalization: dict = field(default_factory=lambda: dict(NORMALIZATIONS["ros"]))
 
 
-def prepare_batch(batch, cfg, epoch, step, train=True, micro=0):
+def prepare_batch(batch, cfg, epoch, step, train=True, micro=0, sigma=None):
     """Loader batch -> (normalised images, belief targets, affinity targets, keypoints, valid).
-    micro: which of a step's accumulated batches (its augmentation is that virtual rank's)."""
+    micro: which of a step's accumulated batches (its augmentation is that virtual rank's).
+    sigma: the step's belief sigma in map cells (a recipe's schedule), else cfg.sigma."""
     dev = cfg.device
     if len(batch) == 5:      # whole frames + affines (DopeDataset device_warp): crop here
         frames, matrices, points, valid, _ = batch
@@ -56,7 +57,7 @@ def prepare_batch(batch, cfg, epoch, step, train=True, micro=0):
         images = images.contiguous()
     size = images.shape[-2:]
     beliefs, affinities = make_targets(points, valid, (size[0] // STRIDE, size[1] // STRIDE),
-                                       cfg.sigma, cfg.radius)
+                                       cfg.sigma if sigma is None else sigma, cfg.radius)
     return images, beliefs, affinities, points, valid
 
 
@@ -88,19 +89,21 @@ class EpochResult:
 
 
 def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, should_stop,
-                    log, info, show_progress=True, steps_after=0, every=None, carried=(0.0, 0)):
+                    log, info, show_progress=True, steps_after=0, every=None, carried=(0.0, 0),
+                    schedule=None):
     """Train until the loader ends or ``should_stop()`` (checked on every rank, every step).
     The loader yields ``cfg.accumulate`` batches per optimizer step (loader.EpochBatches).
     carried: (loss sum, steps) of this epoch before a resume, for the epoch's mean.
     steps_after: steps of the later epochs, for the progress line's run ETA. every: (N, f)
-    calls f(step) after every N-th step of the epoch (validation between steps)."""
+    calls f(step) after every N-th step of the epoch (validation between steps). schedule: the
+    recipe's (recipes.Schedule): each step's learning rate and belief sigma."""
     model.train()
     stop = False
     step, (total, count), seen, wait = start_step, carried, 0, 0.0
     t0 = time.perf_counter()
     progress = Progress("epoch %d" % epoch, start_step + len(loader) // cfg.accumulate,
                         initial=start_step, steps_after=steps_after, enabled=show_progress)
-    ready, value = time.perf_counter(), 0.0
+    ready, value, sigma = time.perf_counter(), 0.0, None
     try:
         for i, batch in enumerate(loader):
             # Time blocked on the loader (the step before ended with a device sync in .item()):
@@ -111,7 +114,10 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
             if micro == 0:
                 optimizer.zero_grad(set_to_none=True)
                 value = 0.0
-            images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step, micro=micro)
+                if schedule is not None:
+                    sigma = schedule.before_step(optimizer, epoch, step)
+            images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step, micro=micro,
+                                                          sigma=sigma)
             # Gradients are averaged over ranks once a step, not after every accumulated batch.
             with contextlib.nullcontext() if last else no_sync(model):
                 loss, final = forward_loss(model, images, tb, ta, cfg)

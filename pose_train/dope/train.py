@@ -6,6 +6,7 @@ state. Epoch numbering: a fresh run trains epochs 1..N; ``--net net_epoch_10.pth
 11..10+N (the seed's Kaggle workflow); a training state continues the run it came from, whose
 last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
+import dataclasses
 import functools
 import os
 import sys
@@ -21,7 +22,8 @@ from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.steps import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochBatches, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
-from pose_train.dope import validation
+from pose_train.dope import recipes, validation
+from pose_train.dope.folding import deployable
 from pose_train.dope.embedded import cached_dataset
 from pose_train import pretrained
 from pose_train.errors import UserError
@@ -70,10 +72,12 @@ def _run(args):
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
     _size_the_run(args, info, say)
+    recipe = _recipe(args)
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
     # --net / --resume first: a file that is not weights is named before --outf gets a report.
     start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
+    model = recipe.training_net(model)
     samples = _scan(args, info, say)
     samples, held_out = _split(args, info, samples, say)
     if info.is_main:
@@ -83,14 +87,15 @@ def _train(args, info):
         say("nothing to train: the run already reached epoch %d (its last, --epochs %d from "
             "epoch %d)" % (end_epoch, args.epochs, first_epoch))
         return 0
-    cfg = _step_config(args, info)
-    net, optimizer, scaler = _build(args, info, cfg, model, state)
-    dataset, device_warp = _dataset(args, info, cfg, samples, say)
+    cfg = _step_config(args, info, recipe)
+    net, optimizer, scaler = _build(args, info, cfg, model, state, recipe)
+    dataset, device_warp = _dataset(args, info, cfg, samples, say, recipe)
     say("training %r: %d images, epochs %d..%d, %s" % (args.object, len(samples), start_epoch,
                                                          end_epoch, _how(args, info, cfg, device_warp)))
     if args.save and info.is_main:
         _save_previews(args, dataset, cfg, say)
     sampler, loader = _loader(args, info, cfg, dataset)
+    schedule = recipes.Schedule(recipe, args.lr, cfg.sigma, first_epoch, end_epoch, sampler.steps())
     meta = _run_meta(args, first_epoch, cfg, samples + held_out)
     loop = EpochLoop(continue_line(JOBS["train-dope"], args), args, info, TimeLimit(args.time_limit),
                      state_io.STATE_NAME, "--net")
@@ -103,18 +108,20 @@ def _train(args, info):
                                  loop.should_stop, loop.log, info, show_progress=info.is_main,
                                  steps_after=(end_epoch - epoch) * sampler.steps(),
                                  every=_every_steps(args, watch, loop, model, epoch),
-                                 carried=state_io.epoch_loss(state) if first_step else (0.0, 0))
+                                 carried=state_io.epoch_loss(state) if first_step else (0.0, 0),
+                                 schedule=schedule)
         results[epoch] = result
         if result.status == "stopped":
             _log_epoch(loop.log, epoch, result, info)
         return result.next_step if result.status == "stopped" else None
 
     def finish(epoch):
-        path = ckpt.save_epoch_weights(args.outf, model, epoch, meta)
+        plain = _saved_network(model, cfg)    # what the node loads: folded, DOPE's keys
+        path = ckpt.save_epoch_weights(args.outf, plain, epoch, meta)
         r = results.pop(epoch)
         say(_epoch_line(epoch, r, path))
-        figures = watch.epoch_end(model, epoch, r.seconds, lambda f: ckpt.save_weights(
-            os.path.join(args.outf, ckpt.BEST_NAME), model, dict(meta, epoch=epoch, val=f)))
+        figures = watch.epoch_end(plain, epoch, r.seconds, lambda f: ckpt.save_weights(
+            os.path.join(args.outf, ckpt.BEST_NAME), plain, dict(meta, epoch=epoch, val=f)))
         _log_epoch(loop.log, epoch, r, info, **figures)
 
     def save_state(epoch, step):
@@ -131,8 +138,8 @@ def _train(args, info):
 def _how(args, info, cfg, device_warp):
     amp = "amp " + str(cfg.amp_dtype).replace("torch.", "") if cfg.amp_dtype else "fp32"
     accumulated = " x %d accumulated" % args.accumulate if args.accumulate > 1 else ""
-    return "batch %d x %d process(es)%s, %s, %s, crops cut on the %s" % (
-        args.batchsize, info.world_size, accumulated, cfg.device, amp,
+    return "recipe %s, lr %g, batch %d x %d process(es)%s, %s, %s, crops cut on the %s" % (
+        args.recipe, args.lr, args.batchsize, info.world_size, accumulated, cfg.device, amp,
         "GPU" if device_warp else "CPU (loader workers)")
 
 
@@ -212,16 +219,17 @@ def _every_steps(args, watch, loop, model, epoch):
         return None
 
     def check(step):
-        figures = watch.figures(model, "epoch %d step %d" % (epoch, step))
+        figures = watch.figures(_saved_network(model, watch.validator.cfg),
+                                "epoch %d step %d" % (epoch, step))
         if figures:
             loop.log.write(kind="val", epoch=epoch, step=step, **figures)
     return args.val_every, check
 
 
-def _dataset(args, info, cfg, samples, say):
+def _dataset(args, info, cfg, samples, say, recipe):
     """The training frames as crops: cut on the GPU when whole frames can be batched there."""
     device_warp = cfg.device.type == "cuda" and device_warp_pays(samples, args.imagesize)
-    return DopeDataset(samples, args.imagesize, seed=args.seed, train=True,
+    return DopeDataset(samples, args.imagesize, seed=args.seed, train=True, geometry=recipe.geometry,
                        cache=_decode_cache(args, samples, info, say),
                        device_warp=device_warp), device_warp
 
@@ -237,12 +245,12 @@ def _scan(args, info, say):
     return samples
 
 
-def _build(args, info, cfg, model, state):
-    """Device placement, optimizer (DOPE's Adam), AMP scaler, restored state, DDP/compile."""
+def _build(args, info, cfg, model, state, recipe):
+    """Device placement, the recipe's optimizer, AMP scaler, restored state, DDP/compile."""
     model.to(cfg.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = recipe.make_optimizer(model.parameters(), args.lr)
     scaler = torch.amp.GradScaler(cfg.device.type, enabled=cfg.amp_dtype == torch.float16)
     if state is not None:
         state_io.restore_state(state, model, optimizer, scaler)
@@ -318,6 +326,7 @@ def _starting_point(args, model, say):
             raise UserError("%s trained object %r, not %r; pass the matching --object or a new "
                             "--outf" % (path, saved.get("object"), args.object))
         _same_normalization(path, state["extra"].get("normalization"), args)
+        _same_recipe(path, saved.get("recipe") or "dope", args)
         state_io.same_steps_mid_epoch(path, state, args, {"batchsize": "--batchsize",
                                                           "accumulate": "--accumulate"})
         say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
@@ -343,7 +352,33 @@ def _same_normalization(path, trained, args):
                         "(or start a new --outf)" % (path, name, name))
 
 
-def _step_config(args, info):
+def _recipe(args):
+    """The --recipe, with --lr and --sigma filled or overriding it (said once)."""
+    recipe = recipes.get(args.recipe)
+    if args.lr is None:
+        args.lr = recipe.lr
+    if args.sigma is not None and recipe.sigma_cells:
+        recipe = dataclasses.replace(recipe, sigma_cells=None)   # --sigma: one sigma throughout
+    return recipe
+
+
+def _same_recipe(path, trained, args):
+    """A state holds the recipe's network (BatchNorm or not) and optimizer: one recipe a run."""
+    if trained != args.recipe:
+        raise UserError("%s was trained with --recipe %s; continue it with --recipe %s, or start "
+                        "a new --outf with --net and one of its net_epoch_*.pth to train its "
+                        "weights on with --recipe %s" % (path, trained, trained, args.recipe))
+
+
+def _saved_network(model, cfg):
+    """The network as saved and validated: DOPE's plain layout (a fast run's BatchNorms
+    folded in), on the training device."""
+    net = state_io.unwrap(model)
+    plain = deployable(net)
+    return net if plain is net else plain.to(cfg.device)
+
+
+def _step_config(args, info, recipe):
     cuda = info.device.type == "cuda"
     amp = {"auto": torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None,
            "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.amp]
@@ -351,7 +386,10 @@ def _step_config(args, info):
         raise UserError("--amp fp16 needs CUDA; use --amp bf16 or off on CPU")
     if cuda:
         torch.backends.cudnn.benchmark = True   # fixed crop size: autotuning pays off
+    # The sigma a run ends with: validation's targets, and what the sidecar records.
     sigma_px = DEFAULT_SIGMA_PX if args.sigma is None else args.sigma
+    if recipe.sigma_cells:
+        sigma_px = recipe.sigma_cells[-1] * 8.0
     return StepConfig(device=info.device, sigma=sigma_px / 8.0, amp_dtype=amp,
                       channels_last=cuda, seed=args.seed, rank=info.rank, accumulate=args.accumulate,
                       crop_size=args.imagesize, normalization=NORMALIZATIONS[args.normalize])

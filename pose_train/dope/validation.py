@@ -153,7 +153,8 @@ class Validator:
         return {"val_detection_rate": summary["detection_rate"],
                 "val_add_01d": summary["add_below_0.1d"],
                 "val_add_auc": summary["add_auc_0_10cm"],
-                "val_median_px": summary["median_reproj_px"]}
+                "val_median_px": summary["median_reproj_px"],
+                "val_false_positives": summary["false_positives"]}
 
 
 def is_better(figures, best):

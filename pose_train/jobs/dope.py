@@ -40,7 +40,12 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
         Field("accumulate", "int", 1, "batches per optimizer step (gradient accumulation): "
               "the step sees batchsize x processes x this many images, as that many more "
               "processes would", low=1),
-        Field("lr", "float", 1e-4, "Adam learning rate", positive=True),
+        Field("recipe", "str", "fast", "how to train: fast (BatchNorm folded away when saved, "
+              "AdamW with warm-up and cosine decay, wider Gaussians first, milder crops) or "
+              "dope (DOPE's own: Adam at a constant --lr, sigma 0.5 cells)",
+              choices=("fast", "dope")),
+        Field("lr", "float", None, "peak learning rate (default: 1e-3 with --recipe fast, "
+              "1e-4 with dope, DOPE's)", positive=True),
         Field("workers", "int", None, "data loader processes (default: from the CPU count)",
               low=0),
         GPUS,

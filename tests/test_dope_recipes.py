@@ -1,0 +1,111 @@
+"""train dope --recipe fast|dope: what each trains with, and that both save the node's network."""
+import json
+import os
+
+import pytest
+import torch
+
+import infer_helpers as ih
+from pose_train.dope import recipes
+from pose_train.dope.folding import ConvBN, deployable, fold_error, normalized
+from pose_train.dope.network import DopeNetwork
+from pose_train.training import checkpoint_io as state_io
+from pose_train_py27.keys import add_prefix
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipe-frames")
+    ih.synth_frames(folder, 8, seed=3)
+    return str(folder)
+
+
+def _train(data, outf, *extra, epochs=1):
+    return ih.local_cli("train", "dope", "--data", data, "--object", "cube", "--outf", outf,
+                        "--epochs", epochs, "--imagesize", 64, "--batchsize", 4, "--workers", 0,
+                        "--pretrained", "none", "--val", "off", *extra)
+
+
+@pytest.fixture(scope="module")
+def fast_run(data, tmp_path_factory, one_thread):
+    outf = tmp_path_factory.mktemp("fast-run")
+    assert _train(data, outf, "--recipe", "fast") == 0
+    return outf
+
+
+def test_fast_weights_are_dopes_layout_and_the_folding_is_exact(fast_run):
+    """The saved file holds DopeNetwork's keys and shapes exactly (no BatchNorm), and computes
+    what the BatchNorm graph that trained computes in eval mode."""
+    saved = torch.load(str(fast_run / "net_epoch_01.pth"), map_location="cpu", weights_only=True)
+    want = add_prefix(DopeNetwork().state_dict())
+    assert list(saved) == list(want)
+    assert all(saved[k].shape == want[k].shape for k in want)
+    state = state_io.load_state(str(fast_run / state_io.STATE_NAME))
+    trained = normalized(DopeNetwork())
+    state_io.restore_state(state, trained, rng=False)
+    assert sum(isinstance(m, ConvBN) for m in trained.modules()) == 12 + 2 * 4 + 10 * 6
+    plain = DopeNetwork()
+    plain.load_state_dict({k[len("module."):]: v for k, v in saved.items()}, strict=True)
+    images = torch.randn(2, 3, 64, 64)
+    trained.eval()
+    with torch.no_grad():
+        a = trained(images)
+        b = plain(images)
+    diff = max(float((x - y).abs().max()) for x, y in zip(a[0] + a[1], b[0] + b[1]))
+    assert diff < 1e-4, diff            # measured 1e-6 here: float rounding only
+    assert fold_error(trained, images) == pytest.approx(diff, abs=1e-6)
+    meta = json.load(open(str(fast_run / "net_epoch_01.json")))
+    assert meta["config"]["recipe"] == "fast" and meta["sigma_output_px"] == 1.0
+
+
+def test_a_run_continues_only_with_its_recipe(fast_run, data, capsys):
+    assert _train(data, fast_run, "--recipe", "dope", "--resume", "auto", epochs=2) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--recipe fast" in err[0] and "training_state.pt" in err[0]
+    assert "net_epoch_*.pth" in err[0]
+
+
+def test_the_fast_weights_start_a_dope_run(fast_run, data, tmp_path):
+    """--net of a fast run's weights trains on with DOPE's recipe (and back): plain weights."""
+    assert _train(data, tmp_path / "dope", "--recipe", "dope", "--net",
+                  fast_run / "net_epoch_01.pth") == 0
+    assert _train(data, tmp_path / "fast", "--recipe", "fast", "--net",
+                  tmp_path / "dope" / "net_epoch_02.pth") == 0
+    assert os.path.isfile(str(tmp_path / "fast" / "net_epoch_03.pth"))
+
+
+def test_the_dope_recipe_is_dopes_own(data, tmp_path, one_thread):
+    """Adam at a constant 1e-4, no weight decay, no normalisation layers, sigma 0.5 cells."""
+    assert _train(data, tmp_path, "--recipe", "dope") == 0
+    state = state_io.load_state(str(tmp_path / state_io.STATE_NAME))
+    groups = state["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [1e-4] and groups[0]["weight_decay"] == 0
+    assert not any("bn" in k for k in state["model"])
+    meta = json.load(open(str(tmp_path / "net_epoch_01.json")))
+    assert meta["sigma_output_px"] == 0.5 and meta["config"]["lr"] == 1e-4
+
+
+def test_the_schedules():
+    fast, dope = recipes.RECIPES["fast"], recipes.RECIPES["dope"]
+    s = recipes.Schedule(fast, 1e-3, 1.0, first_epoch=1, end_epoch=10, steps_per_epoch=10)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    lrs, sigmas = [], []
+    for epoch in range(1, 11):
+        for step in range(10):
+            sigmas.append(s.before_step(opt, epoch, step))
+            lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] < 0.5e-3 and max(lrs) == pytest.approx(1e-3, rel=0.05)
+    assert lrs.index(max(lrs)) <= 4 and lrs[-1] == pytest.approx(0.02e-3, rel=0.1)
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))        # decays after the warm-up
+    assert sigmas[0] == 1.5 and sigmas[-1] == pytest.approx(1.0, abs=0.01)
+    s = recipes.Schedule(dope, 1e-4, 0.5, 1, 10, 10)
+    assert {s.before_step(opt, e, 3) for e in (1, 5, 10)} == {0.5}
+    assert opt.param_groups[0]["lr"] == 1e-4
+    # a run continued at epoch 11 from weights is a run of its own: its schedule starts again
+    s = recipes.Schedule(fast, 1e-3, 1.0, first_epoch=11, end_epoch=12, steps_per_epoch=10)
+    assert s.fraction(11, 0) == 0.0 and s.fraction(12, 5) == 0.75
+
+
+def test_deployable_leaves_a_plain_network_alone():
+    net = DopeNetwork(stages=2)
+    assert deployable(net) is net
