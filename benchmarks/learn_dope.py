@@ -8,7 +8,7 @@ train at the same time from the same frames and the same initial weights (--seed
 cores split between them, so their curves are comparable minute for minute.
 
   # CPU, 2 cores (the README's figures): both recipes, one core each
-  python benchmarks/learn_dope.py --recipe fast,dope --steps 600 --outf runs/learn-dope
+  python benchmarks/learn_dope.py --recipe fast,dope --steps fast=1500,dope=600 --outf runs/learn-dope
   # your own mesh (the embedded carton here)
   python benchmarks/learn_dope.py --mesh pose_train/dope/assets/carton/carton.obj --outf runs/carton
   # GPU (benchmarks/gpu_session.sh learn-dope): the recipe's 400 px crops, bf16
@@ -40,8 +40,9 @@ GOAL = {"detection_rate": 0.8, "add_below_0.1d": 0.3, "median_reproj_px": 4.0}
 def _parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--recipe", default="fast,dope", help="recipes to compare, comma-separated")
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps per recipe (whole "
-                   "epochs: rounded up); the learning-rate schedule spans them")
+    p.add_argument("--steps", default="600", help="optimizer steps per recipe (whole epochs: "
+                   "rounded up), which its learning-rate schedule spans: N for every recipe, or "
+                   "RECIPE=N,... to give each the steps it does in the same minutes")
     p.add_argument("--minutes", type=float, default=90.0, help="a time limit per recipe on top")
     p.add_argument("--outf", required=True)
     p.add_argument("--train", type=int, default=400, help="synthetic training frames")
@@ -81,15 +82,27 @@ def make_data(args, data, held):
                         width, "--height", height, "--distance", args.distance, *mesh), "synth dope")
 
 
+def steps_of(text, recipes):
+    """--steps: {recipe: steps}."""
+    if "=" not in text:
+        return {r: int(text) for r in recipes}
+    given = dict((k.strip(), int(v)) for k, v in (kv.split("=") for kv in text.split(",")))
+    missing = [r for r in recipes if r not in given]
+    if missing:
+        sys.exit("learn_dope: --steps names no steps for %s" % ", ".join(missing))
+    return given
+
+
 def train_all(args, recipes, data, held):
     """Every recipe at once, the cores split evenly; {recipe: run folder}."""
-    epochs = max(1, math.ceil(args.steps / float(max(1, args.train // args.batch))))
+    steps = steps_of(args.steps, recipes)
     threads = max(1, (os.cpu_count() or 1) // len(recipes))
     runs, procs = {}, []
     for recipe in recipes:
         runs[recipe] = os.path.join(args.outf, "run-" + recipe)
         lr = ["--lr", args.lr] if args.lr else []
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        epochs = max(1, math.ceil(steps[recipe] / float(max(1, args.train // args.batch))))
         procs.append((recipe, _cli(
             "train", "dope", "--recipe", recipe, "--data", data, "--val", held, "--object",
             _object_name(args), "--outf", runs[recipe], "--epochs", epochs, "--imagesize", args.size,

@@ -150,7 +150,7 @@ def belief_grid(beliefs, networks):
                            for b in blocks], axis=0)
 
 
-def _png(path, rgb):
+def write_png(path, rgb):
     ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
     if not ok:
         raise InputError("%s: OpenCV could not encode the overlay" % path)
@@ -292,9 +292,9 @@ def _infer_frames(args, inputs, fixed, networks, device):
             annotation = frame_annotation(name, cam, size, networks, detections)
             written += _frame_files(args.outf, name)
             _json(os.path.join(args.outf, name + ".json"), annotation)
-            _png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, networks, detections))
+            write_png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, networks, detections))
             if args.belief_grid:
-                _png(os.path.join(args.outf, name + ".belief.png"), belief_grid(beliefs, networks))
+                write_png(os.path.join(args.outf, name + ".belief.png"), belief_grid(beliefs, networks))
             frames.append(_frame_record(source, name, size, cam, annotation, timings, read_ms))
             reading = time.time()
     except Stopped:

@@ -8,8 +8,9 @@ how they get there.
   0.8-1.25, rotated up to 20 degrees, shifted up to a quarter of the crop.
 
 ``fast``: the same loss on the same network, trained so it learns within an hour on a CPU:
-  a BatchNorm after every hidden convolution (folded into the convolutions when saved,
-  pose_train.dope.folding), AdamW at 1e-3 after a short linear warm-up with a cosine decay to
+  the trunk and stage 1 train (a third of a six-stage step's arithmetic) and stages 2-6 are
+  saved as exact pass-throughs of stage 1's maps; a BatchNorm after every hidden convolution
+  (folded into the convolutions when saved, pose_train.dope.folding), AdamW at 1e-3 after a short linear warm-up with a cosine decay to
   2% over the run, belief Gaussians wider at the start (1.5 cells, to 1 cell at the end: more
   of each map carries gradient), and milder crops that keep the object whole more often.
 """
@@ -30,6 +31,7 @@ class Recipe:
     optimizer: str                  # "adam" | "adamw"
     weight_decay: float = 0.0
     normalize_layers: bool = False  # train with BatchNorm, folded when saved
+    stages: int = None              # stages trained (None: all six); later ones pass through
     warmup: float = 0.0             # fraction of the run's steps
     final_lr: float = 1.0           # fraction of the peak at the run's last step (cosine)
     sigma_cells: tuple = None       # (start, end) belief sigma in map cells; None: --sigma
@@ -37,7 +39,7 @@ class Recipe:
 
     def training_net(self, model):
         """The module that trains (``model`` itself for a plain recipe)."""
-        return normalized(model) if self.normalize_layers else model
+        return normalized(model, self.stages) if self.normalize_layers else model
 
     def make_optimizer(self, params, lr):
         if self.optimizer == "adamw":
@@ -63,7 +65,7 @@ class Recipe:
 RECIPES = {
     "dope": Recipe("dope", lr=1e-4, optimizer="adam"),
     "fast": Recipe("fast", lr=1e-3, optimizer="adamw", weight_decay=1e-4, normalize_layers=True,
-                   warmup=0.03, final_lr=0.02, sigma_cells=(1.5, 1.0),
+                   stages=1, warmup=0.03, final_lr=0.02, sigma_cells=(1.5, 1.0),
                    geometry=GeometryParams(scale_range=(0.9, 1.1), max_rotation_deg=15.0,
                                            max_shift=0.1)),
 }

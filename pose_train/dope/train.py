@@ -22,7 +22,7 @@ from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.steps import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochBatches, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
-from pose_train.dope import recipes, validation
+from pose_train.dope import heldout_overlays, recipes, validation
 from pose_train.dope.folding import deployable
 from pose_train.dope.embedded import cached_dataset
 from pose_train import pretrained
@@ -78,6 +78,9 @@ def _train(args, info):
     # --net / --resume first: a file that is not weights is named before --outf gets a report.
     start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
     model = recipe.training_net(model)
+    if recipe.stages and args.net and state is None:
+        say("note: --recipe %s trains stage 1 of %s; stages 2-6 are saved as pass-throughs of its "
+            "maps (--recipe dope trains all six)" % (recipe.name, args.net))
     samples = _scan(args, info, say)
     samples, held_out = _split(args, info, samples, say)
     if info.is_main:
@@ -131,7 +134,7 @@ def _train(args, info):
     epochs = [(e, start_step if e == start_epoch else 0) for e in range(start_epoch, end_epoch + 1)]
     if not loop.run(epochs, one_epoch, finish, save_state):
         return 0
-    _done(args, watch, start_epoch, end_epoch, say)
+    _done(args, watch, start_epoch, end_epoch, say, held_out, cfg)
     return 0
 
 
@@ -158,12 +161,17 @@ def _loader(args, info, cfg, dataset):
                                 pin_memory=cfg.device.type == "cuda")
 
 
-def _done(args, watch, start_epoch, end_epoch, say):
+def _done(args, watch, start_epoch, end_epoch, say, held_out, cfg):
     say("done: epochs %d..%d in %s" % (start_epoch, end_epoch, args.outf))
+    best = os.path.join(args.outf, ckpt.BEST_NAME)
     if watch.best:
         say("best on the %d held-out frames: %s\n  -> %s (point infer, eval, export and convert "
-            "at it)" % (watch.best["val_frames"], validation.describe(watch.best),
-                        os.path.join(args.outf, ckpt.BEST_NAME)))
+            "at it)" % (watch.best["val_frames"], validation.describe(watch.best), best))
+    if watch.best and os.path.isfile(best):
+        paths = heldout_overlays.write(best, held_out, args.outf, cfg.device)
+        if paths:
+            say("what it finds in %d held-out frames: %s (cuboids as the node decodes them; "
+                "green dots: the annotated keypoints)" % (len(paths), os.path.dirname(paths[0])))
 
 
 def _size_the_run(args, info, say):

@@ -29,7 +29,8 @@ EMPTY_MARGIN, EMPTY_EPOCHS = 0.02, 3
 EMPTY_WARNING = (
     "WARNING: the network is predicting empty maps: for {epochs} epochs val_loss has not fallen "
     "{margin:.0%} below the loss all-zero maps get ({loss:.5f} vs {empty:.5f}). Usual causes: "
-    "the data (check {outf}/data_report.txt and `pose-train validate dope`), a random trunk "
+    "the data (check {outf}/data_report.txt and `pose-train validate dope`), DOPE's own recipe "
+    "(--recipe dope; --recipe fast learns from a random trunk in minutes), a random trunk "
     "(`pose-train fetch-weights`, then --pretrained imagenet), the learning rate (--lr), or an "
     "object that spans too few map cells at --imagesize (crop it larger or move the camera "
     "closer: it should span >= 8 cells of 8 px).")
