@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import infer_helpers as ih
-from pose_train.dope import recipes
+from pose_train.dope import recipes, start
 from pose_train.dope.folding import ConvBN, deployable, fold_error
 from pose_train.dope.network import DopeNetwork
 from pose_train.training import checkpoint_io as state_io
@@ -41,10 +41,11 @@ def test_fast_weights_are_dopes_layout_and_the_folding_is_exact(fast_run):
     assert list(saved) == list(want)
     assert all(saved[k].shape == want[k].shape for k in want)
     state = state_io.load_state(str(fast_run / state_io.STATE_NAME))
-    trained = recipes.RECIPES["fast"].training_net(DopeNetwork())
+    trained = start.training_net(recipes.RECIPES["fast"], DopeNetwork(), state, False, print)
     state_io.restore_state(state, trained, rng=False)
-    # the trunk's 12 convolutions and stage 1's 2 x 4 hidden ones trained with BatchNorm
-    assert sum(isinstance(m, ConvBN) for m in trained.modules()) == 12 + 2 * 4
+    # from a random trunk: 6 of its 12 convolutions and stage 1's 2 x 4 hidden ones trained,
+    # each with a BatchNorm
+    assert sum(isinstance(m, ConvBN) for m in trained.modules()) == 12 - 6 + 2 * 4
     assert trained.stages == 1
     plain = DopeNetwork()
     plain.load_state_dict({k[len("module."):]: v for k, v in saved.items()}, strict=True)
@@ -113,3 +114,13 @@ def test_the_schedules():
 def test_deployable_leaves_a_plain_network_alone():
     net = DopeNetwork(stages=2)
     assert deployable(net) is net
+
+
+def test_fast_weights_load_strictly_in_the_legacy_runtime(fast_run, tmp_path, monkeypatch):
+    """convert --to melodic --verify: the real py2.7 + torch 1.4 loads the fast run's weights
+    strictly into DOPE's network, as the Melodic node does, and computes the same maps."""
+    import compat_helpers as h
+    python = h.legacy_python_argv()[0]
+    monkeypatch.setenv("POSE_TRAIN_LEGACY_PYTHON", python)
+    assert h.run_convert(fast_run / "net_epoch_01.pth", tmp_path / "melodic.pth", verify=True) == 0
+    assert os.path.isfile(str(tmp_path / "melodic.pth"))

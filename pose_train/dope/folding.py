@@ -36,12 +36,21 @@ class ConvBN(nn.Module):
         return self.bn(self.conv(x))
 
 
-def normalized(net, stages=None):
+# The trunk's convolutions between two of the same width (conv1_2, conv2_2, conv3_2-3_4,
+# conv4_2): each sees ReLU outputs (>= 0), so an identity kernel followed by its ReLU passes
+# them through exactly.
+SKIPPABLE = (2, 7, 12, 14, 16, 21)
+
+
+def normalized(net, stages=None, skip=()):
     """``net`` (a DopeNetwork, changed in place and returned) with a BatchNorm after every
     convolution but each stage's output one, so the maps keep their scale, and only its first
     ``stages`` stages. The convolutions keep their weights: a plain network's weights carry
     over, and the same --seed starts both recipes from the same convolutions."""
     net.full_stages = net.stages
+    net.skipped = tuple(skip)
+    for index in skip:      # the conv and its ReLU: the input is a ReLU's output already
+        net.vgg[index], net.vgg[index + 1] = nn.Identity(), nn.Identity()
     for s in range((stages or net.stages) + 1, net.stages + 1):
         delattr(net, "m%d_2" % s)
         delattr(net, "m%d_1" % s)
@@ -75,6 +84,11 @@ def folded_state(net):
         elif isinstance(module, nn.Conv2d) and not _inside_convbn(name, net):
             out[name + ".weight"] = module.weight.detach()
             out[name + ".bias"] = module.bias.detach()
+    for index in getattr(net, "skipped", ()):
+        channels = DopeNetwork().vgg[index].out_channels
+        weight = torch.zeros(channels, channels, 3, 3)
+        weight[range(channels), range(channels), 1, 1] = 1.0
+        out["vgg.%d.weight" % index], out["vgg.%d.bias" % index] = weight, torch.zeros(channels)
     full = getattr(net, "full_stages", net.stages)
     for s in range(net.stages + 1, full + 1):
         for branch, offset, maps in (("m%d_2" % s, 0, 9), ("m%d_1" % s, 9, 16)):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from pose_train.dope.augment import GeometryParams
-from pose_train.dope.folding import normalized
+from pose_train.dope.folding import SKIPPABLE
 from pose_train.errors import UserError
 
 
@@ -32,14 +32,12 @@ class Recipe:
     weight_decay: float = 0.0
     normalize_layers: bool = False  # train with BatchNorm, folded when saved
     stages: int = None              # stages trained (None: all six); later ones pass through
+    skip: tuple = ()                # trunk convolutions left out (folding.SKIPPABLE)
     warmup: float = 0.0             # fraction of the run's steps
     final_lr: float = 1.0           # fraction of the peak at the run's last step (cosine)
     sigma_cells: tuple = None       # (start, end) belief sigma in map cells; None: --sigma
+    foreground_weight: float = 1.0  # steps.dope_loss
     geometry: GeometryParams = field(default_factory=GeometryParams)
-
-    def training_net(self, model):
-        """The module that trains (``model`` itself for a plain recipe)."""
-        return normalized(model, self.stages) if self.normalize_layers else model
 
     def make_optimizer(self, params, lr):
         if self.optimizer == "adamw":
@@ -65,7 +63,7 @@ class Recipe:
 RECIPES = {
     "dope": Recipe("dope", lr=1e-4, optimizer="adam"),
     "fast": Recipe("fast", lr=1e-3, optimizer="adamw", weight_decay=1e-4, normalize_layers=True,
-                   stages=1, warmup=0.03, final_lr=0.02, sigma_cells=(1.5, 1.0),
+                   stages=1, skip=SKIPPABLE, foreground_weight=10.0, warmup=0.03, final_lr=0.02, sigma_cells=(1.5, 1.0),
                    geometry=GeometryParams(scale_range=(0.9, 1.1), max_rotation_deg=15.0,
                                            max_shift=0.1)),
 }

@@ -33,6 +33,7 @@ class StepConfig:
     photometric: PhotometricParams = None
     crop_size: int = 0             # needed when batches carry whole frames (device warp)
     normalization: dict = field(default_factory=lambda: dict(NORMALIZATIONS["ros"]))
+    foreground_weight: float = 1.0  # training loss weight of a map's peaks (1: plain MSE)
 
 
 def prepare_batch(batch, cfg, epoch, step, train=True, micro=0, sigma=None):
@@ -61,19 +62,31 @@ def prepare_batch(batch, cfg, epoch, step, train=True, micro=0, sigma=None):
     return images, beliefs, affinities, points, valid
 
 
-def dope_loss(out_beliefs, out_affinities, beliefs, affinities):
-    """Sum over stages of MSE; outputs may be bf16 under autocast, the loss is fp32."""
+def dope_loss(out_beliefs, out_affinities, beliefs, affinities, foreground_weight=1.0):
+    """Sum over stages of MSE; outputs may be bf16 under autocast, the loss is fp32.
+    foreground_weight w > 1 weighs each squared error by 1 + (w - 1) x the target's magnitude
+    (belief Gaussians, affinity disks): the few cells that matter against a map of zeros."""
+    if foreground_weight == 1.0:
+        wb = wa = None
+    else:
+        wb = 1.0 + (foreground_weight - 1.0) * beliefs
+        wa = 1.0 + (foreground_weight - 1.0) * (affinities != 0).float()
     loss = 0.0
     for b, a in zip(out_beliefs, out_affinities):
-        loss = loss + F.mse_loss(b.float(), beliefs) + F.mse_loss(a.float(), affinities)
+        if wb is None:
+            loss = loss + F.mse_loss(b.float(), beliefs) + F.mse_loss(a.float(), affinities)
+        else:
+            loss = (loss + (wb * (b.float() - beliefs) ** 2).mean()
+                    + (wa * (a.float() - affinities) ** 2).mean())
     return loss
 
 
 def forward_loss(model, images, beliefs, affinities, cfg):
+    """(the recipe's loss, with its foreground weight; the final stage's beliefs)."""
     with torch.autocast(cfg.device.type, dtype=cfg.amp_dtype or torch.float32,
                         enabled=cfg.amp_dtype is not None):
         out_b, out_a = model(images)
-    return dope_loss(out_b, out_a, beliefs, affinities), out_b[-1]
+    return dope_loss(out_b, out_a, beliefs, affinities, cfg.foreground_weight), out_b[-1]
 
 
 @dataclass
@@ -191,7 +204,7 @@ def evaluate(model, loader, cfg, max_px=2.0):
         loss, final = forward_loss(model, images, tb, ta, cfg)
         stages = getattr(model, "module", model).stages
         empty += dope_loss([torch.zeros_like(tb)] * stages, [torch.zeros_like(ta)] * stages,
-                           tb, ta).item()
+                           tb, ta, cfg.foreground_weight).item()
         total, batches = total + loss.item(), batches + 1
         peaks, _ = belief_peaks(final.float())                       # (B, 9, 2) crop px
         size = images.shape[-1]

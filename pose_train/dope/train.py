@@ -6,7 +6,6 @@ state. Epoch numbering: a fresh run trains epochs 1..N; ``--net net_epoch_10.pth
 11..10+N (the seed's Kaggle workflow); a training state continues the run it came from, whose
 last epoch is its first epoch + N - 1, so the same command resumes idempotently.
 """
-import dataclasses
 import functools
 import os
 import sys
@@ -22,12 +21,11 @@ from pose_train.dope.data import dimensions_of, scan
 from pose_train.dope.steps import StepConfig, train_one_epoch
 from pose_train.dope.loader import (DopeDataset, EpochBatches, decoded_cache, default_workers,
                                     device_warp_pays, make_loader)
-from pose_train.dope import heldout_overlays, recipes, validation
+from pose_train.dope import heldout_overlays, recipes, start, validation
 from pose_train.dope.folding import deployable
 from pose_train.dope.embedded import cached_dataset
-from pose_train import pretrained
 from pose_train.errors import UserError
-from pose_train.files import job_folder, read_sidecar, report_stale_temps
+from pose_train.files import job_folder, report_stale_temps
 from pose_train.jobs import JOBS, check_inputs, command_words, continue_line
 from pose_train.training import checkpoint_io as state_io
 from pose_train.training import distributed as ddp
@@ -72,12 +70,12 @@ def _run(args):
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
     _size_the_run(args, info, say)
-    recipe = _recipe(args)
+    recipe = start.recipe_of(args)
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
     # --net / --resume first: a file that is not weights is named before --outf gets a report.
-    start_epoch, start_step, first_epoch, state = _starting_point(args, model, say)
-    model = recipe.training_net(model)
+    start_epoch, start_step, first_epoch, state, given = start.starting_point(args, model, say)
+    model = start.training_net(recipe, model, state, given, say)
     if recipe.stages and args.net and state is None:
         say("note: --recipe %s trains stage 1 of %s; stages 2-6 are saved as pass-throughs of its "
             "maps (--recipe dope trains all six)" % (recipe.name, args.net))
@@ -308,76 +306,6 @@ def _decode_cache(args, samples, info, say):
     return cache
 
 
-def _starting_point(args, model, say):
-    """(start_epoch, start_step, first_epoch_of_run, state or None) from --net / --resume."""
-    path = args.net
-    if path is None and args.resume == "auto":
-        path = state_io.find_latest_state(args.outf)
-        if path is None:
-            say("--resume auto: no %s in %s yet; starting a new run" % (state_io.STATE_NAME,
-                                                                       args.outf))
-    if path is None:
-        if args.resume is None:
-            state_io.refuse_an_earlier_run(args.outf, state_io.STATE_NAMES + ("net_*.pth",))
-        weights = pretrained.resolve(args.pretrained, "vgg19", say)
-        if weights:
-            ckpt.load_pretrained_vgg(model, weights)
-            say("VGG-19 conv1_1..conv4_2 initialised from %s" % weights)
-        return 1, 0, 1, None
-    if args.pretrained not in (None, "none"):
-        say("note: --pretrained is ignored when continuing from %s" % path)
-    obj = state_io.load_file(path)
-    if state_io.is_state(obj):
-        state = state_io.load_state(path)
-        saved = state["config"]
-        if str(saved.get("object", "")).lower() != args.object.lower():
-            raise UserError("%s trained object %r, not %r; pass the matching --object or a new "
-                            "--outf" % (path, saved.get("object"), args.object))
-        _same_normalization(path, state["extra"].get("normalization"), args)
-        _same_recipe(path, saved.get("recipe") or "dope", args)
-        state_io.same_steps_mid_epoch(path, state, args, {"batchsize": "--batchsize",
-                                                          "accumulate": "--accumulate"})
-        say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
-        return state["epoch"], state["step"], int(saved["first_epoch"]), state
-    trained = read_sidecar(path).get("normalization")
-    _same_normalization(path, trained, args)
-    if trained is None:
-        say("note: %s has no json sidecar naming its input normalisation; training goes on with "
-            "--normalize %s (DOPE's own trainer used imagenet: pass --normalize imagenet to "
-            "continue its weights)" % (path, args.normalize))
-    ckpt.load_weights_into(model, path, obj)
-    done = ckpt.epoch_from_name(path) or 0
-    say("initial weights %s (epoch %d by its name); training continues at epoch %d"
-        % (path, done, done + 1))
-    return done + 1, 0, done + 1, None
-
-
-def _same_normalization(path, trained, args):
-    """Continuing with another input normalisation would quietly unlearn the first one."""
-    name = (trained or {}).get("name")
-    if name and name != args.normalize:
-        raise UserError("%s was trained with --normalize %s; continue it with --normalize %s "
-                        "(or start a new --outf)" % (path, name, name))
-
-
-def _recipe(args):
-    """The --recipe, with --lr and --sigma filled or overriding it (said once)."""
-    recipe = recipes.get(args.recipe)
-    if args.lr is None:
-        args.lr = recipe.lr
-    if args.sigma is not None and recipe.sigma_cells:
-        recipe = dataclasses.replace(recipe, sigma_cells=None)   # --sigma: one sigma throughout
-    return recipe
-
-
-def _same_recipe(path, trained, args):
-    """A state holds the recipe's network (BatchNorm or not) and optimizer: one recipe a run."""
-    if trained != args.recipe:
-        raise UserError("%s was trained with --recipe %s; continue it with --recipe %s, or start "
-                        "a new --outf with --net and one of its net_epoch_*.pth to train its "
-                        "weights on with --recipe %s" % (path, trained, trained, args.recipe))
-
-
 def _saved_network(model, cfg):
     """The network as saved and validated: DOPE's plain layout (a fast run's BatchNorms
     folded in), on the training device."""
@@ -400,7 +328,8 @@ def _step_config(args, info, recipe):
         sigma_px = recipe.sigma_cells[-1] * 8.0
     return StepConfig(device=info.device, sigma=sigma_px / 8.0, amp_dtype=amp,
                       channels_last=cuda, seed=args.seed, rank=info.rank, accumulate=args.accumulate,
-                      crop_size=args.imagesize, normalization=NORMALIZATIONS[args.normalize])
+                      crop_size=args.imagesize, normalization=NORMALIZATIONS[args.normalize],
+                      foreground_weight=recipe.foreground_weight)
 
 
 def _run_meta(args, first_epoch, cfg, samples):

@@ -238,6 +238,8 @@ def describe(f):
         text += ", detected %.1f%%, ADD < 0.1 d %.1f%%, ADD AUC %.3f, median 2D error %s" % (
             100 * f["val_detection_rate"], 100 * f["val_add_01d"], f["val_add_auc"],
             "-" if f["val_median_px"] is None else "%.1f px" % f["val_median_px"])
+        if f.get("val_false_positives"):
+            text += ", %d false positive(s)" % f["val_false_positives"]
     return text
 
 
