@@ -3,7 +3,7 @@
 # (torch, cv2, numpy, yaml and tqdm are all the scripts need; no image, no fire):
 #
 #   bash benchmarks/gpu_session.sh speed        # ~8 min: DOPE + keypoint img/s vs the original recipes
-#   bash benchmarks/gpu_session.sh learn-dope   # ~9 min: synth -> train dope --val -> eval dope on held-out frames
+#   bash benchmarks/gpu_session.sh learn-dope   # ~9 min: synth -> train dope --recipe fast and dope side by side -> eval dope on held-out frames
 #   bash benchmarks/gpu_session.sh learn-kp     # ~9 min: PCK / 2D projection / ADD after training
 #   bash benchmarks/gpu_session.sh multi        # ~3 min: infer dope per frame with 1, 2 and 4 networks
 #   bash benchmarks/gpu_session.sh procs        # ~4 min: train dope img/s, 1 process vs one per GPU
@@ -32,9 +32,11 @@ case "${1:-}" in
         step bench_dope 270 python3 benchmarks/bench_dope.py --compile --json "$out/bench_dope.json"
         step bench_keypoints 210 python3 benchmarks/bench_keypoints.py --compile ;;
     learn-dope)
-        step learn_dope 540 python3 benchmarks/learn_dope.py --minutes 6 --train 1500 \
-            --heldout 48 --size 400 --frame 640x480 --distance 0.35,0.6 --batch 32 --lr 1e-4 \
-            --workers 8 --outf "$out/learn_dope" ;;
+        # both recipes at once on the one GPU, from a random trunk (no ImageNet file can be
+        # fetched there; with one in torch's hub cache add --pretrained imagenet)
+        step learn_dope 540 python3 benchmarks/learn_dope.py --recipe fast,dope --minutes 6 \
+            --steps fast=1500,dope=600 --train 1500 --heldout 48 --size 400 --frame 640x480 \
+            --distance 0.35,0.6 --batch 32 --workers 4 --outf "$out/learn_dope" ;;
     learn-kp)
         step learn_keypoints 540 python3 benchmarks/learn_keypoints.py --minutes 6 \
             --json "$out/learn_keypoints.json" ;;

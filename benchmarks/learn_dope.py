@@ -55,6 +55,7 @@ def _parse():
     p.add_argument("--lr", type=float, help="train dope --lr (default: each recipe's own)")
     p.add_argument("--pretrained", default="none", help="train dope --pretrained")
     p.add_argument("--seed", type=int, default=0, help="train dope --seed: the initial weights")
+    p.add_argument("--workers", type=int, default=1, help="train dope --workers, per recipe")
     return p.parse_args()
 
 
@@ -106,8 +107,8 @@ def train_all(args, recipes, data, held):
         procs.append((recipe, _cli(
             "train", "dope", "--recipe", recipe, "--data", data, "--val", held, "--object",
             _object_name(args), "--outf", runs[recipe], "--epochs", epochs, "--imagesize", args.size,
-            "--batchsize", args.batch, "--pretrained", args.pretrained, "--workers", 1, "--seed",
-            args.seed, "--time_limit", args.minutes / 60.0, "--resume", "auto", *lr, env=env)))
+            "--batchsize", args.batch, "--pretrained", args.pretrained, "--workers", args.workers,
+            "--seed", args.seed, "--time_limit", args.minutes / 60.0, "--resume", "auto", *lr, env=env)))
     for recipe, proc in procs:
         _check(proc, "train dope --recipe " + recipe)
     return runs

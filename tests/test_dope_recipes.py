@@ -77,6 +77,11 @@ def test_the_fast_weights_start_a_dope_run(fast_run, data, tmp_path):
     assert _train(data, tmp_path / "fast", "--recipe", "fast", "--net",
                   tmp_path / "dope" / "net_epoch_02.pth") == 0
     assert os.path.isfile(str(tmp_path / "fast" / "net_epoch_03.pth"))
+    # from weights, the fast recipe keeps (and trains) every trunk layer they hold
+    state = state_io.load_state(str(tmp_path / "fast" / state_io.STATE_NAME))
+    trained = start.training_net(recipes.RECIPES["fast"], DopeNetwork(), state, False, print)
+    assert sum(isinstance(m, ConvBN) for m in trained.modules()) == 12 + 2 * 4
+    state_io.restore_state(state, trained, rng=False)
 
 
 def test_the_dope_recipe_is_dopes_own(data, tmp_path, one_thread):

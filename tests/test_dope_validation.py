@@ -17,7 +17,7 @@ from pose_train.training.metrics_log import read_metrics
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_torch_threads")]
 VAL_KEYS = {"val_loss", "val_empty_map_loss", "val_peaks_within_2px", "val_detection_rate",
             "val_add_01d", "val_add_auc", "val_median_px", "val_seconds",
-            "val_fraction_of_epoch", "val_frames"}
+            "val_fraction_of_epoch", "val_frames", "val_false_positives", "val_peak_value"}
 
 
 def _data(folder, n, seed=3, constant=False):
@@ -110,6 +110,18 @@ def test_constant_images_trigger_the_empty_map_warning(tmp_path, capsys):
     assert "WARNING: the network is predicting empty maps" in out
     assert "--pretrained imagenet" in out and "--lr" in out and "--recipe fast" in out
     assert out.count("WARNING: the network is predicting empty maps") == 1   # from epoch 3
+
+
+def test_no_warning_while_the_maps_have_peaks():
+    """A network whose loss sits above the empty maps' because it draws its peaks in the
+    wrong places (the fast recipe early on) is not predicting empty maps."""
+    from pose_train.dope.validation import empty_map_warning
+    early = {"val_loss": 0.65, "val_empty_map_loss": 0.57, "val_peak_value": 0.3}
+    assert empty_map_warning([early] * 3, "out") is None
+    flat = dict(early, val_peak_value=0.04)
+    assert "predicting empty maps" in empty_map_warning([flat] * 3, "out")
+    older = {"val_loss": 1.0, "val_empty_map_loss": 1.0}     # a record from before the peak
+    assert "predicting empty maps" in empty_map_warning([older] * 3, "out")
 
 
 def test_the_warning_survives_a_resume(tmp_path, capsys):

@@ -7,12 +7,14 @@ how they get there.
   of sigma 0.5 map cells, the sum of the six stages' MSE, no normalisation layers, crops scaled
   0.8-1.25, rotated up to 20 degrees, shifted up to a quarter of the crop.
 
-``fast``: the same loss on the same network, trained so it learns within an hour on a CPU:
-  the trunk and stage 1 train (a third of a six-stage step's arithmetic) and stages 2-6 are
-  saved as exact pass-throughs of stage 1's maps; a BatchNorm after every hidden convolution
-  (folded into the convolutions when saved, pose_train.dope.folding), AdamW at 1e-3 after a short linear warm-up with a cosine decay to
-  2% over the run, belief Gaussians wider at the start (1.5 cells, to 1 cell at the end: more
-  of each map carries gradient), and milder crops that keep the object whole more often.
+``fast``: the same network, trained so it learns within an hour on a CPU: stage 1 trains and
+  stages 2-6 are saved as exact pass-throughs of its maps; from a random trunk, the trunk's
+  convolutions between layers of one width are left out and saved as identities (a step then
+  costs about a sixth of DOPE's); a BatchNorm after every hidden convolution (folded into the
+  convolutions when saved, pose_train.dope.folding); AdamW at 1e-3 after a short linear
+  warm-up with a cosine decay to 2% over the run; belief Gaussians wider at the start (1.5
+  cells, to 1 cell at the end); each squared error weighted by 1 + 9 x the target, so the
+  peaks count against a map of zeros; milder crops that keep the object whole more often.
 """
 import math
 from dataclasses import dataclass, field

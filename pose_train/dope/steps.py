@@ -195,10 +195,11 @@ def _log_images(log, images, points, valid, targets, final, cfg, n=4):
 @torch.no_grad()
 def evaluate(model, loader, cfg, max_px=2.0):
     """Mean loss, the loss of all-zero maps on the same targets (what a network that has
-    learnt nothing reaches), and the fraction of visible keypoints whose final-stage peak is
-    within ``max_px`` output pixels of the truth."""
+    learnt nothing reaches), the fraction of visible keypoints whose final-stage peak is
+    within ``max_px`` output pixels of the truth, and the mean height of the final stage's
+    belief peaks (how far from empty its maps are)."""
     model.eval()
-    total, empty, batches, hits, visible = 0.0, 0.0, 0, 0, 0
+    total, empty, batches, hits, visible, heights = 0.0, 0.0, 0, 0, 0, []
     for batch in loader:
         images, tb, ta, points, valid = prepare_batch(batch, cfg, 0, 0, train=False)
         loss, final = forward_loss(model, images, tb, ta, cfg)
@@ -206,7 +207,8 @@ def evaluate(model, loader, cfg, max_px=2.0):
         empty += dope_loss([torch.zeros_like(tb)] * stages, [torch.zeros_like(ta)] * stages,
                            tb, ta, cfg.foreground_weight).item()
         total, batches = total + loss.item(), batches + 1
-        peaks, _ = belief_peaks(final.float())                       # (B, 9, 2) crop px
+        peaks, values = belief_peaks(final.float())                  # (B, 9, 2) crop px
+        heights.append(values.mean().item())
         size = images.shape[-1]
         for b in range(points.shape[0]):
             for o in range(int(valid[b].sum())):
@@ -218,4 +220,4 @@ def evaluate(model, loader, cfg, max_px=2.0):
     model.train()
     return {"loss": total / max(1, batches), "empty_map_loss": empty / max(1, batches),
             "peak_within_2px": hits / max(1, visible),
-            "visible_keypoints": visible}
+            "visible_keypoints": visible, "peak_value": sum(heights) / max(1, len(heights))}

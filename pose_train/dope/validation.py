@@ -26,9 +26,13 @@ from pose_train_py27.image_files import decode_checked
 SPLIT_FILE = "val_frames.txt"
 FRACTION, LEAST, MOST = 0.05, 8, 200
 EMPTY_MARGIN, EMPTY_EPOCHS = 0.02, 3
+# A map whose peak is below the node's thresh_points (0.1) yields no keypoint: maps that
+# low are empty to the decode, whatever their loss.
+EMPTY_PEAK = 0.1
 EMPTY_WARNING = (
     "WARNING: the network is predicting empty maps: for {epochs} epochs val_loss has not fallen "
-    "{margin:.0%} below the loss all-zero maps get ({loss:.5f} vs {empty:.5f}). Usual causes: "
+    "{margin:.0%} below the loss all-zero maps get ({loss:.5f} vs {empty:.5f}) and its belief "
+    "peaks stay below the node's thresh_points 0.1. Usual causes: "
     "the data (check {outf}/data_report.txt and `pose-train validate dope`), DOPE's own recipe "
     "(--recipe dope; --recipe fast learns from a random trunk in minutes), a random trunk "
     "(`pose-train fetch-weights`, then --pretrained imagenet), the learning rate (--lr), or an "
@@ -121,7 +125,8 @@ class Validator:
             poses = self._poses(net) if self.dims else {}
         out = {"val_frames": len(self.samples), "val_loss": maps["loss"],
                "val_empty_map_loss": maps["empty_map_loss"],
-               "val_peaks_within_2px": maps["peak_within_2px"]}
+               "val_peaks_within_2px": maps["peak_within_2px"],
+               "val_peak_value": round(maps["peak_value"], 5)}
         out.update(poses)
         out["val_seconds"] = round(time.perf_counter() - start, 3)
         return out
@@ -180,7 +185,10 @@ def empty_map_warning(history, outf):
     recent = [h for h in history if h.get("val_loss") is not None][-EMPTY_EPOCHS:]
     if len(recent) < EMPTY_EPOCHS:
         return None
-    if all(h["val_loss"] >= (1.0 - EMPTY_MARGIN) * h["val_empty_map_loss"] for h in recent):
+    # Both: a network that learns early draws peaks in the wrong places, which can cost more
+    # than empty maps (the fast recipe's weighted loss) though its maps are anything but empty.
+    if all(h["val_loss"] >= (1.0 - EMPTY_MARGIN) * h["val_empty_map_loss"]
+           and h.get("val_peak_value", 0.0) < EMPTY_PEAK for h in recent):
         last = recent[-1]
         return EMPTY_WARNING.format(margin=EMPTY_MARGIN, loss=last["val_loss"],
                                     empty=last["val_empty_map_loss"], epochs=EMPTY_EPOCHS,
