@@ -20,7 +20,8 @@ map cell is 8 crop pixels. At 128 px crops of 160x120 frames (fx = 144 px), an o
 across 16-24 cm away spans ~60-90 frame pixels = 8-12 cells.
 
 Prints each recipe's validation table and the eval of its net_best.pth, writes
-OUTF/learn_dope.json and, where matplotlib is installed, OUTF/learning.png (both curves).
+OUTF/learn_dope.json and, where matplotlib is installed, OUTF/learning.png (both curves;
+`python benchmarks/learn_dope.py --replot OUTF/learn_dope.json OUT.png` draws it again).
 """
 import argparse
 import json
@@ -163,9 +164,9 @@ def plot(curves, path):
         minutes = [r["minutes"] for r in records]
         axes[0].plot(minutes, [r["val_loss"] / r["val_empty_map_loss"] for r in records], "o-", label=recipe)
         axes[1].plot(minutes, [100 * r["val_detection_rate"] for r in records], "o-", label=recipe)
-        axes[2].plot(minutes, [100 * r["val_add_01d"] for r in records], "o-", label=recipe)
+        axes[2].plot(minutes, [100 * r["val_peaks_within_2px"] for r in records], "o-", label=recipe)
     for ax, title in zip(axes, ("held-out loss / empty-map loss", "held-out detected %",
-                                "held-out ADD < 0.1 d %")):
+                                "held-out belief peaks within 2 cells %")):
         ax.set_title(title)
         ax.set_xlabel("minutes of training (validation included)")
         ax.grid(True, alpha=0.3)
@@ -175,7 +176,17 @@ def plot(curves, path):
     return path
 
 
+def replot(json_path, png):
+    """The plot again from a learn_dope.json (``--replot JSON PNG``)."""
+    with open(json_path) as f:
+        result = json.load(f)
+    return plot({r: v["epochs"] for r, v in result["recipes"].items()}, png)
+
+
 def main():
+    if sys.argv[1:2] == ["--replot"]:
+        print(replot(*sys.argv[2:4]))
+        return
     args = _parse()
     recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
     data, held = os.path.join(args.outf, "train"), os.path.join(args.outf, "heldout")

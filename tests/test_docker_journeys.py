@@ -74,9 +74,10 @@ def test_compose_first_run_on_a_cpu_ends_with_the_validation_figures(modern_imag
     text = result.stdout + result.stderr
     assert "no --data and no GPU: a first run sized for a CPU" in text
     assert "--epochs 30 --imagesize 400 --batchsize 32" in text      # how to get the recipe
-    assert "best on the 8 held-out frames" in text and "/out/net_best.pth" in text
+    assert "best on the 20 held-out frames" in text and "/out/net_best.pth" in text
+    assert "what it finds in 4 held-out frames" in text and len(os.listdir(out / "heldout")) == 4
     epochs = [json.loads(line) for line in open(out / "metrics.jsonl")]
     epochs = [r for r in epochs if r["kind"] == "epoch"]
-    assert [r["epoch"] for r in epochs] == list(range(1, 9))
+    assert [r["epoch"] for r in epochs] == list(range(1, 11))
     assert all("val_add_01d" in r for r in epochs)
     assert (out / "net_best.pth").exists() and (out / "net_best.json").exists()

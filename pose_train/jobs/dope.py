@@ -31,7 +31,7 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
     fields=(
         DATA, OBJECT, OUTF,
         Field("epochs", "int", None, "epochs to train, counted from where this run starts "
-              "(default: 30, the seed's recipe; 8 for the embedded data on a CPU)", low=1),
+              "(default: 30, the seed's recipe; 10 for the embedded data on a CPU)", low=1),
         Field("net", "path", None, "weights to start from (numbering continues from the file "
               "name) or a training_state.pt (exact resume)", role=IN, resumes=False),
         Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),
@@ -63,7 +63,7 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
         Field("amp", "str", "auto", "mixed precision", choices=("auto", "bf16", "fp16", "off")),
         COMPILE,
         Field("synth_n", "int", None, "images in the embedded synthetic set (default: 200 "
-              "of 640x480; 96 of 192x144 on a CPU)", low=1),
+              "of 640x480; 400 of 192x144 on a CPU)", low=1),
         Field("decode_cache", "str", "auto", "keep decoded frames on disk after epoch 1",
               choices=("auto", "off")),
         Field("val", "path", [], "held-out folder (either dialect); default: a "
