@@ -132,7 +132,8 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
             images, tb, ta, points, valid = prepare_batch(batch, cfg, epoch, step, micro=micro,
                                                           sigma=sigma)
             # Gradients are averaged over ranks once a step, not after every accumulated batch.
-            with contextlib.nullcontext() if last else no_sync(model):
+            with contextlib.nullcontext() if last else no_sync(model), \
+                    _running_stats_of_first(model, micro):
                 loss, final = forward_loss(model, images, tb, ta, cfg)
                 _backward(loss / cfg.accumulate, scaler)
             value += loss.item() / cfg.accumulate
@@ -163,6 +164,26 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
     return EpochResult("stopped" if stop else "done", step if stop else 0,
                        total / max(1, count), total, count, int(sum_ranks(seen, info)),
                        time.perf_counter() - t0, wait)
+
+
+@contextlib.contextmanager
+def _running_stats_of_first(model, micro):
+    """BatchNorm's running statistics (the fast recipe's, folded into the saved weights) follow
+    a step's first accumulated batch only: under DDP they are rank 0's (its buffers are
+    broadcast every forward), and K accumulated batches stand for K ranks."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if micro == 0 or not norms:
+        yield
+        return
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
 
 def _backward(loss, scaler):
