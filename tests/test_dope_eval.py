@@ -96,7 +96,7 @@ def test_a_pose_far_from_its_object_is_a_false_positive_not_a_detection(weights,
     s = result["summary"]
     assert s["detection_rate"] == 0.5 and s["false_positives"] == 4 and s["detected"] == 4
     assert [r["detected"] for r in result["objects"]] == [True, False] * 4
-    assert "0.2 x the object's 2D size" in s["match"]
+    assert "centroid lies within 0.2 x the object's 2D size" in s["match"]
     assert "false positive" in open(tmp_path / "out" / "results.md").read()
 
 

@@ -93,6 +93,29 @@ def test_the_dope_recipe_is_dopes_own(data, tmp_path, one_thread):
     assert not any("bn" in k for k in state["model"])
     meta = json.load(open(str(tmp_path / "net_epoch_01.json")))
     assert meta["sigma_output_px"] == 0.5 and meta["config"]["lr"] == 1e-4
+    # resumed without --recipe, the run keeps its own (the default would be fast)
+    assert _train(data, tmp_path, "--resume", "auto", epochs=2) == 0
+    state = state_io.load_state(str(tmp_path / state_io.STATE_NAME))
+    assert state["epoch"] == 3 and not any("bn" in k for k in state["model"])
+    assert state["optimizer"]["param_groups"][0]["lr"] == 1e-4
+
+
+def test_a_validated_run_draws_what_net_best_finds(data, tmp_path, capsys, one_thread):
+    """OUTF/heldout/: the held-out frames as infer dope draws them, small frames enlarged;
+    net_best.pth then starts a run at the epoch its sidecar names."""
+    import cv2
+    ih.synth_frames(tmp_path / "val", 5, seed=9)
+    assert ih.local_cli("train", "dope", "--data", data, "--object", "cube", "--outf",
+                        tmp_path / "run", "--epochs", 1, "--imagesize", 64, "--batchsize", 4,
+                        "--workers", 0, "--pretrained", "none", "--val", tmp_path / "val") == 0
+    out = capsys.readouterr().out
+    pictures = sorted(os.listdir(str(tmp_path / "run" / "heldout")))
+    assert len(pictures) == 4 and "what it finds in 4 held-out frames" in out
+    image = cv2.imread(str(tmp_path / "run" / "heldout" / pictures[0]))
+    assert image.shape[1] >= 480                 # 320 px frames drawn at 2x
+    assert _train(data, tmp_path / "more", "--recipe", "dope", "--net",
+                  tmp_path / "run" / "net_best.pth") == 0
+    assert "(epoch 1 by its sidecar); training continues at epoch 2" in capsys.readouterr().out
 
 
 def test_the_schedules():

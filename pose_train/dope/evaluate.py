@@ -40,7 +40,7 @@ ADD_FRACTION = 0.1
 # two belief-map cells for an object of ten. Anything posed elsewhere is a false positive, as
 # BOP and DOPE's evaluation count a detection far from its object.
 MATCH_FRACTION = 0.2
-MATCH_RULE = ("projected centroid within %g x the object's 2D size (its projected cuboid's "
+MATCH_RULE = ("projected centroid lies within %g x the object's 2D size (its projected cuboid's "
               "bounding-box diagonal)" % MATCH_FRACTION)
 
 

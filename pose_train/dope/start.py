@@ -48,16 +48,19 @@ def starting_point(args, model, say):
                                                           "accumulate": "--accumulate"})
         say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
         return state["epoch"], state["step"], int(saved["first_epoch"]), state, False
-    trained = read_sidecar(path).get("normalization")
+    sidecar = read_sidecar(path)
+    trained = sidecar.get("normalization")
     same_normalization(path, trained, args)
     if trained is None:
         say("note: %s has no json sidecar naming its input normalisation; training goes on with "
             "--normalize %s (DOPE's own trainer used imagenet: pass --normalize imagenet to "
             "continue its weights)" % (path, args.normalize))
     ckpt.load_weights_into(model, path, obj)
-    done = ckpt.epoch_from_name(path) or 0
-    say("initial weights %s (epoch %d by its name); training continues at epoch %d"
-        % (path, done, done + 1))
+    # net_best.pth has no number in its name; its sidecar says which epoch it holds.
+    by_name = ckpt.epoch_from_name(path)
+    done = by_name if by_name is not None else int(sidecar.get("epoch") or 0)
+    say("initial weights %s (epoch %d by its %s); training continues at epoch %d"
+        % (path, done, "name" if by_name is not None else "sidecar", done + 1))
     return done + 1, 0, done + 1, None, True
 
 
@@ -71,6 +74,8 @@ def same_normalization(path, trained, args):
 
 def recipe_of(args):
     """The --recipe, with --lr and --sigma filled or overriding it (said once)."""
+    if args.recipe is None:
+        args.recipe = recipes.DEFAULT
     recipe = recipes.get(args.recipe)
     if args.lr is None:
         args.lr = recipe.lr
@@ -81,7 +86,9 @@ def recipe_of(args):
 
 def _same_recipe(path, trained, args):
     """A state holds the recipe's network (BatchNorm or not) and optimizer: one recipe a run."""
-    if trained != args.recipe:
+    if args.recipe is None:
+        args.recipe = trained
+    elif trained != args.recipe:
         raise UserError("%s was trained with --recipe %s; continue it with --recipe %s, or start "
                         "a new --outf with --net and one of its net_epoch_*.pth to train its "
                         "weights on with --recipe %s" % (path, trained, trained, args.recipe))

@@ -145,7 +145,7 @@ def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, sh
             value = mean_over_ranks(value, info)
             if not math.isfinite(value):
                 raise UserError("training loss became %s at epoch %d step %d; lower --lr or check "
-                                "the data report; the last epoch checkpoint in --outf is intact"
+                                "the data report; any net_epoch_*.pth already in --outf is intact"
                                 % (value, epoch, step))
             step += 1
             total, count = total + value, count + 1

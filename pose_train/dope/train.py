@@ -71,11 +71,11 @@ def _run(args):
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
     _size_the_run(args, info, say)
-    recipe = start.recipe_of(args)
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
     # --net / --resume first: a file that is not weights is named before --outf gets a report.
     start_epoch, start_step, first_epoch, state, given = start.starting_point(args, model, say)
+    recipe = start.recipe_of(args)      # a resumed run's own unless --recipe says otherwise
     model = start.training_net(recipe, model, state, given, say)
     if recipe.stages and args.net and state is None:
         say("note: --recipe %s trains stage 1 of %s; stages 2-6 are saved as pass-throughs of its "
@@ -169,8 +169,9 @@ def _done(args, watch, start_epoch, end_epoch, say, held_out, cfg):
     if watch.best and os.path.isfile(best):
         paths = heldout_overlays.write(best, held_out, args.outf, cfg.device)
         if paths:
-            say("what it finds in %d held-out frames: %s (cuboids as the node decodes them; "
-                "green dots: the annotated keypoints)" % (len(paths), os.path.dirname(paths[0])))
+            say("what it finds in %d held-out frames: %s (cuboids as the node decodes them, "
+                "white circles: the belief peaks it found, green circles: the annotated "
+                "keypoints)" % (len(paths), os.path.dirname(paths[0])))
 
 
 def _size_the_run(args, info, say):

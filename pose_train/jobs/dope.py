@@ -31,7 +31,7 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
     fields=(
         DATA, OBJECT, OUTF,
         Field("epochs", "int", None, "epochs to train, counted from where this run starts "
-              "(default: 30, the seed's recipe; 10 for the embedded data on a CPU)", low=1),
+              "(default: 30, the seed's; 10 for the embedded data on a CPU)", low=1),
         Field("net", "path", None, "weights to start from (numbering continues from the file "
               "name) or a training_state.pt (exact resume)", role=IN, resumes=False),
         Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),
@@ -40,10 +40,11 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
         Field("accumulate", "int", 1, "batches per optimizer step (gradient accumulation): "
               "the step sees batchsize x processes x this many images, as that many more "
               "processes would", low=1),
-        Field("recipe", "str", "fast", "how to train: fast (BatchNorm folded away when saved, "
-              "AdamW with warm-up and cosine decay, wider Gaussians first, milder crops) or "
-              "dope (DOPE's own: Adam at a constant --lr, sigma 0.5 cells)",
-              choices=("fast", "dope")),
+        Field("recipe", "str", None, "how to train (default: fast; a resumed run keeps its "
+              "own): fast learns from a random trunk in minutes (stage 1 and a lighter trunk "
+              "with BatchNorm, folded into DOPE's layout when saved; AdamW, warm-up, cosine "
+              "decay; wide, weighted Gaussians); dope is DOPE's own trainer (all six stages, "
+              "Adam at a constant --lr, sigma 4 px)", choices=("fast", "dope")),
         Field("lr", "float", None, "peak learning rate (default: 1e-3 with --recipe fast, "
               "1e-4 with dope, DOPE's)", positive=True),
         Field("workers", "int", None, "data loader processes (default: from the CPU count)",
@@ -58,7 +59,8 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
               "torch's hub cache; the default when cached), none (random), or a file",
               role=IN, resumes=False, words=WORDS),
         STRICT, MAX_PIXELS, NORMALIZE,
-        Field("sigma", "float", None, "belief Gaussian sigma in crop pixels (default 4)",
+        Field("sigma", "float", None, "belief Gaussian sigma in crop pixels, the same all run "
+              "(default: 4 with --recipe dope, DOPE's; fast shrinks it from 12 to 8)",
               positive=True),
         Field("amp", "str", "auto", "mixed precision", choices=("auto", "bf16", "fp16", "off")),
         COMPILE,
