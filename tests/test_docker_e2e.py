@@ -104,7 +104,7 @@ def test_a_job_slower_than_the_stop_wait_is_killed_with_the_loss_said(docker_cli
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--stop-wait", "1", "train", "dope",
                              "--outf", str(tmp_path), "--epochs", "1", "--imagesize", "320",
                              "--batchsize", "8", "--synth_n", "8", "--workers", "0",
-                             "--val", "off"],
+                             "--val", "off", "--recipe", "dope"],   # the slowest step there is
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     label = {"label": "io.pose-train.job=train-dope"}
     lines = []

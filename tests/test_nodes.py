@@ -2,6 +2,7 @@
 processes standing in as two nodes (the same code path; tests/test_docker_nodes.py runs them
 as two containers)."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -225,7 +226,8 @@ def test_a_node_killed_outright_takes_its_processes_with_it(tmp_path):
         while time.time() < deadline and any(os.path.exists("/proc/%d" % pid) for pid in workers):
             time.sleep(0.5)
         assert not any(os.path.exists("/proc/%d" % pid) for pid in workers)
-        assert "node 1: stopped with every node at epoch 1" in out, out
+        # which step it is depends on the machine's speed; that every node stopped at one is what counts
+        assert re.search(r"node 1: stopped with every node at epoch \d+ step \d+", out), out
         assert (tmp_path / "nodes" / "training_state.pt").exists()
     finally:
         procs[0].kill()
