@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import compat_helpers as h
+from pose_train.errors import UserError
 from pose_train_py27.legacy_format import check_for_torch14, scan_file
 from pose_train_py27.nets import DopeNetwork
 from pose_train.errors import UserError
@@ -218,10 +219,13 @@ def test_verify_without_legacy_runtime_says_how(tmp_path, dope_state, monkeypatc
     monkeypatch.delenv("POSE_TRAIN_LOCAL", raising=False)
     torch.save(dope_state, tmp_path / "d.pth")
     dst = tmp_path / "d_melodic.pth"
-    assert h.run_convert(tmp_path / "d.pth", dst, verify=True) == 0
-    err = capsys.readouterr().err
+    with pytest.raises(UserError) as failed:   # a script must not read success
+        h.run_convert(tmp_path / "d.pth", dst, verify=True)
+    err = str(failed.value)
+    assert failed.value.code != 0 and "\n" not in err
     assert "NOT VERIFIED" in err and "pose-train verify %s" % dst in err
     assert "POSE_TRAIN_LEGACY_PYTHON" in err
+    assert dst.exists()   # the converted file itself is good; only the check is missing
     ref = torch.load(str(dst) + ".parity.pt", weights_only=True)
     assert ref["model"] == "dope" and tuple(ref["input"].shape) == (1, 3, 64, 64)
     # The same verifier module runs here too (the real check is the legacy runtime's).

@@ -82,6 +82,30 @@ def test_another_normalisation_is_refused_when_continuing(data6, baseline, tmp_p
             in err[0], err
 
 
+def test_another_crop_size_or_sigma_is_refused_when_resuming(data6, tmp_path, capsys):
+    """net_best.pth compared validation losses measured at two crop sizes when a resume
+    changed --imagesize; a resume left without the flag keeps the run's own."""
+    run = tmp_path / "run"
+    _train(data6, run, "--epochs", "2", "--time_limit", "0.0001")   # a state at epoch 1 step 1
+    capsys.readouterr()
+    for changed in (["--imagesize", "48"], ["--imagesize", "32", "--sigma", "2.5"]):
+        flag, value = changed[-2:]
+        with pytest.raises(SystemExit) as stopped:
+            cli_main(["train", "dope", "--data", data6, "--object", "cube", "--outf", str(run),
+                      "--batchsize", "2", "--workers", "0", "--epochs", "2", "--resume", "auto",
+                      "--val", "off", "--local"] + changed)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "was trained with %s" % flag in err[0] and value in err[0], err
+        assert "new --outf" in err[0]
+    # Left out, the state's value is taken and said (32, not the CPU default 128).
+    cli_main(["train", "dope", "--data", data6, "--object", "cube", "--outf", str(run), "--local",
+              "--batchsize", "2", "--workers", "0", "--epochs", "2", "--resume", "auto",
+              "--val", "off", "--time_limit", "0.0001"])
+    out = capsys.readouterr().out
+    assert "--resume: --imagesize 32, as" in out and "resuming" in out
+
+
 def test_exact_resume_after_time_limit(data6, baseline, tmp_path, capsys):
     """Stop after step 1 (time limit), resume with --resume auto: same losses as uninterrupted."""
     _train(data6, tmp_path, "--epochs", "1", "--time_limit", "0.0001")

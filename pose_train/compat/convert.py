@@ -201,11 +201,11 @@ def run_local_verifier(out, model):
     python = os.environ.get(LEGACY_PYTHON_ENV)
     reference = out + PARITY_SUFFIX
     if not python:
-        _say("NOT VERIFIED: parity reference written to %s, but verification needs the legacy "
-             "runtime (Python 2.7 + torch 1.4). Run 'pose-train verify %s' (legacy image), or "
-             "set %s to a python2.7 with torch 1.4 and rerun."
-             % (reference, out, LEGACY_PYTHON_ENV))
-        return 0
+        # A script reads the exit code: --verify that could not run is not a success.
+        raise UserError("NOT VERIFIED: %s is written, and its parity reference %s, but --verify "
+                        "needs the legacy runtime (Python 2.7 + torch 1.4): run 'pose-train "
+                        "verify %s' (the legacy image), or set %s to a python2.7 with torch 1.4 "
+                        "and rerun" % (out, reference, out, LEGACY_PYTHON_ENV), code=3)
     root = os.path.dirname(os.path.dirname(os.path.abspath(melodic.__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     argv = verifier_argv([python], os.path.abspath(out), os.path.abspath(reference), model)

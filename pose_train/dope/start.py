@@ -3,7 +3,8 @@
 A fresh run starts from random weights (or ImageNet's trunk); ``--net`` of weights continues
 their training as a new run (numbering from the file's epoch); a training state, given as
 ``--net`` or found by ``--resume auto``, continues its run exactly, and is refused when the
-flags that decide what it computes differ (the object, the normalisation, the recipe).
+flags that decide what it computes differ (the object, the normalisation, the recipe, the
+crop size and sigma).
 """
 import dataclasses
 
@@ -16,9 +17,15 @@ from pose_train.files import read_sidecar
 from pose_train.training import checkpoint_io as state_io
 
 
-def starting_point(args, model, say):
+# Flags the validation figures depend on: net_best.pth compares val_loss across epochs, so
+# one run measures them at one crop size and one target sigma.
+SAME_FIGURES = ("imagesize", "sigma")
+
+
+def starting_point(args, model, say, defaulted=()):
     """(start_epoch, start_step, first_epoch_of_run, state or None, whether ``model`` holds
-    weights from a file now) from --net / --resume / --pretrained."""
+    weights from a file now) from --net / --resume / --pretrained. ``defaulted``: the size
+    flags filled by default, which a resumed run takes from its state instead."""
     path = args.net
     if path is None and args.resume == "auto":
         path = state_io.find_latest_state(args.outf)
@@ -44,6 +51,7 @@ def starting_point(args, model, say):
                             "--outf" % (path, saved.get("object"), args.object))
         same_normalization(path, state["extra"].get("normalization"), args)
         _same_recipe(path, saved.get("recipe") or "dope", args)
+        _same_figures(path, saved, args, defaulted, say)
         state_io.same_steps_mid_epoch(path, state, args, {"batchsize": "--batchsize",
                                                           "accumulate": "--accumulate"})
         say("resuming %s: epoch %d step %d" % (path, state["epoch"], state["step"]))
@@ -70,6 +78,26 @@ def same_normalization(path, trained, args):
     if name and name != args.normalize:
         raise UserError("%s was trained with --normalize %s; continue it with --normalize %s "
                         "(or start a new --outf)" % (path, name, name))
+
+
+def _same_figures(path, saved, args, defaulted, say):
+    """A resumed run keeps its crop size and sigma: flags left out take the state's values;
+    other values given are refused (validation losses at two crop sizes do not compare)."""
+    for key in SAME_FIGURES:
+        if key not in saved:
+            continue
+        was, now = saved[key], getattr(args, key)
+        if now == was:
+            continue
+        if now is None or key in defaulted:
+            setattr(args, key, was)
+            say("--resume: --%s %s, as %s was started" % (key, was, path))
+            continue
+        raise UserError("%s was trained with --%s %s, not %s (its validation figures and "
+                        "net_best.pth compare at one value): continue it with --%s %s, or start "
+                        "a new --outf with --net and one of its net_epoch_*.pth"
+                        % (path, key, "default" if was is None else was, now, key,
+                           "left out" if was is None else was))
 
 
 def recipe_of(args):

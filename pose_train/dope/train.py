@@ -70,11 +70,12 @@ def _run(args):
 
 def _train(args, info):
     say = print if info.is_main else (lambda *a, **k: None)
-    _size_the_run(args, info, say)
+    defaulted = _size_the_run(args, info, say)
     torch.manual_seed(args.seed)     # same --seed, same initial weights on every rank
     model = DopeNetwork()
     # --net / --resume first: a file that is not weights is named before --outf gets a report.
-    start_epoch, start_step, first_epoch, state, given = start.starting_point(args, model, say)
+    start_epoch, start_step, first_epoch, state, given = start.starting_point(args, model, say,
+                                                                               defaulted)
     recipe = start.recipe_of(args)      # a resumed run's own unless --recipe says otherwise
     model = start.training_net(recipe, model, state, given, say)
     if recipe.stages and args.net and state is None:
@@ -176,7 +177,7 @@ def _done(args, watch, start_epoch, end_epoch, say, held_out, cfg):
 
 def _size_the_run(args, info, say):
     """Fill the size flags not given: the seed's recipe, or without --data and without a GPU
-    a first run that ends in minutes. Explicit flags always win."""
+    a first run that ends in minutes. Explicit flags always win. Returns the flags filled."""
     args.first_run = not args.data and info.device.type != "cuda"
     sizes = CPU_FIRST_RUN if args.first_run else RECIPE
     unset = [k for k in sizes if getattr(args, k) is None and not (k == "synth_n" and args.data)]
@@ -186,6 +187,7 @@ def _size_the_run(args, info, say):
         say("no --data and no GPU: a first run sized for a CPU (%s; under 10 minutes on 2 "
             "cores). The seed's recipe, for a GPU: --epochs 30 --imagesize 400 --batchsize 32 "
             "--synth_n 200" % " ".join("--%s %s" % (k, getattr(args, k)) for k in unset))
+    return unset
 
 
 def _split(args, info, samples, say):
