@@ -261,6 +261,11 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
     (["--mesh", "{box}", "--symmetry", "{twoinfo}"], "name one with --symmetry_id"),
     (["--mesh", "{box}", "--camera", "{cam}", "--fx", "100"], "drop --fx/--fy"),
     (["--mesh", "{box}", "--camera", "{notmesh}"], "not valid JSON"),
+    (["--mesh", "{box}", "--camera", "{cam0}"], "gives no image width (0 or missing)"),
+    (["--mesh", "{flat}"], "every triangle of the mesh has zero area (a box of 20.0 x 0.0 x 0.0"),
+    (["--mesh", "{badtex}"], "which is not an image OpenCV reads"),
+    (["--mesh", "{micro}"], "too small to render"),
+    (["--mesh", "{box}", "--camera", "{camhuge}"], "image width 100000 is outside 32..7680"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, words):
     (tmp_path / "empty").mkdir()
@@ -269,6 +274,15 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
     mesh_files.models_info(tmp_path / "two.json", {1: {}, 2: {}})
     (tmp_path / "cam.json").write_text(json.dumps({"camera_data": {"intrinsics": {
         "fx": 90, "fy": 90, "cx": 40, "cy": 30}, "width": 80, "height": 60}}))
+    for name, width in (("cam0.yaml", 0), ("camhuge.yaml", 100000)):   # camera_info's keys
+        (tmp_path / name).write_text("image_width: %d\nimage_height: 480\ncamera_matrix: {rows: 3, "
+                                     "cols: 3, data: [500, 0, 320, 0, 500, 240, 0, 0, 1]}\nprojection_matrix: "
+                                     "{rows: 3, cols: 4, data: [500, 0, 320, 0, 0, 500, 240, 0, 0, 0, "
+                                     "1, 0]}\n" % width)
+    (tmp_path / "flat.obj").write_text("v 0 0 0\nv 0.2 0 0\nv 0.1 0 0\nf 1 2 3\n")  # a line
+    badtex = mesh_files.textured_box(str(tmp_path / "badtex"))
+    (tmp_path / "badtex" / "box.png").write_text("not an image")
+    micro = mesh_files.textured_box(str(tmp_path / "micro"), size=(1e-6, 1e-6, 1e-6))
     nomtl = mesh_files.textured_box(str(tmp_path / "nomtl"))
     os.remove(os.path.join(tmp_path, "nomtl", "box.mtl"))
     notex = mesh_files.textured_box(str(tmp_path / "notex"))
@@ -279,7 +293,9 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
     (tmp_path / "badbg" / "fake.png").write_text("not an image")
     names = dict(box=box, notmesh=tmp_path / "notmesh.txt", empty=tmp_path / "empty",
                  broken=tmp_path / "broken.obj", twoinfo=tmp_path / "two.json",
-                 cam=tmp_path / "cam.json", nomtl=nomtl, notex=notex, mm=mm,
+                 cam=tmp_path / "cam.json", cam0=tmp_path / "cam0.yaml",
+                 camhuge=tmp_path / "camhuge.yaml", flat=tmp_path / "flat.obj", badtex=badtex,
+                 micro=micro, nomtl=nomtl, notex=notex, mm=mm,
                  badbg=tmp_path / "badbg")
     argv = [str(a).format(**names) for a in argv]
     code = local_cli("synth", "dope", *argv, "--out", tmp_path / "out", "--n", 1, "--width", 64,
@@ -331,6 +347,35 @@ def test_a_rerun_with_other_settings_is_refused(box, tmp_path, capsys):
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".json")) == [
         "000000.json", "000001.json", "_synth_settings.json"]
     assert local_cli(*common[:-2], "--n", 3, "--workers", 1) == 0     # more frames: resumes
+
+
+def test_a_rerun_after_the_texture_changed_is_refused(tmp_path, capsys):
+    """The record hashed the .obj only: a new label made frames 3-5 look unlike frames 0-2."""
+    box = mesh_files.textured_box(str(tmp_path / "m"))
+    common = ["synth", "dope", "--mesh", box, "--out", tmp_path / "ds", "--width", 64,
+              "--height", 48, "--workers", 1]
+    assert local_cli(*common, "--n", 2) == 0
+    record = json.load(open(tmp_path / "ds" / "_synth_settings.json"))
+    assert sorted(record["mesh_files_sha256"]) == ["box.mtl", "box.png"]
+    cv2.imwrite(str(tmp_path / "m" / "box.png"), np.full((64, 96, 3), 200, np.uint8))
+    capsys.readouterr()
+    assert local_cli(*common, "--n", 4) == 2
+    err = capsys.readouterr().err
+    assert "another mesh_files_sha256 (changed since: box.png)" in err, err
+    assert len([n for n in os.listdir(tmp_path / "ds") if n.endswith(".png")]) == 2
+
+
+def test_a_texture_name_with_a_space_is_read_as_blender_writes_it(tmp_path):
+    box = mesh_files.textured_box(str(tmp_path / "m"))
+    os.rename(tmp_path / "m" / "box.png", tmp_path / "m" / "my label.png")
+    mtl = (tmp_path / "m" / "box.mtl").read_text()
+    assert "map_Kd box.png" in mtl
+    (tmp_path / "m" / "box.mtl").write_text(mtl.replace("map_Kd box.png",
+                                                        "map_Kd -s 1 1 1 my label.png"))
+    assert local_cli("synth", "dope", "--mesh", box, "--out", tmp_path / "ds", "--n", 1,
+                     "--width", 64, "--height", 48, "--workers", 1) == 0
+    record = json.load(open(tmp_path / "ds" / "_synth_settings.json"))
+    assert "my label.png" in record["mesh_files_sha256"]
 
 
 def test_symmetries_named_by_a_bop_mesh_name_and_workers_capped(tmp_path, capsys):

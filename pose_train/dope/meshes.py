@@ -79,6 +79,12 @@ def from_trimesh(mesh, path=""):
     if not np.isfinite(vertices).all():
         raise UserError("%s: the mesh has vertices that are not finite numbers; repair it "
                         "(e.g. in Blender) and export it again" % path)
+    span = float(np.linalg.norm(vertices.max(axis=0) - vertices.min(axis=0)))
+    if not float(mesh.area) > 1e-9 * span ** 2:
+        raise UserError("%s: every triangle of the mesh has zero area (a box of %s cm): nothing "
+                        "would be drawn; export the object's surface" % (
+                            path or "the mesh", " x ".join("%.1f" % (100 * v) for v in
+                                                          vertices.max(axis=0) - vertices.min(axis=0))))
     n_corners = len(mesh.faces) * 3
     colors, texture, uv = _colors(mesh, n_corners)
     normals = render.corner_normals(vertices, mesh.faces, mesh.vertex_normals)
@@ -113,27 +119,76 @@ def load(path, scale=1.0):
     return from_trimesh(mesh, path)
 
 
+# MTL texture options and how many values each takes at most (numbers, or one word).
+_MAP_OPTIONS = {"-blendu": 1, "-blendv": 1, "-boost": 1, "-mm": 2, "-o": 3, "-s": 3, "-t": 3,
+                "-texres": 1, "-clamp": 1, "-bm": 1, "-imfchan": 1, "-type": 1, "-cc": 1}
+
+
+def _is_number(word):
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _map_name(words):
+    """The file of a map_* statement: what follows its options, spaces included (Blender
+    writes 'map_Kd my label.png')."""
+    i = 0
+    while i < len(words) and words[i] in _MAP_OPTIONS:
+        most, i = _MAP_OPTIONS[words[i]], i + 1
+        taken = 0
+        while i < len(words) - 1 and taken < most and (taken == 0 or _is_number(words[i])):
+            i, taken = i + 1, taken + 1
+    return " ".join(words[i:])
+
+
 def _named_files(path, keyword):
     """The files ``path`` names on its ``keyword`` lines (mtllib in an OBJ, map_* in an MTL)."""
     named = []
     with open(path, errors="replace") as f:
         for line in f:
             words = line.split()
-            if words and words[0] == keyword and len(words) > 1:
-                named.append(os.path.join(os.path.dirname(path), words[-1]))
-    return named
+            if len(words) > 1 and words[0] == keyword:
+                named.append(_map_name(words[1:]) if keyword.startswith("map_") else words[-1])
+    return [os.path.join(os.path.dirname(path), name) for name in named if name]
 
 
 def _check_obj_files(path):
-    """An OBJ whose MTL or texture is missing loads as a grey, untextured object; refused."""
+    """An OBJ whose MTL or texture is missing or unreadable loads as a grey, untextured
+    object; refused. Returns the files it loads besides itself."""
+    import cv2
+    loaded = []
     for mtl in _named_files(path, "mtllib"):
         if not os.path.isfile(mtl):
             raise UserError("%s names its materials in %s, which is not beside it; copy the .mtl "
                             "and the textures it names next to the .obj" % (path, os.path.basename(mtl)))
+        loaded.append(mtl)
         for texture in _named_files(mtl, "map_Kd"):
             if not os.path.isfile(texture):
                 raise UserError("%s names the texture %s, which is not there; copy it next to the "
                                 ".mtl (or fix the map_Kd line)" % (mtl, os.path.basename(texture)))
+            if cv2.imread(texture, cv2.IMREAD_UNCHANGED) is None:
+                raise UserError("%s names the texture %s, which is not an image OpenCV reads; "
+                                "export it again as PNG or JPEG" % (mtl, texture))
+            loaded.append(texture)
+    return loaded
+
+
+def linked_files(path):
+    """The files a mesh file loads besides itself (an OBJ's MTL and textures, a glTF's buffers
+    and images), so that a changed texture is a changed mesh."""
+    if path.lower().endswith(".obj"):
+        return _check_obj_files(path)
+    if path.lower().endswith(".gltf"):
+        import json
+        with open(path, errors="replace") as f:
+            doc = json.load(f)
+        uris = [item.get("uri") for key in ("buffers", "images") for item in doc.get(key, [])]
+        return [os.path.join(os.path.dirname(path), u) for u in uris
+                if u and not u.startswith("data:")]
+    return []
 
 
 def mesh_files(folder, flag):

@@ -19,6 +19,7 @@ from pose_train.files import atomic_write_json
 
 SETTINGS = "_synth_settings.json"   # NDDS-style side file: not a frame to any reader
 LARGEST_DEFAULT_M = 3.0     # a box this big at --scale 1 is a model in mm or cm
+SMALLEST_M = 0.001          # a box smaller than 1 mm has the wrong --scale (or none)
 MAX_WORKERS = 8
 
 
@@ -47,11 +48,30 @@ def _camera(args):
         raise UserError(re.sub(r"pass (a camera file or )?--fx --fy --cx --cy",
                                "pass a ROS camera_info YAML or a DOPE frame JSON, or --fx/--fy "
                                "without --camera", str(err)))
-    width, height = cam["width"] or args.width, cam["height"] or args.height
+    width, height = _camera_size(args.camera, cam)
     if (args.width, args.height) not in ((640, 480), (width, height)):
         raise UserError("--camera %s is %dx%d; drop --width/--height (the camera's calibration "
                         "is for its own size)" % (args.camera, width, height))
     return intrinsics_matrix(cam["fx"], cam["fy"], cam["cx"], cam["cy"]), width, height
+
+
+def _camera_size(path, cam):
+    """The size the camera was calibrated at: the frames are rendered at it, so a zero, a
+    missing or an absurd one is refused before anything is written."""
+    from pose_train.jobs import JOBS
+    fields = {f.name: f for f in JOBS["synth-dope"].fields}
+    size = []
+    for key in ("width", "height"):
+        value, field = cam.get(key), fields[key]
+        if not value:
+            raise UserError("--camera %s gives no image %s (0 or missing): the frames are "
+                            "rendered at the size the camera was calibrated for; write it into "
+                            "the file" % (path, key))
+        if not field.low <= value <= field.high:
+            raise UserError("--camera %s: image %s %d is outside %d..%d, the sizes synth dope "
+                            "renders" % (path, key, value, field.low, field.high))
+        size.append(int(value))
+    return tuple(size)
 
 
 def _symmetries(args):
@@ -76,6 +96,10 @@ def _symmetries(args):
 
 def _check_scale(args, mesh):
     diagonal = float(np.linalg.norm(mesh.dimensions))
+    if diagonal < SMALLEST_M:
+        raise UserError("%s is %.3g mm across at --scale %g: too small to render (its box and "
+                        "distractors vanish); pass the --scale that makes it metres"
+                        % (args.mesh, 1000 * diagonal, args.scale))
     if args.scale == 1.0 and diagonal > LARGEST_DEFAULT_M:
         cm = mesh.dimensions * 100
         raise UserError("%s is %.0f x %.0f x %.0f cm at --scale 1 (metres): is it in mm? pass "
@@ -123,6 +147,8 @@ def settings_record(setup):
     """What makes the frames what they are (not how many, nor who drew them)."""
     return {
         "mesh": os.path.basename(setup.mesh), "mesh_sha256": _sha256(setup.mesh),
+        "mesh_files_sha256": {os.path.relpath(p, os.path.dirname(setup.mesh)): _sha256(p)
+                              for p in meshes.linked_files(setup.mesh)},
         "scale": setup.scale, "object": setup.object_name, "width": setup.width,
         "height": setup.height, "K": np.round(setup.K, 6).tolist(), "seed": setup.seed,
         "distance_m": [round(v, 6) for v in setup.distance], "instances": setup.instances,
@@ -139,16 +165,25 @@ def claim_folder(out, record):
     if os.path.isfile(path):
         with open(path) as f:
             before = json.load(f)
-        changed = [k for k in record if before.get(k) != record[k]]
+        # A key an older pose-train did not record cannot be compared (mesh_files_sha256).
+        changed = [k for k in record if k in before and before[k] != record[k]]
         if changed:
             raise UserError("%s holds frames made with another %s (%s); a rerun only resumes "
                             "the same dataset: pass another --out, or delete that folder"
-                            % (out, changed[0], SETTINGS))
+                            % (out, _what_changed(changed[0], before[changed[0]],
+                                                  record[changed[0]]), SETTINGS))
         return
     if any(name.endswith(".json") for name in os.listdir(out)):
         raise UserError("%s already holds frames that synth dope --mesh did not record; pass "
                         "an empty or new --out" % out)
     atomic_write_json(path, record)
+
+
+def _what_changed(key, before, now):
+    if key == "mesh_files_sha256":
+        files = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        return "%s (changed since: %s)" % (key, ", ".join(files))
+    return key
 
 
 def main(args):
