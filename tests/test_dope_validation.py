@@ -74,6 +74,26 @@ def test_a_tiny_run_validates_each_epoch_and_keeps_the_best(tmp_path):
     assert [e.step for e in board.Scalars("epoch/val_add_01d")] == [1, 2]
 
 
+def test_a_best_pair_cut_between_its_renames_is_repaired_on_resume(tmp_path, capsys):
+    """kill -9 between net_best.pth's rename and net_best.json's left epoch 2's weights under
+    epoch 1's sidecar; readers believed the pair. The sidecar names its bytes now."""
+    from pose_train.dope.weights_files import sha256_of
+    data = _data(tmp_path / "d", 20)
+    _train(data, tmp_path / "run", "--epochs", "1")
+    _train(data, tmp_path / "other", "--epochs", "1", "--seed", "7")
+    run = tmp_path / "run"
+    best = json.load(open(run / "net_best.json"))
+    assert best["weights_sha256"] == sha256_of(run / "net_best.pth")
+    # What the cut save leaves: other weights under the old sidecar (real files, both).
+    os.replace(tmp_path / "other" / "net_epoch_01.pth", run / "net_best.pth")
+    capsys.readouterr()
+    _train(data, run, "--epochs", "2", "--resume", "auto")
+    out = capsys.readouterr().out
+    assert "repaired: %s and its json described different epochs" % (run / "net_best.pth") in out
+    best = json.load(open(run / "net_best.json"))
+    assert best["epoch"] == 2 and best["weights_sha256"] == sha256_of(run / "net_best.pth")
+
+
 def test_resume_keeps_the_split(tmp_path):
     data = _data(tmp_path / "d", 20)
     _train(data, tmp_path / "run", "--epochs", "1")

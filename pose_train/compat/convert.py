@@ -185,6 +185,7 @@ def copy_sidecar(src, out, updates=None):
     meta = read_sidecar(src)
     if meta is None or os.path.abspath(sidecar.path_of(src)) == os.path.abspath(target):
         return
+    meta.pop("weights_sha256", None)    # the source's bytes, not these
     meta.update(weights=os.path.basename(out), converted_from=os.path.basename(src), **(updates or {}))
     write_sidecar(out, meta)
     _say("copied %s -> %s" % (sidecar.path_of(src), target))

@@ -14,6 +14,7 @@ import torch
 
 from pose_train.dope import evaluate as scoring
 from pose_train.dope.steps import evaluate as map_figures
+from pose_train.dope.weights_files import BEST_NAME, matching_sidecar
 from pose_train.dope.loader import DopeDataset, make_loader
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
@@ -173,10 +174,21 @@ def is_better(figures, best):
     return figures["val_loss"] < best["val_loss"]
 
 
-def best_so_far(outf):
-    """The figures net_best.json recorded (a resumed run keeps beating the same bar)."""
-    meta = sidecar.read(os.path.join(outf, "net_best.pth")) if os.path.isfile(
-        os.path.join(outf, "net_best.pth")) else {}
+def best_so_far(outf, say=print):
+    """The figures net_best.json recorded (a resumed run keeps beating the same bar). A pair
+    a kill cut between its two renames is removed: the run's state predates that save, so the
+    epoch that made it trains and validates again and writes the pair whole."""
+    path = os.path.join(outf, BEST_NAME)
+    if not os.path.isfile(path):
+        return None
+    meta = sidecar.read(path)
+    if not matching_sidecar(path, meta):
+        for name in (path, sidecar.path_of(path)):
+            os.remove(name)
+        say("repaired: %s and its json described different epochs (a save cut short by a "
+            "kill); removed both, and the epoch whose save was cut trains again and writes them"
+            % path)
+        return None
     return meta.get("val")
 
 
@@ -203,7 +215,7 @@ class Watch:
     def __init__(self, validator, outf, say, time_limit, history=()):
         self.validator, self.outf, self.say, self.time_limit = validator, outf, say, time_limit
         self.history = [h for h in history if h.get("val_loss") is not None]
-        self.best = best_so_far(outf)
+        self.best = best_so_far(outf, say)
         self.last_seconds = 0.0
 
     def figures(self, model, where):

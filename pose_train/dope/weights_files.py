@@ -8,6 +8,7 @@ read: the seed's "convert the .pth for Python 2" step is not needed. Facts a use
 the weights cannot carry (input normalisation, object, crop size) go in ``net_epoch_XX.json``.
 """
 import collections
+import hashlib
 import os
 import re
 
@@ -16,7 +17,6 @@ from pose_train.training.legacy_writer import write_legacy
 from pose_train.files import atomic_write, write_sidecar
 from pose_train.training.checkpoint_io import load_file, load_weights, unwrap
 from pose_train_py27.keys import add_prefix, strip_prefix
-
 
 
 def weights_name(epoch):
@@ -38,10 +38,27 @@ def save_weights(path, model, meta):
     state = collections.OrderedDict(
         (k, v.detach().cpu().contiguous()) for k, v in add_prefix(unwrap(model).state_dict()).items())
     path = atomic_write(path, lambda f: write_legacy(state, f))
-    write_sidecar(path, dict(meta, weights=os.path.basename(path),
+    # The pair is two renames: the sidecar names the bytes it describes, so a pair a kill cut
+    # between them is found (see matching_sidecar).
+    write_sidecar(path, dict(meta, weights=os.path.basename(path), weights_sha256=sha256_of(path),
                              key_prefix="module.",
                              serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)"))
     return path
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def matching_sidecar(path, meta):
+    """False when ``meta`` records other bytes than ``path`` holds (a save cut short between
+    the weights and the sidecar); True otherwise, or when it records none (older files)."""
+    recorded = meta.get("weights_sha256")
+    return recorded is None or recorded == sha256_of(path)
 
 
 def epoch_from_name(path):
