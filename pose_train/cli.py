@@ -217,8 +217,9 @@ def main(argv=None):
         print("pose-train: error: %s" % err, file=sys.stderr)
         sys.exit(err.code)
     except KeyboardInterrupt as err:
-        print("pose-train: interrupted%s" % (" (SIGTERM)" if interrupt_exit_code(err) == 143 else ""),
-              file=sys.stderr)
+        code = interrupt_exit_code(err)
+        print("pose-train: interrupted%s" % ("" if code == 130 else " (%s)" % signal.Signals(
+            code - 128).name), file=sys.stderr)
         sys.exit(interrupt_exit_code(err))
     if code:
         sys.exit(code)
@@ -226,20 +227,21 @@ def main(argv=None):
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """A SIGTERM before a job installs its own handling (while torch loads, say) ends the run
-    as Ctrl-C does, with a line and exit 143, not silently; jobs that save or record a stop
-    replace this while they run, and it is restored after."""
+    """A SIGTERM or SIGHUP before a job installs its own handling (while torch loads, say) ends
+    the run as Ctrl-C does, with a line and exit 143 or 129, not silently; jobs that save or
+    record a stop replace this while they run, and it is restored after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum, frame):
         raise Interrupted(signum)
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

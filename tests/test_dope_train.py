@@ -167,17 +167,18 @@ def test_net_weights_continue_numbering_without_prefix(data6, baseline, tmp_path
     assert [r["epoch"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "epoch"] == [8]
 
 
-def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])   # SIGHUP: a closed terminal
+def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys, signum):
     metrics = tmp_path / "metrics.jsonl"
 
     def killer():
         while not (metrics.exists() and metrics.read_text().count('"kind": "step"') >= 1):
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
 
     threading.Thread(target=killer, daemon=True).start()
     _train(data6, tmp_path, "--epochs", "1")
-    assert "stopped by SIGTERM" in capsys.readouterr().out
+    assert "stopped by %s" % signal.Signals(signum).name in capsys.readouterr().out
     state = torch.load(tmp_path / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["step"]) in {(1, 1), (1, 2), (1, 3)}
 

@@ -4,6 +4,10 @@ PLY and GLB files written by trimesh; every dataset is the CLI's own output."""
 import glob
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
@@ -304,6 +308,23 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
     assert code != 0 and words in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
+
+
+def test_a_closed_terminal_stops_synth_with_the_frames_said(box, tmp_path):
+    """SIGHUP killed synth at once: frames intact, but no "stopped with N of M" line."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--local", "synth", "dope",
+                             "--mesh", str(box), "--out", str(out), "--n", "2000", "--width", "64",
+                             "--height", "48", "--workers", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(glob.glob(str(out / "0*.json"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 129, err
+    frames = len(glob.glob(str(out / "0*.json")))
+    assert "stopped with %d of 2000 frames" % frames in err and "(SIGHUP)" in err, err
 
 
 def test_renderer_reports_its_gl(tmp_path):

@@ -11,12 +11,13 @@ import time
 
 
 class GracefulStop:
-    """Context manager: the first SIGTERM/SIGINT sets ``requested``; a second SIGINT aborts.
+    """Context manager: the first SIGTERM/SIGINT/SIGHUP sets ``requested``; a second SIGINT
+    aborts. A closed terminal (SIGHUP) saves as a scheduler's SIGTERM does.
 
     Handlers are only installed in the main thread (Python's rule) and restored on exit.
     """
 
-    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
         self.signals = tuple(signals)
         self.requested = False
         self.reason = None
