@@ -228,8 +228,11 @@ def test_canonical_labels_are_the_same_for_poses_a_symmetry_apart(tmp_path):
 
 
 def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
+    # The box's centre is off its origin: the half turn about z carries it back (metres here).
+    half_turn = mesh_files.rotation_z_180_mm()
+    half_turn[3], half_turn[7] = 2 * OFFSET[0], 2 * OFFSET[1]
     info = mesh_files.models_info(tmp_path / "models_info.json",
-                                  {5: {"symmetries_discrete": [mesh_files.rotation_z_180_mm()]}})
+                                  {5: {"symmetries_discrete": [half_turn]}})
     assert local_cli("synth", "dope", "--mesh", box, "--out", tmp_path / "sym", "--n", 6,
                      "--width", 64, "--height", 48, "--symmetry", info, "--scale", 1.0,
                      "--workers", 1) == 0
@@ -266,6 +269,12 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
     (["--mesh", "{box}", "--camera", "{cam}", "--fx", "100"], "drop --fx/--fy"),
     (["--mesh", "{box}", "--camera", "{notmesh}"], "not valid JSON"),
     (["--mesh", "{box}", "--camera", "{cam0}"], "gives no image width (0 or missing)"),
+    (["--mesh", "{box}", "--symmetry", "{mirror}", "--scale", "1"],
+     "symmetries_discrete[0] is not a rotation (a mirror)"),
+    (["--mesh", "{box}", "--symmetry", "{shifted}", "--scale", "1"],
+     "symmetries_discrete[0] does not map the mesh onto itself"),
+    (["--mesh", "{box}", "--symmetry", "{noaxis}", "--scale", "1"],
+     "symmetries_continuous[0] has the axis [0, 0, 0], which has no direction"),
     (["--mesh", "{flat}"], "every triangle of the mesh has zero area (a box of 20.0 x 0.0 x 0.0"),
     (["--mesh", "{badtex}"], "which is not an image OpenCV reads"),
     (["--mesh", "{micro}"], "too small to render"),
@@ -283,6 +292,13 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
                                      "cols: 3, data: [500, 0, 320, 0, 500, 240, 0, 0, 1]}\nprojection_matrix: "
                                      "{rows: 3, cols: 4, data: [500, 0, 320, 0, 0, 500, 240, 0, 0, 0, "
                                      "1, 0]}\n" % width)
+    mesh_files.models_info(tmp_path / "mirror.json", {1: {"symmetries_discrete": [
+        [-1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]]}})
+    # A half turn about z through the origin: the box's centre is not on that axis.
+    mesh_files.models_info(tmp_path / "shifted.json", {1: {"symmetries_discrete": [
+        mesh_files.rotation_z_180_mm()]}})
+    mesh_files.models_info(tmp_path / "noaxis.json", {1: {"symmetries_continuous": [
+        {"axis": [0, 0, 0], "offset": [0, 0, 0]}]}})
     (tmp_path / "flat.obj").write_text("v 0 0 0\nv 0.2 0 0\nv 0.1 0 0\nf 1 2 3\n")  # a line
     badtex = mesh_files.textured_box(str(tmp_path / "badtex"))
     (tmp_path / "badtex" / "box.png").write_text("not an image")
@@ -299,7 +315,8 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
                  broken=tmp_path / "broken.obj", twoinfo=tmp_path / "two.json",
                  cam=tmp_path / "cam.json", cam0=tmp_path / "cam0.yaml",
                  camhuge=tmp_path / "camhuge.yaml", flat=tmp_path / "flat.obj", badtex=badtex,
-                 micro=micro, nomtl=nomtl, notex=notex, mm=mm,
+                 micro=micro, mirror=tmp_path / "mirror.json", shifted=tmp_path / "shifted.json",
+                 noaxis=tmp_path / "noaxis.json", nomtl=nomtl, notex=notex, mm=mm,
                  badbg=tmp_path / "badbg")
     argv = [str(a).format(**names) for a in argv]
     code = local_cli("synth", "dope", *argv, "--out", tmp_path / "out", "--n", 1, "--width", 64,

@@ -74,7 +74,7 @@ def _camera_size(path, cam):
     return tuple(size)
 
 
-def _symmetries(args):
+def _symmetries(args, mesh):
     """The object's symmetries; BOP's models are named obj_NNNNNN, which names the entry."""
     if args.symmetry_id and not args.symmetry:
         raise UserError("--symmetry_id %s needs --symmetry models_info.json" % args.symmetry_id)
@@ -85,6 +85,7 @@ def _symmetries(args):
     if wanted is None and named:
         wanted = named.group(1)
     found = symmetry.read(args.symmetry, wanted, args.scale)
+    symmetry.check(found, mesh.rows[:, :3].astype(np.float64).reshape(-1, 3, 3), args.symmetry)
     if wanted is None:
         print("pose-train: --symmetry: %s holds one object; its symmetries label %s"
               % (args.symmetry, _object_name(args)))
@@ -135,7 +136,7 @@ def setup_from_args(args):
         height=height, K=K, seed=args.seed, distance=tuple(distance),
         instances=args.instances, distractors=distractors, max_distractors=args.max_distractors,
         backgrounds=_checked_backgrounds(args.backgrounds) if args.backgrounds else [],
-        extras=args.extras, symmetries=_symmetries(args)), mesh
+        extras=args.extras, symmetries=_symmetries(args, mesh)), mesh
 
 
 def _sha256(path):
