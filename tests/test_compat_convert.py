@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import compat_helpers as h
-from pose_train.errors import UserError
 from pose_train_py27.legacy_format import check_for_torch14, scan_file
 from pose_train_py27.nets import DopeNetwork
 from pose_train.errors import UserError

@@ -1,0 +1,67 @@
+"""synth dope --mesh reruns and stops: what the folder's settings record holds (every file the
+mesh loads), MTL names as Blender writes them, and a closed terminal's stop."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+import mesh_files
+from infer_helpers import local_cli
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    return mesh_files.textured_box(str(tmp_path_factory.mktemp("mesh")))
+
+
+def test_a_rerun_after_the_texture_changed_is_refused(tmp_path, capsys):
+    """The record hashed the .obj only: a new label made frames 3-5 look unlike frames 0-2."""
+    box = mesh_files.textured_box(str(tmp_path / "m"))
+    common = ["synth", "dope", "--mesh", box, "--out", tmp_path / "ds", "--width", 64,
+              "--height", 48, "--workers", 1]
+    assert local_cli(*common, "--n", 2) == 0
+    record = json.load(open(tmp_path / "ds" / "_synth_settings.json"))
+    assert sorted(record["mesh_files_sha256"]) == ["box.mtl", "box.png"]
+    cv2.imwrite(str(tmp_path / "m" / "box.png"), np.full((64, 96, 3), 200, np.uint8))
+    capsys.readouterr()
+    assert local_cli(*common, "--n", 4) == 2
+    err = capsys.readouterr().err
+    assert "another mesh_files_sha256 (changed since: box.png)" in err, err
+    assert len([n for n in os.listdir(tmp_path / "ds") if n.endswith(".png")]) == 2
+
+
+def test_a_texture_name_with_a_space_is_read_as_blender_writes_it(tmp_path):
+    box = mesh_files.textured_box(str(tmp_path / "m"))
+    os.rename(tmp_path / "m" / "box.png", tmp_path / "m" / "my label.png")
+    mtl = (tmp_path / "m" / "box.mtl").read_text()
+    assert "map_Kd box.png" in mtl
+    (tmp_path / "m" / "box.mtl").write_text(mtl.replace("map_Kd box.png",
+                                                        "map_Kd -s 1 1 1 my label.png"))
+    assert local_cli("synth", "dope", "--mesh", box, "--out", tmp_path / "ds", "--n", 1,
+                     "--width", 64, "--height", 48, "--workers", 1) == 0
+    record = json.load(open(tmp_path / "ds" / "_synth_settings.json"))
+    assert "my label.png" in record["mesh_files_sha256"]
+
+
+def test_a_closed_terminal_stops_synth_with_the_frames_said(box, tmp_path):
+    """SIGHUP killed synth at once: frames intact, but no "stopped with N of M" line."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--local", "synth", "dope",
+                             "--mesh", str(box), "--out", str(out), "--n", "2000", "--width", "64",
+                             "--height", "48", "--workers", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(glob.glob(str(out / "0*.json"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 129, err
+    frames = len(glob.glob(str(out / "0*.json")))
+    assert "stopped with %d of 2000 frames" % frames in err and "(SIGHUP)" in err, err
