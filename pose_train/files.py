@@ -4,6 +4,7 @@ The one atomic writer of the project (checkpoints, sidecars, annotations, manife
 through it). Torch-free: the host launcher uses it too.
 """
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,15 @@ from contextlib import ExitStack, contextmanager
 
 from pose_train.errors import UserError
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix, write_atomic
+
+
+def sha256_of(path):
+    """The file's sha256, read a MiB at a time (weights are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write(path, write, binary=True, check=None):

@@ -7,14 +7,13 @@ writes, and checks that its SHA-256 starts with the HASH in its name, as torch d
 ``pose-train fetch-weights`` fills the cache, once, on a machine with internet; the launcher
 and compose mount the cache into the containers. Torch-free: the host launcher imports it.
 """
-import hashlib
 import os
 import shutil
 import sys
 import urllib.request
 
 from pose_train.errors import UserError
-from pose_train.files import atomic_write
+from pose_train.files import atomic_write, sha256_of
 
 # torchvision's ImageNet weights (vgg19: IMAGENET1K_V1; resnet50/101: IMAGENET1K_V1).
 URLS = {
@@ -40,17 +39,9 @@ def _expected_hash(path):
     return stem.rsplit("-", 1)[-1]
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check(path):
     """The file's SHA-256 must start with the hash in its name (torch's check_hash)."""
-    if not _sha256(path).startswith(_expected_hash(path)):
+    if not sha256_of(path).startswith(_expected_hash(path)):
         raise UserError("%s: its SHA-256 does not start with %s (a damaged or partial "
                         "download); delete it and run `pose-train fetch-weights` again"
                         % (path, _expected_hash(path)))
@@ -99,7 +90,7 @@ def fetch(name, say=print):
 
 
 def _verify_download(tmp, name):
-    expected, digest = _expected_hash(cache_path(name)), _sha256(tmp)
+    expected, digest = _expected_hash(cache_path(name)), sha256_of(tmp)
     if not digest.startswith(expected):
         raise UserError("%s: the download's SHA-256 starts %s, not %s; try again"
                         % (URLS[name], digest[:8], expected))

@@ -77,7 +77,7 @@ def test_a_tiny_run_validates_each_epoch_and_keeps_the_best(tmp_path):
 def test_a_best_pair_cut_between_its_renames_is_repaired_on_resume(tmp_path, capsys):
     """kill -9 between net_best.pth's rename and net_best.json's left epoch 2's weights under
     epoch 1's sidecar; readers believed the pair. The sidecar names its bytes now."""
-    from pose_train.dope.weights_files import sha256_of
+    from pose_train.files import sha256_of
     data = _data(tmp_path / "d", 20)
     _train(data, tmp_path / "run", "--epochs", "1")
     _train(data, tmp_path / "other", "--epochs", "1", "--seed", "7")

@@ -5,7 +5,6 @@ Everything a user can get wrong is checked here, once, before a frame is written
 the files it names, its units, the camera, the symmetries, the backgrounds, and a folder that
 already holds frames made with other settings (a rerun resumes only the same dataset).
 """
-import hashlib
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import numpy as np
 
 from pose_train.dope import mesh_synth, meshes, symmetry
 from pose_train.errors import UserError
-from pose_train.files import atomic_write_json
+from pose_train.files import atomic_write_json, sha256_of
 
 SETTINGS = "_synth_settings.json"   # NDDS-style side file: not a frame to any reader
 LARGEST_DEFAULT_M = 3.0     # a box this big at --scale 1 is a model in mm or cm
@@ -139,21 +138,16 @@ def setup_from_args(args):
         extras=args.extras, symmetries=_symmetries(args, mesh)), mesh
 
 
-def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def settings_record(setup):
     """What makes the frames what they are (not how many, nor who drew them)."""
     return {
-        "mesh": os.path.basename(setup.mesh), "mesh_sha256": _sha256(setup.mesh),
-        "mesh_files_sha256": {os.path.relpath(p, os.path.dirname(setup.mesh)): _sha256(p)
+        "mesh": os.path.basename(setup.mesh), "mesh_sha256": sha256_of(setup.mesh),
+        "mesh_files_sha256": {os.path.relpath(p, os.path.dirname(setup.mesh)): sha256_of(p)
                               for p in meshes.linked_files(setup.mesh)},
         "scale": setup.scale, "object": setup.object_name, "width": setup.width,
         "height": setup.height, "K": np.round(setup.K, 6).tolist(), "seed": setup.seed,
         "distance_m": [round(v, 6) for v in setup.distance], "instances": setup.instances,
-        "distractors": [_sha256(p) for p in setup.distractors],
+        "distractors": [sha256_of(p) for p in setup.distractors],
         "max_distractors": setup.max_distractors,
         "backgrounds": [os.path.basename(p) for p in setup.backgrounds], "extras": setup.extras,
         "symmetries": [np.round(S, 6).tolist() for S in setup.symmetries.discrete[1:]] +

@@ -8,13 +8,12 @@ read: the seed's "convert the .pth for Python 2" step is not needed. Facts a use
 the weights cannot carry (input normalisation, object, crop size) go in ``net_epoch_XX.json``.
 """
 import collections
-import hashlib
 import os
 import re
 
 from pose_train.errors import UserError
 from pose_train.training.legacy_writer import write_legacy
-from pose_train.files import atomic_write, write_sidecar
+from pose_train.files import atomic_write, sha256_of, write_sidecar
 from pose_train.training.checkpoint_io import load_file, load_weights, unwrap
 from pose_train_py27.keys import add_prefix, strip_prefix
 
@@ -44,14 +43,6 @@ def save_weights(path, model, meta):
                              key_prefix="module.",
                              serialization="legacy (torch < 1.6 format; loads in torch 1.4 and 2.x)"))
     return path
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def matching_sidecar(path, meta):
