@@ -236,7 +236,9 @@ def _sigterm_as_interrupt():
 
     def stop(signum, frame):
         raise Interrupted(signum)
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # nohup's ignored SIGHUP stays ignored: the user asked to outlive the terminal.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) != signal.SIG_IGN}
     try:
         yield
     finally:

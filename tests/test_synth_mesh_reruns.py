@@ -65,3 +65,19 @@ def test_a_closed_terminal_stops_synth_with_the_frames_said(box, tmp_path):
     assert proc.returncode == 129, err
     frames = len(glob.glob(str(out / "0*.json")))
     assert "stopped with %d of 2000 frames" % frames in err and "(SIGHUP)" in err, err
+
+
+def test_nohup_keeps_synth_running_through_a_closed_terminal(box, tmp_path):
+    """SIGHUP ignored by nohup stays ignored: the run outlives the terminal and finishes."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(["nohup", sys.executable, "-m", "pose_train", "--local", "synth",
+                             "dope", "--mesh", str(box), "--out", str(out), "--n", "30",
+                             "--width", "64", "--height", "48", "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(glob.glob(str(out / "0*.json"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGHUP)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0 and len(glob.glob(str(out / "0*.json"))) == 30

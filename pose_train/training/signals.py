@@ -39,6 +39,8 @@ class GracefulStop:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
+                if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                    continue    # nohup: the user asked to outlive the terminal
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
