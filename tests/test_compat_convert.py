@@ -310,3 +310,15 @@ def test_imagenet_weights_are_folded_for_the_nodes_input(tmp_path, dope_state):
         b = node.vgg(normalize(image, NORMALIZATIONS["ros"]))[..., 8:-8, 8:-8]
     assert (a - b).abs().max() < 1e-5 * a.abs().max()
     assert not torch.equal(folded["module.vgg.0.weight"], dope_state["vgg.0.weight"])
+
+
+def test_out_in_a_folder_not_made_yet(tmp_path, dope_state):
+    """It was refused ("cannot write it (No such file or directory)") where export made it."""
+    torch.save(dope_state, tmp_path / "d.pth")
+    assert h.run_convert(tmp_path / "d.pth", tmp_path / "new" / "deep" / "n.pth") == 0
+    written = torch.load(tmp_path / "new" / "deep" / "n.pth", weights_only=True)
+    assert sorted(k.replace("module.", "") for k in written) == sorted(dope_state)
+    (tmp_path / "junk.pth").write_bytes(b"not weights")
+    with pytest.raises(UserError):
+        h.run_convert(tmp_path / "junk.pth", tmp_path / "other" / "n.pth")
+    assert not (tmp_path / "other").exists()     # a failed run leaves no folder behind

@@ -76,6 +76,13 @@ def test_compose_environment_and_the_agreement_between_nodes():
     assert given.node_rank == 0
     with pytest.raises(UserError, match="NODE_RANK='x' is not a whole number"):
         nodes.from_environment(_args(node_rank=None), {"NODE_RANK": "x"})
+    # --node_rank 1 on one machine trained as if it were one of several; NODE_RANK exported
+    # for another tool on one machine is node 0.
+    with pytest.raises(UserError, match="--node_rank 1 is for several machines"):
+        nodes.from_environment(_args(nnodes=1, node_rank=1), {})
+    alone = _args(nnodes=None, node_rank=None)
+    nodes.from_environment(alone, {"NODE_RANK": "1"})
+    assert alone.node_rank == 0
 
     def worker(node, local, procs=1, **command):
         return {"node": node, "local": local, "procs": procs, "command": dict(epochs=2, **command)}

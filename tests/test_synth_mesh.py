@@ -262,6 +262,8 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
     (["--mesh", "{box}", "--backgrounds", "{empty}"], "holds no images"),
     (["--mesh", "{broken}"], "not a readable mesh"),
     (["--mesh", "{box}", "--symmetry", "{twoinfo}"], "name one with --symmetry_id"),
+    (["--mesh", "{box}", "--symmetry", "{twoinfo}", "--symmetry_id", "abc"],
+     "--symmetry_id abc is not an object number"),
     (["--mesh", "{box}", "--camera", "{cam}", "--fx", "100"], "drop --fx/--fy"),
     (["--mesh", "{box}", "--camera", "{notmesh}"], "not valid JSON"),
     (["--mesh", "{box}", "--camera", "{cam0}"], "gives no image width (0 or missing)"),

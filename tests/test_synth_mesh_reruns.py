@@ -81,3 +81,10 @@ def test_nohup_keeps_synth_running_through_a_closed_terminal(box, tmp_path):
     proc.send_signal(signal.SIGHUP)
     proc.communicate(timeout=120)
     assert proc.returncode == 0 and len(glob.glob(str(out / "0*.json"))) == 30
+
+
+def test_a_shard_with_no_frames_says_so_and_writes_nothing(box, tmp_path, capsys):
+    assert local_cli("synth", "dope", "--mesh", box, "--out", tmp_path / "out", "--n", 6,
+                     "--shard", "99/100", "--width", 64, "--height", 48) == 0
+    assert "--shard 99/100 of --n 6 holds no frames" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()

@@ -38,7 +38,11 @@ def _entry(data, path, object_id):
             raise UserError("%s holds %d objects (%s); name one with --symmetry_id"
                             % (path, len(data), ", ".join(sorted(data, key=str)[:8])))
         return next(iter(data.values()))
-    key = str(int(str(object_id).replace("obj_", "")))
+    number = str(object_id).replace("obj_", "")
+    if not number.isdigit():
+        raise UserError("--symmetry_id %s is not an object number; pass the number of its entry "
+                        "in %s (e.g. 5 or obj_000005)" % (object_id, path))
+    key = str(int(number))
     if key not in data:
         raise UserError("%s has no object %s; it holds %s" % (path, object_id,
                                                                ", ".join(sorted(data, key=str)[:8])))

@@ -186,6 +186,10 @@ def main(args):
     from pose_train.files import make_folder
     setup, mesh = setup_from_args(args)
     indices = mesh_synth.shard_indices(args.n, args.shard)
+    if not indices:
+        print("pose-train: --shard %s of --n %d holds no frames (shard I writes frames I, I+N, "
+              "...): nothing to write; use at most %d shards" % (args.shard, args.n, args.n))
+        return 0
     ctx = render.create_context()   # no EGL: one line now, not one per worker
     renderer = ctx.info["GL_RENDERER"]
     ctx.release()

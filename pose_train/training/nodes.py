@@ -29,6 +29,7 @@ def from_environment(args, environ=None):
     """Fill the node flags the command line left out from NNODES / NODE_RANK / RDZV (a flag
     given wins: clusters often export NODE_RANK for other tools)."""
     environ = os.environ if environ is None else environ
+    rank_given = args.node_rank is not None
     meaning = {"nnodes": "the number of machines", "node_rank": "this machine's number, 0 first"}
     for name, variable in ENVIRONMENT.items():
         if environ.get(variable) and getattr(args, name) is None:
@@ -40,6 +41,12 @@ def from_environment(args, environ=None):
                                 % (variable, value, meaning[name]))
     if args.node_rank is None:
         args.node_rank = 0
+    if args.node_rank and (args.nnodes or 1) < 2:
+        if rank_given:
+            raise UserError("--node_rank %d is for several machines: give every node --nnodes N "
+                            "(N > %d) and --rdzv HOST:PORT, or leave --node_rank out on one"
+                            % (args.node_rank, args.node_rank))
+        args.node_rank = 0    # NODE_RANK exported for another tool: one machine is node 0
 
 
 def asked(args):
