@@ -32,7 +32,7 @@ from pose_train_py27.dope_decode import detect
 from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, list_inputs, make_camera,
                                      output_folder, OutputClaim, read_frames)
-from pose_train_py27.image_files import header_problem
+from pose_train_py27.image_files import header_problem, image_size
 
 def fixed_camera(args):
     """The camera the flags give (used for every frame), or None: then each frame's own."""
@@ -263,13 +263,23 @@ def _check_before_the_network(inputs, fixed, max_pixels):
     for path, is_video in inputs:
         if is_video:
             continue
-        problem = header_problem(path, max_pixels)
+        problem = header_problem(path, max_pixels) or _too_small(path, image_size(path))
         if problem:
             raise InputError(problem)
         if fixed is None and camera_beside(path, cameras) is None:
             raise InputError("%s: no camera (no JSON with intrinsics beside it); pass --camera "
                              "FILE (DOPE/NViSII JSON or ROS camera_info.yaml) or --fx --fy --cx "
                              "--cy" % path)
+
+
+MIN_SIDE = 8   # the network's three poolings halve a side three times: below 8 nothing is left
+
+
+def _too_small(path, size):
+    if size is None or min(size[:2]) >= MIN_SIDE:   # image_size adds whether it is complete
+        return None
+    return ("%s: %dx%d is smaller than the %d x %d pixels DOPE's network takes; pass the "
+            "camera's frames at their own size" % (path, size[0], size[1], MIN_SIDE, MIN_SIDE))
 
 
 def _infer_frames(args, inputs, fixed, networks, device):
@@ -286,6 +296,9 @@ def _infer_frames(args, inputs, fixed, networks, device):
                                  "--camera FILE (DOPE/NViSII JSON or ROS camera_info.yaml) or "
                                  "--fx --fy --cx --cy" % source)
             check_camera_size(cam, source, rgb.shape[1], rgb.shape[0])
+            small = _too_small(source, (rgb.shape[1], rgb.shape[0]))
+            if small:   # a video's frames are known only once read
+                raise InputError(small)
             detections, beliefs, timings = infer_networks(networks, device, rgb, cam)
             name = _unique(name, used)
             size = [int(rgb.shape[1]), int(rgb.shape[0])]

@@ -5,6 +5,7 @@ Every problem is an InputError: one line that names the file and says what to do
 """
 from __future__ import absolute_import, division
 
+import io
 import json
 import os
 
@@ -173,7 +174,7 @@ def read_frames(inputs, max_pixels=MAX_PIXELS):
 
 def _load_json(path):
     try:
-        with open(path) as f:
+        with io.open(path, encoding="utf-8-sig") as f:   # a BOM (Windows tools) is not JSON
             return json.load(f)
     except ValueError as err:
         raise InputError("%s: not valid JSON (%s); fix or replace it" % (path, err))

@@ -276,3 +276,16 @@ def test_a_frame_whose_object_is_fully_occluded_is_reported_as_such(tmp_path):
     samples, report = scan([str(tmp_path)], "cube", 32)
     line = [l for l in report.lines if "000001.png" in l][0]
     assert "'cube' objects are fully occluded (visibility 0)" in line and "classes here" not in line
+
+
+def test_frame_json_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows tools write UTF-8 with a BOM; every frame was "malformed" and the one line said
+    no annotation of the class was found."""
+    from pose_train.dope.synth import write_dataset
+    write_dataset(str(tmp_path), n=2, seed=2, width=64, height=48, progress=False)
+    for name in os.listdir(tmp_path):
+        if name.endswith(".json") and not name.startswith("_"):
+            path = tmp_path / name
+            path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    samples, report = scan([str(tmp_path)], "cube", imagesize=32)
+    assert len(samples) == 2

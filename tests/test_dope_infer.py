@@ -240,6 +240,19 @@ def test_an_image_over_the_pixel_cap_is_refused_by_name(weights, frames, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
+def test_a_frame_too_small_for_the_network_is_refused_by_name(weights, frames, tmp_path, capsys):
+    """A 1x1 image was a torch RuntimeError ("output size is too small") from the pooling."""
+    import cv2
+    import shutil
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    shutil.copy(frames[0], str(tmp_path / "tiny.json"))       # its camera
+    assert ih.local_cli("infer", "dope", weights, "--images", tiny, "--outf", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "tiny.png: 1x1 is smaller than the 8 x 8 pixels" in err.strip().splitlines()[-1], err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
 def test_a_jpegs_exif_rotation_is_not_applied(tmp_path):
     """Annotations and the node see the stored pixels; infer and eval used to rotate a JPEG
     whose EXIF says 'rotate 90', then score keypoints against the turned frame."""

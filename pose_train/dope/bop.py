@@ -44,7 +44,7 @@ def _load(path):
     if not os.path.isfile(path):
         raise UserError("%s is missing; a BOP scene needs scene_gt.json and scene_camera.json" % path)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except (OSError, ValueError) as err:
         raise UserError("%s: not readable BOP json (%s); fix or replace it" % (path, err))

@@ -105,7 +105,7 @@ def _side_file(folder, name, root, cache):
     if key not in cache:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            with open(path) as f:
+            with open(path, encoding="utf-8-sig") as f:
                 cache[key] = json.load(f)
         elif os.path.abspath(folder) != os.path.abspath(root) and os.path.dirname(folder) != folder:
             cache[key] = _side_file(os.path.dirname(folder), name, root, cache)
@@ -153,7 +153,7 @@ def _read_annotation(image_path, report):
                    % os.path.basename(json_path))
         return None
     try:
-        with open(json_path) as f:
+        with open(json_path, encoding="utf-8-sig") as f:   # Windows tools write a BOM
             ann = json.load(f)
     except (ValueError, UnicodeDecodeError) as err:
         report.add("malformed json", json_path, "malformed json (%s); image skipped" % err)
