@@ -143,10 +143,10 @@ def node_wide_differences(networks):
     first, lines = networks[0], []
     for n in networks[1:]:
         differ = [k for k in NODE_WIDE if n["settings"][k] != first["settings"][k]]
-        if differ:
-            lines.append("%s decodes with %s, %s with %s" % (
-                n["object"], ", ".join("%s %s" % (k, n["settings"][k]) for k in differ),
-                first["object"], ", ".join("%s %s" % (k, first["settings"][k]) for k in differ)))
+        if differ:   # the first named first: "the first's" in the callers' lines is it
+            lines.append("%s (the first) decodes with %s, %s with %s" % (
+                first["object"], " and ".join("%s %s" % (k, first["settings"][k]) for k in differ),
+                n["object"], " and ".join("%s %s" % (k, n["settings"][k]) for k in differ)))
     return lines
 
 

@@ -9,6 +9,7 @@ trained network: it outputs the true belief and affinity maps of its own class f
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -175,7 +176,12 @@ def test_node_config_says_what_the_node_would_do_differently(weights, tmp_path, 
     assert meta["decode"]["sigma"] != sidecar.read(str(other))["decode"]["sigma"]
     assert ih.local_cli("node-config", weights[0], other, "--out", tmp_path / "c.yaml") == 0
     err = capsys.readouterr().err
-    assert "mug decodes with sigma" in err and "imagenet normalisation" in err
+    assert "imagenet normalisation" in err
+    # The first weights' object is named first: "the first's" is that one.
+    first = sidecar.read(weights[0])["object"]
+    assert re.search(r"%s \(the first\) decodes with sigma [\d.]+ and downscale_height \d+, mug "
+                     r"with sigma 3.0 and downscale_height 400; the node applies the first's"
+                     % first, err), err
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -289,4 +295,4 @@ def test_networks_trained_at_other_scales_are_said_by_infer(weights, frames, tmp
     sidecar.write(str(other), sidecar.dope_meta("mug", 400, "ros", 0.5, ih.DIMS_CM, [640, 480]))
     assert ih.local_cli("infer", "dope", weights[0], other, "--images", frames / "cube", "--outf",
                         tmp_path / "o") == 0
-    assert "mug decodes with sigma 3.0" in capsys.readouterr().err
+    assert "(the first) decodes with sigma" in capsys.readouterr().err

@@ -94,6 +94,20 @@ def test_a_best_pair_cut_between_its_renames_is_repaired_on_resume(tmp_path, cap
     assert best["epoch"] == 2 and best["weights_sha256"] == sha256_of(run / "net_best.pth")
 
 
+def test_a_run_refused_for_no_training_frames_leaves_no_split(tmp_path, capsys):
+    """--val equal to --data was refused but left val_frames.txt, which then refused the next,
+    correct run into that --outf."""
+    data, val = _data(tmp_path / "d", 8), _data(tmp_path / "v", 4, seed=9)
+    code = local_cli("train", "dope", "--data", data, "--val", data, "--object", "cube",
+                     "--outf", tmp_path / "run", "--imagesize", "32", "--batchsize", "4",
+                     "--workers", "0", "--pretrained", "none", "--epochs", "1")
+    assert code == 2 and "no frames left to train on" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "val_frames.txt").exists()
+    _train(data, tmp_path / "run", "--epochs", "1", "--val", val)
+    assert sorted(_split(tmp_path / "run")) == sorted(
+        os.path.realpath(p) for p in glob.glob(os.path.join(val, "*.png")))
+
+
 def test_resume_keeps_the_split(tmp_path):
     data = _data(tmp_path / "d", 20)
     _train(data, tmp_path / "run", "--epochs", "1")

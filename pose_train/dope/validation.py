@@ -71,7 +71,7 @@ def split(samples, args, say, is_main, val_samples=None):
         picked = set(np.random.default_rng(args.seed).permutation(len(samples))[:count].tolist())
         chosen = [s for i, s in enumerate(samples) if i in picked]
         train = [s for i, s in enumerate(samples) if i not in picked]
-    if is_main and chosen:
+    if is_main and chosen and train:   # nothing to train: the run is refused, and leaves no split
         text = "".join(_key(s) + "\n" for s in chosen)
         atomic_write(path, lambda f: f.write(text), binary=False)
     return train, chosen
