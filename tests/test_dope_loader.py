@@ -97,6 +97,20 @@ def test_validate_writes_report_and_grids(data4, tmp_path, capsys):
     assert grid.shape[0] == 256 and grid.shape[1] == 4 * 2 * 256
 
 
+def test_validate_reports_a_frame_two_data_reach_once(data4, tmp_path, capsys):
+    """--data DIR --data LINK-TO-DIR: data_report.json listed both folders with every frame."""
+    import json
+    os.symlink(data4, tmp_path / "link")
+    out = tmp_path / "out"
+    cli_main(["validate", "dope", "--data", data4, "--data", str(tmp_path / "link"), "--object",
+              "cube", "--outf", str(out), "--imagesize", "64", "--local"])
+    captured = capsys.readouterr()
+    assert "4 of its 4 frames are already under another --data" in captured.err
+    assert "4 more frames counted under an earlier --data" in captured.out
+    folders = json.load(open(out / "data_report.json"))["folders"]
+    assert [(f["frames"], f["frames_under_an_earlier_data"]) for f in folders] == [(4, 0), (0, 4)]
+
+
 class _NanDope(torch.nn.Module):
     """Stands in for DOPE with the right output shapes and a NaN in them."""
 

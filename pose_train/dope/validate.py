@@ -51,13 +51,18 @@ def _caption(sample, points, valid, size):
     return name
 
 
-def folder_facts(root, args):
+def folder_facts(root, args, seen=None):
     """What one --data folder holds, as the trainer reads it: dialects, the corner order found,
-    what was put right or refused and why, the cuboid, the cameras."""
+    what was put right or refused and why, the cuboid, the cameras. ``seen``: the real paths of
+    frames an earlier --data reported, which count there only (as the trainer counts them)."""
+    seen = set() if seen is None else seen
     try:
         samples, report = scan([root], args.object, args.imagesize, max_pixels=args.max_pixels)
     except UserError as err:
         return {"folder": root, "error": str(err)}
+    mine = [s for s in samples if os.path.realpath(s.image) not in seen]
+    repeated, samples = len(samples) - len(mine), mine
+    seen.update(os.path.realpath(s.image) for s in samples)
     cameras = sorted({tuple(round(s.intrinsics[k], 3) for k in ("fx", "fy", "cx", "cy"))
                       for s in samples if s.intrinsics and len(s.intrinsics) == 4})
     dims = dimensions_of(samples)
@@ -67,7 +72,8 @@ def folder_facts(root, args):
     return {"folder": root, "frames": len(samples), "objects": int(sum(len(s.points) for s in samples)),
             "dialects": dialects, "corner_orders": dict(report.orders), "problems": dict(report.counts),
             "dimensions_cm": None if dims is None else [round(100 * v, 3) for v in dims],
-            "cameras": [dict(zip(("fx", "fy", "cx", "cy"), c)) for c in cameras]}
+            "cameras": [dict(zip(("fx", "fy", "cx", "cy"), c)) for c in cameras],
+            "frames_under_an_earlier_data": repeated}
 
 
 def describe(facts):
@@ -83,7 +89,9 @@ def describe(facts):
         ", ".join("%s %d" % kv for kv in sorted(facts["corner_orders"].items())) or "not checked",
         " x ".join("%g" % v for v in facts["dimensions_cm"]) if facts["dimensions_cm"] else "unknown",
         camera, "; " + ", ".join("%d %s" % (n, kind) for kind, n in sorted(facts["problems"].items()))
-        if facts["problems"] else ""))
+        if facts["problems"] else "")) + (
+        "; %d more frames counted under an earlier --data" % facts["frames_under_an_earlier_data"]
+        if facts.get("frames_under_an_earlier_data") else "")
 
 
 def main(args):
@@ -106,7 +114,8 @@ def main(args):
     if len(report.lines) > 20:
         print("... %d more lines in %s" % (len(report.lines) - 20, report_path))
     print(report.summary(len(samples)))
-    folders = [folder_facts(root, args) for root in args.data]
+    seen = set()
+    folders = [folder_facts(root, args, seen) for root in args.data]
     for facts in folders:
         print(describe(facts))
     atomic_write_json(os.path.join(args.outf, "data_report.json"), {
