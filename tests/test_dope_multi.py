@@ -165,6 +165,21 @@ def test_node_config_holds_every_key_the_node_reads(weights, tmp_path, capsys):
     assert isaac["dope"]["ros__parameters"]["dimensions"] == {"cube": ih.DIMS_CM, "mug": ih.DIMS_CM}
 
 
+def test_node_config_over_a_config_of_other_objects_is_refused(weights, tmp_path, capsys):
+    """A second node-config with one of the weights replaced the file: the first object gone."""
+    from pose_train_py27 import sidecar
+    out = tmp_path / "c.yaml"
+    assert ih.local_cli("node-config", weights[0], weights[1], "--out", out) == 0
+    first = sidecar.read(weights[0])["object"]
+    capsys.readouterr()
+    assert ih.local_cli("node-config", weights[1], "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "configures %s, which these weights do not" % first in err, err
+    assert first in yaml.safe_load(open(out))["weights"]            # untouched
+    assert ih.local_cli("node-config", weights[1], "--out", out, "--force") == 0
+    assert first not in yaml.safe_load(open(out))["weights"]
+
+
 def test_node_config_says_what_the_node_would_do_differently(weights, tmp_path, capsys):
     import shutil
     from pose_train_py27 import sidecar

@@ -103,6 +103,24 @@ def _warnings(networks):
     return lines
 
 
+def _refuse_dropping_objects(args, networks):
+    """A config_pose.yaml holds every object of one node: written for other weights, it would
+    lose the objects already there (dope_config.yaml keeps them by merging)."""
+    if args.force or not os.path.isfile(args.out):
+        return
+    try:
+        with open(args.out) as f:
+            before = (yaml.safe_load(f) or {}).get("weights") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        raise UserError("%s: not a node config this can update (%s); pass another --out, or "
+                        "--force to replace it" % (args.out, str(err).splitlines()[0]))
+    dropped = sorted(set(before) - set(n["object"] for n in networks))
+    if dropped:
+        raise UserError("%s configures %s, which these weights do not: pass every object's "
+                        "weights in one node-config (the node runs them together), or --force "
+                        "to replace it" % (args.out, ", ".join(dropped)))
+
+
 def main(args):
     if not os.path.isdir(args.out) and os.path.splitext(args.out)[1].lower() not in (".yaml", ".yml"):
         raise UserError("--out %s: the node's config is a YAML file; pass a name ending in .yaml, "
@@ -115,6 +133,7 @@ def main(args):
             raise UserError("object name %r (%s): ROS names take letters, digits and _ only (the "
                             "node publishes on %s/pose_NAME); pass --object NAME1,NAME2,..."
                             % (n["object"], n["weights"], args.topic_publishing))
+    _refuse_dropping_objects(args, networks)
     folder = make_folder(os.path.dirname(os.path.abspath(args.out)), "--out", args.out)
     existing = isaac_ros.read_dope_config(folder)   # refused before anything is written
     config = whole_config(args, networks)

@@ -148,6 +148,8 @@ will load: convert --to melodic's output for Melodic.""",
                             "under"),
                       Field("unrectified", "bool", False, "input_is_rectified: false (the node "
                             "then uses camera_info's K and D)"),
+                      Field("force", "bool", False, "replace an --out that configures objects "
+                            "these weights do not"),
                   ), uses_gpu=False, words=("node-config",))
 
 
