@@ -96,6 +96,13 @@ def _edit(root, name, change):
     json.dump(data, open(path, "w"))
 
 
+def _rewrite(root, name, make):
+    """Replace a BOP json by ``make(data)`` (a malformed file, as a broken exporter writes)."""
+    path = os.path.join(root, name)
+    data = make(json.load(open(path)))
+    json.dump(data, open(path, "w"))
+
+
 def test_a_folder_of_another_naming_is_said_to_train_as_negatives(nvisii, tmp_path, capsys):
     root = write_bop(nvisii, tmp_path / "bop")
     scan([root, str(nvisii)], "obj_000001", 64)
@@ -127,6 +134,17 @@ def test_impossible_bop_poses_are_reported_and_skipped(nvisii, tmp_path):
      "holds BOP scenes (SPLIT/SCENE/scene_gt.json) but no models/models_info.json"),
     (lambda root: _edit(root, "train_pbr/000000/scene_camera.json",
                         lambda c: c["0"].update(cam_K=[0] * 9)), "cam_K is not 9 finite numbers"),
+    # Tracebacks before: the shape of each file is checked as it is read.
+    (lambda root: _rewrite(root, "train_pbr/000000/scene_gt.json", lambda g: dict(g, x=g["0"])),
+     "scene_gt.json: key 'x' is not an id"),
+    (lambda root: _rewrite(root, "train_pbr/000000/scene_gt.json", lambda g: list(g.values())),
+     "scene_gt.json: BOP writes an object keyed by ids here, not a list"),
+    (lambda root: _rewrite(root, "train_pbr/000000/scene_gt_info.json", lambda g: list(g.values())),
+     "scene_gt_info.json: BOP writes an object keyed by ids here, not a list"),
+    (lambda root: _rewrite(root, "models/models_info.json", lambda m: list(m.values())),
+     "models_info.json: BOP writes an object keyed by ids here, not a list"),
+    (lambda root: _edit(root, "train_pbr/000000/scene_gt.json",
+                        lambda g: g["0"][0].update(obj_id="one")), "obj_id 'one' is not a whole number"),
 ])
 def test_a_broken_bop_set_is_one_line(nvisii, tmp_path, capsys, break_it, said):
     root = write_bop(nvisii, tmp_path / "bop")

@@ -40,14 +40,28 @@ def _scenes(root):
     return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(root, "*", "[0-9]*", "scene_gt.json")))
 
 
-def _load(path):
+def _load(path, values=dict):
+    """A BOP json: an object keyed by ids ("0", "1", ...) whose entries are ``values`` (a dict,
+    or a list of dicts); anything else is one line naming the file and the key."""
     if not os.path.isfile(path):
         raise UserError("%s is missing; a BOP scene needs scene_gt.json and scene_camera.json" % path)
     try:
         with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError) as err:
         raise UserError("%s: not readable BOP json (%s); fix or replace it" % (path, err))
+    if not isinstance(data, dict):
+        raise UserError("%s: BOP writes an object keyed by ids here, not a %s; fix or replace it"
+                        % (path, type(data).__name__))
+    for key, value in data.items():
+        if not key.isdigit():
+            raise UserError("%s: key %r is not an id (BOP's keys are whole numbers, \"0\", "
+                            "\"1\", ...); fix that entry" % (path, key))
+        items = value if values is list and isinstance(value, list) else [value]
+        if not isinstance(value, values) or not all(isinstance(v, dict) for v in items):
+            raise UserError("%s: entry %s is not %s, as BOP writes it; fix that entry"
+                            % (path, key, "a list of objects" if values is list else "an object"))
+    return data
 
 
 def object_id(object_name, info, path):
@@ -93,10 +107,10 @@ def frames(root, object_name):
     centre, size = cuboid_of(info[str(oid)], oid, info_path)
     out = []
     for scene in _scenes(root):
-        gts = _load(os.path.join(scene, "scene_gt.json"))
+        gts = _load(os.path.join(scene, "scene_gt.json"), list)
         cams = _load(os.path.join(scene, "scene_camera.json"))
         visib_path = os.path.join(scene, "scene_gt_info.json")
-        visib = _load(visib_path) if os.path.isfile(visib_path) else {}
+        visib = _load(visib_path, list) if os.path.isfile(visib_path) else {}
         for key in sorted(gts, key=int):
             found = _objects(gts[key], visib.get(key, []), oid, cams.get(key), centre, size, scene, key)
             if found is not None:
@@ -108,7 +122,7 @@ def frames(root, object_name):
 
 def _objects(entries, infos, oid, camera, centre, size, scene, key):
     """The frame's objects of ``oid`` (None when it shows none), each with its visibility."""
-    mine = [(k, e) for k, e in enumerate(entries) if int(e.get("obj_id", -1)) == oid]
+    mine = [(k, e) for k, e in enumerate(entries) if _obj_id(e, scene, key, k) == oid]
     if not mine:
         return None
     if camera is None or "cam_K" not in camera:
@@ -132,6 +146,15 @@ def _objects(entries, infos, oid, camera, centre, size, scene, key):
             obj["visibility"] = float(infos[k]["visib_fract"])
         objects.append(obj)
     return objects, problems
+
+
+def _obj_id(entry, scene, key, k):
+    value = entry.get("obj_id", -1)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).lstrip(
+            "-").isdigit():
+        raise UserError("%s/scene_gt.json: image %s, object %d: obj_id %r is not a whole number; "
+                        "fix that entry" % (scene, key, k, value))
+    return int(value)
 
 
 def _impossible(R, t):
