@@ -82,6 +82,17 @@ def test_bop_and_nvisii_folders_train_together_and_bad_names_are_refused(nvisii,
         scan([root], "obj_000009", 64)
 
 
+def test_a_bop_set_without_the_object_trains_as_negatives_beside_others(nvisii, tmp_path, capsys):
+    """It refused the whole run, where a NViSII folder without the object trains as negatives."""
+    root = write_bop(nvisii, tmp_path / "bop")
+    samples, _ = scan([root, str(nvisii)], "cube", 64)
+    bop_frames = [s for s in samples if s.dialect == "bop"]
+    assert len(bop_frames) == 4 and not any(len(s.points) for s in bop_frames)
+    assert sum(len(s.points) for s in samples) == 4                    # the NViSII cubes
+    assert "--data %s holds no 'cube' object: its 4 frames train as negatives" % root \
+        in capsys.readouterr().err
+
+
 def test_validate_dope_reads_a_bop_set(nvisii, tmp_path, capsys):
     root = write_bop(nvisii, tmp_path / "bop")
     assert ih.local_cli("validate", "dope", "--data", root, "--object", "obj_000002", "--outf",

@@ -75,6 +75,29 @@ def object_id(object_name, info, path):
     return int(digits)
 
 
+def has_object(root, object_name):
+    """Whether models_info.json names the object (obj_000005 or 5)."""
+    path = os.path.join(root, "models", "models_info.json")
+    try:
+        object_id(object_name, _load(path), path)
+    except UserError:
+        return False
+    return True
+
+
+def every_frame(root):
+    """[(image path, intrinsics)] of every image of every scene: a set without the object
+    trains as negatives beside others, as a NViSII folder without it does."""
+    out = []
+    for scene in _scenes(root):
+        for key, camera in sorted(_load(os.path.join(scene, "scene_camera.json")).items(),
+                                  key=lambda kv: int(kv[0])):
+            K = _camera_matrix(camera.get("cam_K"), scene, key)
+            out.append((_image(scene, key), {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2],
+                                             "cy": K[1, 2]}))
+    return out
+
+
 def cuboid_of(entry, oid, path):
     """(box centre in the model frame, box size), both in metres, from a models_info entry."""
     try:

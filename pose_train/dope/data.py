@@ -280,6 +280,9 @@ def _scan(roots, object_name, imagesize, strict, max_pixels):
     report, classes_seen, cache, samples = DataReport(), {}, {}, []
     bop_roots = [r for r in roots if bop.is_bop(r)]
     for root in bop_roots:
+        if len(roots) > 1 and not bop.has_object(root, object_name):
+            samples += _bop_negatives(root, imagesize, max_pixels, report)
+            continue
         samples += _bop_samples(root, object_name, imagesize, max_pixels, report, classes_seen)
     plain = [r for r in roots if r not in bop_roots]
     images = find_images(plain) if plain else []
@@ -353,6 +356,18 @@ def _bop_samples(root, object_name, imagesize, max_pixels, report, classes_seen)
         raise UserError("--data %s: no frame shows object %s (every annotation of it is fully "
                         "occluded, impossible, or absent); check its scene_gt.json and "
                         "scene_gt_info.json" % (root, object_name))
+    return out
+
+
+def _bop_negatives(root, imagesize, max_pixels, report):
+    """A BOP set whose models_info.json lacks the object, beside other --data: its frames
+    train with empty maps (said by _say_empty_folders), as a NViSII folder without it does."""
+    out = []
+    for image_path, intrinsics in bop.every_frame(root):
+        header = _check_image(image_path, imagesize, report, max_pixels)
+        if header is not None:
+            out.append(Sample(image_path, header, np.zeros((0, 9, 2), np.float32), "bop",
+                              intrinsics, [], [], []))
     return out
 
 
