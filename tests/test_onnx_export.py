@@ -217,3 +217,14 @@ def test_a_dynamic_graph_says_so_and_runs_at_another_size(dope_weights, tmp_path
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     result = session.run(None, {"input": np.zeros((2, 3, 96, 128), np.float32)})[0]
     assert result.shape == (2, 25, 12, 16)
+
+
+def test_a_stopped_export_leaves_no_folder_it_made(dope_weights, tmp_path, monkeypatch):
+    """SIGTERM (or any failure) during the export left --out's new folder behind, empty."""
+    def stopped(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(onnx_export, "_export", stopped)
+    out = tmp_path / "new" / "net.onnx"
+    assert ih.local_cli("export", "onnx", dope_weights, "--out", out, "--height", 64,
+                        "--width", 64) == 130
+    assert not (tmp_path / "new").exists()

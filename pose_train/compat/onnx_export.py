@@ -19,7 +19,7 @@ import torch
 from pose_train.compat import isaac_ros
 from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
-from pose_train.files import (atomic_write, atomic_write_json, make_folder, read_sidecar,
+from pose_train.files import (atomic_write, atomic_write_json, made_folder, read_sidecar,
                               report_stale_temps)
 from pose_train.training.checkpoint_io import load_file, weights_of
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix
@@ -120,7 +120,6 @@ def _check_out(out, weights):
         raise UserError("--out %s: give a file name ending in .onnx, e.g. net.onnx" % out)
     if os.path.exists(weights) and os.path.exists(out) and os.path.samefile(weights, out):
         raise UserError("--out %s is the weights file itself; pass another name" % out)
-    make_folder(os.path.dirname(os.path.abspath(out)), "--out", shown=out)
 
 
 def main(args):
@@ -132,9 +131,14 @@ def main(args):
     if args.object is not None and not args.object.strip():
         raise UserError("--object %r: give the object's name (Isaac ROS's object_name)" % args.object)
     height, width = _size(args, name, meta)
-    out = args.out
-    _check_out(out, args.weights)
-    folder = os.path.dirname(os.path.abspath(out))
+    _check_out(args.out, args.weights)
+    with made_folder(os.path.dirname(os.path.abspath(args.out)), "--out", shown=args.out) as folder:
+        return _write(args, graph, name, meta, trained, encoder, (height, width), folder)
+
+
+def _write(args, graph, name, meta, trained, encoder, size, folder):
+    """The graph, checked in onnxruntime, written to --out with its parity record and notes."""
+    out, (height, width) = args.out, size
     if name == "dope":   # bad deployment inputs stop the run before anything is written
         target = (args.object or meta.get("object"),
                   parse_dimensions(args.dimensions) if args.dimensions else meta.get("dimensions_cm"),

@@ -183,7 +183,7 @@ def _what_changed(key, before, now):
 
 def main(args):
     from pose_train.dope import render
-    from pose_train.files import make_folder
+    from pose_train.files import made_folder
     setup, mesh = setup_from_args(args)
     indices = mesh_synth.shard_indices(args.n, args.shard)
     if not indices:
@@ -193,15 +193,24 @@ def main(args):
     ctx = render.create_context()   # no EGL: one line now, not one per worker
     renderer = ctx.info["GL_RENDERER"]
     ctx.release()
-    make_folder(args.out, "--out")
-    claim_folder(args.out, settings_record(setup))
     cores = os.cpu_count() or 1
     # More processes than cores only slows llvmpipe down (each already draws with threads).
     workers = min(args.workers or min(cores, MAX_WORKERS), cores, max(1, len(indices)))
     if args.workers and workers < args.workers:
         print("pose-train: --workers %d: using %d (one per core, and at most one per frame)"
               % (args.workers, workers))
-    written, kept = mesh_synth.write_frames(setup, args.out, indices, workers)
+    with made_folder(args.out, "--out"):
+        settings = os.path.join(args.out, SETTINGS)
+        claimed = not os.path.isfile(settings)
+        claim_folder(args.out, settings_record(setup))
+        try:
+            written, kept = mesh_synth.write_frames(setup, args.out, indices, workers)
+        except BaseException:
+            # Stopped with frames there, the record stays (a rerun resumes); with none, it goes.
+            if claimed and not any(n.endswith(".json") and n != SETTINGS
+                                   for n in os.listdir(args.out)):
+                os.remove(settings)
+            raise
     dims = mesh.dimensions * 100
     print("wrote %d frames to %s%s (class %r, cuboid %.1f x %.1f x %.1f cm, %d triangles%s, "
           "%dx%d fx %.1f, %.2f-%.2f m away, %s)"
