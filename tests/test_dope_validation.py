@@ -133,6 +133,11 @@ def test_val_every_validates_between_steps(tmp_path):
     _train(data, tmp_path / "run", "--epochs", "1", "--val_every", "2")
     mids = [r for r in read_metrics(str(tmp_path / "run" / "metrics.jsonl")) if r["kind"] == "val"]
     assert [r["step"] for r in mids] == [2] and "val_loss" in mids[0]
+    # N dividing the epoch: its last step is the epoch's own validation, not a second one.
+    _train(data, tmp_path / "run3", "--epochs", "1", "--val_every", "3")
+    records = read_metrics(str(tmp_path / "run3" / "metrics.jsonl"))
+    assert [r for r in records if r["kind"] == "val"] == []
+    assert [r["val_frames"] for r in records if r["kind"] == "epoch"] == [8]
 
 
 def test_constant_images_trigger_the_empty_map_warning(tmp_path, capsys):

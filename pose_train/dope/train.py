@@ -110,7 +110,8 @@ def _train(args, info):
         result = train_one_epoch(net, optimizer, scaler, loader, cfg, epoch, first_step,
                                  loop.should_stop, loop.log, info, show_progress=info.is_main,
                                  steps_after=(end_epoch - epoch) * sampler.steps(),
-                                 every=_every_steps(args, watch, loop, model, epoch),
+                                 every=_every_steps(args, watch, loop, model, epoch,
+                                                    sampler.steps()),
                                  carried=state_io.epoch_loss(state) if first_step else (0.0, 0),
                                  schedule=schedule)
         results[epoch] = result
@@ -223,12 +224,15 @@ def _watch(args, info, cfg, meta, held_out, loop, say):
                             [r for r in history if r.get("kind") == "epoch"])
 
 
-def _every_steps(args, watch, loop, model, epoch):
-    """--val_every N: (N, callback) for the step loop; the figures go to metrics as kind val."""
+def _every_steps(args, watch, loop, model, epoch, last_step):
+    """--val_every N: (N, callback) for the step loop; the figures go to metrics as kind val.
+    The epoch's last step is left to the epoch's own validation (the same weights)."""
     if not args.val_every or not watch.validator:
         return None
 
     def check(step):
+        if step == last_step:
+            return
         figures = watch.figures(_saved_network(model, watch.validator.cfg),
                                 "epoch %d step %d" % (epoch, step))
         if figures:
