@@ -106,6 +106,22 @@ def test_another_crop_size_or_sigma_is_refused_when_resuming(data6, tmp_path, ca
     assert "--resume: --imagesize 32, as" in out and "resuming" in out
 
 
+def test_only_the_newest_epoch_weights_are_kept(data6, tmp_path):
+    """Every epoch's 201 MB weights filled a disk (2.2 GB after the CPU first run)."""
+    _train(data6, tmp_path / "run", "--epochs", "4", "--keep_epochs", "2")
+    names = sorted(n for n in os.listdir(tmp_path / "run") if n.startswith("net_epoch_"))
+    assert names == ["net_epoch_03.json", "net_epoch_03.pth", "net_epoch_04.json",
+                     "net_epoch_04.pth"]
+    assert (tmp_path / "run" / "training_state.pt").exists()
+    # A file this run did not write stays, whatever its name (its sidecar names another run).
+    from pose_train.dope.weights_files import prune_epochs
+    shutil.copytree(tmp_path / "run", tmp_path / "other")
+    assert prune_epochs(str(tmp_path / "other"), 6, 2, 1) == []     # another run's first epoch
+    assert prune_epochs(str(tmp_path / "other"), 4, 1, 1) == [str(tmp_path / "other" / "net_epoch_03.pth")]
+    _train(data6, tmp_path / "all", "--epochs", "2", "--keep_epochs", "0")
+    assert os.path.exists(tmp_path / "all" / "net_epoch_01.pth")
+
+
 def test_exact_resume_after_time_limit(data6, baseline, tmp_path, capsys):
     """Stop after step 1 (time limit), resume with --resume auto: same losses as uninterrupted."""
     _train(data6, tmp_path, "--epochs", "1", "--time_limit", "0.0001")

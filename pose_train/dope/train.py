@@ -122,6 +122,7 @@ def _train(args, info):
     def finish(epoch):
         plain = _saved_network(model, cfg)    # what the node loads: folded, DOPE's keys
         path = ckpt.save_epoch_weights(args.outf, plain, epoch, meta)
+        ckpt.prune_epochs(args.outf, epoch, first_epoch, args.keep_epochs)
         r = results.pop(epoch)
         say(_epoch_line(epoch, r, path))
         figures = watch.epoch_end(plain, epoch, r.seconds, lambda f: ckpt.save_weights(

@@ -45,6 +45,22 @@ def save_weights(path, model, meta):
     return path
 
 
+def prune_epochs(outf, epoch, first_epoch, keep):
+    """Remove the epoch weights (and json) of this run older than its newest ``keep`` (0:
+    none). Only files this run wrote go: their sidecar names this run's first epoch."""
+    from pose_train_py27 import sidecar
+    removed = []
+    for old in range(first_epoch, epoch - keep + 1) if keep else ():
+        path = os.path.join(outf, weights_name(old))
+        meta = sidecar.read(path) if os.path.isfile(path) else {}
+        if meta.get("epoch") != old or (meta.get("config") or {}).get("first_epoch") != first_epoch:
+            continue
+        for name in (path, sidecar.path_of(path)):
+            os.remove(name)
+        removed.append(path)
+    return removed
+
+
 def matching_sidecar(path, meta):
     """False when ``meta`` records other bytes than ``path`` holds (a save cut short between
     the weights and the sidecar); True otherwise, or when it records none (older files)."""

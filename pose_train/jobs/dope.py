@@ -35,6 +35,9 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
         Field("net", "path", None, "weights to start from (numbering continues from the file "
               "name) or a training_state.pt (exact resume)", role=IN, resumes=False),
         Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),
+        Field("keep_epochs", "int", 3, "keep the newest N net_epoch_*.pth this run wrote (each "
+              "201 MB; net_best.pth and training_state.pt always stay); 0 keeps every epoch",
+              low=0),
         Field("batchsize", "int", None, "batch per process (default: 32; 8 for the embedded "
               "data on a CPU)", low=1),
         Field("accumulate", "int", 1, "batches per optimizer step (gradient accumulation): "
