@@ -24,7 +24,7 @@ os.environ.setdefault("LP_NUM_THREADS", "1")   # before Mesa loads: one core per
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pose_train.dope import mesh_synth  # noqa: E402
+from pose_train.dope import mesh_frames  # noqa: E402
 from pose_train.dope.geometry import intrinsics_matrix  # noqa: E402
 from pose_train.dope.synth import write_dataset  # noqa: E402
 
@@ -49,7 +49,7 @@ def textured_mesh(folder):
 
 def timed_frames(setup, out, frames):
     """(frames/s, {stage: ms per frame}) of one worker in this process."""
-    maker = mesh_synth.FrameMaker(setup)
+    maker = mesh_frames.FrameMaker(setup)
     spent = {"render": 0.0, "silhouettes": 0.0}
 
     def clock(name, fn):
@@ -64,7 +64,7 @@ def timed_frames(setup, out, frames):
     maker.renderer.silhouettes = clock("silhouettes", maker.renderer.silhouettes)
     start = time.perf_counter()
     for i in range(frames):
-        mesh_synth.write_frame(maker, out, i)
+        mesh_frames.write_frame(maker, out, i)
     wall = time.perf_counter() - start
     maker.renderer.release()
     ms = {"scene": spent["render"] - spent["silhouettes"], "silhouettes": spent["silhouettes"],
@@ -82,7 +82,7 @@ def main():
     root = tempfile.mkdtemp(prefix="bench-synth-")
     mesh, triangles = textured_mesh(root)
     K = intrinsics_matrix(0.9 * width, 0.9 * width, width / 2, height / 2)
-    setup = mesh_synth.Setup(mesh=mesh, scale=1.0, object_name="product", width=width,
+    setup = mesh_frames.Setup(mesh=mesh, scale=1.0, object_name="product", width=width,
                              height=height, K=K, seed=0, distance=(0.4, 0.9),
                              max_distractors=5, min_distractors=5)
     os.makedirs(os.path.join(root, "one"))
@@ -90,7 +90,7 @@ def main():
     os.makedirs(os.path.join(root, "all"))
     cores = os.cpu_count() or 1
     start = time.perf_counter()
-    mesh_synth.write_frames(setup, os.path.join(root, "all"), range(args.frames * cores),
+    mesh_frames.write_frames(setup, os.path.join(root, "all"), range(args.frames * cores),
                             workers=cores, progress=False)
     all_cores = args.frames * cores / (time.perf_counter() - start)
     start = time.perf_counter()

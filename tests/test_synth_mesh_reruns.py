@@ -93,14 +93,14 @@ def test_a_shard_with_no_frames_says_so_and_writes_nothing(box, tmp_path, capsys
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_run_stopped_before_its_first_frame_leaves_nothing(box, tmp_path, monkeypatch, existing):
     """It left _synth_settings.json (or an empty --out), which then refused other settings."""
-    from pose_train.dope import mesh_synth
+    from pose_train.dope import mesh_frames
 
     def stopped(*args, **kw):
         raise KeyboardInterrupt
     out = tmp_path / "out"
     if existing:
         out.mkdir()
-    monkeypatch.setattr(mesh_synth, "write_frames", stopped)
+    monkeypatch.setattr(mesh_frames, "write_frames", stopped)
     assert local_cli("synth", "dope", "--mesh", box, "--out", out, "--n", 2, "--width", 64,
                      "--height", 48) == 130
     assert (os.listdir(out) == []) if existing else not out.exists()

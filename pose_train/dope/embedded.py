@@ -8,7 +8,7 @@ depend on a GPU driver's EGL being mounted into the container.
 import os
 
 from pose_train import environment
-from pose_train.dope import default_object, mesh_synth
+from pose_train.dope import default_object, mesh_frames
 from pose_train.dope.geometry import intrinsics_matrix
 from pose_train.dope.synth import DEFAULT_DISTANCE
 from pose_train.files import atomic_folder
@@ -23,12 +23,12 @@ def write(out, n, seed=0, width=640, height=480, object_name="cube", distance=DE
     if os.path.isfile(MESA_EGL):
         os.environ.setdefault("__EGL_VENDOR_LIBRARY_FILENAMES", MESA_EGL)
     f = 0.9 * width
-    setup = mesh_synth.Setup(
+    setup = mesh_frames.Setup(
         mesh=default_object.MESH, scale=1.0, object_name=object_name.lower(), width=width,
         height=height, K=intrinsics_matrix(f, f, width / 2.0, height / 2.0), seed=seed,
         distance=tuple(distance), max_distractors=DISTRACTORS)
     os.makedirs(out, exist_ok=True)
-    mesh_synth.write_frames(setup, out, range(n), workers=1, progress=progress)
+    mesh_frames.write_frames(setup, out, range(n), workers=1, progress=progress)
     return out
 
 

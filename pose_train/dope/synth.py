@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from pose_train.dope.geometry import (FACE_NORMALS, FACES, intrinsics_matrix, project,
                                       quat_xyzw_to_matrix, random_quat_xyzw)
+from pose_train.dope.scenery import background, parse_distance  # noqa: F401 (synth's API)
 from pose_train.errors import UserError
 from pose_train.files import make_folder
 from pose_train_py27.cuboid import cuboid_vertices
@@ -35,7 +36,6 @@ DISTRACTOR_CLASS = "distractor"
 # Metres from the camera to the object's centre. At 640x480 (fx = 0.9 x width) the object then
 # spans ~70-180 px; see README for the range that suits a small crop.
 DEFAULT_DISTANCE = (0.35, 0.9)
-NEAREST, FARTHEST = 0.1, 20.0
 
 
 def _texture(rng, size=64):
@@ -68,48 +68,12 @@ def class_textures(object_name):
     return looks
 
 
-def parse_distance(text):
-    """``--distance 0.35,0.9`` (metres, the object's centre from the camera) -> (0.35, 0.9)."""
-    try:
-        low, high = (float(v) for v in str(text).split(","))
-    except ValueError:
-        low = high = 0.0
-    # Nearer than ~1.5 box diagonals puts the camera at or inside the box; past 20 m the
-    # box is a speck at any frame size this generator makes.
-    if not NEAREST <= low <= high <= FARTHEST:
-        raise UserError("--distance takes MIN,MAX in metres with %g <= MIN <= MAX <= %g, e.g. "
-                        "0.35,0.9; got %r" % (NEAREST, FARTHEST, text))
-    return low, high
-
-
 def _light(rng):
     """The direction light travels and the ambient level, per frame. It travels away from
     the camera's side (+z), so the faces the camera sees are the lit ones."""
     d = rng.normal(size=3)
     d[2] = abs(d[2]) + 0.5
     return d / np.linalg.norm(d), float(rng.uniform(0.25, 0.6))
-
-
-def background(rng, width, height, noise=True):
-    """Smooth gradient + random shapes + noise: cheap clutter with edges and colour. The mesh
-    generator adds its sensor noise over the whole frame (``noise=False``)."""
-    gx = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
-    gy = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-    c0, c1, c2 = (rng.uniform(0, 255, 3).astype(np.float32) for _ in range(3))
-    img = c0 + (c1 - c0) * gx + (c2 - c0) * gy * 0.5
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(5, 15))):
-        color = rng.integers(0, 256, 3).tolist()
-        p = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        if rng.random() < 0.5:
-            cv2.circle(img, p, int(rng.integers(5, max(6, width // 6))), color, -1)
-        else:
-            q = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-            cv2.rectangle(img, p, q, color, -1)
-    if not noise:
-        return img
-    noise = rng.normal(0, 6, img.shape).astype(np.float32)
-    return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
 def _render_cuboid(img, ids, obj_id, uv, cam, quat, textures, light=None):
@@ -218,12 +182,12 @@ MESH_ONLY = {"scale": 1.0, "instances": 1, "distractors": None, "max_distractors
 
 
 def main(args):
-    """Job entry: --mesh renders your object (mesh_synth); otherwise textured cuboids."""
+    """Job entry: --mesh renders your object (mesh_job); otherwise textured cuboids."""
     if args.mesh and args.cuboid:
         raise UserError("--mesh and --cuboid are two generators; pass one of them")
     if args.mesh:
-        from pose_train.dope import synth_mesh
-        return synth_mesh.main(args)
+        from pose_train.dope import mesh_job
+        return mesh_job.main(args)
     asked = [k for k, v in MESH_ONLY.items() if getattr(args, k, v) != v]
     if asked:
         raise UserError("--%s: %s only to --mesh; the cuboid generator takes no such option"

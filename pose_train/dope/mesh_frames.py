@@ -19,7 +19,7 @@ import numpy as np
 from pose_train.dope import meshes, symmetry
 from pose_train.dope.geometry import project, random_quat_xyzw
 from pose_train.dope.render import Renderer
-from pose_train.dope.synth import background
+from pose_train.dope.scenery import background
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, atomic_write_json
 from pose_train_py27.cuboid import cuboid_vertices, quat_xyzw_to_matrix

@@ -1,4 +1,4 @@
-"""`pose-train synth dope --mesh`: the job's arguments checked and made into a mesh_synth.Setup,
+"""`pose-train synth dope --mesh`: the job's arguments checked and made into a mesh_frames.Setup,
 the output folder's settings record, and the run.
 
 Everything a user can get wrong is checked here, once, before a frame is written: the mesh and
@@ -12,7 +12,8 @@ import re
 import cv2
 import numpy as np
 
-from pose_train.dope import mesh_synth, meshes, symmetry
+from pose_train.dope import mesh_frames, meshes, symmetry
+from pose_train.dope.scenery import parse_distance
 from pose_train.errors import UserError
 from pose_train.files import atomic_write_json, sha256_of
 
@@ -108,7 +109,7 @@ def _check_scale(args, mesh):
 
 def _checked_backgrounds(folder):
     """Every background decodes (at an eighth of its size, to be quick), or one line naming it."""
-    files = mesh_synth.background_files(folder)
+    files = mesh_frames.background_files(folder)
     for path in files:
         if cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8) is None and cv2.imread(
                 path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR) is None:
@@ -118,7 +119,6 @@ def _checked_backgrounds(folder):
 
 def setup_from_args(args):
     """A Setup from the job's arguments, every input checked; (setup, the object's mesh)."""
-    from pose_train.dope.synth import parse_distance
     mesh = meshes.load(args.mesh, args.scale)
     _check_scale(args, mesh)
     if mesh.plain:
@@ -126,11 +126,11 @@ def setup_from_args(args):
               "frame, and only its shape tells its corners apart" % args.mesh)
     K, width, height = _camera(args)
     distance = (parse_distance(args.distance) if args.distance else
-                mesh_synth.auto_distance(mesh.dimensions, K, width, height))
+                mesh_frames.auto_distance(mesh.dimensions, K, width, height))
     distractors = meshes.mesh_files(args.distractors, "--distractors") if args.distractors else []
     for path in distractors:
         meshes.load(path, args.scale)
-    return mesh_synth.Setup(
+    return mesh_frames.Setup(
         mesh=args.mesh, scale=args.scale, object_name=_object_name(args), width=width,
         height=height, K=K, seed=args.seed, distance=tuple(distance),
         instances=args.instances, distractors=distractors, max_distractors=args.max_distractors,
@@ -185,7 +185,7 @@ def main(args):
     from pose_train.dope import render
     from pose_train.files import made_folder
     setup, mesh = setup_from_args(args)
-    indices = mesh_synth.shard_indices(args.n, args.shard)
+    indices = mesh_frames.shard_indices(args.n, args.shard)
     if not indices:
         print("pose-train: --shard %s of --n %d holds no frames (shard I writes frames I, I+N, "
               "...): nothing to write; use at most %d shards" % (args.shard, args.n, args.n))
@@ -204,7 +204,7 @@ def main(args):
         claimed = not os.path.isfile(settings)
         claim_folder(args.out, settings_record(setup))
         try:
-            written, kept = mesh_synth.write_frames(setup, args.out, indices, workers)
+            written, kept = mesh_frames.write_frames(setup, args.out, indices, workers)
         except BaseException:
             # Stopped with frames there, the record stays (a rerun resumes); with none, it goes.
             if claimed and not any(n.endswith(".json") and n != SETTINGS
