@@ -122,8 +122,8 @@ def build_parser():
                                     usage=_usage(job))
         else:
             if first not in groups:
-                group = words.add_parser(first, help=GROUPS[first], description=GROUPS[first],
-                                         allow_abbrev=False)
+                text = ("(on the host only) " if job.image == HOST and _in_image() else "") + GROUPS[first]
+                group = words.add_parser(first, help=text, description=text, allow_abbrev=False)
                 _add_globals(group, top=False)
                 groups[first] = group.add_subparsers(dest="_sub", metavar="COMMAND",
                                                      required=True, parser_class=_Parser)
@@ -144,7 +144,13 @@ def _usage(job):
 
 
 def _summary(job):
-    return job.help.splitlines()[0].rstrip(".")
+    summary = job.help.splitlines()[0].rstrip(".")
+    return "(on the host only) " + summary if job.image == HOST and _in_image() else summary
+
+
+def _in_image():
+    """Inside pose-train's images (they set the runtime): the host's commands do not run here."""
+    return bool(os.environ.get(environment.RUNTIME))
 
 
 def parse(argv):
@@ -182,6 +188,10 @@ def run_job(job, given, local=False, dry_run=False):
     """Run one job here or in its image, then its follow-up (convert --verify); exit code."""
     args = finish(job, given)
     job = for_runtime(job, args, local)
+    if job.image == HOST and _in_image():
+        raise UserError("pose-train %s runs on the host, where Docker and the GPU driver are, not "
+                        "inside the %s image; run it there" % (" ".join(job.words),
+                                                               os.environ[environment.RUNTIME]))
     if local or job.image == HOST:
         if hasattr(args, "rdzv"):
             from pose_train.training import nodes

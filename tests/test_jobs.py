@@ -195,3 +195,20 @@ def test_a_repeated_single_flag_keeps_the_last_and_says_so(capsys):
     assert given["outf"] == "/out/run2" and given["data"] == "b"
     err = capsys.readouterr().err
     assert "--outf given twice; using the last, /out/run2" in err and "--data given twice" in err
+
+
+def test_the_images_own_help_marks_the_host_commands_and_refuses_them(monkeypatch, capsys):
+    """Inside an image (POSE_TRAIN_RUNTIME set there) `images` and `doctor` were listed as if
+    they ran there."""
+    from pose_train import cli
+    monkeypatch.setenv("POSE_TRAIN_RUNTIME", "modern")
+    text = cli.build_parser().format_help()
+    assert "(on the host only) build and list the runtime images" in text
+    assert [l for l in text.splitlines() if l.strip().startswith("doctor")][0].count("on the host only") == 1
+    assert "(on the host only)" not in [l for l in text.splitlines() if l.strip().startswith("convert")][0]
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["doctor"])
+    assert stopped.value.code == 2
+    assert "pose-train doctor runs on the host" in capsys.readouterr().err
+    monkeypatch.delenv("POSE_TRAIN_RUNTIME")
+    assert "on the host only" not in cli.build_parser().format_help()
