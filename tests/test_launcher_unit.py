@@ -275,3 +275,20 @@ def test_a_sigterm_before_a_job_handles_its_own_ends_it_with_a_line(capsys):
             for _ in range(1000):     # the handler runs between bytecodes
                 pass
     assert stopped.value.signum == signal.SIGTERM and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_images_list_names_the_commit_time_and_the_build_time(monkeypatch, capsys):
+    """CREATED showed the label (the commit's time) and was read as the build's."""
+    from types import SimpleNamespace
+    from pose_train.launcher import docker_engine, docker_images
+    image = SimpleNamespace(tags=["pose-train/modern:0.1.0"], short_id="sha256:abc",
+                            labels={docker_images.LABEL_RUNTIME: "modern",
+                                    "io.pose-train.torch.version": "2.13.0",
+                                    "org.opencontainers.image.created": "2026-12-01T10:00:00Z"},
+                            attrs={"Created": "2026-12-07T11:22:33.123456789Z"})
+    client = SimpleNamespace(images=SimpleNamespace(list=lambda filters: [image]))
+    monkeypatch.setattr(docker_engine, "connect", lambda: client)
+    docker_images.list_images()
+    header, row = capsys.readouterr().out.splitlines()
+    assert "SOURCE (commit time)" in header and "BUILT" in header and "CREATED" not in header
+    assert "2026-12-01T10:00:00Z" in row and row.endswith("2026-12-07T11:22:33")

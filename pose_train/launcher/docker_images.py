@@ -231,13 +231,17 @@ def list_images():
     rows = []
     for image in client.images.list(filters={"label": LABEL_RUNTIME}):
         lab = image.labels
+        # The label is the source's commit time (reproducible builds); the engine's Created is
+        # when this machine built it. Both, named: one was read as the other.
         rows.append((", ".join(image.tags) or image.short_id, lab.get(LABEL_RUNTIME, "?"),
                      lab.get("io.pose-train.torch.version", "?"), lab.get("io.pose-train.cuda.version") or "cpu",
-                     lab.get("org.opencontainers.image.created", "?")))
+                     lab.get("org.opencontainers.image.created", "?"),
+                     str(image.attrs.get("Created") or "?")[:19]))
     out = io.StringIO()
-    out.write("%-34s %-8s %-12s %-6s %s\n" % ("IMAGE", "RUNTIME", "TORCH", "CUDA", "CREATED"))
+    line = "%-34s %-8s %-12s %-6s %-25s %s\n"
+    out.write(line % ("IMAGE", "RUNTIME", "TORCH", "CUDA", "SOURCE (commit time)", "BUILT"))
     for row in sorted(rows):
-        out.write("%-34s %-8s %-12s %-6s %s\n" % row)
+        out.write(line % row)
     sys.stdout.write(out.getvalue())
     return rows
 
