@@ -154,13 +154,24 @@ def write_png(path, rgb):
     ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
     if not ok:
         raise InputError("%s: OpenCV could not encode the overlay" % path)
-    write_atomic(path, lambda f: f.write(data.tobytes()))
+    _written(path, lambda: write_atomic(path, lambda f: f.write(data.tobytes())))
 
 
 def _json(path, data):
     """Strict JSON (no NaN/Infinity, which other readers refuse): inputs are checked before."""
-    write_atomic(path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True, allow_nan=False)),
-                 binary=False)
+    _written(path, lambda: write_atomic(
+        path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True, allow_nan=False)),
+        binary=False))
+
+
+def _written(path, write):
+    """A full disk or a vanished folder is one line naming the file (the run is refused and
+    removes the frames it wrote), not a traceback."""
+    try:
+        write()
+    except (IOError, OSError) as err:
+        raise InputError("%s: cannot write it (%s); free space there or pass another --outf"
+                         % (path, getattr(err, "strerror", None) or err))
 
 
 def _unique(name, used):
@@ -203,7 +214,11 @@ def run(args):
     with OutputClaim(args.outf, "detections.json", _remove_previous_frames), _StopOnSignal() as stop:
         frames = _infer_frames(args, inputs, fixed, networks, device)
         record = run_record(networks, device, frames, stop.signame)
-        _json(os.path.join(args.outf, "detections.json"), record)
+        try:
+            _json(os.path.join(args.outf, "detections.json"), record)
+        except InputError:   # no record naming them: the frames' files go too
+            _remove([p for f in frames for p in _frame_files(args.outf, f["name"])])
+            raise
     return record
 
 

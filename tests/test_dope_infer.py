@@ -1,6 +1,7 @@
 """infer dope, the job: its outputs, camera files and bad-input lines (the post-processing itself
 is checked against the node in test_dope_decode.py)."""
 import json
+import os
 
 import cv2
 import numpy as np
@@ -337,6 +338,30 @@ def test_a_frame_found_damaged_mid_run_leaves_no_per_frame_files(weights, tmp_pa
     assert str(jpg) in capsys.readouterr().err
     assert not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] \
         if (tmp_path / "out").exists() else True
+
+
+@pytest.mark.parametrize("fail_at", [3, 7])   # a frame's overlay; detections.json itself
+def test_a_full_disk_is_one_line_and_leaves_no_per_frame_files(weights, tmp_path, capsys,
+                                                                monkeypatch, fail_at):
+    """ENOSPC under infer dope was a traceback from write_atomic, per-frame files left."""
+    import errno
+    from pose_train_py27 import dope_infer
+    frames = tmp_path / "frames"
+    ih.synth_frames(frames, 3, seed=6)
+    real, calls = dope_infer.write_atomic, []
+
+    def filling_up(path, *args, **kw):
+        calls.append(path)
+        if len(calls) == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *args, **kw)
+    monkeypatch.setattr(dope_infer, "write_atomic", filling_up)
+    assert _infer(weights, "--images", frames, "--outf", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "cannot write it (No space left on device)" in err.strip().splitlines()[-1], err
+    assert "Traceback" not in err and os.path.basename(calls[-1]) in err
+    out = tmp_path / "out"       # a refused run leaves no --outf it made, or an empty one
+    assert not out.exists() or [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
 
 
 @pytest.mark.parametrize("content, said", [(b"", "it ends early"), (b"\x8a\x0a" + b"x" * 500, "not a torch file"),

@@ -111,6 +111,25 @@ def test_validate_reports_a_frame_two_data_reach_once(data4, tmp_path, capsys):
     assert [(f["frames"], f["frames_under_an_earlier_data"]) for f in folders] == [(4, 0), (0, 4)]
 
 
+def test_validate_on_a_full_disk_is_one_line(data4, tmp_path, capsys, monkeypatch):
+    """"could not write validate_01.png" was a traceback (an OSError from cv2.imwrite's False)."""
+    import errno
+    from pose_train_py27 import atomic
+
+    def full(path, *args, **kw):
+        if path.endswith(".png"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *args, **kw)
+    real = atomic.write_atomic
+    monkeypatch.setattr("pose_train.files.write_atomic", full)
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["validate", "dope", "--data", data4, "--object", "cube", "--outf",
+                  str(tmp_path / "out"), "--imagesize", "64", "--local"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "validate_01.png: cannot write it (No space left on device)" in err and "Traceback" not in err
+
+
 class _NanDope(torch.nn.Module):
     """Stands in for DOPE with the right output shapes and a NaN in them."""
 

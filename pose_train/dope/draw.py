@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 
 from pose_train.dope.augment import NORMALIZATIONS, denormalize
+from pose_train.errors import UserError
+from pose_train.files import atomic_write
 from pose_train_py27.overlay import caption, draw_cuboid, heat, tile
 
 
@@ -32,7 +34,9 @@ def batch_grid(images, points, valid, beliefs, cols=4, captions=None,
 
 
 def save_grid(path, grid):
+    """The picture written atomically; a full disk is one line naming it (atomic_write)."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError("%s: OpenCV could not encode the picture" % path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if not cv2.imwrite(path, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-        raise OSError("could not write %s" % path)
-    return path
+    return atomic_write(path, lambda f: f.write(data.tobytes()))
