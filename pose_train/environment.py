@@ -1,7 +1,7 @@
 """Every POSE_TRAIN_* environment variable pose-train reads, declared once.
 
 The modules that read one take its name from here; `pose-train --help` prints the table (its
-"environment" section) and the README repeats it. A test fails when a module reads a
+"environment" section) and docs/cli.md repeats it. A test fails when a module reads a
 POSE_TRAIN_* variable this table does not list.
 """
 from collections import namedtuple

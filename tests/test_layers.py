@@ -1,5 +1,6 @@
 """Imports run one way: the layers declared in pose_train/layers.py, checked on every import."""
 import ast
+import glob
 import os
 
 import pytest
@@ -67,5 +68,6 @@ def test_every_environment_variable_is_in_the_one_table_and_in_help():
     assert used - listed == set()
     shown = subprocess.run([sys.executable, "-m", "pose_train", "--help"], capture_output=True,
                            text=True, cwd=ROOT).stdout
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    assert all(name in shown and name in readme for name in listed)
+    docs = "".join(open(path).read() for path in [os.path.join(ROOT, "README.md")] +
+                   glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    assert all(name in shown and name in docs for name in listed)

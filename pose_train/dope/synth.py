@@ -34,7 +34,7 @@ OBJECT_SIZE = (0.10, 0.08, 0.06)
 DISTRACTOR_SIZE = (0.07, 0.07, 0.12)
 DISTRACTOR_CLASS = "distractor"
 # Metres from the camera to the object's centre. At 640x480 (fx = 0.9 x width) the object then
-# spans ~70-180 px; see README for the range that suits a small crop.
+# spans ~70-180 px; docs/your-own-object.md has the range that suits a small crop.
 DEFAULT_DISTANCE = (0.35, 0.9)
 
 

@@ -38,8 +38,8 @@ from pose_train_py27 import sidecar
 DEFAULT_SIGMA_PX = 4.0   # input pixels = 0.5 output pixels at stride 8, DOPE's value
 RECIPE = {"epochs": 30, "imagesize": 400, "batchsize": 32, "synth_n": 200}
 # No --data and no GPU: the first run a user tries, sized to end within 10 minutes on 2 cores
-# (the fast recipe: ~0.5 s a step at 128 px, batch 8, on 2 cores; README has the measured
-# time). The object sits close enough to span 8-12 belief cells at 128 px crops of 192x144
+# (the fast recipe: ~0.4 s a step at 128 px, batch 8, on 2 cores; docs/measured.md has the
+# measured time). The object sits close enough to span 8-12 belief cells at 128 px crops of 192x144
 # frames (fx 173 px: 72-108 px).
 CPU_FIRST_RUN = {"epochs": 10, "imagesize": 128, "batchsize": 8, "synth_n": 400}
 FIRST_RUN_FRAMES = {"width": 192, "height": 144, "distance": (0.16, 0.24)}
