@@ -65,28 +65,15 @@ def make_folder(path, flag="--outf", shown=None):
 
 
 @contextmanager
-def made_folder(path, flag="--out", shown=None):
-    """make_folder for a job that writes into ``path``; on any failure (a signal too) a folder
-    this made and left empty is removed again: a failed run leaves nothing behind."""
-    made = not os.path.isdir(path)
-    make_folder(path, flag, shown)
-    try:
-        yield path
-    except BaseException:
-        if made and os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
-        raise
-
-
-@contextmanager
-def job_folder(path, claim=False):
-    """Make the output folder ``path`` for a job; if the job fails before writing anything
-    there, remove it again, so a refused run leaves no empty folder behind. ``claim``: hold
-    pose_train_py27.dope_io.OutputClaim's lock on it (one run per folder) meanwhile."""
+def job_folder(path, claim=False, flag="--outf", shown=None):
+    """Make the output folder ``path`` for a job; if the job fails (or is stopped) before
+    writing anything there, remove it again, so a refused run leaves no empty folder behind.
+    ``claim``: hold pose_train_py27.dope_io.OutputClaim's lock on it (one run per folder)
+    meanwhile. ``flag``/``shown``: how make_folder names it when it cannot be made."""
     from pose_train_py27.dope_io import OutputClaim   # cv2: not at start-up
     path = os.fspath(path)
     made = not os.path.isdir(path)
-    make_folder(path)
+    make_folder(path, flag, shown)
     try:
         with ExitStack() as held:
             if claim:

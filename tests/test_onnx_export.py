@@ -228,3 +228,14 @@ def test_a_stopped_export_leaves_no_folder_it_made(dope_weights, tmp_path, monke
     assert ih.local_cli("export", "onnx", dope_weights, "--out", out, "--height", 64,
                         "--width", 64) == 130
     assert not (tmp_path / "new").exists()
+
+
+def test_an_export_into_a_folder_another_run_is_writing_is_refused(dope_weights, tmp_path, capsys):
+    """export onnx took no lock: two exports into one folder raced on dope_config.yaml."""
+    from pose_train_py27.dope_io import OutputClaim
+    (tmp_path / "deploy").mkdir()
+    with OutputClaim(str(tmp_path / "deploy")):
+        assert ih.local_cli("export", "onnx", dope_weights, "--out", tmp_path / "deploy" / "n.onnx",
+                            "--height", 64, "--width", 64) == 2
+    assert "is in use by another pose-train run" in capsys.readouterr().err
+    assert not (tmp_path / "deploy" / "n.onnx").exists()

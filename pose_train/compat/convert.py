@@ -24,7 +24,7 @@ from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic,
 from pose_train.compat.node_config import write_node_config
 from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
-from pose_train.files import atomic_write, made_folder, read_sidecar as read_upgraded, write_sidecar
+from pose_train.files import atomic_write, job_folder, read_sidecar as read_upgraded, write_sidecar
 from pose_train_py27 import sidecar
 from pose_train_py27.errors import InputError
 
@@ -267,7 +267,8 @@ def main(args):
         parse_dimensions(args.dimensions)      # a bad value fails before anything is written
     # --out in a folder not made yet: made, as export onnx and the --outf jobs do, and removed
     # again when the conversion fails before writing into it.
-    with made_folder(os.path.dirname(os.path.abspath(str(args.out))), "--out", str(args.out)):
+    with job_folder(os.path.dirname(os.path.abspath(str(args.out))), flag="--out",
+                    shown=str(args.out)):
         return convert(str(args.src), to, str(args.out), str(args.model or "auto"),
                        bool(args.keep_prefix), bool(args.strip_prefix), bool(args.verify),
                        str(args.format or "pth").lower(), tuple(args.trust or ()), args.dimensions)

@@ -19,7 +19,7 @@ import torch
 from pose_train.compat import isaac_ros
 from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
-from pose_train.files import (atomic_write, atomic_write_json, made_folder, read_sidecar,
+from pose_train.files import (atomic_write, atomic_write_json, job_folder, read_sidecar,
                               report_stale_temps)
 from pose_train.training.checkpoint_io import load_file, weights_of
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix
@@ -132,7 +132,9 @@ def main(args):
         raise UserError("--object %r: give the object's name (Isaac ROS's object_name)" % args.object)
     height, width = _size(args, name, meta)
     _check_out(args.out, args.weights)
-    with made_folder(os.path.dirname(os.path.abspath(args.out)), "--out", shown=args.out) as folder:
+    # The folder is claimed: two exports into it would race on dope_config.yaml's merge.
+    with job_folder(os.path.dirname(os.path.abspath(args.out)), claim=True, flag="--out",
+                    shown=args.out) as folder:
         return _write(args, graph, name, meta, trained, encoder, (height, width), folder)
 
 

@@ -183,7 +183,7 @@ def _what_changed(key, before, now):
 
 def main(args):
     from pose_train.dope import render
-    from pose_train.files import made_folder
+    from pose_train.files import job_folder
     setup, mesh = setup_from_args(args)
     indices = mesh_frames.shard_indices(args.n, args.shard)
     if not indices:
@@ -199,7 +199,7 @@ def main(args):
     if args.workers and workers < args.workers:
         print("pose-train: --workers %d: using %d (one per core, and at most one per frame)"
               % (args.workers, workers))
-    with made_folder(args.out, "--out"):
+    with job_folder(args.out, flag="--out"):   # no claim: --shard runs share a folder
         settings = os.path.join(args.out, SETTINGS)
         claimed = not os.path.isfile(settings)
         claim_folder(args.out, settings_record(setup))
