@@ -212,6 +212,25 @@ def test_sigterm_to_one_node_stops_every_node_at_one_step_and_both_resume(tmp_pa
 
 
 @pytest.mark.slow
+def test_sigterm_to_the_parent_of_local_processes_stops_every_rank_and_saves(tmp_path):
+    """--gpus 2 without torchrun: a SIGTERM to the parent alone (kill PID, a scheduler) was
+    not passed to the ranks, so nothing was saved."""
+    data = tmp_path / "data"
+    write_dataset(str(data), 8, seed=2, width=64, height=48, progress=False)
+    run = TINY[:2] + ["--epochs", "6"] + TINY[4:]
+    proc = _cli("train", "dope", "--data", data, "--outf", tmp_path / "run", *run, "--gpus", 2)
+    try:
+        assert step_logged(tmp_path / "run")
+        proc.send_signal(15)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "stopped by SIGTERM" in out and "--resume auto" in out, out
+    assert (tmp_path / "run" / "training_state.pt").exists()
+
+
+@pytest.mark.slow
 def test_a_node_killed_outright_takes_its_processes_with_it(tmp_path):
     """SIGKILL to node 1's pose-train (nothing can be passed on): its training process gets
     Linux's parent-death SIGTERM instead of training on alone, so every node stops at one step

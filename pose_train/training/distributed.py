@@ -8,8 +8,10 @@ torchrun. Multi-node: run on every node
 """
 import contextlib
 import os
+import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -163,10 +165,36 @@ def _spawn_entry(local_rank, fn, nprocs, port, args):
 
 
 def spawn_local(fn, nprocs, *args):
-    """Run ``fn(*args)`` in ``nprocs`` local processes with the torchrun environment set."""
+    """Run ``fn(*args)`` in ``nprocs`` local processes with the torchrun environment set. A
+    SIGTERM or SIGHUP to this process alone (a scheduler, ``kill PID``) is passed on to every
+    rank, which stop at one step and save, as they do when each gets it."""
     import torch.multiprocessing as mp
-    mp.start_processes(_spawn_entry, args=(fn, nprocs, _free_port(), args), nprocs=nprocs,
-                       join=True, start_method="spawn")
+    context = mp.start_processes(_spawn_entry, args=(fn, nprocs, _free_port(), args),
+                                 nprocs=nprocs, join=False, start_method="spawn")
+    with _passed_on(context.processes):
+        while not context.join():
+            pass
+
+
+@contextlib.contextmanager
+def _passed_on(processes, signals=(signal.SIGTERM, signal.SIGHUP)):
+    """Not SIGINT: Ctrl-C reaches the whole process group already, and a second one means
+    "abort without saving" to a rank."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def pass_on(signum, frame):
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+    previous = {sig: signal.signal(sig, pass_on) for sig in signals
+                if signal.getsignal(sig) != signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def requested_processes(gpus):
