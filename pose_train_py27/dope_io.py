@@ -183,9 +183,14 @@ def _load_json(path):
 
 
 def make_camera(fx, fy, cx, cy, width=None, height=None, source=""):
+    for name, value in (("width", width), ("height", height)):
+        # int() would make 96.7 a silent 96: a camera file with that is a typo or a resize
+        if value is not None and (isinstance(value, bool) or float(value) != int(float(value))):
+            raise InputError("%s: the camera's image %s %r is not a whole number of pixels; fix "
+                             "the file" % (source or "camera", name, value))
     cam = {"fx": float(fx), "fy": float(fy), "cx": float(cx), "cy": float(cy),
-           "width": None if width is None else int(width),
-           "height": None if height is None else int(height), "source": source}
+           "width": None if width is None else int(float(width)),
+           "height": None if height is None else int(float(height)), "source": source}
     if not all(np.isfinite([cam["fx"], cam["fy"], cam["cx"], cam["cy"]])):
         raise InputError("%s: the camera's fx, fy, cx and cy must be finite numbers (got %s); fix "
                          "the camera" % (source or "camera", ", ".join(

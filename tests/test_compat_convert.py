@@ -287,6 +287,22 @@ def test_sidecar_json_travels_with_melodic_weights(tmp_path):
     assert meta["weights"] == "net_epoch_60_melodic.pth"
 
 
+def test_sidecar_json_travels_with_modern_weights_too(tmp_path):
+    """--to modern wrote the weights alone: infer then decoded with the node's defaults (sigma
+    3, downscale_height 500, object 'object') and fed them the wrong normalisation, silently."""
+    import json
+    from pose_train_py27 import sidecar
+    torch.save({"module.w": torch.ones(2)}, tmp_path / "net_best.pth")
+    sidecar.write(str(tmp_path / "net_best.pth"),
+                  sidecar.dope_meta("cube", 128, "imagenet", 0.12, [10, 8, 6], [160, 120]))
+    assert h.run_convert(tmp_path / "net_best.pth", tmp_path / "m" / "x.pth", to="modern",
+                         strip_prefix=True) == 0
+    meta = json.loads((tmp_path / "m" / "x.json").read_text())
+    before = sidecar.read(str(tmp_path / "net_best.pth"))
+    assert meta["decode"] == before["decode"] and meta["normalization"]["name"] == "imagenet"
+    assert meta["object"] == "cube" and meta["weights"] == "x.pth" and meta["key_prefix"] == ""
+
+
 def test_imagenet_weights_are_folded_for_the_nodes_input(tmp_path, dope_state):
     """Weights trained on ImageNet-normalised input, converted for the node (which feeds
     (x - 0.5) / 0.5): same trunk features away from the border, the sidecar says so."""
@@ -323,3 +339,11 @@ def test_out_in_a_folder_not_made_yet(tmp_path, dope_state):
     with pytest.raises(UserError):
         h.run_convert(tmp_path / "junk.pth", tmp_path / "other" / "n.pth")
     assert not (tmp_path / "other").exists()     # a failed run leaves no folder behind
+
+
+def test_an_out_that_is_a_folder_is_refused_before_loading(tmp_path, dope_state):
+    torch.save(dope_state, tmp_path / "d.pth")
+    for out in (tmp_path, str(tmp_path / "new") + "/"):
+        with pytest.raises(UserError, match="is a folder; pass the file to write, e.g."):
+            h.run_convert(tmp_path / "d.pth", out)
+    assert not (tmp_path / "new").exists()

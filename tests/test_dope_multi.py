@@ -178,6 +178,9 @@ def test_node_config_over_a_config_of_other_objects_is_refused(weights, tmp_path
     assert first in yaml.safe_load(open(out))["weights"]            # untouched
     assert ih.local_cli("node-config", weights[1], "--out", out, "--force") == 0
     assert first not in yaml.safe_load(open(out))["weights"]
+    # A folder not made yet, written as one (trailing /): the config goes in it.
+    assert ih.local_cli("node-config", weights[1], "--out", str(tmp_path / "deploy") + "/") == 0
+    assert (tmp_path / "deploy" / "config_pose.yaml").exists()
 
 
 def test_node_config_says_what_the_node_would_do_differently(weights, tmp_path, capsys):

@@ -108,6 +108,26 @@ def test_a_run_refused_for_no_training_frames_leaves_no_split(tmp_path, capsys):
         os.path.realpath(p) for p in glob.glob(os.path.join(val, "*.png")))
 
 
+def test_a_signal_at_an_epochs_end_stops_there_not_one_step_later(tmp_path, monkeypatch, capsys):
+    """SIGHUP during the epoch's validation: the run went on into the next epoch's first step
+    before saving (a scheduler's short grace could end it first)."""
+    import signal
+    from pose_train.dope import validation
+    data = _data(tmp_path / "d", 20)
+    real = validation.Watch.epoch_end
+
+    def hang_up_meanwhile(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGHUP)
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(validation.Watch, "epoch_end", hang_up_meanwhile)
+    _train(data, tmp_path / "run", "--epochs", "3")
+    assert "stopped by SIGHUP at epoch 2 step 0" in capsys.readouterr().out
+    records = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))
+    assert {r["epoch"] for r in records if r["kind"] == "step"} == {1}
+    state = torch.load(tmp_path / "run" / "training_state.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (2, 0)
+
+
 def test_resume_keeps_the_split(tmp_path):
     data = _data(tmp_path / "d", 20)
     _train(data, tmp_path / "run", "--epochs", "1")

@@ -267,6 +267,7 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
     (["--mesh", "{box}", "--camera", "{cam}", "--fx", "100"], "drop --fx/--fy"),
     (["--mesh", "{box}", "--camera", "{notmesh}"], "not valid JSON"),
     (["--mesh", "{box}", "--camera", "{cam0}"], "gives no image width (0 or missing)"),
+    (["--mesh", "{box}", "--camera", "{camfrac}"], "the camera's image width 96.7 is not a whole number of pixels"),
     (["--mesh", "{box}", "--symmetry", "{mirror}", "--scale", "1"],
      "symmetries_discrete[0] is not a rotation (a mirror)"),
     (["--mesh", "{box}", "--symmetry", "{shifted}", "--scale", "1"],
@@ -276,6 +277,8 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
     (["--mesh", "{flat}"], "every triangle of the mesh has zero area (a box of 20.0 x 0.0 x 0.0"),
     (["--mesh", "{badtex}"], "which is not an image OpenCV reads"),
     (["--mesh", "{micro}"], "too small to render"),
+    (["--mesh", "{box}", "--scale", "1000"], "at --scale 1000: pass the --scale that makes it metres"),
+    (["--mesh", "{tri}"], "is flat (its box is 10.0 x 10.0 x 0.0 cm)"),
     (["--mesh", "{box}", "--camera", "{camhuge}"], "image width 100000 is outside 32..7680"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, words):
@@ -285,8 +288,8 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
     mesh_files.models_info(tmp_path / "two.json", {1: {}, 2: {}})
     (tmp_path / "cam.json").write_text(json.dumps({"camera_data": {"intrinsics": {
         "fx": 90, "fy": 90, "cx": 40, "cy": 30}, "width": 80, "height": 60}}))
-    for name, width in (("cam0.yaml", 0), ("camhuge.yaml", 100000)):   # camera_info's keys
-        (tmp_path / name).write_text("image_width: %d\nimage_height: 480\ncamera_matrix: {rows: 3, "
+    for name, width in (("cam0.yaml", 0), ("camhuge.yaml", 100000), ("camfrac.yaml", 96.7)):
+        (tmp_path / name).write_text("image_width: %s\nimage_height: 480\ncamera_matrix: {rows: 3, "
                                      "cols: 3, data: [500, 0, 320, 0, 500, 240, 0, 0, 1]}\nprojection_matrix: "
                                      "{rows: 3, cols: 4, data: [500, 0, 320, 0, 0, 500, 240, 0, 0, 0, "
                                      "1, 0]}\n" % width)
@@ -297,6 +300,7 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
         mesh_files.rotation_z_180_mm()]}})
     mesh_files.models_info(tmp_path / "noaxis.json", {1: {"symmetries_continuous": [
         {"axis": [0, 0, 0], "offset": [0, 0, 0]}]}})
+    (tmp_path / "tri.obj").write_text("v 0 0 0\nv 0.1 0 0\nv 0 0.1 0\nf 1 2 3\n")   # area, no depth
     (tmp_path / "flat.obj").write_text("v 0 0 0\nv 0.2 0 0\nv 0.1 0 0\nf 1 2 3\n")  # a line
     badtex = mesh_files.textured_box(str(tmp_path / "badtex"))
     (tmp_path / "badtex" / "box.png").write_text("not an image")
@@ -311,9 +315,9 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
     (tmp_path / "badbg" / "fake.png").write_text("not an image")
     names = dict(box=box, notmesh=tmp_path / "notmesh.txt", empty=tmp_path / "empty",
                  broken=tmp_path / "broken.obj", twoinfo=tmp_path / "two.json",
-                 cam=tmp_path / "cam.json", cam0=tmp_path / "cam0.yaml",
+                 cam=tmp_path / "cam.json", cam0=tmp_path / "cam0.yaml", camfrac=tmp_path / "camfrac.yaml",
                  camhuge=tmp_path / "camhuge.yaml", flat=tmp_path / "flat.obj", badtex=badtex,
-                 micro=micro, mirror=tmp_path / "mirror.json", shifted=tmp_path / "shifted.json",
+                 micro=micro, tri=tmp_path / "tri.obj", mirror=tmp_path / "mirror.json", shifted=tmp_path / "shifted.json",
                  noaxis=tmp_path / "noaxis.json", nomtl=nomtl, notex=notex, mm=mm,
                  badbg=tmp_path / "badbg")
     argv = [str(a).format(**names) for a in argv]

@@ -37,17 +37,24 @@ def test_a_rerun_after_the_texture_changed_is_refused(tmp_path, capsys):
     assert len([n for n in os.listdir(tmp_path / "ds") if n.endswith(".png")]) == 2
 
 
-def test_a_texture_name_with_a_space_is_read_as_blender_writes_it(tmp_path):
+def test_a_texture_name_with_a_space_is_read_as_blender_writes_it(tmp_path, capsys):
     box = mesh_files.textured_box(str(tmp_path / "m"))
     os.rename(tmp_path / "m" / "box.png", tmp_path / "m" / "my label.png")
     mtl = (tmp_path / "m" / "box.mtl").read_text()
     assert "map_Kd box.png" in mtl
-    (tmp_path / "m" / "box.mtl").write_text(mtl.replace("map_Kd box.png",
-                                                        "map_Kd -s 1 1 1 my label.png"))
+    (tmp_path / "m" / "box.mtl").write_text(mtl.replace("map_Kd box.png", "map_Kd my label.png"))
     assert local_cli("synth", "dope", "--mesh", box, "--out", tmp_path / "ds", "--n", 1,
                      "--width", 64, "--height", 48, "--workers", 1) == 0
     record = json.load(open(tmp_path / "ds" / "_synth_settings.json"))
     assert "my label.png" in record["mesh_files_sha256"]
+    assert "no texture" not in capsys.readouterr().out        # drawn with it, not grey
+    # Options on the line: the reader would load no image (grey, "no texture"): refused.
+    (tmp_path / "m" / "box.mtl").write_text(mtl.replace("map_Kd box.png",
+                                                        "map_Kd -s 1 1 1 my label.png"))
+    assert local_cli("synth", "dope", "--mesh", box, "--out", tmp_path / "ds2", "--n", 1,
+                     "--width", 64, "--height", 48) == 2
+    assert "map_Kd with options (-s) is read without its texture; write it as `map_Kd my " \
+        "label.png`" in capsys.readouterr().err
 
 
 def test_a_closed_terminal_stops_synth_with_the_frames_said(box, tmp_path):
@@ -104,3 +111,14 @@ def test_a_run_stopped_before_its_first_frame_leaves_nothing(box, tmp_path, monk
     assert local_cli("synth", "dope", "--mesh", box, "--out", out, "--n", 2, "--width", 64,
                      "--height", 48) == 130
     assert (os.listdir(out) == []) if existing else not out.exists()
+
+
+def test_a_smaller_n_into_a_larger_set_says_the_frames_past_it(box, tmp_path, capsys):
+    """--n 2 into a folder of 4 said "wrote 0 frames, kept 2" while a trainer reads all 4."""
+    common = ["synth", "dope", "--mesh", box, "--out", tmp_path / "ds", "--width", 64,
+              "--height", 48, "--workers", 1]
+    assert local_cli(*common, "--n", 4) == 0
+    capsys.readouterr()
+    assert local_cli(*common, "--n", 2) == 0
+    assert "also holds 2 frame(s) past --n 2 from an earlier run; a trainer reads every frame " \
+        "there (4)" in capsys.readouterr().out

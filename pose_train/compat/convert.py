@@ -224,6 +224,10 @@ def convert(src, to, out, model="auto", keep_prefix=False, strip_prefix=False, v
             state = set_prefix(state, False)
         state = collections.OrderedDict((k, for_modern(k, v)) for k, v in state.items())
         write_modern(state, out, fmt, {"source": os.path.basename(src)})
+        # The decode settings, object and normalisation travel as with --to melodic: without
+        # them infer would decode with the node's defaults and say nothing.
+        copy_sidecar(src, out, {"key_prefix": "module." if any(k.startswith("module.") for k in state)
+                                else "", "serialization": "%s (torch >= 1.6)" % fmt})
         if verify:
             _say("--verify checks --to melodic files; nothing to verify for --to modern")
         _say("wrote %s (%s, %d tensors) in %.2f s" % (out, fmt, len(state), time.time() - started))
@@ -261,6 +265,9 @@ def main(args):
     to = args.to
     if not args.out:
         raise UserError("convert needs --out")
+    if os.path.isdir(args.out) or str(args.out).endswith(("/", os.sep)):
+        raise UserError("--out %s is a folder; pass the file to write, e.g. %s" % (
+            args.out, os.path.join(str(args.out), os.path.basename(str(args.src)))))
     if os.path.abspath(args.out) == os.path.abspath(args.src):
         raise UserError("%s: --out is the source file; choose another name" % (args.out,))
     if args.dimensions:

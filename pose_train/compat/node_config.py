@@ -122,6 +122,8 @@ def _refuse_dropping_objects(args, networks):
 
 
 def main(args):
+    if str(args.out).endswith(("/", os.sep)):   # a folder to make: the config goes in it
+        args.out = os.path.join(args.out, "config_pose.yaml")
     if not os.path.isdir(args.out) and os.path.splitext(args.out)[1].lower() not in (".yaml", ".yml"):
         raise UserError("--out %s: the node's config is a YAML file; pass a name ending in .yaml, "
                         "e.g. config_pose.yaml" % args.out)

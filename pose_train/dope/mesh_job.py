@@ -18,7 +18,7 @@ from pose_train.errors import UserError
 from pose_train.files import atomic_write_json, sha256_of
 
 SETTINGS = "_synth_settings.json"   # NDDS-style side file: not a frame to any reader
-LARGEST_DEFAULT_M = 3.0     # a box this big at --scale 1 is a model in mm or cm
+LARGEST_DEFAULT_M = 3.0     # a box this big is a model in mm or cm (or a wrong --scale)
 SMALLEST_M = 0.001          # a box smaller than 1 mm has the wrong --scale (or none)
 MAX_WORKERS = 8
 
@@ -101,10 +101,16 @@ def _check_scale(args, mesh):
         raise UserError("%s is %.3g mm across at --scale %g: too small to render (its box and "
                         "distractors vanish); pass the --scale that makes it metres"
                         % (args.mesh, 1000 * diagonal, args.scale))
-    if args.scale == 1.0 and diagonal > LARGEST_DEFAULT_M:
-        cm = mesh.dimensions * 100
-        raise UserError("%s is %.0f x %.0f x %.0f cm at --scale 1 (metres): is it in mm? pass "
-                        "--scale 0.001 (cm: --scale 0.01)" % (args.mesh, cm[0], cm[1], cm[2]))
+    cm = mesh.dimensions * 100
+    if diagonal > LARGEST_DEFAULT_M:
+        raise UserError("%s is %.0f x %.0f x %.0f cm at --scale %g: %s" % (
+            args.mesh, cm[0], cm[1], cm[2], args.scale,
+            "is it in mm? pass --scale 0.001 (cm: --scale 0.01)" if args.scale == 1.0 else
+            "pass the --scale that makes it metres (mm: 0.001, cm: 0.01)"))
+    if mesh.dimensions.min() < 1e-4 * diagonal:
+        raise UserError("%s is flat (its box is %.1f x %.1f x %.1f cm): DOPE's cuboid needs a "
+                        "thickness, or its corners coincide; model the object's real "
+                        "thickness" % (args.mesh, cm[0], cm[1], cm[2]))
 
 
 def _checked_backgrounds(folder):
@@ -174,6 +180,16 @@ def claim_folder(out, record):
     atomic_write_json(path, record)
 
 
+def _say_frames_beyond(out, n):
+    """An earlier, larger --n left frames past this one's: a trainer reads them all."""
+    beyond = [name for name in os.listdir(out) if name.endswith(".json")
+              and name[:-5].isdigit() and int(name[:-5]) >= n]
+    if beyond:
+        print("pose-train: note: %s also holds %d frame(s) past --n %d from an earlier run; a "
+              "trainer reads every frame there (%d), so delete them or pass a new --out for %d"
+              % (out, len(beyond), n, n + len(beyond), n))
+
+
 def _what_changed(key, before, now):
     if key == "mesh_files_sha256":
         files = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
@@ -211,6 +227,7 @@ def main(args):
                                    for n in os.listdir(args.out)):
                 os.remove(settings)
             raise
+    _say_frames_beyond(args.out, args.n)
     dims = mesh.dimensions * 100
     print("wrote %d frames to %s%s (class %r, cuboid %.1f x %.1f x %.1f cm, %d triangles%s, "
           "%dx%d fx %.1f, %.2f-%.2f m away, %s)"

@@ -165,6 +165,7 @@ def _check_obj_files(path):
             raise UserError("%s names its materials in %s, which is not beside it; copy the .mtl "
                             "and the textures it names next to the .obj" % (path, os.path.basename(mtl)))
         loaded.append(mtl)
+        _refuse_map_options(mtl)
         for texture in _named_files(mtl, "map_Kd"):
             if not os.path.isfile(texture):
                 raise UserError("%s names the texture %s, which is not there; copy it next to the "
@@ -174,6 +175,18 @@ def _check_obj_files(path):
                                 "export it again as PNG or JPEG" % (mtl, texture))
             loaded.append(texture)
     return loaded
+
+
+def _refuse_map_options(mtl):
+    """trimesh loads no image for a map_Kd line with options (-s, -o, ...): the object would
+    be drawn grey with a warning that blames the mesh. Refused, naming the line."""
+    with open(mtl, errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            words = line.split()
+            if len(words) > 2 and words[0] == "map_Kd" and words[1] in _MAP_OPTIONS:
+                raise UserError("%s line %d: map_Kd with options (%s) is read without its "
+                                "texture; write it as `map_Kd %s`" % (
+                                    mtl, number, words[1], _map_name(words[1:])))
 
 
 def linked_files(path):

@@ -125,8 +125,13 @@ def _train(args, info):
         ckpt.prune_epochs(args.outf, epoch, first_epoch, args.keep_epochs)
         r = results.pop(epoch)
         say(_epoch_line(epoch, r, path))
-        figures = watch.epoch_end(plain, epoch, r.seconds, lambda f: ckpt.save_weights(
-            os.path.join(args.outf, ckpt.BEST_NAME), plain, dict(meta, epoch=epoch, val=f)))
+        figures = {}
+        if loop.stopping and epoch < end_epoch:   # the save first: a scheduler's grace may be short
+            say("validation of epoch %d skipped: stopping (%s); `eval dope %s` scores it"
+                % (epoch, loop.stop.reason or "another process", path))
+        else:
+            figures = watch.epoch_end(plain, epoch, r.seconds, lambda f: ckpt.save_weights(
+                os.path.join(args.outf, ckpt.BEST_NAME), plain, dict(meta, epoch=epoch, val=f)))
         _log_epoch(loop.log, epoch, r, info, **figures)
 
     def save_state(epoch, step):

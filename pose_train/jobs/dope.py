@@ -30,8 +30,10 @@ Several machines: the same command on each, with --nnodes N --node_rank R --rdzv
 (node 0's address); the output folder must be shared by every node.""",
     fields=(
         DATA, OBJECT, OUTF,
-        Field("epochs", "int", None, "epochs to train, counted from where this run starts "
-              "(default: 30, the seed's; 10 for the embedded data on a CPU)", low=1),
+        Field("epochs", "int", None, "epochs in the run, counted from its first epoch (a "
+              "resumed run keeps its own first epoch; --net of weights starts a run at the "
+              "epoch after theirs) (default: 30, the seed's; 10 for the embedded data on a CPU)",
+              low=1),
         Field("net", "path", None, "weights to start from (numbering continues from the file "
               "name) or a training_state.pt (exact resume)", role=IN, resumes=False),
         Field("save", "bool", False, "write PNG grids of augmented batches", resumes=False),

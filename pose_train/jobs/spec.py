@@ -9,6 +9,7 @@ function receives (``namespace``), the container command line (``to_argv``), the
 import importlib
 import math
 import os
+import sys
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any, Callable, Optional, Tuple
@@ -106,6 +107,12 @@ def for_runtime(job, args, local=False):
     """The job as it will run: ``--runtime melodic`` moves a job whose entry is code of
     pose_train_py27 to the legacy image, which runs it under Python 2.7 (others, like eval,
     use a ``first`` step for their legacy part)."""
+    if job.image == LEGACY and local and sys.version_info[0] >= 3:
+        # Run here it would load the file in this Python 3 torch and report OK: no proof
+        # that torch 1.4 loads it.
+        raise UserError("pose-train %s runs in Python 2.7 + torch 1.4; drop --local (the legacy "
+                        "image), or run `python2.7 -m pose_train_py27 %s ...` where they are "
+                        "installed" % (" ".join(job.words), " ".join(job.words)), code=3)
     if getattr(args, "runtime", None) != "melodic" or job.image != MODERN \
             or not job.entry.startswith("pose_train_py27."):
         return job

@@ -22,6 +22,7 @@ class EpochLoop:
         self.time_limit = time_limit
         self.state_path = os.path.join(args.outf, state_name)
         self.stop = GracefulStop()
+        self.stopping = False    # a stop was asked during the epoch that just ended
         self.log = None
 
     def should_stop(self):
@@ -64,10 +65,22 @@ class EpochLoop:
                                                      "a stop on another node", self.state_path))
                     ddp.barrier(self.info)
                     return False
+                # A signal during the epoch's last step: the epoch ends (its weights are
+                # written; end_epoch may skip slow work, see ``stopping``) and the run stops
+                # here, not one step into the next epoch.
+                self.stopping = ddp.any_rank(self.stop.requested, self.info)
                 if self.info.is_main:
                     end_epoch(epoch)
                     save_state(epoch + 1, 0)
                 ddp.barrier(self.info)   # the epoch's files are on disk before any rank reads them
+                asked = self.stopping or ddp.any_rank(self.stop.requested, self.info)
+                if asked and epoch != epochs[-1][0]:   # (a signal during end_epoch too)
+                    self.say(self.stopped_message(epoch + 1, 0), flush=True)
+                    self.node_say("stopped with every node at epoch %d step 0 (%s); node 0 saved "
+                                  "the state in %s: rerun this node's command with --resume "
+                                  "auto" % (epoch + 1, self.stop.reason or "a stop on another "
+                                            "node", self.state_path))
+                    return False
         if epochs:
             self.node_say("done: epochs %d..%d; node 0 wrote the weights in %s"
                           % (epochs[0][0], epochs[-1][0], self.args.outf))
