@@ -125,13 +125,8 @@ def _train(args, info):
         ckpt.prune_epochs(args.outf, epoch, first_epoch, args.keep_epochs)
         r = results.pop(epoch)
         say(_epoch_line(epoch, r, path))
-        figures = {}
-        if loop.stopping and epoch < end_epoch:   # the save first: a scheduler's grace may be short
-            say("validation of epoch %d skipped: stopping (%s); `eval dope %s` scores it"
-                % (epoch, loop.stop.reason or "another process", path))
-        else:
-            figures = watch.epoch_end(plain, epoch, r.seconds, lambda f: ckpt.save_weights(
-                os.path.join(args.outf, ckpt.BEST_NAME), plain, dict(meta, epoch=epoch, val=f)))
+        figures = _epoch_figures(args, watch, loop, plain, (epoch, end_epoch), r.seconds, meta,
+                                 path, say)
         _log_epoch(loop.log, epoch, r, info, **figures)
 
     def save_state(epoch, step):
@@ -143,6 +138,19 @@ def _train(args, info):
         return 0
     _done(args, watch, start_epoch, end_epoch, say, held_out, cfg)
     return 0
+
+
+def _epoch_figures(args, watch, loop, plain, epochs, seconds, meta, path, say):
+    """The epoch's validation, and net_best.pth when it is better. Skipped when a stop was
+    asked during the epoch and epochs were left: the state's save comes first (a scheduler's
+    grace may be short)."""
+    epoch, last = epochs
+    if loop.stopping and epoch < last:
+        say("validation of epoch %d skipped: stopping (%s); `eval dope %s` scores it"
+            % (epoch, loop.stop.reason or "another process", path))
+        return {}
+    return watch.epoch_end(plain, epoch, seconds, lambda f: ckpt.save_weights(
+        os.path.join(args.outf, ckpt.BEST_NAME), plain, dict(meta, epoch=epoch, val=f)))
 
 
 def _how(args, info, cfg, device_warp):
