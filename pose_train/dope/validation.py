@@ -90,10 +90,13 @@ def _saved_split(path, samples, val_samples):
         if _key(s) in wanted:
             found.setdefault(_key(s), s)
     if len(found) < len(wanted):
+        missing = next(n for n in names if n not in found)
+        fix = ("pass the --val the run started with, or start a new --outf"
+               if val_samples is not None else "pass the --val the run started with, if it had one; if the data moved, the "
+               "split names its frames by path: put them back, or start a new --outf with --net "
+               "and one of this run's net_epoch_*.pth")
         raise UserError("%s lists %d held-out frame(s) that are in neither --data nor --val now "
-                        "(e.g. %s); pass the --val the run started with, or start a new --outf"
-                        % (path, len(wanted) - len(found),
-                           next(n for n in names if n not in found)))
+                        "(e.g. %s); %s" % (path, len(wanted) - len(found), missing, fix))
     return [s for s in samples if _key(s) not in wanted], [found[n] for n in names]
 
 
