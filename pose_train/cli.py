@@ -15,12 +15,12 @@ import os
 import shlex
 import signal
 import sys
-import threading
 
 from pose_train.errors import Interrupted, UserError, interrupt_exit_code
 from pose_train_py27.errors import InputError
 from pose_train.jobs import HOST, JOBS, finish, resolve_entry
 from pose_train.jobs.spec import coerce, for_runtime, help_default
+from pose_train.training.signals import handled
 from pose_train import environment
 
 GROUPS = {
@@ -235,25 +235,13 @@ def main(argv=None):
         sys.exit(code)
 
 
-@contextlib.contextmanager
 def _sigterm_as_interrupt():
     """A SIGTERM or SIGHUP before a job installs its own handling (while torch loads, say) ends
     the run as Ctrl-C does, with a line and exit 143 or 129, not silently; jobs that save or
     record a stop replace this while they run, and it is restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def stop(signum, frame):
         raise Interrupted(signum)
-    # nohup's ignored SIGHUP stays ignored: the user asked to outlive the terminal.
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(sig) != signal.SIG_IGN}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return handled((signal.SIGTERM, signal.SIGHUP), stop)
 
 
 if __name__ == "__main__":

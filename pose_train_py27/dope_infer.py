@@ -25,14 +25,13 @@ import cv2
 import numpy as np
 import torch
 
-from pose_train_py27 import dope_networks, overlay
-from pose_train_py27.atomic import write_atomic
-from pose_train_py27.cuboid import quat_xyzw_to_matrix as quat_to_matrix
+from pose_train_py27 import dope_networks
 from pose_train_py27.dope_decode import detect
 from pose_train_py27.dope_io import (InputError, camera_beside, camera_from_file,
                                      camera_matrix, check_camera_size, list_inputs, make_camera,
                                      output_folder, OutputClaim, read_frames)
 from pose_train_py27.image_files import header_problem, image_size
+from pose_train_py27.infer_output import belief_grid, draw_frame, write_json, write_png
 
 def fixed_camera(args):
     """The camera the flags give (used for every frame), or None: then each frame's own."""
@@ -114,66 +113,6 @@ def frame_annotation(name, cam, size, networks, detections):
             "image": name, "objects": objects}
 
 
-def draw_frame(rgb, cam, networks, detections):
-    """The frame with every pose's cuboid, axes and the peaks it came from; with several
-    networks, each object's peaks and name in its own colour (its draw_colors in the node)."""
-    img = rgb.copy()
-    thickness = max(1, int(round(min(img.shape[:2]) / 240.0)))
-    K = camera_matrix(cam)
-    for d in detections:
-        n = networks[d["network"]]
-        color = tuple(n["color"]) if len(networks) > 1 else (255, 255, 255)
-        overlay.draw_points(img, d["points_found"], thickness, color)
-        if d["projected_cuboid"] is None:
-            continue
-        overlay.draw_cuboid(img, d["projected_cuboid"], thickness)
-        rvec = cv2.Rodrigues(quat_to_matrix(d["quaternion_xyzw"]))[0]
-        tvec = np.array(d["location"], np.float64) * 100.0   # cm, the cuboid's units
-        overlay.draw_axes(img, rvec, tvec, K, 0.5 * min(n["dimensions_cm"]), thickness)
-        if len(networks) > 1:
-            overlay.label(img, np.add(d["projected_cuboid"][8], (6, -6)), n["object"], color)
-    label = "%d detection(s), %d with a pose" % (
-        len(detections), sum(d["location"] is not None for d in detections))
-    return overlay.caption(img, label)
-
-
-def belief_grid(beliefs, networks):
-    """The 9 belief maps of each network, one block per network, named when there are several."""
-    blocks = []
-    for belief, n in zip(beliefs, networks):
-        size = (belief.shape[2] * 4, belief.shape[1] * 4)
-        tiles = [overlay.caption(overlay.heat(b, size), str(k) if len(networks) == 1
-                                 else "%s %d" % (n["object"], k)) for k, b in enumerate(belief)]
-        blocks.append(overlay.tile(tiles, cols=3))
-    width = max(b.shape[1] for b in blocks)   # networks trained at other scales differ in size
-    return np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), "constant")
-                           for b in blocks], axis=0)
-
-
-def write_png(path, rgb):
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
-    if not ok:
-        raise InputError("%s: OpenCV could not encode the overlay" % path)
-    _written(path, lambda: write_atomic(path, lambda f: f.write(data.tobytes())))
-
-
-def _json(path, data):
-    """Strict JSON (no NaN/Infinity, which other readers refuse): inputs are checked before."""
-    _written(path, lambda: write_atomic(
-        path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True, allow_nan=False)),
-        binary=False))
-
-
-def _written(path, write):
-    """A full disk or a vanished folder is one line naming the file (the run is refused and
-    removes the frames it wrote), not a traceback."""
-    try:
-        write()
-    except (IOError, OSError) as err:
-        raise InputError("%s: cannot write it (%s); free space there or pass another --outf"
-                         % (path, getattr(err, "strerror", None) or err))
-
-
 def _unique(name, used):
     candidate, n = name, 2
     while candidate in used:   # frames from two folders may share a name
@@ -215,7 +154,7 @@ def run(args):
         frames = _infer_frames(args, inputs, fixed, networks, device)
         record = run_record(networks, device, frames, stop.signame)
         try:
-            _json(os.path.join(args.outf, "detections.json"), record)
+            write_json(os.path.join(args.outf, "detections.json"), record)
         except InputError:   # no record naming them: the frames' files go too
             _remove([p for f in frames for p in _frame_files(args.outf, f["name"])])
             raise
@@ -319,7 +258,7 @@ def _infer_frames(args, inputs, fixed, networks, device):
             size = [int(rgb.shape[1]), int(rgb.shape[0])]
             annotation = frame_annotation(name, cam, size, networks, detections)
             written += _frame_files(args.outf, name)
-            _json(os.path.join(args.outf, name + ".json"), annotation)
+            write_json(os.path.join(args.outf, name + ".json"), annotation)
             write_png(os.path.join(args.outf, name + ".png"), draw_frame(rgb, cam, networks, detections))
             if args.belief_grid:
                 write_png(os.path.join(args.outf, name + ".belief.png"), belief_grid(beliefs, networks))

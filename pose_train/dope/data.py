@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pose_train.dope import bop, corner_order, isaac_sim
+from pose_train.dope.data_report import DataReport
 from pose_train.errors import UserError
-from pose_train.files import atomic_write
 from pose_train_py27.dope_io import frame_files
 from pose_train_py27.image_files import MAX_PIXELS, image_size, png_damage, too_many_pixels
 
@@ -36,33 +36,6 @@ class Sample:
     locations_m: list = field(default_factory=list)
     dimensions_m: list = field(default_factory=list)   # cuboid x, y, z per object, or None
     quaternions: list = field(default_factory=list)    # quaternion_xyzw per object, or None
-
-
-class DataReport:
-    """Collects ``file: reason`` lines by kind; ``fatal`` kinds make --strict fail."""
-
-    def __init__(self):
-        self.lines = []
-        self.kinds = []
-        self.counts = {}
-        self.orders = {}   # corner order name -> objects checked in it (see corner_order)
-
-    def add(self, kind, path, reason):
-        self.lines.append("%s: %s" % (path, reason))
-        self.kinds.append(kind)
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-
-    def summary(self, n_used):
-        parts = ", ".join("%d %s" % (v, k) for k, v in sorted(self.counts.items()))
-        orders = "; corner order (objects checked against their own pose): %s" % ", ".join(
-            "%s %d%s" % (k, v, " (put right)" if k in corner_order.ORDERS and k != "nvisii" else "")
-            for k, v in sorted(self.orders.items())) if self.orders else ""
-        return "data report: %d images used; %s%s" % (n_used, parts or "no problems found", orders)
-
-    def write(self, path, n_used):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        text = "".join(line + "\n" for line in self.lines) + self.summary(n_used) + "\n"
-        return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def find_images(roots):

@@ -11,7 +11,7 @@ import os
 
 import cv2
 
-from pose_train_py27 import dope_infer, dope_networks, overlay, sidecar
+from pose_train_py27 import dope_infer, dope_networks, infer_output, overlay, sidecar
 from pose_train_py27.dope_io import InputError, make_camera
 from pose_train_py27.image_files import decode_checked
 
@@ -38,12 +38,12 @@ def write(weights, samples, outf, device, count=4):
         cam = make_camera(source=s.image, **s.intrinsics)
         detections = dope_infer.infer_networks([network], device, rgb, cam)[0]
         f = max(1, -(-LEGIBLE_WIDTH // rgb.shape[1]))     # ceil
-        image = dope_infer.draw_frame(_enlarged(rgb, f), _scaled_camera(cam, f), [network],
+        image = infer_output.draw_frame(_enlarged(rgb, f), _scaled_camera(cam, f), [network],
                                       [_scaled_detection(d, f) for d in detections])
         for points in s.points:
             overlay.draw_points(image, [_scaled(p, f) for p in points.tolist()], 1, TRUTH)
         path = os.path.join(folder, os.path.splitext(os.path.basename(s.image))[0] + ".png")
-        dope_infer.write_png(path, image)
+        infer_output.write_png(path, image)
         paths.append(path)
     return paths
 

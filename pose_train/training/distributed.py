@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from pose_train import environment
 from pose_train.training import nodes
+from pose_train.training.signals import handled
 
 
 @dataclass
@@ -176,25 +176,14 @@ def spawn_local(fn, nprocs, *args):
             pass
 
 
-@contextlib.contextmanager
 def _passed_on(processes, signals=(signal.SIGTERM, signal.SIGHUP)):
     """Not SIGINT: Ctrl-C reaches the whole process group already, and a second one means
     "abort without saving" to a rank."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def pass_on(signum, frame):
         for process in processes:
             if process.is_alive():
                 os.kill(process.pid, signum)
-    previous = {sig: signal.signal(sig, pass_on) for sig in signals
-                if signal.getsignal(sig) != signal.SIG_IGN}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return handled(signals, pass_on)
 
 
 def requested_processes(gpus):

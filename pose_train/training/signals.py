@@ -3,11 +3,28 @@
 Trainers never save from inside a signal handler (the model may be mid-update); the handler
 only records the request and the loop saves at the next step boundary.
 """
+import contextlib
 import shlex
 import signal
 import sys
 import threading
 import time
+
+
+@contextlib.contextmanager
+def handled(signals, handler):
+    """``handler`` for ``signals`` meanwhile, the previous ones restored after. Only in the
+    main thread (Python's rule); a signal ignored now (nohup's SIGHUP) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals
+                if signal.getsignal(sig) != signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class GracefulStop:
