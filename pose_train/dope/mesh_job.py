@@ -144,12 +144,13 @@ def setup_from_args(args):
         extras=args.extras, symmetries=_symmetries(args, mesh)), mesh
 
 
-def settings_record(setup):
-    """What makes the frames what they are (not how many, nor who drew them)."""
+def settings_record(setup, files):
+    """What makes the frames what they are (not how many, nor who drew them). ``files``: what
+    the mesh loads besides itself (meshes.MeshData.files), hashed too."""
     return {
         "mesh": os.path.basename(setup.mesh), "mesh_sha256": sha256_of(setup.mesh),
         "mesh_files_sha256": {os.path.relpath(p, os.path.dirname(setup.mesh)): sha256_of(p)
-                              for p in meshes.linked_files(setup.mesh)},
+                              for p in files},
         "scale": setup.scale, "object": setup.object_name, "width": setup.width,
         "height": setup.height, "K": np.round(setup.K, 6).tolist(), "seed": setup.seed,
         "distance_m": [round(v, 6) for v in setup.distance], "instances": setup.instances,
@@ -218,7 +219,7 @@ def main(args):
     with job_folder(args.out, flag="--out"):   # no claim: --shard runs share a folder
         settings = os.path.join(args.out, SETTINGS)
         claimed = not os.path.isfile(settings)
-        claim_folder(args.out, settings_record(setup))
+        claim_folder(args.out, settings_record(setup, mesh.files))
         try:
             written, kept = mesh_frames.write_frames(setup, args.out, indices, workers)
         except BaseException:

@@ -2,7 +2,7 @@
 colours (LINEMOD/BOP models), glTF/GLB. Each becomes the renderer's vertex table, its texture,
 and its axis-aligned box in its own frame (DOPE's cuboid)."""
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class MeshData:
     triangles: int
     path: str = ""
     plain: bool = False       # no texture and no colours: drawn grey
+    files: list = field(default_factory=list)   # what the mesh file loads besides itself
 
     @property
     def dimensions(self):
@@ -112,11 +113,12 @@ def load(path, scale=1.0):
                         % (path, type(exc).__name__, exc))
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise UserError("%s: holds no triangles; export the object as a triangle mesh" % path)
-    if path.lower().endswith(".obj"):
-        _check_obj_files(path)
+    linked = linked_files(path)    # an OBJ's MTL and textures checked here, once
     if scale != 1.0:
         mesh.apply_scale(scale)
-    return from_trimesh(mesh, path)
+    data = from_trimesh(mesh, path)
+    data.files = linked
+    return data
 
 
 # MTL texture options and how many values each takes at most (numbers, or one word).
