@@ -103,7 +103,7 @@ def test_a_job_slower_than_the_stop_wait_is_killed_with_the_loss_said(docker_cli
     launcher says what is lost (a second Ctrl-C takes the same path at once)."""
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--stop-wait", "1", "train", "dope",
                              "--outf", str(tmp_path), "--epochs", "1", "--imagesize", "320",
-                             "--batchsize", "8", "--synth_n", "8", "--workers", "0",
+                             "--batchsize", "8", "--synth_n", "16", "--workers", "0",
                              "--val", "off", "--recipe", "dope"],   # the slowest step there is
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     label = {"label": "io.pose-train.job=train-dope"}
@@ -112,7 +112,9 @@ def test_a_job_slower_than_the_stop_wait_is_killed_with_the_loss_said(docker_cli
         lines.append(raw.decode(errors="replace"))
         if lines[-1].startswith("training "):
             break
-    time.sleep(20)            # well inside the first (multi-second) step
+    # Steps start about a second after that line and last ~13 s each on CI's CPU (0.6 img/s):
+    # two of them, so 5 s is well inside a step (20 s once outlasted a one-step epoch).
+    time.sleep(5)
     proc.send_signal(signal.SIGINT)
     out = "".join(lines) + proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 130, out
