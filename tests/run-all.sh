@@ -48,5 +48,5 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   cp /etc/ssl/certs/ca-certificates.crt docker/certs/host-ca.crt
 fi
 # Each rebuild leaves the previous pose-train layers untagged (~2-4 GB a time): drop ours only.
-trap 'docker image prune -f --filter label=io.pose-train.runtime >/dev/null; docker image prune -f --filter label=io.pose-train.stage=venv >/dev/null' EXIT
+trap 'docker image prune -f --filter label=io.pose-train.runtime >/dev/null; docker image prune -f --filter label=io.pose-train.stage=venv >/dev/null; docker image prune -f --filter label=io.pose-train.stage=install >/dev/null' EXIT
 python -m pytest -q --durations=15 "$@"

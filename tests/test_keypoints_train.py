@@ -101,19 +101,18 @@ def test_loss_falls_below_the_empty_heatmap_baseline(prepared):
     """FastPose learns the targets: on 4 frames without augmentation the loss must end far
     below the loss of predicting empty heatmaps (where a collapsed network sits)."""
     from pose_train.keypoints import data as kpdata, heatmaps, steps, transforms
-    from pose_train.training.signals import GracefulStop, TimeLimit
+    from pose_train.training.signals import GracefulStop
     ann, crops = kpdata.load_prepared(os.path.join(prepared, "kp_01_corner_9"))
     data = kpdata.to_device(ann, crops, [0, 1, 2, 3], torch.device("cpu"))
     torch.manual_seed(0)
     net = FastPose(9, architecture="resnet50")
-    run = train.Run(net, torch.optim.Adam(net.parameters(), lr=1e-3), data, data, torch.device("cpu"),
-                    4, 0, (64, 64), 1.0, "off", False, False, False,
-                    augment=transforms.Augment(scale=0.0, rotate=0.0, color=0.0),
-                    time_limit=TimeLimit(None))
+    cfg = steps.StepConfig(torch.device("cpu"), 4, 0, (64, 64), 1.0,
+                           augment=transforms.Augment(scale=0.0, rotate=0.0, color=0.0))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     _, target, weight, _ = transforms.make_batch(data, torch.arange(4), (64, 64), 1.0)
     baseline = heatmaps.masked_mse(torch.zeros_like(target), target, weight).item()
     with GracefulStop() as stop:
-        losses = [steps.train_epoch(run, epoch, 0, lambda: stop.requested)[0]
+        losses = [steps.train_epoch(net, optimizer, data, cfg, epoch, 0, lambda: stop.requested).loss_mean
                   for epoch in range(1, 26)]
     assert losses[0] > baseline and losses[-1] < 0.5 * baseline, (baseline, losses)
 

@@ -16,6 +16,7 @@ from pose_train.dope.augment import (NORMALIZATIONS, PhotometricParams, normaliz
                                      warp_batch)
 from pose_train.dope.targets import STRIDE, belief_peaks, make_targets
 from pose_train.errors import UserError
+from pose_train.training.loop import EpochResult
 from pose_train.training.progress import Progress
 from pose_train.training.distributed import mean_over_ranks, no_sync, sum_ranks, virtual_rank
 
@@ -87,18 +88,6 @@ def forward_loss(model, images, beliefs, affinities, cfg):
                         enabled=cfg.amp_dtype is not None):
         out_b, out_a = model(images)
     return dope_loss(out_b, out_a, beliefs, affinities, cfg.foreground_weight), out_b[-1]
-
-
-@dataclass
-class EpochResult:
-    status: str          # "done" | "stopped"
-    next_step: int       # steps done in this epoch (where a resume continues)
-    loss_mean: float     # over the epoch's steps so far, those before a resume included
-    loss_sum: float      # (loss_sum, loss_steps): what a mid-epoch state carries on
-    loss_steps: int
-    samples: int         # over all ranks
-    seconds: float
-    loader_wait: float   # seconds this rank waited for batches
 
 
 def train_one_epoch(model, optimizer, scaler, loader, cfg, epoch, start_step, should_stop,

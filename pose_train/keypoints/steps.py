@@ -1,6 +1,7 @@
 """One training epoch and one validation pass of the keypoint localizer."""
 import contextlib
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -9,6 +10,7 @@ from pose_train.errors import UserError
 from pose_train.keypoints import heatmaps, transforms
 from pose_train.training import checkpoint_io as ckpt
 from pose_train.training import distributed as ddp
+from pose_train.training.loop import EpochResult
 from pose_train.training.progress import Progress
 
 LOG_EVERY = 20   # keypoint steps between step records (each costs a device sync)
@@ -39,88 +41,104 @@ def steps_per_epoch(n, batch):
     return max(1, n // batch)  # drop the last partial batch, as AlphaPose's loader does
 
 
-def train_epoch(run, epoch, start_step, should_stop, log=None):
-    """Train one epoch from start_step; returns (mean loss, next step or None when complete).
+@dataclass
+class StepConfig:
+    """What a step and a validation pass need besides the model, its optimizer and the data."""
+    device: torch.device
+    batch: int                     # frames of one optimizer step over all processes
+    seed: int
+    input_hw: tuple
+    sigma: float                   # heatmap Gaussian, in heatmap cells
+    amp: str = "off"               # "off" | "bf16" (CUDA only)
+    channels_last: bool = False
+    train_occluded: bool = False
+    augment: transforms.Augment = field(default_factory=transforms.Augment)
+    accumulate: int = 1            # batches per optimizer step on each process
 
-    run carries model, optimizer, data, device and the settings (see train.Run);
-    ``should_stop()`` is asked after every step (training.loop.EpochLoop.should_stop).
-    A resumed epoch's mean includes the steps before the stop (``run.epoch_loss``), which
-    holds this epoch's (loss sum, steps) when it stops.
-    """
-    model, data = run.model, run.train_data
+
+def train_epoch(model, optimizer, data, cfg, epoch, start_step, should_stop, log=None,
+                info=None, use_dpg=False, epochs=None, carried=(0.0, 0)):
+    """Train one epoch from start_step until it ends or ``should_stop()`` (asked after every
+    step, training.loop.EpochLoop.should_stop); returns a training.loop.EpochResult.
+    carried: (loss sum, steps) of this epoch before a resume, for the epoch's mean.
+    epochs: the run's last epoch (from 1), for the progress line and its run ETA."""
+    info = info or ddp.DistInfo()
     n = data["crops"].shape[0]
     # One optimizer step takes `batch` frames over all ranks and accumulated batches:
     # per_batch from each, as a world of world_size x accumulate processes would.
-    share = run.info.world_size * run.accumulate
-    per_batch = max(1, min(run.batch, n) // share)
+    share = info.world_size * cfg.accumulate
+    per_batch = max(1, min(cfg.batch, n) // share)
     batch = per_batch * share
     # Seeded by the epoch's index from 0, as before epochs counted from 1 here: a state saved
     # by an earlier version resumes on the same batches.
-    order = epoch_order(n, run.seed, epoch - 1)
+    order = epoch_order(n, cfg.seed, epoch - 1)
     # The loss stays on the device until the epoch ends: a .item() per step would make the
     # host wait for the GPU every step and starve the queue.
-    carried, count = run.epoch_loss if start_step else (0.0, 0)
-    total, seen, t0 = torch.full((), carried, device=run.device), 0, time.time()
+    carried, count = carried if start_step else (0.0, 0)
+    total, seen, t0 = torch.full((), carried, device=cfg.device), 0, time.time()
     model.train()
     steps = steps_per_epoch(n, batch)
-    progress = Progress("epoch %d/%d" % (epoch, run.last_epoch), steps, initial=start_step,
-                        enabled=run.info.is_main,
-                        steps_after=(run.last_epoch - epoch) * steps)
+    progress = Progress("epoch %d/%d" % (epoch, epochs or epoch), steps, initial=start_step,
+                        enabled=info.is_main, steps_after=((epochs or epoch) - epoch) * steps)
+    step, stop = start_step, False
     try:
         for step in range(start_step, steps):
-            loss, shown = _one_step(run, order, epoch, step, batch, per_batch)
-            loss = ddp.mean_over_ranks(loss, run.info)
-            total, count, seen = total + loss, count + 1, seen + per_batch * run.accumulate
+            loss, shown = _one_step(model, optimizer, data, cfg, (order, epoch, step, batch, per_batch),
+                                    use_dpg, info.rank)
+            loss = ddp.mean_over_ranks(loss, info)
+            total, count, seen = total + loss, count + 1, seen + per_batch * cfg.accumulate
             progress.update(loss, per_batch * share)
             if step % LOG_EVERY == 0:
-                _check_finite(total, epoch, step, run)
+                _check_finite(total, epoch, step)
             if log is not None and step % LOG_EVERY == 0:
                 # One host-device sync per LOG_EVERY steps, not per step; TensorBoard only, so
-                # metrics.jsonl keeps one record per epoch as before.
+                # metrics.jsonl keeps one record per epoch.
                 log.scalars(kind="step", at=(epoch - 1) * steps + step + 1, epoch=epoch, step=step + 1,
                             loss=float(loss))
                 if log.wants_images():
                     _log_images(log, *shown)
-            if should_stop():
-                _check_finite(total, epoch, step, run)
-                run.epoch_loss = (float(total), count)
-                return float(total) / max(count, 1), step + 1
+            stop = should_stop()
+            if stop:
+                break
     finally:
         progress.close()
-    _check_finite(total, epoch, steps - 1, run)
-    mean = float(total) / max(count, 1)          # synchronises once, before the clock stops
-    run.last_rate = seen * run.info.world_size / max(time.time() - t0, 1e-9)
-    return mean, None
+    _check_finite(total, epoch, step)
+    total = float(total)                          # synchronises once, before the clock stops
+    seconds = max(time.time() - t0, 1e-9)
+    return EpochResult("stopped" if stop else "done", step + 1 if stop else 0, total / max(count, 1),
+                       total, count, seen * info.world_size, seconds, 0.0)
 
 
-def _one_step(run, order, epoch, step, batch, per_batch):
-    """One optimizer step over ``run.accumulate`` batches; (the step's mean loss on the device,
-    (inputs, target, output) of its last batch for TensorBoard)."""
-    run.optimizer.zero_grad(set_to_none=True)
-    loss_sum = torch.zeros((), device=run.device)
-    for micro in range(run.accumulate):
-        rank = ddp.virtual_rank(run.info.rank, run.accumulate, micro)
-        lo = step * batch + rank * per_batch
-        idx = order[lo:lo + per_batch].to(run.device)
-        gen = batch_generator(run.device, run.seed, epoch - 1, step, rank)
+def _one_step(model, optimizer, data, cfg, where, use_dpg, rank):
+    """One optimizer step over ``cfg.accumulate`` batches; (the step's mean loss on the device,
+    (inputs, target, output) of its last batch for TensorBoard). where: (the epoch's frame
+    order, epoch, step, frames a step, frames a batch)."""
+    order, epoch, step, batch, per_batch = where
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = torch.zeros((), device=cfg.device)
+    for micro in range(cfg.accumulate):
+        virtual = ddp.virtual_rank(rank, cfg.accumulate, micro)
+        lo = step * batch + virtual * per_batch
+        idx = order[lo:lo + per_batch].to(cfg.device)
+        gen = batch_generator(cfg.device, cfg.seed, epoch - 1, step, virtual)
         inputs, target, weight, _ = transforms.make_batch(
-            run.train_data, idx, run.input_hw, run.sigma, gen=gen, aug=run.augment,
-            use_dpg=run.use_dpg(epoch), train_occluded=run.train_occluded)
-        if run.channels_last:
+            data, idx, cfg.input_hw, cfg.sigma, gen=gen, aug=cfg.augment,
+            use_dpg=use_dpg, train_occluded=cfg.train_occluded)
+        if cfg.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         # Gradients are averaged over ranks once a step, not after every accumulated batch.
-        last = micro == run.accumulate - 1
-        with contextlib.nullcontext() if last else ddp.no_sync(run.model):
-            with autocast(run.device, run.amp):
-                out = run.model(inputs)
+        last = micro == cfg.accumulate - 1
+        with contextlib.nullcontext() if last else ddp.no_sync(model):
+            with autocast(cfg.device, cfg.amp):
+                out = model(inputs)
             loss = heatmaps.masked_mse(out, target, weight)
-            (loss / run.accumulate).backward()
+            (loss / cfg.accumulate).backward()
         loss_sum = loss_sum + loss.detach().float()
-    run.optimizer.step()
-    return loss_sum / run.accumulate, (inputs, target, out)
+    optimizer.step()
+    return loss_sum / cfg.accumulate, (inputs, target, out)
 
 
-def _check_finite(total, epoch, step, run):
+def _check_finite(total, epoch, step):
     """Stop before a NaN model is saved (one device sync, every LOG_EVERY steps)."""
     if not bool(torch.isfinite(total)):
         raise UserError("training loss became %s by epoch %d step %d; nothing of this epoch is saved, and "
@@ -147,28 +165,28 @@ def _log_images(log, inputs, target, out, n=4):
 
 
 @torch.no_grad()
-def validate(run, alpha=0.05):
+def validate(model, data, cfg, alpha=0.05):
     """(PCK, loss, empty-heatmap loss) on the validation frames with ground-truth boxes. PCK is
     AlphaPose's accuracy measure: keypoints within alpha * heatmap height (4 cells at 80x64);
     the empty-heatmap loss is what all-zero maps score, i.e. a network that learnt nothing."""
     # The bare module: only rank 0 validates, and a DDP forward would wait for the others.
-    model, data = ckpt.unwrap(run.model), run.val_data
+    model = ckpt.unwrap(model)
     model.eval()
     n = data["crops"].shape[0]
     hits, total, loss_sum, empty_sum = 0.0, 0.0, 0.0, 0.0
-    for s in range(0, n, run.batch):
-        idx = torch.arange(s, min(s + run.batch, n), device=run.device)
-        inputs, target, weight, _ = transforms.make_batch(data, idx, run.input_hw, run.sigma,
-                                                          train_occluded=run.train_occluded)
-        if run.channels_last:
+    for s in range(0, n, cfg.batch):
+        idx = torch.arange(s, min(s + cfg.batch, n), device=cfg.device)
+        inputs, target, weight, _ = transforms.make_batch(data, idx, cfg.input_hw, cfg.sigma,
+                                                          train_occluded=cfg.train_occluded)
+        if cfg.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with autocast(run.device, run.amp):
+        with autocast(cfg.device, cfg.amp):
             out = model(inputs)
         loss_sum += float(heatmaps.masked_mse(out, target, weight)) * len(idx)
         empty_sum += float(heatmaps.masked_mse(torch.zeros_like(target), target, weight)) * len(idx)
         pred, _ = heatmaps.decode(out.float())
         true, _ = heatmaps.decode(target)
-        ref = torch.full((len(idx),), float(target.shape[2]), device=run.device)
+        ref = torch.full((len(idx),), float(target.shape[2]), device=cfg.device)
         w = weight * (target.amax(dim=(2, 3)) > 0.5).float()   # the target peak is on the map
         hits += heatmaps.pck(pred, true, w, ref, alpha) * float(w.sum())
         total += float(w.sum())

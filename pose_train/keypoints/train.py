@@ -39,28 +39,19 @@ STATE_NAME = ckpt.STATE_NAME
 
 @dataclass
 class Run:
+    """What one run's epochs share: the model, its optimizer, the data and the step settings."""
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     train_data: dict
     val_data: dict
-    device: torch.device
-    batch: int
-    seed: int
-    input_hw: tuple
-    sigma: float
-    amp: str
-    channels_last: bool
-    train_occluded: bool
+    cfg: steps.StepConfig
     add_dpg: bool
     dpg_from: int = None
-    augment: transforms.Augment = field(default_factory=transforms.Augment)
     time_limit: TimeLimit = None
     last_rate: float = 0.0
-    last_epoch: int = 0          # the run's last epoch (from 1), for the progress line's ETA
     meta: dict = field(default_factory=dict)   # what a weights file's json sidecar says
     pose_check: tuple = None     # (annotations, crops, model) for the validation poses
     info: ddp.DistInfo = field(default_factory=ddp.DistInfo)
-    accumulate: int = 1          # batches per optimizer step on each process
     epoch_loss: tuple = (0.0, 0)  # (loss sum, steps) of the epoch a mid-epoch state stopped in
 
     def say(self, *a, **kw):
@@ -174,13 +165,13 @@ def save_state(run, args, outf, epoch, step, best_acc):
     ckpt.save_state(os.path.join(outf, STATE_NAME), run.model, run.optimizer, epoch, step,
                     config=vars(args), extra={"best_acc": best_acc,
                                               "normalization": run.meta["normalization"],
-                                              "input_hw": list(run.input_hw)},
+                                              "input_hw": list(run.cfg.input_hw)},
                     epoch_loss=run.epoch_loss)
 
 
 def end_epoch(run, args, outf, epoch, loss, log, best_acc):
     """Validate, write best/snapshot weights, log; returns the new best accuracy."""
-    acc, val_loss, empty = steps.validate(run)
+    acc, val_loss, empty = steps.validate(run.model, run.val_data, run.cfg)
     poses = pose_figures(run, args)
     if acc > best_acc:
         best_acc = acc
@@ -207,12 +198,12 @@ def pose_figures(run, args):
         ann, crops = kpdata.load_prepared(folder)
         run.pose_check = (ann, crops, kpdata.load_model_mesh(folder))
     ann, crops, mesh = run.pose_check
-    eval_args = namespace("eval-keypoints", boxes="gt", input_res_h=run.input_hw[0],
-                          input_res_w=run.input_hw[1])
+    eval_args = namespace("eval-keypoints", boxes="gt", input_res_h=run.cfg.input_hw[0],
+                          input_res_w=run.cfg.input_hw[1])
     net = ckpt.unwrap(run.model)
     net.eval()
     try:
-        rows, _ = evaluate.evaluate_frames(eval_args, ann, crops, mesh, net, run.device)
+        rows, _ = evaluate.evaluate_frames(eval_args, ann, crops, mesh, net, run.cfg.device)
     finally:
         net.train()
     n = max(len(rows), 1)
@@ -253,12 +244,11 @@ def setup(args, info):
     torch.manual_seed(args.seed)                # the same initial weights on every rank
     net = build_model(args, ann["kpnum"], device, say)
     optimizer = kpmodel.make_optimizer(args.opt_method, net.parameters(), args.lr)
-    return Run(net, optimizer, train_data, val_data, device, args.train_batch, args.seed,
-               (args.input_res_h, args.input_res_w), args.hm_gauss,
-               "off" if args.amp == "off" else "bf16", device.type == "cuda", args.train_occluded,
-               args.add_dpg, args.dpg_from_epoch, transforms.Augment(flip=args.flip),
-               TimeLimit(args.time_limit), last_epoch=args.epochs, meta=weights_meta(args, ann),
-               accumulate=args.accumulate, info=info)
+    cfg = steps.StepConfig(device, args.train_batch, args.seed, (args.input_res_h, args.input_res_w),
+                           args.hm_gauss, "off" if args.amp == "off" else "bf16", device.type == "cuda",
+                           args.train_occluded, transforms.Augment(flip=args.flip), args.accumulate)
+    return Run(net, optimizer, train_data, val_data, cfg, args.add_dpg, args.dpg_from_epoch,
+               TimeLimit(args.time_limit), meta=weights_meta(args, ann), info=info)
 
 
 def train(args, info):
@@ -286,9 +276,15 @@ def train(args, info):
                                                        args.epochs, epoch - 1)
         elif epoch > start_epoch:
             track["schedule"].step()
-        track["losses"][epoch], next_step = steps.train_epoch(run, epoch, first_step,
-                                                              loop.should_stop, loop.log)
-        return next_step
+        result = steps.train_epoch(run.model, run.optimizer, run.train_data, run.cfg, epoch, first_step,
+                                   loop.should_stop, loop.log, run.info, run.use_dpg(epoch), args.epochs,
+                                   run.epoch_loss)
+        track["losses"][epoch] = result.loss_mean
+        if result.status == "stopped":
+            run.epoch_loss = (result.loss_sum, result.loss_steps)
+            return result.next_step
+        run.last_rate = result.samples / result.seconds
+        return None
 
     def finish(epoch):
         track["best"] = end_epoch(run, args, args.outf, epoch, track["losses"].pop(epoch),

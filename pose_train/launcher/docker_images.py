@@ -119,6 +119,7 @@ def build(name, base=None, variant=None, wheelhouse=None, tag=None, no_cache=Fal
         client.images.prune(filters={"dangling": True, "label": "io.pose-train.stage=venv"})
     else:
         _tag(client, built, tag)
+        client.images.prune(filters={"dangling": True, "label": "io.pose-train.stage=install"})
     print("built %s" % tag)
     return tag
 

@@ -6,11 +6,25 @@ line the trainer made from its job's declaration is printed. After each full epo
 ``end_epoch`` runs on the main rank, then the state is saved for the next epoch.
 """
 import os
+from dataclasses import dataclass
 
 from pose_train.training import distributed as ddp
 from pose_train.training import nodes
 from pose_train.training.metrics_log import MetricsLog
 from pose_train.training.signals import GracefulStop
+
+
+@dataclass
+class EpochResult:
+    """What a trainer's epoch function returns (both trainers' step modules)."""
+    status: str          # "done" | "stopped"
+    next_step: int       # steps done in this epoch (where a resume continues)
+    loss_mean: float     # over the epoch's steps so far, those before a resume included
+    loss_sum: float      # (loss_sum, loss_steps): what a mid-epoch state carries on
+    loss_steps: int
+    samples: int         # over all ranks
+    seconds: float
+    loader_wait: float   # seconds this rank waited for batches
 
 
 class EpochLoop:
