@@ -119,12 +119,43 @@ def launch(job, args, dry_run=False):
     use_gpu, warnings = decide_gpu(job, args, labels, report)
     for warning in warnings:
         print("pose-train: warning: %s" % warning, file=sys.stderr)
+    made = [] if dry_run else _folders_to_make(job, args)
     spec = container_spec(job, args, use_gpu, run_id, create=not dry_run)
     if dry_run:
         print(docker_run_command(spec))
         return 0
     log_dir = _log_dir(job, args)
-    return _run_container(client, spec, log_dir, run_id, labels, report)
+    code = None
+    try:
+        code = _run_container(client, spec, log_dir, run_id, labels, report)
+        return code
+    finally:
+        if code != 0:
+            _remove_if_only_this_log(made, run_id)
+
+
+def _folders_to_make(job, args):
+    """The output folders this launch creates for the container to write into."""
+    folders = [os.path.abspath(args[n]) for n in job.outputs if args.get(n) is not None]
+    folders += [os.path.dirname(os.path.abspath(args[n])) for n in job.out_files if args.get(n) is not None]
+    return [f for f in folders if not os.path.exists(f)]
+
+
+def _remove_if_only_this_log(folders, run_id):
+    """A failed or refused job leaves no folder behind that this launch made and into which
+    nothing but the launcher's own log of it went (its lines were on the terminal)."""
+    ours = {run_id + ".log", run_id + ".json"}
+    for folder in folders:
+        logs = os.path.join(folder, "logs")
+        try:
+            if os.listdir(folder) != ["logs"] or not set(os.listdir(logs)) <= ours:
+                continue
+            for name in os.listdir(logs):
+                os.remove(os.path.join(logs, name))
+            os.rmdir(logs)
+            os.rmdir(folder)
+        except OSError:
+            pass   # not ours to tidy after all (another process wrote there, or it is gone)
 
 
 def _warn_orphans(client):
