@@ -65,16 +65,38 @@ def test_a_closed_terminal_stops_a_launched_synth_with_the_frames_said(modern_im
     assert frames == len(glob.glob(str(out / "0*.png")))
 
 
-def test_a_launched_resume_at_another_crop_size_is_refused_in_host_paths(modern_image, tmp_path):
-    """The image refuses it (validation losses at two crop sizes do not compare), naming the
-    state by the path the user knows, with the way out."""
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained(modern_image, tmp_path_factory):
+    """A one-epoch DOPE run through the launcher, at 64 px crops."""
+    run = tmp_path_factory.mktemp("trained") / "run"
     code, said = _launcher("train", "dope", "--outf", run, "--epochs", 1, "--imagesize", 64, "--batchsize", 2,
                            "--synth_n", 4, "--val", "off")
     assert code == 0, said[-3000:]
-    code, said = _launcher("train", "dope", "--outf", run, "--epochs", 2, "--imagesize", 96, "--batchsize", 2,
-                           "--synth_n", 4, "--val", "off", "--resume", "auto")
+    return run
+
+
+def test_a_launched_resume_at_another_crop_size_is_refused_in_host_paths(trained):
+    """The image refuses it (validation losses at two crop sizes do not compare), naming the
+    state by the path the user knows, with the way out."""
+    code, said = _launcher("train", "dope", "--outf", trained, "--epochs", 2, "--imagesize", 96,
+                           "--batchsize", 2, "--synth_n", 4, "--val", "off", "--resume", "auto")
     assert code == 2, said[-3000:]
-    assert "%s was trained with --imagesize 64, not 96" % (run / "training_state.pt") in said
+    assert "%s was trained with --imagesize 64, not 96" % (trained / "training_state.pt") in said
     assert "continue it with --imagesize 64" in said and "/host/" not in said
-    assert sorted(p.name for p in run.glob("net_epoch_*.pth")) == ["net_epoch_01.pth"]
+    assert sorted(p.name for p in trained.glob("net_epoch_*.pth")) == ["net_epoch_01.pth"]
+
+
+def test_an_export_stopped_by_sigterm_leaves_no_folder_it_made(trained, tmp_path):
+    """SIGTERM while export writes its scratch graph: no scratch, no claim, no folder."""
+    out = tmp_path / "deploy"
+    proc = subprocess.Popen([sys.executable, "-m", "pose_train", "export", "onnx",
+                             str(trained / "net_epoch_01.pth"), "--out", str(out / "model.onnx")],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not glob.glob(str(out / ".model.onnx.*.tmp")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    said = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, said
+    assert not out.exists(), sorted(os.listdir(out))

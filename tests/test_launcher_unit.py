@@ -292,3 +292,10 @@ def test_images_list_names_the_commit_time_and_the_build_time(monkeypatch, capsy
     header, row = capsys.readouterr().out.splitlines()
     assert "SOURCE (commit time)" in header and "BUILT" in header and "CREATED" not in header
     assert "2026-12-01T10:00:00Z" in row and row.endswith("2026-12-07T11:22:33")
+
+
+def test_the_launchers_claim_name_is_the_jobs():
+    """The launcher tidies a folder holding only its log and the job's claim; it names the claim
+    without importing the module that makes it (cv2)."""
+    from pose_train_py27.dope_io import OutputClaim
+    assert run.CLAIM_LOCK == OutputClaim.LOCK

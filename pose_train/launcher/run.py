@@ -141,15 +141,22 @@ def _folders_to_make(job, args):
     return [f for f in folders if not os.path.exists(f)]
 
 
+# The job's claim on its folder (pose_train_py27.dope_io.OutputClaim.LOCK; that module loads cv2).
+CLAIM_LOCK = ".pose-train.lock"
+
+
 def _remove_if_only_this_log(folders, run_id):
-    """A failed or refused job leaves no folder behind that this launch made and into which
-    nothing but the launcher's own log of it went (its lines were on the terminal)."""
+    """A failed or stopped job leaves no folder behind that this launch made and into which
+    nothing but the launcher's log of it (and the job's claim) went: its lines were on the
+    terminal, as a --local job removes a folder it made and wrote nothing into."""
     ours = {run_id + ".log", run_id + ".json"}
     for folder in folders:
         logs = os.path.join(folder, "logs")
         try:
-            if os.listdir(folder) != ["logs"] or not set(os.listdir(logs)) <= ours:
+            if set(os.listdir(folder)) - {CLAIM_LOCK} != {"logs"} or not set(os.listdir(logs)) <= ours:
                 continue
+            if os.path.exists(os.path.join(folder, CLAIM_LOCK)):
+                os.remove(os.path.join(folder, CLAIM_LOCK))
             for name in os.listdir(logs):
                 os.remove(os.path.join(logs, name))
             os.rmdir(logs)
