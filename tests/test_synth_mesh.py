@@ -329,6 +329,19 @@ def test_bad_input_is_one_line_and_writes_nothing(box, tmp_path, capsys, argv, w
     assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
 
 
+def test_the_default_frame_size_given_with_a_camera_of_another_size_is_refused(box, tmp_path, capsys):
+    """--width 640 --height 480 typed beside an 80x60 camera was taken for the default and
+    dropped without a word; the camera's own size typed again is fine."""
+    cam = tmp_path / "cam.json"
+    cam.write_text(json.dumps({"camera_data": {"intrinsics": {"fx": 90, "fy": 90, "cx": 40, "cy": 30},
+                                               "width": 80, "height": 60}}))
+    args = ["synth", "dope", "--mesh", box, "--camera", cam, "--n", 1, "--workers", 1]
+    assert local_cli(*args, "--out", tmp_path / "a", "--width", 640, "--height", 480) == 2
+    assert "is 80x60; drop --width/--height" in capsys.readouterr().err
+    assert local_cli(*args, "--out", tmp_path / "b", "--width", 80, "--height", 60) == 0
+    assert cv2.imread(str(tmp_path / "b" / "000000.png")).shape == (60, 80, 3)
+
+
 def test_renderer_reports_its_gl(tmp_path):
     ctx = render.create_context()
     try:

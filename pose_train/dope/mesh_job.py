@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from pose_train.dope import mesh_frames, meshes, symmetry
-from pose_train.dope.scenery import parse_distance
+from pose_train.dope.scenery import DEFAULT_SIZE, parse_distance
 from pose_train.errors import UserError
 from pose_train.files import atomic_write_json, sha256_of
 
@@ -32,9 +32,9 @@ def _camera(args):
     """(K, width, height): from --camera (its size wins), else --fx/--fy and the frame size."""
     from pose_train.dope.geometry import intrinsics_matrix
     if not args.camera:
-        fx = args.fx or 0.9 * args.width
-        return (intrinsics_matrix(fx, args.fy or fx, args.width / 2.0, args.height / 2.0),
-                args.width, args.height)
+        width, height = args.width or DEFAULT_SIZE[0], args.height or DEFAULT_SIZE[1]
+        fx = args.fx or 0.9 * width
+        return intrinsics_matrix(fx, args.fy or fx, width / 2.0, height / 2.0), width, height
     if args.fx or args.fy:
         raise UserError("--camera %s already gives the focal lengths; drop --fx/--fy" % args.camera)
     if not os.path.isfile(args.camera):
@@ -49,7 +49,7 @@ def _camera(args):
                                "pass a ROS camera_info YAML or a DOPE frame JSON, or --fx/--fy "
                                "without --camera", str(err)))
     width, height = _camera_size(args.camera, cam)
-    if (args.width, args.height) not in ((640, 480), (width, height)):
+    if (args.width or width, args.height or height) != (width, height):
         raise UserError("--camera %s is %dx%d; drop --width/--height (the camera's calibration "
                         "is for its own size)" % (args.camera, width, height))
     return intrinsics_matrix(cam["fx"], cam["fy"], cam["cx"], cam["cy"]), width, height

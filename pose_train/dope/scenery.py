@@ -8,6 +8,9 @@ from pose_train.errors import UserError
 
 NEAREST, FARTHEST = 0.1, 20.0    # metres: the --distance a pinhole camera makes sense of
 
+# Frame size when neither --width/--height nor a --camera file gives one.
+DEFAULT_SIZE = (640, 480)
+
 
 def parse_distance(text):
     """``--distance 0.35,0.9`` (metres, the object's centre from the camera) -> (0.35, 0.9)."""

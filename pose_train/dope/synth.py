@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from pose_train.dope.geometry import (FACE_NORMALS, FACES, intrinsics_matrix, project,
                                       quat_xyzw_to_matrix, random_quat_xyzw)
-from pose_train.dope.scenery import background, parse_distance  # noqa: F401 (synth's API)
+from pose_train.dope.scenery import DEFAULT_SIZE, background, parse_distance  # noqa: F401 (synth's API)
 from pose_train.errors import UserError
 from pose_train.files import make_folder
 from pose_train_py27.cuboid import cuboid_vertices
@@ -195,7 +195,7 @@ def main(args):
     make_folder(args.out, "--out")
     distance = parse_distance(args.distance or "%g,%g" % DEFAULT_DISTANCE)
     name = (args.object or "cube").lower()
-    write_dataset(args.out, args.n, args.seed, args.width, args.height, name,
+    write_dataset(args.out, args.n, args.seed, args.width or DEFAULT_SIZE[0], args.height or DEFAULT_SIZE[1], name,
                   distance=distance, fx=args.fx, fy=args.fy)
     print("wrote %d images + json to %s (class %r, NViSII format, %g-%g m away)"
           % (args.n, args.out, name, distance[0], distance[1]))

@@ -103,8 +103,10 @@ distractor box in ~30% of frames.""",
             fields=(
                 Field("out", "path", "data/synth-dope", "output folder", role=OUT),
                 Field("n", "int", 200, "images", low=1), SEED,
-                Field("width", "int", 640, "image width", low=32, high=7680),
-                Field("height", "int", 480, "image height", low=32, high=4320),
+                Field("width", "int", None, "image width (default: 640, or the --camera's)",
+                      low=32, high=7680),
+                Field("height", "int", None, "image height (default: 480, or the --camera's)",
+                      low=32, high=4320),
                 Field("object", "str", None, "object class (default: the mesh file's name, or "
                       "cube)"),
                 Field("distance", "str", None, "MIN,MAX metres from the camera to the object's "
