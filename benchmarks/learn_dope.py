@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,10 +61,23 @@ def _parse():
     return p.parse_args()
 
 
+CHILDREN = []
+
+
 def _cli(*argv, env=None):
     """``pose-train --local ARGV`` in a child process (the trainer owns its signals and threads)."""
     command = [sys.executable, "-m", "pose_train.cli", "--local"] + [str(a) for a in argv]
-    return subprocess.Popen(command, env=env)
+    CHILDREN.append(subprocess.Popen(command, env=env))
+    return CHILDREN[-1]
+
+
+def _pass_on(signum, frame):
+    """A SIGTERM or SIGHUP to this script reaches its trainers, which save and end; the
+    benchmark then scores what they have (as when --minutes runs out). A terminal's Ctrl-C
+    reaches them already (one process group)."""
+    for child in CHILDREN:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
 
 
 def _check(proc, what):
@@ -116,6 +130,11 @@ def train_all(args, recipes, data, held):
 
 
 def evaluate(args, run, held):
+    """eval dope's summary of the run's net_best.pth; None when the run was stopped before its
+    first validation wrote one."""
+    if not os.path.isfile(os.path.join(run, "net_best.pth")):
+        print("learn_dope: %s has no net_best.pth (stopped before its first validation): not scored" % run)
+        return None
     out = os.path.join(run, "eval-heldout")
     _check(_cli("eval", "dope", os.path.join(run, "net_best.pth"), "--data", held, "--object",
                 _object_name(args), "--outf", out), "eval dope")
@@ -188,6 +207,8 @@ def main():
         print(replot(*sys.argv[2:4]))
         return
     args = _parse()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _pass_on)
     recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
     data, held = os.path.join(args.outf, "train"), os.path.join(args.outf, "heldout")
     make_data(args, data, held)
