@@ -207,10 +207,21 @@ def run_job(job, given, local=False, dry_run=False):
                 return code
         code = launch(job, vars(args), dry_run=dry_run)
         if code == 0 and job.then:
-            follow = job.then(args)
-            if follow is not None:
-                code = run_job(JOBS[follow[0]], follow[1], local, dry_run)
+            code = _follow_up(job, args, local, dry_run)
     return code
+
+
+def _follow_up(job, args, local, dry_run):
+    """The job's check in another image (convert --verify): one that cannot start (its image
+    missing) is not a success either; exit 3, as --verify without a legacy runtime."""
+    follow = job.then(args)
+    if follow is None:
+        return 0
+    try:
+        return run_job(JOBS[follow[0]], follow[1], local, dry_run)
+    except UserError as err:
+        raise UserError("NOT VERIFIED: %s (what `pose-train %s` wrote is kept)" % (err, " ".join(job.words)),
+                        code=3)
 
 
 def main(argv=None):

@@ -17,11 +17,11 @@ REPO = images.REPO
 CARTON = os.path.join(REPO, "pose_train", "dope", "assets", "carton", "carton.obj")
 
 
-def _launcher(*args, timeout=600):
+def _launcher(*args, timeout=600, **env):
     """(exit code, what the terminal showed: the launcher's lines and the job's, one stream)."""
     done = subprocess.run([sys.executable, "-m", "pose_train"] + [str(a) for a in args],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                          cwd=REPO)
+                          cwd=REPO, env=dict(os.environ, **env))
     return done.returncode, done.stdout
 
 
@@ -100,3 +100,14 @@ def test_an_export_stopped_by_sigterm_leaves_no_folder_it_made(trained, tmp_path
     said = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, said
     assert not out.exists(), sorted(os.listdir(out))
+
+
+def test_convert_verify_without_the_legacy_image_is_not_a_success(trained, tmp_path):
+    """The conversion runs in the modern image; the verifier's image is missing: exit 3 (as
+    --verify without a legacy runtime), the file kept, and how to get the image said."""
+    out = tmp_path / "melodic" / "net_melodic.pth"
+    code, said = _launcher("convert", trained / "net_epoch_01.pth", "--to", "melodic", "--verify", "--out", out,
+                           POSE_TRAIN_LEGACY_IMAGE="pose-train/legacy:not-built")
+    assert code == 3, said[-3000:]
+    assert "NOT VERIFIED" in said and "pose-train images build legacy" in said, said[-3000:]
+    assert out.is_file()
