@@ -188,6 +188,10 @@ def make_camera(fx, fy, cx, cy, width=None, height=None, source=""):
         if value is not None and (isinstance(value, bool) or float(value) != int(float(value))):
             raise InputError("%s: the camera's image %s %r is not a whole number of pixels; fix "
                              "the file" % (source or "camera", name, value))
+        # A zero size read as "unknown" let a camera of another size pose frames silently.
+        if value is not None and float(value) <= 0:
+            raise InputError("%s gives image %s %r: write the size the camera was calibrated at "
+                             "into the file" % (source or "camera", name, value))
     cam = {"fx": float(fx), "fy": float(fy), "cx": float(cx), "cy": float(cy),
            "width": None if width is None else int(float(width)),
            "height": None if height is None else int(float(height)), "source": source}
@@ -232,6 +236,14 @@ def _matrix(info, *keys):
     return None
 
 
+def _first(info, *keys):
+    """The value of the first of ``keys`` present (a 0 there is the file's, not a missing key)."""
+    for key in keys:
+        if info.get(key) is not None:
+            return info[key]
+    return None
+
+
 def camera_from_yaml(path, rectified=True):
     """A ROS camera_info YAML (camera_calibration's ost.yaml / the node's camera_info), read as
     DOPE's node reads it: with ``input_is_rectified: true`` (its default) the projection
@@ -242,8 +254,8 @@ def camera_from_yaml(path, rectified=True):
             info = yaml.safe_load(f)
         p = _matrix(info, "projection_matrix", "P", "p") if rectified else None
         k = [p[0], p[1], p[2], p[4], p[5], p[6]] if p else _matrix(info, "camera_matrix", "K", "k")[:6]
-        cam = make_camera(k[0], k[4], k[2], k[5], info.get("image_width") or info.get("width"),
-                          info.get("image_height") or info.get("height"), path)
+        cam = make_camera(k[0], k[4], k[2], k[5], _first(info, "image_width", "width"),
+                          _first(info, "image_height", "height"), path)
     except (IOError, OSError) as err:
         raise InputError("%s: cannot read it (%s)" % (path, err))
     except (yaml.YAMLError, AttributeError, TypeError, ValueError, IndexError):

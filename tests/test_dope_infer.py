@@ -349,6 +349,18 @@ def test_two_cameras_or_an_unused_flag_are_refused(weights, frames, tmp_path, ca
     assert "--unrectified reads K and D" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("width", ["0", "-320"])
+def test_a_camera_of_no_size_is_refused_not_taken_for_any_size(weights, frames, tmp_path, capsys, width):
+    """image_width: 0 was read as "size unknown": a 640x480 calibration posed 64x48 frames."""
+    cam = tmp_path / "ost.yaml"
+    cam.write_text(CALIBRATED.replace("image_width: 320", "image_width: " + width))
+    png = frames[0].replace(".json", ".png")
+    assert _infer(weights, "--images", png, "--camera", cam, "--outf", tmp_path / "o") == 2
+    assert "%s gives image width %s: write the size the camera was calibrated at" % (cam, width) \
+        in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("change, said", [
     (lambda t: t.split("projection_matrix")[0], "no projection_matrix (P)"),
     (lambda t: t.replace("plumb_bob", "equidistant"), "distortion_model equidistant"),

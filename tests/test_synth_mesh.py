@@ -266,7 +266,7 @@ def test_symmetric_object_frames_carry_canonical_labels(box, tmp_path):
      "--symmetry_id abc is not an object number"),
     (["--mesh", "{box}", "--camera", "{cam}", "--fx", "100"], "drop --fx/--fy"),
     (["--mesh", "{box}", "--camera", "{notmesh}"], "not valid JSON"),
-    (["--mesh", "{box}", "--camera", "{cam0}"], "gives no image width (0 or missing)"),
+    (["--mesh", "{box}", "--camera", "{cam0}"], "cam0.yaml gives image width 0: write the size the camera was calibrated at"),
     (["--mesh", "{box}", "--camera", "{camfrac}"], "the camera's image width 96.7 is not a whole number of pixels"),
     (["--mesh", "{box}", "--symmetry", "{mirror}", "--scale", "1"],
      "symmetries_discrete[0] is not a rotation (a mirror)"),

@@ -64,7 +64,7 @@ def _camera_size(path, cam):
     for key in ("width", "height"):
         value, field = cam.get(key), fields[key]
         if not value:
-            raise UserError("--camera %s gives no image %s (0 or missing): the frames are "
+            raise UserError("--camera %s gives no image %s: the frames are "
                             "rendered at the size the camera was calibrated for; write it into "
                             "the file" % (path, key))
         if not field.low <= value <= field.high:
