@@ -12,6 +12,7 @@ import shutil
 import sys
 import urllib.request
 
+from pose_train import environment
 from pose_train.errors import UserError
 from pose_train.files import atomic_write, sha256_of
 
@@ -48,10 +49,11 @@ def check(path):
     return path
 
 
-def resolve(value, name, say=print):
+def resolve(value, name, say=print, random_ok=False):
     """The weights file a run starts its trunk from, or None for a random trunk.
 
     value: None (imagenet when cached, else random, said loudly), "imagenet", "none" or a path.
+    random_ok: the recipe is made for a random trunk (said as a note, not a warning).
     """
     if value == "none":
         return None
@@ -65,9 +67,17 @@ def resolve(value, name, say=print):
         raise UserError("--pretrained imagenet: %s is not in torch's cache (%s); fill it with "
                         "`%s` where there is internet, or pass --pretrained FILE"
                         % (os.path.basename(path), os.path.dirname(path), fill))
-    say("WARNING: no ImageNet %s in torch's cache (%s): the trunk starts RANDOM and converges "
+    # In an image without the host's cache mounted (no TORCH_HOME), the cache's path is the
+    # container's: `fetch-weights` on the host is what fills the one the launcher mounts.
+    where = ("" if os.environ.get(environment.RUNTIME) and not os.environ.get("TORCH_HOME")
+             else " (%s)" % os.path.dirname(path))
+    if random_ok:
+        say("note: no ImageNet %s in torch's cache%s: this recipe trains from a random trunk, as "
+            "its measured figures do; `%s` gives it ImageNet's" % (name, where, fill))
+        return None
+    say("WARNING: no ImageNet %s in torch's cache%s: the trunk starts RANDOM and converges "
         "much more slowly. `%s` fills the cache once; --pretrained none silences this."
-        % (name, os.path.dirname(path), fill))
+        % (name, where, fill))
     return None
 
 

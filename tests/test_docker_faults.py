@@ -72,6 +72,9 @@ def trained(modern_image, tmp_path_factory):
     code, said = _launcher("train", "dope", "--outf", run, "--epochs", 1, "--imagesize", 64, "--batchsize", 2,
                            "--synth_n", 4, "--val", "off")
     assert code == 0, said[-3000:]
+    # The launcher says on the host why the CPU is used; the image's compose advice is not for
+    # its users.
+    assert "running on the CPU" in said and "COMPOSE_FILE" not in said, said[-3000:]
     return run
 
 

@@ -41,6 +41,26 @@ def test_without_a_cache_the_trunk_is_random_and_it_says_how_to_fill_it(tmp_path
     assert pretrained.resolve("/some/file.pth", "vgg19") == "/some/file.pth"
 
 
+@pytest.mark.parametrize("recipe, said", [("fast", "note: no ImageNet vgg19 in torch's cache"),
+                                           ("dope", "WARNING: no ImageNet vgg19")])
+def test_a_random_trunk_is_a_warning_only_for_a_recipe_not_made_for_one(tmp_path, monkeypatch, recipe, said):
+    """The fast recipe's figures are from a random trunk: the first run warned that it would
+    "converge much more slowly", naming the image's cache path, which the user cannot see."""
+    from pose_train.dope import start
+    from pose_train.dope.network import DopeNetwork
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    lines = []
+    args = namespace("train-dope", outf=str(tmp_path / "run"), recipe=recipe)
+    start.starting_point(args, DopeNetwork(), lines.append)
+    assert len(lines) == 1 and lines[0].startswith(said), lines
+    assert str(tmp_path / "empty") in lines[0]              # --local: where the cache is
+    monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("POSE_TRAIN_RUNTIME", "modern")       # in the image, no cache mounted
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
+    pretrained.resolve(None, "vgg19", lines.append, random_ok=recipe == "fast")
+    assert "cache:" in lines[1] and str(tmp_path / "c") not in lines[1], lines[1]
+
+
 def test_a_cached_file_is_the_default_and_loads_into_the_trunk(tmp_path, monkeypatch):
     from pose_train.dope.weights_files import load_pretrained_vgg
     from pose_train.dope.network import DopeNetwork

@@ -35,7 +35,8 @@ def starting_point(args, model, say, defaulted=()):
     if path is None:
         if args.resume is None:
             state_io.refuse_an_earlier_run(args.outf, state_io.STATE_NAMES + ("net_*.pth",))
-        weights = pretrained.resolve(args.pretrained, "vgg19", say)
+        weights = pretrained.resolve(args.pretrained, "vgg19", say,
+                                     random_ok=bool(recipes.get(args.recipe or recipes.DEFAULT).skip))
         if weights:
             ckpt.load_pretrained_vgg(model, weights)
             say("VGG-19 conv1_1..conv4_2 initialised from %s" % weights)

@@ -56,9 +56,11 @@ def init_distributed(device_type=None, command=None):
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-        if rank == 0 and os.environ.get(environment.RUNTIME) == "modern":
+        if rank == 0 and os.environ.get(environment.RUNTIME) == "modern" \
+                and not os.environ.get(environment.RUN_ID):
             # In our image no CUDA device means the container was started without GPUs
             # (compose's default file, or a host without the NVIDIA toolkit): say how to get them.
+            # The launcher (RUN_ID) has said why on the host already.
             print("pose-train: warning: no CUDA device in this container: training on the CPU (slow). "
                   "GPUs: COMPOSE_FILE=compose.yaml:compose.gpu.yaml docker compose run ..., or run "
                   "`pose-train doctor` on the host.", file=sys.stderr, flush=True)
