@@ -2,6 +2,7 @@
 import collections
 import dataclasses
 import enum
+import os
 import pathlib
 
 import numpy as np
@@ -344,6 +345,8 @@ def test_out_in_a_folder_not_made_yet(tmp_path, dope_state):
 def test_an_out_that_is_a_folder_is_refused_before_loading(tmp_path, dope_state):
     torch.save(dope_state, tmp_path / "d.pth")
     for out in (tmp_path, str(tmp_path / "new") + "/"):
-        with pytest.raises(UserError, match="is a folder; pass the file to write, e.g."):
+        with pytest.raises(UserError, match="is a folder; pass the file to write, e.g.") as refused:
             h.run_convert(tmp_path / "d.pth", out)
+        # The example is a name the run would take (it named the source, then refused as such).
+        assert str(refused.value).endswith(os.path.join(str(out), "d_melodic.pth")), refused.value
     assert not (tmp_path / "new").exists()

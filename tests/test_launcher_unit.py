@@ -299,3 +299,12 @@ def test_the_launchers_claim_name_is_the_jobs():
     without importing the module that makes it (cv2)."""
     from pose_train_py27.dope_io import OutputClaim
     assert run.CLAIM_LOCK == OutputClaim.LOCK
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_the_engine(tmp_path):
+    """It said "cannot create the folder (File exists)"."""
+    taken = tmp_path / "afile"
+    taken.write_text("mine")
+    with pytest.raises(UserError, match="--outf %s is a file; pass a folder" % taken):
+        plan_mounts(JOBS["train-dope"], {"data": None, "outf": str(taken)}, create=False)
+    assert taken.read_text() == "mine"

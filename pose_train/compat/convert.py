@@ -24,6 +24,7 @@ from pose_train.compat.state_dict import (find_state_dict, flatten, for_melodic,
 from pose_train.compat.node_config import write_node_config
 from pose_train_py27.dope_io import parse_dimensions
 from pose_train.errors import UserError
+from pose_train.jobs.checkpoint_jobs import default_convert_out
 from pose_train.files import atomic_write, job_folder, read_sidecar as read_upgraded, write_sidecar
 from pose_train_py27 import sidecar
 from pose_train_py27.errors import InputError
@@ -266,8 +267,9 @@ def main(args):
     if not args.out:
         raise UserError("convert needs --out")
     if os.path.isdir(args.out) or str(args.out).endswith(("/", os.sep)):
+        name = os.path.basename(default_convert_out(str(args.src), to, args.format))
         raise UserError("--out %s is a folder; pass the file to write, e.g. %s" % (
-            args.out, os.path.join(str(args.out), os.path.basename(str(args.src)))))
+            args.out, os.path.join(str(args.out), name)))
     if os.path.abspath(args.out) == os.path.abspath(args.src):
         raise UserError("%s: --out is the source file; choose another name" % (args.out,))
     if args.dimensions:

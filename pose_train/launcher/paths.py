@@ -59,6 +59,8 @@ def plan_mounts(job, args, create=True):
         if args.get(name) is None:
             continue
         folder = os.path.abspath(args[name])
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UserError("--%s %s is a file; pass a folder (it is made if missing)" % (name, args[name]))
         if create:
             _make_dir(folder, name)
         mounts[folder] = False
