@@ -21,7 +21,7 @@ from pose_train_py27.errors import InputError
 from pose_train.jobs import HOST, JOBS, finish, resolve_entry
 from pose_train.jobs.spec import coerce, for_runtime, help_default
 from pose_train.training.signals import handled
-from pose_train import environment
+from pose_train import __version__, environment
 
 GROUPS = {
     "train": "train a network (modern image)",
@@ -111,6 +111,7 @@ def build_parser():
                                "Melodic.", epilog=environment.help_section(),
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_globals(root, top=True)
+    root.add_argument("--version", action="version", version="pose-train %s" % __version__)
     words = root.add_subparsers(dest="_command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
     groups = {}

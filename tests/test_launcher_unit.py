@@ -308,3 +308,10 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_engine(tmp_path):
     with pytest.raises(UserError, match="--outf %s is a file; pass a folder" % taken):
         plan_mounts(JOBS["train-dope"], {"data": None, "outf": str(taken)}, create=False)
     assert taken.read_text() == "mine"
+
+
+def test_version_is_said():
+    """`pose-train --version` asked for a COMMAND."""
+    from pose_train import __version__
+    done = subprocess.run([sys.executable, "-m", "pose_train", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "pose-train %s" % __version__, done
