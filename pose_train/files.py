@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from contextlib import ExitStack, contextmanager
 
+from pose_train import environment
 from pose_train.errors import UserError
 from pose_train_py27.atomic import TEMP_SUFFIX, temp_prefix, write_atomic
 
@@ -83,6 +84,17 @@ def job_folder(path, claim=False, flag="--outf", shown=None):
         if made and set(os.listdir(path)) <= {OutputClaim.LOCK}:
             shutil.rmtree(path, ignore_errors=True)   # nothing of the job's is there
         raise
+
+
+def host_path(path):
+    """``path`` as the user knows it: in a job the launcher runs (it sets RUN_ID), a host path
+    is mounted at HOST_PREFIX + that path. For what a user copies out of a file we write (the
+    job's terminal lines are rewritten by the launcher itself)."""
+    path = os.path.abspath(path)
+    prefix = environment.HOST_PREFIX + os.sep
+    if os.environ.get(environment.RUN_ID) and path.startswith(prefix):
+        return path[len(environment.HOST_PREFIX):]
+    return path
 
 
 def atomic_write_json(path, data, **dump_kwargs):

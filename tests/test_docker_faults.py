@@ -114,3 +114,11 @@ def test_convert_verify_without_the_legacy_image_is_not_a_success(trained, tmp_p
     assert code == 3, said[-3000:]
     assert "NOT VERIFIED" in said and "pose-train images build legacy" in said, said[-3000:]
     assert out.is_file()
+
+
+def test_the_node_configs_copy_line_names_the_host_path(trained, tmp_path):
+    """The file said `cp /host/...`, a path that exists only in the container."""
+    out = tmp_path / "deploy" / "config_pose.yaml"
+    code, said = _launcher("node-config", trained / "net_epoch_01.pth", "--out", out)
+    assert code == 0, said[-3000:]
+    assert "#   cp %s dope/weights/net_epoch_01.pth" % (trained / "net_epoch_01.pth") in out.read_text()

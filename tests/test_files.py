@@ -186,3 +186,14 @@ def test_export_into_a_file_names_the_path_that_was_typed(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--out " + out in err and "is a file" in err
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_launched_jobs_paths_are_written_as_the_hosts(monkeypatch):
+    """Under the launcher (RUN_ID set) /host/home/me/x is the host's /home/me/x; elsewhere a
+    path is left as it is (a --local user may have a real /host folder)."""
+    from pose_train.files import host_path
+    monkeypatch.delenv("POSE_TRAIN_RUN_ID", raising=False)
+    assert host_path("/host/home/me/x.pth") == "/host/home/me/x.pth"
+    monkeypatch.setenv("POSE_TRAIN_RUN_ID", "20261207-000000-abcdef")
+    assert host_path("/host/home/me/x.pth") == "/home/me/x.pth"
+    assert host_path("/hostname/x.pth") == "/hostname/x.pth" and host_path("/out/x") == "/out/x"

@@ -16,7 +16,7 @@ import yaml
 
 from pose_train.compat import isaac_ros
 from pose_train.errors import UserError
-from pose_train.files import atomic_write, make_folder
+from pose_train.files import atomic_write, host_path, make_folder
 from pose_train_py27 import dope_networks, overlay, sidecar
 from pose_train_py27.dope_io import parse_dimensions
 
@@ -140,7 +140,7 @@ def main(args):
     existing = isaac_ros.read_dope_config(folder)   # refused before anything is written
     config = whole_config(args, networks)
     names = ", ".join(n["object"] for n in networks)
-    copies = ["cp %s dope/weights/%s" % (shlex.quote(os.path.abspath(n["weights"])), name)
+    copies = ["cp %s dope/weights/%s" % (shlex.quote(host_path(n["weights"])), name)
               for n, name in zip(networks, file_names(networks))]
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
     atomic_write(args.out, lambda f: f.write(

@@ -7,10 +7,9 @@ import os
 import re
 from dataclasses import dataclass
 
+from pose_train.environment import HOST_PREFIX
 from pose_train.errors import UserError
 from pose_train.jobs.spec import check_inputs
-
-HOST_PREFIX = "/host"
 
 
 @dataclass(frozen=True)
