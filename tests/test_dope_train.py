@@ -228,6 +228,18 @@ def test_a_new_run_into_a_folder_that_holds_one_is_refused(data6, baseline, tmp_
     assert (tmp_path / "run" / "net_epoch_01.pth").read_bytes() == before
 
 
+def test_under_compose_the_refusal_names_a_new_folder_inside_the_mount(monkeypatch, tmp_path):
+    """A second `docker compose run --rm train-dope` was told to "pass another --outf", but the
+    compose user never typed one, and only a folder inside /out outlives the container."""
+    from pose_train.errors import UserError
+    from pose_train.training.checkpoint_io import refuse_an_earlier_run
+    (tmp_path / "net_best.pth").write_bytes(b"")
+    monkeypatch.setenv("POSE_TRAIN_CONTINUE_SKIP", "--outf=/out")
+    with pytest.raises(UserError, match=r"adding --resume auto to the command, or pass another --outf "
+                                        r"\(e.g. --outf %s\)" % (tmp_path / "run2")):
+        refuse_an_earlier_run(str(tmp_path), ("net_*.pth",))
+
+
 def test_ddp_two_gloo_processes_shard_the_data(tmp_path):
     data = tmp_path / "four"
     write_dataset(str(data), n=4, seed=2, width=64, height=48, progress=False)

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import torch
 
+from pose_train import environment
 from pose_train.errors import UserError
 from pose_train.files import atomic_write
 from pose_train_py27.keys import strip_prefix
@@ -236,6 +237,10 @@ def refuse_an_earlier_run(outf, patterns):
     earlier = sorted({os.path.basename(p) for pattern in patterns
                       for p in glob.glob(os.path.join(glob.escape(outf), pattern))})
     if earlier:
-        raise UserError("--outf %s holds an earlier run (%s); continue it with --resume auto, or "
-                        "pass another --outf for a new run" % (outf, ", ".join(earlier[:4]) + (
-                            ", ..." if len(earlier) > 4 else "")))
+        # Under compose (it sets CONTINUE_SKIP) the run's folder is the mount: a new run goes
+        # in a folder inside it, or the container's copy is lost with the container.
+        other = (" (e.g. --outf %s)" % os.path.join(outf, "run2")
+                 if os.environ.get(environment.CONTINUE_SKIP) else "")
+        raise UserError("--outf %s holds an earlier run (%s); continue it by adding --resume auto to "
+                        "the command, or pass another --outf%s for a new run"
+                        % (outf, ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else ""), other))
