@@ -4,6 +4,7 @@ Docker tests never fake the engine. Without one they skip and say how to get one
 except under tests/run-all.sh (POSE_TRAIN_REQUIRE_DOCKER=1), where that is a failure.
 """
 import os
+import signal
 
 import pytest
 
@@ -77,3 +78,12 @@ def one_thread():
         os.environ.pop("OMP_NUM_THREADS")
     else:
         os.environ["OMP_NUM_THREADS"] = env
+
+
+@pytest.fixture
+def terminal_sighup():
+    """SIGHUP as a terminal session has it, for tests that send one: under `nohup` (a runner
+    that outlives its terminal) it is inherited ignored, and pose-train keeps it so on purpose."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL)   # a child's preexec_fn
+    signal.signal(signal.SIGHUP, before)
