@@ -80,10 +80,19 @@ def one_thread():
         os.environ["OMP_NUM_THREADS"] = env
 
 
+def _terminal_defaults():
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.fixture
-def terminal_sighup():
-    """SIGHUP as a terminal session has it, for tests that send one: under `nohup` (a runner
-    that outlives its terminal) it is inherited ignored, and pose-train keeps it so on purpose."""
-    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    yield lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL)   # a child's preexec_fn
-    signal.signal(signal.SIGHUP, before)
+def terminal_signals():
+    """SIGINT and SIGHUP as a terminal session has them, for tests that send one. A runner
+    started in the background (`cmd &` in a script) hands SIGINT down ignored, `nohup` SIGHUP;
+    pose-train keeps an inherited ignore on purpose, so such a test would see nothing happen.
+    Yields the preexec_fn that gives a child process the same."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield _terminal_defaults
+    for signum, handler in before.items():
+        signal.signal(signum, handler)

@@ -73,13 +73,15 @@ def test_exit_code_propagates(modern_image, tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_signal_saves_the_job_and_exits_with_its_code(docker_client, modern_image, tmp_path, signum):
+def test_signal_saves_the_job_and_exits_with_its_code(docker_client, modern_image, tmp_path, signum,
+                                                      terminal_signals):
     """Ctrl-C, a SIGTERM (a scheduler's stop) or a SIGHUP (terminal closed) mid-training: the job
     is asked to stop, saves its state, its "continue with:" lines reach the terminal and the
     log, the exit code is the job's 0, and the container is removed."""
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "train", "dope", "--outf", str(tmp_path),
                              "--epochs", "1000", "--imagesize", "64", "--batchsize", "2", "--synth_n", "4"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=terminal_signals)
     label = {"label": "io.pose-train.job=train-dope"}
     deadline = time.time() + 300
     # Inside the training loop for sure (its stop handler installed) once an epoch is saved.
@@ -98,14 +100,15 @@ def test_signal_saves_the_job_and_exits_with_its_code(docker_client, modern_imag
 
 
 def test_a_job_slower_than_the_stop_wait_is_killed_with_the_loss_said(docker_client, modern_image,
-                                                                      tmp_path):
+                                                                      tmp_path, terminal_signals):
     """The wait is bounded: a step longer than --stop-wait ends in a kill, exit 130, and the
     launcher says what is lost (a second Ctrl-C takes the same path at once)."""
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--stop-wait", "1", "train", "dope",
                              "--outf", str(tmp_path), "--epochs", "1", "--imagesize", "320",
                              "--batchsize", "8", "--synth_n", "16", "--workers", "0",
                              "--val", "off", "--recipe", "dope"],   # the slowest step there is
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=terminal_signals)
     label = {"label": "io.pose-train.job=train-dope"}
     lines = []
     for raw in proc.stdout:   # "training 'cube': ..." comes just before the loop starts
@@ -244,7 +247,8 @@ def test_progress_reaches_the_terminal_before_the_first_epoch_ends(modern_image,
     assert first < text.index("epoch 1: loss ")   # the end-of-epoch line comes after it
 
 
-def test_ctrl_c_during_infer_promises_nothing_and_exits_130(docker_client, modern_image, tmp_path):
+def test_ctrl_c_during_infer_promises_nothing_and_exits_130(docker_client, modern_image, tmp_path,
+                                                          terminal_signals):
     """infer keeps no state: Ctrl-C says what stops (not 'save and stop'), the exit code is the
     interrupt's 130 (it was the job's 143), and the container is removed."""
     frames = tmp_path / "frames"
@@ -256,7 +260,7 @@ def test_ctrl_c_during_infer_promises_nothing_and_exits_130(docker_client, moder
     weights = infer_helpers.write_weights(tmp_path / "w")
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "infer", "dope", weights, "--images", str(frames),
                              "--outf", str(tmp_path / "out")], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=terminal_signals)
     label = {"label": "io.pose-train.job=infer-dope"}
     deadline = time.time() + 300
     while not list((tmp_path / "out").glob("*.json")) and time.time() < deadline:

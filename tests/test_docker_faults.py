@@ -48,11 +48,12 @@ def test_a_refused_job_leaves_no_folder_the_launcher_made(modern_image, flat_mes
     assert [p.suffix for p in sorted((kept / "logs").iterdir())] == [".json", ".log"]
 
 
-def test_a_closed_terminal_stops_a_launched_synth_with_the_frames_said(modern_image, tmp_path):
+def test_a_closed_terminal_stops_a_launched_synth_with_the_frames_said(modern_image, tmp_path, terminal_signals):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "synth", "dope", "--mesh", CARTON,
                              "--out", str(out), "--n", "2000", "--width", "64", "--height", "48"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=terminal_signals)
     deadline = time.time() + 300
     while time.time() < deadline and len(glob.glob(str(out / "0*.json"))) < 2:
         assert proc.poll() is None, proc.communicate()

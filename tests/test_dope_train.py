@@ -184,7 +184,7 @@ def test_net_weights_continue_numbering_without_prefix(data6, baseline, tmp_path
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])   # SIGHUP: a closed terminal
-def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys, signum, terminal_sighup):
+def test_sigterm_saves_state_at_step_boundary(data6, tmp_path, capsys, signum, terminal_signals):
     metrics = tmp_path / "metrics.jsonl"
 
     def killer():

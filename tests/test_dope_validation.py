@@ -109,7 +109,7 @@ def test_a_run_refused_for_no_training_frames_leaves_no_split(tmp_path, capsys):
 
 
 def test_a_signal_at_an_epochs_end_stops_there_not_one_step_later(tmp_path, monkeypatch, capsys,
-                                                                terminal_sighup):
+                                                                terminal_signals):
     """SIGHUP during the epoch's validation: the run went on into the next epoch's first step
     before saving (a scheduler's short grace could end it first)."""
     import signal

@@ -57,13 +57,13 @@ def test_a_texture_name_with_a_space_is_read_as_blender_writes_it(tmp_path, caps
         "label.png`" in capsys.readouterr().err
 
 
-def test_a_closed_terminal_stops_synth_with_the_frames_said(box, tmp_path, terminal_sighup):
+def test_a_closed_terminal_stops_synth_with_the_frames_said(box, tmp_path, terminal_signals):
     """SIGHUP killed synth at once: frames intact, but no "stopped with N of M" line."""
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "pose_train", "--local", "synth", "dope",
                              "--mesh", str(box), "--out", str(out), "--n", "2000", "--width", "64",
                              "--height", "48", "--workers", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sighup)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=terminal_signals)
     deadline = time.time() + 120
     while time.time() < deadline and len(glob.glob(str(out / "0*.json"))) < 2:
         time.sleep(0.1)
