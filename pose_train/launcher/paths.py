@@ -54,23 +54,12 @@ def plan_mounts(job, args, create=True):
         if paths and len(paths) == len(_as_list(args[name])):
             mapped = [container_path(p) for p in paths]
             new_args[name] = mapped if isinstance(args[name], (list, tuple)) else mapped[0]
-    for name in job.outputs:
-        if args.get(name) is None:
-            continue
-        folder = os.path.abspath(args[name])
-        if os.path.exists(folder) and not os.path.isdir(folder):
+    for name, folder in output_folders(job, args):
+        if name in job.outputs and os.path.exists(folder) and not os.path.isdir(folder):
             raise UserError("--%s %s is a file; pass a folder (it is made if missing)" % (name, args[name]))
         if create:
             _make_dir(folder, name)
         mounts[folder] = False
-        new_args[name] = container_path(folder)
-    for name in job.out_files:
-        if args.get(name) is None:
-            continue
-        parent = os.path.dirname(os.path.abspath(args[name]))
-        if create:
-            _make_dir(parent, name)
-        mounts[parent] = False
         new_args[name] = container_path(args[name])
     for name in job.inputs:
         for path in _as_list(args.get(name)):
@@ -78,6 +67,13 @@ def plan_mounts(job, args, create=True):
                 _refuse_links_leaving(path, name, list(mounts))
     binds = [BindMount(src, container_path(src), ro) for src, ro in sorted(mounts.items())]
     return new_args, binds
+
+
+def output_folders(job, args):
+    """(flag, folder) the job writes into: its output folders, and each output file's parent."""
+    folders = [(n, os.path.abspath(args[n])) for n in job.outputs if args.get(n) is not None]
+    return folders + [(n, os.path.dirname(os.path.abspath(args[n]))) for n in job.out_files
+                      if args.get(n) is not None]
 
 
 def _inside(path, folders):

@@ -14,7 +14,7 @@ from pose_train.jobs import LEGACY, to_argv
 from pose_train.launcher import gpu as gpu_mod
 from pose_train.launcher import docker_images as images, orphans
 from pose_train import pretrained
-from pose_train.launcher.paths import BindMount, container_path, host_paths_in, plan_mounts
+from pose_train.launcher.paths import BindMount, container_path, host_paths_in, output_folders, plan_mounts
 from pose_train.environment import RUN_ID, STOP_WAIT as STOP_WAIT_ENV
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -136,9 +136,7 @@ def launch(job, args, dry_run=False):
 
 def _folders_to_make(job, args):
     """The output folders this launch creates for the container to write into."""
-    folders = [os.path.abspath(args[n]) for n in job.outputs if args.get(n) is not None]
-    folders += [os.path.dirname(os.path.abspath(args[n])) for n in job.out_files if args.get(n) is not None]
-    return [f for f in folders if not os.path.exists(f)]
+    return [folder for _, folder in output_folders(job, args) if not os.path.exists(folder)]
 
 
 # The job's claim on its folder (pose_train_py27.dope_io.OutputClaim.LOCK; that module loads cv2).
